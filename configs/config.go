@@ -1,0 +1,391 @@
+package configs
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"path"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-viper/mapstructure/v2"
+	"github.com/knadh/koanf/parsers/yaml"
+	"github.com/knadh/koanf/providers/confmap"
+	"github.com/knadh/koanf/providers/file"
+	"github.com/knadh/koanf/v2"
+)
+
+// EnvPrefix starts every environment variable databus reads.
+const EnvPrefix = "DATABUS_"
+
+// Config is the whole databus configuration. Components receive only their
+// own part of it.
+type Config struct {
+	// Source names the captured server in stream and subject names.
+	Source  string  `koanf:"source"`
+	DataDir string  `koanf:"data_dir"`
+	Log     Log     `koanf:"log"`
+	MySQL   MySQL   `koanf:"mysql"`
+	Capture Capture `koanf:"capture"`
+	NATS    NATS    `koanf:"nats"`
+}
+
+// Log configures logging.
+type Log struct {
+	Level  string `koanf:"level"`
+	Format string `koanf:"format"`
+}
+
+// MySQL says how to reach the source server.
+type MySQL struct {
+	Addr     string `koanf:"addr"`
+	User     string `koanf:"user"`
+	Password string `koanf:"password"`
+	// ServerID is the replica server id databus uses; 0 derives one from
+	// the source name.
+	ServerID uint32 `koanf:"server_id"`
+	// ConnectTimeout bounds one connection attempt.
+	ConnectTimeout time.Duration `koanf:"connect_timeout"`
+	// RetryMax is the longest wait between reconnection attempts.
+	RetryMax time.Duration `koanf:"retry_max"`
+}
+
+// Capture selects what is captured.
+type Capture struct {
+	Databases []string `koanf:"databases"`
+	Tables    []string `koanf:"tables"`
+	Exclude   []string `koanf:"exclude"`
+}
+
+// NATS says which NATS server to use and how the stream is kept.
+type NATS struct {
+	Listen   string `koanf:"listen"`
+	URL      string `koanf:"url"`
+	User     string `koanf:"user"`
+	Password string `koanf:"password"`
+	Token    string `koanf:"token"`
+	Creds    string `koanf:"creds"`
+	Stream   Stream `koanf:"stream"`
+}
+
+// Stream configures the source's JetStream stream.
+type Stream struct {
+	Replicas        int           `koanf:"replicas"`
+	MaxAge          time.Duration `koanf:"max_age"`
+	MaxBytes        int64         `koanf:"max_bytes"`
+	DuplicateWindow time.Duration `koanf:"duplicate_window"`
+}
+
+// Defaults returns the configuration used when nothing is set.
+func Defaults() Config {
+	return Config{
+		Source:  "default",
+		DataDir: "./data",
+		Log:     Log{Level: "info", Format: "text"},
+		MySQL: MySQL{
+			Addr:           "127.0.0.1:3306",
+			User:           "root",
+			ConnectTimeout: 10 * time.Second,
+			RetryMax:       30 * time.Second,
+		},
+		Capture: Capture{Databases: []string{}, Tables: []string{}, Exclude: []string{}},
+		NATS: NATS{
+			Listen: "127.0.0.1:4222",
+			Stream: Stream{Replicas: 1, DuplicateWindow: 10 * time.Minute},
+		},
+	}
+}
+
+// defaultsMap is Defaults as a flat key map, the list of known keys.
+func defaultsMap() map[string]any {
+	d := Defaults()
+	return map[string]any{
+		"source":                       d.Source,
+		"data_dir":                     d.DataDir,
+		"log.level":                    d.Log.Level,
+		"log.format":                   d.Log.Format,
+		"mysql.addr":                   d.MySQL.Addr,
+		"mysql.user":                   d.MySQL.User,
+		"mysql.password":               d.MySQL.Password,
+		"mysql.server_id":              d.MySQL.ServerID,
+		"mysql.connect_timeout":        d.MySQL.ConnectTimeout.String(),
+		"mysql.retry_max":              d.MySQL.RetryMax.String(),
+		"capture.databases":            d.Capture.Databases,
+		"capture.tables":               d.Capture.Tables,
+		"capture.exclude":              d.Capture.Exclude,
+		"nats.listen":                  d.NATS.Listen,
+		"nats.url":                     d.NATS.URL,
+		"nats.user":                    d.NATS.User,
+		"nats.password":                d.NATS.Password,
+		"nats.token":                   d.NATS.Token,
+		"nats.creds":                   d.NATS.Creds,
+		"nats.stream.replicas":         d.NATS.Stream.Replicas,
+		"nats.stream.max_age":          "0s",
+		"nats.stream.max_bytes":        d.NATS.Stream.MaxBytes,
+		"nats.stream.duplicate_window": d.NATS.Stream.DuplicateWindow.String(),
+	}
+}
+
+// Keys returns every configuration key, sorted.
+func Keys() []string {
+	m := defaultsMap()
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// EnvName returns the environment variable of key: "mysql.addr" is
+// DATABUS_MYSQL_ADDR.
+func EnvName(key string) string {
+	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
+}
+
+// FlagName returns the command-line flag of key: "mysql.addr" is
+// --mysql-addr.
+func FlagName(key string) string {
+	return strings.NewReplacer(".", "-", "_", "-").Replace(key)
+}
+
+// ConfigError reports a bad configuration key or value.
+type ConfigError struct {
+	Key   string
+	Value string
+	Err   error
+}
+
+func (e *ConfigError) Error() string {
+	if e.Value != "" {
+		return fmt.Sprintf("config %s=%q: %v", e.Key, e.Value, e.Err)
+	}
+	return fmt.Sprintf("config %s: %v", e.Key, e.Err)
+}
+
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+// ErrUnknownKey is wrapped by the [ConfigError] of a key databus does not
+// know.
+var ErrUnknownKey = errors.New("unknown key (see configs/databus.example.yaml for every key)")
+
+// Flags registers one flag per configuration key on fs and returns a
+// function that reports the flags that were set, as key/value pairs.
+func Flags(fs *flag.FlagSet) func() map[string]string {
+	vals := map[string]*string{}
+	for _, k := range Keys() {
+		v := new(string)
+		vals[k] = v
+		fs.StringVar(v, FlagName(k), "", "sets "+k+" (env "+EnvName(k)+")")
+	}
+	return func() map[string]string {
+		set := map[string]string{}
+		fs.Visit(func(f *flag.Flag) {
+			for k, v := range vals {
+				if FlagName(k) == f.Name {
+					set[k] = *v
+				}
+			}
+		})
+		return set
+	}
+}
+
+// Load builds the configuration from the defaults, the YAML file (when
+// path is not empty), DATABUS_* environment variables from environ, and
+// flag values, each overriding the one before. Every problem is a
+// [*ConfigError] naming the key.
+func Load(path string, environ []string, flags map[string]string) (Config, error) {
+	k := koanf.New(".")
+	known := defaultsMap()
+	if err := k.Load(confmap.Provider(known, "."), nil); err != nil {
+		return Config{}, fmt.Errorf("loading defaults: %w", err)
+	}
+	if path != "" {
+		if _, err := os.Stat(path); err != nil {
+			return Config{}, &ConfigError{Key: "--config", Value: path, Err: fmt.Errorf("cannot read config file: %w", err)}
+		}
+		fk := koanf.New(".")
+		if err := fk.Load(file.Provider(path), yaml.Parser()); err != nil {
+			return Config{}, &ConfigError{Key: "--config", Value: path, Err: fmt.Errorf("parsing YAML: %w", err)}
+		}
+		for _, key := range fk.Keys() {
+			if _, ok := known[key]; !ok {
+				return Config{}, &ConfigError{Key: key, Err: fmt.Errorf("%w in %s", ErrUnknownKey, path)}
+			}
+		}
+		if err := k.Merge(fk); err != nil {
+			return Config{}, fmt.Errorf("merging %s: %w", path, err)
+		}
+	}
+	envKeys := map[string]string{}
+	for key := range known {
+		envKeys[EnvName(key)] = key
+	}
+	over := map[string]any{}
+	for _, kv := range environ {
+		name, val, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, EnvPrefix) {
+			continue
+		}
+		key, ok := envKeys[name]
+		if !ok {
+			return Config{}, &ConfigError{Key: name, Err: fmt.Errorf("unknown environment variable: databus reads only %s<KEY> for the keys in configs/databus.example.yaml", EnvPrefix)}
+		}
+		over[key] = val
+	}
+	for key, val := range flags {
+		if _, ok := known[key]; !ok {
+			return Config{}, &ConfigError{Key: key, Err: ErrUnknownKey}
+		}
+		over[key] = val
+	}
+	for key, val := range over {
+		if _, isList := known[key].([]string); isList {
+			over[key] = splitList(val.(string))
+		}
+	}
+	if err := k.Load(confmap.Provider(over, "."), nil); err != nil {
+		return Config{}, fmt.Errorf("loading overrides: %w", err)
+	}
+
+	var cfg Config
+	for _, key := range Keys() {
+		if err := decodeKey(k, key, &cfg); err != nil {
+			return Config{}, &ConfigError{Key: key, Value: shown(key, fmt.Sprint(k.Get(key))), Err: err}
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
+}
+
+// shown hides secret values in error messages.
+func shown(key, val string) string {
+	if strings.HasSuffix(key, "password") || strings.HasSuffix(key, "token") {
+		return "(hidden)"
+	}
+	return val
+}
+
+func splitList(s string) []string {
+	out := []string{}
+	for p := range strings.SplitSeq(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// decodeKey decodes one key into its field, so that a bad value names its
+// key.
+func decodeKey(k *koanf.Koanf, key string, cfg *Config) error {
+	sub := koanf.New(".")
+	if err := sub.Set(key, k.Get(key)); err != nil {
+		return err
+	}
+	return sub.UnmarshalWithConf("", cfg, koanf.UnmarshalConf{
+		DecoderConfig: &mapstructure.DecoderConfig{
+			DecodeHook: mapstructure.ComposeDecodeHookFunc(
+				mapstructure.StringToTimeDurationHookFunc(),
+				mapstructure.StringToSliceHookFunc(","),
+			),
+			WeaklyTypedInput: true,
+			Result:           cfg,
+			TagName:          "koanf",
+		},
+	})
+}
+
+var sourceName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// Validate checks values that decode but make no sense.
+func (c Config) Validate() error {
+	bad := func(key, val, format string, args ...any) error {
+		return &ConfigError{Key: key, Value: val, Err: fmt.Errorf(format, args...)}
+	}
+	if !sourceName.MatchString(c.Source) {
+		return bad("source", c.Source, "want 1-64 characters of A-Z a-z 0-9 _ -")
+	}
+	if c.DataDir == "" {
+		return bad("data_dir", "", "must not be empty")
+	}
+	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.Log.Level) {
+		return bad("log.level", c.Log.Level, "want debug, info, warn or error")
+	}
+	if !slices.Contains([]string{"text", "json"}, c.Log.Format) {
+		return bad("log.format", c.Log.Format, "want text or json")
+	}
+	if err := checkHostPort(c.MySQL.Addr); err != nil {
+		return bad("mysql.addr", c.MySQL.Addr, "%v", err)
+	}
+	if c.MySQL.User == "" {
+		return bad("mysql.user", "", "must not be empty")
+	}
+	if c.MySQL.ConnectTimeout <= 0 {
+		return bad("mysql.connect_timeout", c.MySQL.ConnectTimeout.String(), "must be positive")
+	}
+	if c.MySQL.RetryMax < time.Second {
+		return bad("mysql.retry_max", c.MySQL.RetryMax.String(), "must be at least 1s")
+	}
+	for _, db := range c.Capture.Databases {
+		if db == "" || strings.Contains(db, ".") {
+			return bad("capture.databases", db, "want a database name (a pattern with * and ? is allowed), without dots")
+		}
+	}
+	for key, list := range map[string][]string{"capture.tables": c.Capture.Tables, "capture.exclude": c.Capture.Exclude} {
+		for _, t := range list {
+			db, table, ok := strings.Cut(t, ".")
+			if db == "" || (key == "capture.tables" && (!ok || table == "")) {
+				return bad(key, t, "want db.table (patterns with * and ? are allowed)")
+			}
+			if _, err := path.Match(db, ""); err != nil {
+				return bad(key, t, "bad pattern: %v", err)
+			}
+		}
+	}
+	if c.NATS.URL == "" {
+		if err := checkHostPort(c.NATS.Listen); err != nil {
+			return bad("nats.listen", c.NATS.Listen, "%v", err)
+		}
+	}
+	if r := c.NATS.Stream.Replicas; r < 1 || r > 5 {
+		return bad("nats.stream.replicas", strconv.Itoa(r), "want 1 to 5")
+	}
+	if c.NATS.Stream.DuplicateWindow < time.Second {
+		return bad("nats.stream.duplicate_window", c.NATS.Stream.DuplicateWindow.String(), "must be at least 1s")
+	}
+	if c.NATS.Stream.MaxAge < 0 {
+		return bad("nats.stream.max_age", c.NATS.Stream.MaxAge.String(), "must not be negative (0 keeps events forever)")
+	}
+	if c.NATS.Stream.MaxBytes < 0 {
+		return bad("nats.stream.max_bytes", strconv.FormatInt(c.NATS.Stream.MaxBytes, 10), "must not be negative (0 means no limit)")
+	}
+	if c.NATS.Token != "" && c.NATS.User != "" {
+		return bad("nats.token", "(hidden)", "set either nats.token or nats.user/nats.password, not both")
+	}
+	return nil
+}
+
+func checkHostPort(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("want host:port: %v", err)
+	}
+	if host == "" {
+		return errors.New("host is empty")
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p < 1 || p > 65535 {
+		return fmt.Errorf("port %q is not a number from 1 to 65535", port)
+	}
+	return nil
+}

@@ -1,0 +1,137 @@
+package configs
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+func writeFile(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "databus.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestDefaults(t *testing.T) {
+	cfg, err := Load("", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.MySQL.Addr != "127.0.0.1:3306" || cfg.NATS.Listen != "127.0.0.1:4222" || cfg.DataDir != "./data" {
+		t.Errorf("defaults: got %+v", cfg)
+	}
+	if cfg.NATS.Stream.DuplicateWindow != 10*time.Minute {
+		t.Errorf("duplicate window: got %v", cfg.NATS.Stream.DuplicateWindow)
+	}
+}
+
+func TestExampleFileHasEveryKey(t *testing.T) {
+	cfg, err := Load("databus.example.yaml", nil, nil)
+	if err != nil {
+		t.Fatalf("example config does not load: %v", err)
+	}
+	if want := Defaults(); cfg.Source != want.Source || cfg.MySQL != want.MySQL {
+		t.Errorf("example differs from defaults: got %+v", cfg)
+	}
+	body, err := os.ReadFile("databus.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range Keys() {
+		leaf := k[lastDot(k)+1:]
+		if !containsLine(string(body), leaf+":") {
+			t.Errorf("example config does not document key %s", k)
+		}
+	}
+}
+
+func lastDot(s string) int {
+	for i := len(s) - 1; i >= 0; i-- {
+		if s[i] == '.' {
+			return i
+		}
+	}
+	return -1
+}
+
+func containsLine(body, prefix string) bool {
+	for i := 0; i+len(prefix) <= len(body); i++ {
+		if body[i:i+len(prefix)] == prefix && (i == 0 || body[i-1] == ' ' || body[i-1] == '\n') {
+			return true
+		}
+	}
+	return false
+}
+
+func TestPrecedence(t *testing.T) {
+	p := writeFile(t, "source: fromfile\nmysql:\n  addr: file:1\n  user: fileuser\ncapture:\n  databases: [a, b]\n")
+	env := []string{"DATABUS_MYSQL_ADDR=env:2", "DATABUS_CAPTURE_TABLES=x.y, z.w", "HOME=/root"}
+	cfg, err := Load(p, env, map[string]string{"mysql.addr": "flag:3"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Source != "fromfile" || cfg.MySQL.User != "fileuser" {
+		t.Errorf("file values lost: %+v", cfg)
+	}
+	if cfg.MySQL.Addr != "flag:3" {
+		t.Errorf("mysql.addr: got %q, want the flag's value", cfg.MySQL.Addr)
+	}
+	if !slices.Equal(cfg.Capture.Tables, []string{"x.y", "z.w"}) {
+		t.Errorf("capture.tables from env: got %q", cfg.Capture.Tables)
+	}
+	if !slices.Equal(cfg.Capture.Databases, []string{"a", "b"}) {
+		t.Errorf("capture.databases from file: got %q", cfg.Capture.Databases)
+	}
+}
+
+func TestErrorsNameTheKey(t *testing.T) {
+	tests := []struct {
+		name, file string
+		env        []string
+		flags      map[string]string
+		key        string
+	}{
+		{name: "unknown file key", file: "mysql:\n  adr: x:1\n", key: "mysql.adr"},
+		{name: "unknown env var", env: []string{"DATABUS_MYSQL_HOST=x"}, key: "DATABUS_MYSQL_HOST"},
+		{name: "bad duration", file: "mysql:\n  connect_timeout: soon\n", key: "mysql.connect_timeout"},
+		{name: "bad number", env: []string{"DATABUS_NATS_STREAM_REPLICAS=three"}, key: "nats.stream.replicas"},
+		{name: "replicas out of range", flags: map[string]string{"nats.stream.replicas": "7"}, key: "nats.stream.replicas"},
+		{name: "bad addr", flags: map[string]string{"mysql.addr": "localhost"}, key: "mysql.addr"},
+		{name: "bad source", flags: map[string]string{"source": "a.b"}, key: "source"},
+		{name: "bad table", file: "capture:\n  tables: [orders]\n", key: "capture.tables"},
+		{name: "bad level", env: []string{"DATABUS_LOG_LEVEL=loud"}, key: "log.level"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := ""
+			if tt.file != "" {
+				p = writeFile(t, tt.file)
+			}
+			_, err := Load(p, tt.env, tt.flags)
+			var ce *ConfigError
+			if !errors.As(err, &ce) {
+				t.Fatalf("got %v, want a ConfigError", err)
+			}
+			if ce.Key != tt.key {
+				t.Errorf("key: got %q, want %q (error: %v)", ce.Key, tt.key, err)
+			}
+		})
+	}
+}
+
+func TestPasswordNotInErrors(t *testing.T) {
+	_, err := Load("", []string{"DATABUS_NATS_TOKEN=s3cret", "DATABUS_NATS_USER=u"}, nil)
+	if err == nil {
+		t.Fatal("token and user together: got no error")
+	}
+	if got := err.Error(); strings.Contains(got, "s3cret") {
+		t.Errorf("error leaks the secret: %s", got)
+	}
+}

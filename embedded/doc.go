@@ -1,0 +1,7 @@
+// Package embedded runs a NATS server with JetStream inside the databus
+// process, so that a single binary needs no other service.
+//
+// [Start] starts the server and waits until it accepts clients; [Server.Close]
+// shuts it down and waits for JetStream to flush. The JetStream store lives
+// in the directory given in [Config.StoreDir].
+package embedded

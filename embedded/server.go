@@ -1,0 +1,99 @@
+package embedded
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// ErrAddrInUse is wrapped by [Start]'s error when the listen address is taken.
+var ErrAddrInUse = errors.New("address already in use")
+
+// Config configures the embedded server.
+type Config struct {
+	// Listen is the client address, host:port. Port 0 picks a free port.
+	Listen string
+	// StoreDir is the JetStream store directory.
+	StoreDir string
+	// User/Password or Token, when set, are required from clients.
+	User, Password, Token string
+	// Name is the server name; "databus" when empty.
+	Name string
+}
+
+// Server is a running embedded NATS server.
+type Server struct {
+	ns   *server.Server
+	once sync.Once
+}
+
+// Start starts the server and waits up to 10 seconds until it is ready.
+func Start(cfg Config) (*Server, error) {
+	host, portStr, err := net.SplitHostPort(cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("nats.listen %q: want host:port: %w", cfg.Listen, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return nil, fmt.Errorf("nats.listen %q: bad port: %w", cfg.Listen, err)
+	}
+	if port == 0 {
+		port = server.RANDOM_PORT
+	} else {
+		// nats-server logs and exits on a taken port; check first so the
+		// caller gets an error it can explain.
+		l, err := net.Listen("tcp", cfg.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("embedded NATS cannot listen on %s (%w): stop the other process or set nats.listen to a free address: %v", cfg.Listen, ErrAddrInUse, err)
+		}
+		_ = l.Close()
+	}
+	if err := os.MkdirAll(cfg.StoreDir, 0o750); err != nil {
+		return nil, fmt.Errorf("creating JetStream store %s: %w", cfg.StoreDir, err)
+	}
+	name := cfg.Name
+	if name == "" {
+		name = "databus"
+	}
+	opts := &server.Options{
+		ServerName:    name,
+		Host:          host,
+		Port:          port,
+		JetStream:     true,
+		StoreDir:      cfg.StoreDir,
+		NoSigs:        true,
+		NoLog:         true,
+		Username:      cfg.User,
+		Password:      cfg.Password,
+		Authorization: cfg.Token,
+		MaxPayload:    8 << 20,
+	}
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("configuring embedded NATS: %w", err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		ns.Shutdown()
+		return nil, fmt.Errorf("embedded NATS on %s did not become ready within 10s", cfg.Listen)
+	}
+	return &Server{ns: ns}, nil
+}
+
+// ClientURL returns the URL clients connect to.
+func (s *Server) ClientURL() string { return s.ns.ClientURL() }
+
+// Close shuts the server down and waits until it has stopped. It is safe to
+// call more than once.
+func (s *Server) Close() {
+	s.once.Do(func() {
+		s.ns.Shutdown()
+		s.ns.WaitForShutdown()
+	})
+}

@@ -1,0 +1,335 @@
+package rowcodec
+
+import (
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"math/bits"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/go-mysql-org/go-mysql/mysql"
+	"golang.org/x/text/encoding/charmap"
+)
+
+// Column is what the codec needs to know about one column.
+type Column struct {
+	Name string
+	// Type is the binlog type code (the real type for ENUM and SET).
+	Type byte
+	// Meta is the binlog column metadata (lengths, precision).
+	Meta     uint16
+	Unsigned bool
+	// Charset is the column's character set for character columns,
+	// "binary" for byte strings, "" otherwise.
+	Charset  string
+	Nullable bool
+	Enum     []string
+	Set      []string
+}
+
+// TypeName renders the column type the way the event documents it, e.g.
+// "bigint unsigned", "decimal(10,2)", "datetime(6)", "varbinary".
+func (c Column) TypeName() string {
+	unsigned := ""
+	if c.Unsigned {
+		unsigned = " unsigned"
+	}
+	frac := func(base string) string {
+		if c.Meta == 0 {
+			return base
+		}
+		return fmt.Sprintf("%s(%d)", base, c.Meta)
+	}
+	bin := c.Charset == "binary"
+	switch c.Type {
+	case mysql.MYSQL_TYPE_TINY:
+		return "tinyint" + unsigned
+	case mysql.MYSQL_TYPE_SHORT:
+		return "smallint" + unsigned
+	case mysql.MYSQL_TYPE_INT24:
+		return "mediumint" + unsigned
+	case mysql.MYSQL_TYPE_LONG:
+		return "int" + unsigned
+	case mysql.MYSQL_TYPE_LONGLONG:
+		return "bigint" + unsigned
+	case mysql.MYSQL_TYPE_NEWDECIMAL:
+		return fmt.Sprintf("decimal(%d,%d)", c.Meta>>8, c.Meta&0xFF) + unsigned
+	case mysql.MYSQL_TYPE_FLOAT:
+		return "float" + unsigned
+	case mysql.MYSQL_TYPE_DOUBLE:
+		return "double" + unsigned
+	case mysql.MYSQL_TYPE_BIT:
+		return fmt.Sprintf("bit(%d)", (c.Meta>>8)*8+(c.Meta&0xFF))
+	case mysql.MYSQL_TYPE_TIMESTAMP:
+		return "timestamp"
+	case mysql.MYSQL_TYPE_TIMESTAMP2:
+		return frac("timestamp")
+	case mysql.MYSQL_TYPE_DATETIME:
+		return "datetime"
+	case mysql.MYSQL_TYPE_DATETIME2:
+		return frac("datetime")
+	case mysql.MYSQL_TYPE_TIME:
+		return "time"
+	case mysql.MYSQL_TYPE_TIME2:
+		return frac("time")
+	case mysql.MYSQL_TYPE_DATE, mysql.MYSQL_TYPE_NEWDATE:
+		return "date"
+	case mysql.MYSQL_TYPE_YEAR:
+		return "year"
+	case mysql.MYSQL_TYPE_ENUM:
+		return "enum"
+	case mysql.MYSQL_TYPE_SET:
+		return "set"
+	case mysql.MYSQL_TYPE_VARCHAR, mysql.MYSQL_TYPE_VAR_STRING:
+		if bin {
+			return "varbinary"
+		}
+		return "varchar"
+	case mysql.MYSQL_TYPE_STRING:
+		if bin {
+			return "binary"
+		}
+		return "char"
+	case mysql.MYSQL_TYPE_BLOB:
+		size := map[uint16]string{1: "tiny", 2: "", 3: "medium", 4: "long"}[c.Meta]
+		if bin {
+			return size + "blob"
+		}
+		return size + "text"
+	case mysql.MYSQL_TYPE_JSON:
+		return "json"
+	case mysql.MYSQL_TYPE_GEOMETRY:
+		return "geometry"
+	case mysql.MYSQL_TYPE_VECTOR:
+		return "vector"
+	}
+	return fmt.Sprintf("type%d", c.Type)
+}
+
+// Value is one encoded column value: its JSON form for the event and its
+// SQL literal for the generated statement.
+type Value struct {
+	JSON any
+	SQL  string
+}
+
+// Null is the encoding of SQL NULL.
+var Null = Value{JSON: nil, SQL: "NULL"}
+
+// Encode turns a value decoded from a binlog row image into its event and
+// SQL forms. It fails, rather than guessing, on a value it cannot represent
+// exactly.
+func Encode(c *Column, v any) (Value, error) {
+	if v == nil {
+		return Null, nil
+	}
+	switch c.Type {
+	case mysql.MYSQL_TYPE_TINY, mysql.MYSQL_TYPE_SHORT, mysql.MYSQL_TYPE_INT24, mysql.MYSQL_TYPE_LONG, mysql.MYSQL_TYPE_YEAR:
+		s, err := intText(v)
+		if err != nil {
+			return Value{}, err
+		}
+		return Value{JSON: json.Number(s), SQL: s}, nil
+	case mysql.MYSQL_TYPE_LONGLONG:
+		// BIGINT travels as a string: JavaScript numbers cannot hold it.
+		s, err := intText(v)
+		if err != nil {
+			return Value{}, err
+		}
+		return Value{JSON: s, SQL: s}, nil
+	case mysql.MYSQL_TYPE_NEWDECIMAL:
+		s, ok := v.(string)
+		if !ok {
+			return Value{}, fmt.Errorf("decimal value of Go type %T", v)
+		}
+		return Value{JSON: s, SQL: s}, nil
+	case mysql.MYSQL_TYPE_FLOAT:
+		f, ok := v.(float32)
+		if !ok {
+			return Value{}, fmt.Errorf("float value of Go type %T", v)
+		}
+		s := strconv.FormatFloat(float64(f), 'g', -1, 32)
+		return Value{JSON: json.Number(s), SQL: s}, nil
+	case mysql.MYSQL_TYPE_DOUBLE:
+		f, ok := v.(float64)
+		if !ok {
+			return Value{}, fmt.Errorf("double value of Go type %T", v)
+		}
+		s := strconv.FormatFloat(f, 'g', -1, 64)
+		return Value{JSON: json.Number(s), SQL: s}, nil
+	case mysql.MYSQL_TYPE_BIT:
+		i, ok := v.(int64)
+		if !ok {
+			return Value{}, fmt.Errorf("bit value of Go type %T", v)
+		}
+		s := strconv.FormatUint(uint64(i), 10)
+		return Value{JSON: s, SQL: s}, nil
+	case mysql.MYSQL_TYPE_TIMESTAMP, mysql.MYSQL_TYPE_TIMESTAMP2, mysql.MYSQL_TYPE_DATETIME, mysql.MYSQL_TYPE_DATETIME2,
+		mysql.MYSQL_TYPE_TIME, mysql.MYSQL_TYPE_TIME2, mysql.MYSQL_TYPE_DATE, mysql.MYSQL_TYPE_NEWDATE:
+		s, ok := v.(string)
+		if !ok {
+			return Value{}, fmt.Errorf("temporal value of Go type %T", v)
+		}
+		return Value{JSON: s, SQL: "'" + s + "'"}, nil
+	case mysql.MYSQL_TYPE_ENUM:
+		i, ok := v.(int64)
+		if !ok {
+			return Value{}, fmt.Errorf("enum value of Go type %T", v)
+		}
+		if i == 0 {
+			return Value{JSON: "", SQL: "''"}, nil // MySQL's invalid-value entry
+		}
+		if int(i) > len(c.Enum) {
+			return Value{}, fmt.Errorf("enum index %d beyond the %d values in the table map", i, len(c.Enum))
+		}
+		return textValue(c.Enum[i-1]), nil
+	case mysql.MYSQL_TYPE_SET:
+		i, ok := v.(int64)
+		if !ok {
+			return Value{}, fmt.Errorf("set value of Go type %T", v)
+		}
+		var parts []string
+		for m := uint64(i); m != 0; m &= m - 1 {
+			b := bits.TrailingZeros64(m)
+			if b >= len(c.Set) {
+				return Value{}, fmt.Errorf("set bit %d beyond the %d values in the table map", b, len(c.Set))
+			}
+			parts = append(parts, c.Set[b])
+		}
+		return textValue(strings.Join(parts, ",")), nil
+	case mysql.MYSQL_TYPE_JSON:
+		b, err := asBytes(v)
+		if err != nil {
+			return Value{}, err
+		}
+		if !utf8.Valid(b) {
+			return Value{}, fmt.Errorf("JSON value is not valid UTF-8")
+		}
+		return textValue(string(b)), nil
+	case mysql.MYSQL_TYPE_GEOMETRY, mysql.MYSQL_TYPE_VECTOR:
+		b, err := asBytes(v)
+		if err != nil {
+			return Value{}, err
+		}
+		return binaryValue(b), nil
+	case mysql.MYSQL_TYPE_VARCHAR, mysql.MYSQL_TYPE_VAR_STRING, mysql.MYSQL_TYPE_STRING, mysql.MYSQL_TYPE_BLOB:
+		b, err := asBytes(v)
+		if err != nil {
+			return Value{}, err
+		}
+		if c.Charset == "binary" {
+			return binaryValue(b), nil
+		}
+		s, err := ToUTF8(c.Charset, b)
+		if err != nil {
+			return Value{}, err
+		}
+		return textValue(s), nil
+	}
+	return Value{}, fmt.Errorf("column type %s (code %d) is not supported", c.TypeName(), c.Type)
+}
+
+func intText(v any) (string, error) {
+	switch x := v.(type) {
+	case int8:
+		return strconv.FormatInt(int64(x), 10), nil
+	case int16:
+		return strconv.FormatInt(int64(x), 10), nil
+	case int32:
+		return strconv.FormatInt(int64(x), 10), nil
+	case int64:
+		return strconv.FormatInt(x, 10), nil
+	case int:
+		return strconv.Itoa(x), nil
+	case uint8:
+		return strconv.FormatUint(uint64(x), 10), nil
+	case uint16:
+		return strconv.FormatUint(uint64(x), 10), nil
+	case uint32:
+		return strconv.FormatUint(uint64(x), 10), nil
+	case uint64:
+		return strconv.FormatUint(x, 10), nil
+	}
+	return "", fmt.Errorf("integer value of Go type %T", v)
+}
+
+func asBytes(v any) ([]byte, error) {
+	switch x := v.(type) {
+	case []byte:
+		return x, nil
+	case string:
+		return []byte(x), nil
+	}
+	return nil, fmt.Errorf("string value of Go type %T", v)
+}
+
+// ToUTF8 converts text stored in charset to UTF-8. It fails on a charset it
+// does not know or on bytes that are not valid in it.
+func ToUTF8(charset string, b []byte) (string, error) {
+	switch charset {
+	case "utf8mb4", "utf8mb3", "utf8", "ascii", "":
+		if !utf8.Valid(b) {
+			return "", fmt.Errorf("text is not valid %s", charset)
+		}
+		return string(b), nil
+	case "latin1":
+		// MySQL's latin1 is Windows-1252.
+		s, err := charmap.Windows1252.NewDecoder().Bytes(b)
+		if err != nil {
+			return "", fmt.Errorf("decoding latin1: %w", err)
+		}
+		return string(s), nil
+	}
+	return "", fmt.Errorf("character set %s is not supported yet", charset)
+}
+
+func textValue(s string) Value {
+	return Value{JSON: s, SQL: QuoteString(s)}
+}
+
+func binaryValue(b []byte) Value {
+	return Value{JSON: base64.StdEncoding.EncodeToString(b), SQL: QuoteBytes(b)}
+}
+
+// QuoteString returns a SQL literal for UTF-8 text that means the same
+// whatever the target's sql_mode (NO_BACKSLASH_ESCAPES included) and
+// connection character set: plain '…' for printable ASCII without
+// backslashes, _utf8mb4'…' for other printable text, and _utf8mb4 X'…' when
+// the text holds a backslash or control character.
+func QuoteString(s string) string {
+	ascii, plain := true, true
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 0x80 {
+			ascii = false
+		}
+		if c < 0x20 || c == 0x7F || c == '\\' {
+			plain = false
+			break
+		}
+	}
+	if !plain {
+		return "_utf8mb4 X'" + hex.EncodeToString([]byte(s)) + "'"
+	}
+	q := "'" + strings.ReplaceAll(s, "'", "''") + "'"
+	if ascii {
+		return q
+	}
+	return "_utf8mb4" + q
+}
+
+// QuoteBytes returns a hexadecimal SQL literal for arbitrary bytes.
+func QuoteBytes(b []byte) string {
+	if len(b) == 0 {
+		return "''"
+	}
+	return "X'" + hex.EncodeToString(b) + "'"
+}
+
+// QuoteIdent backtick-quotes an identifier, doubling backticks inside it.
+func QuoteIdent(name string) string {
+	return "`" + strings.ReplaceAll(name, "`", "``") + "`"
+}

@@ -1,0 +1,331 @@
+package sdk
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Start says where a new consumer begins reading. It applies only when the
+// durable consumer is created; an existing one resumes where it stopped.
+type Start struct {
+	kind int
+	seq  uint64
+}
+
+// Start points.
+var (
+	// StartBeginning reads every event still kept in the stream.
+	StartBeginning = Start{kind: 0}
+	// StartNow reads only events published after the consumer is created.
+	StartNow = Start{kind: 1}
+)
+
+// StartAtSequence begins at the given stream sequence (inclusive).
+func StartAtSequence(seq uint64) Start { return Start{kind: 2, seq: seq} }
+
+// ParseStart parses "beginning", "now" or a stream sequence number.
+func ParseStart(s string) (Start, error) {
+	switch s {
+	case "", "beginning":
+		return StartBeginning, nil
+	case "now":
+		return StartNow, nil
+	}
+	var seq uint64
+	if _, err := fmt.Sscan(s, &seq); err != nil || seq == 0 {
+		return Start{}, fmt.Errorf("start point %q: want beginning, now or a stream sequence number", s)
+	}
+	return StartAtSequence(seq), nil
+}
+
+// Config configures a [Consumer].
+type Config struct {
+	// URL is the NATS server URL; "nats://127.0.0.1:4222" when empty.
+	// Ignored when Conn is set.
+	URL string
+	// Options are passed to nats.Connect (credentials, TLS, name).
+	Options []nats.Option
+	// Conn is an existing connection to use instead of dialing URL. The
+	// consumer does not close it.
+	Conn *nats.Conn
+	// Source is the databus source name (the `source` setting of
+	// `databus run`); "default" when empty.
+	Source string
+	// Name is the durable consumer name. Empty means an ephemeral consumer
+	// that is deleted when the program stops.
+	Name string
+	// Start is where a newly created consumer begins.
+	Start Start
+	// Databases limits delivery to these databases, Tables to these
+	// "db.table" names; both empty means everything. They add up.
+	Databases []string
+	Tables    []string
+	// AckWait is how long the server waits for an [Message.Ack] before
+	// delivering the event again; 30s when zero.
+	AckWait time.Duration
+}
+
+// Consumer reads events of one source. It is safe to call [Consumer.Close]
+// from another goroutine; Next, Events and Handle are meant for one
+// goroutine.
+type Consumer struct {
+	nc      *nats.Conn
+	ownConn bool
+	cons    jetstream.Consumer
+	iter    jetstream.MessagesContext
+	durable bool
+
+	closeOnce sync.Once
+}
+
+// Message is one delivered event with its acknowledgement handle.
+type Message struct {
+	// Event is the decoded change.
+	Event *Event
+	// Subject is the subject the event was published to.
+	Subject string
+	// Sequence is the event's sequence number in the source's stream.
+	Sequence uint64
+	// Delivered counts deliveries of this message, 1 the first time.
+	Delivered uint64
+	msg       jetstream.Msg
+}
+
+// Ack tells the server the application is done with the message; a
+// durable consumer restarted later resumes after it. Ack waits for the
+// server's confirmation.
+func (m *Message) Ack(ctx context.Context) error {
+	if err := m.msg.DoubleAck(ctx); err != nil {
+		return fmt.Errorf("acknowledging stream sequence %d: %w", m.Sequence, err)
+	}
+	return nil
+}
+
+// Nak asks the server to deliver the message again, after delay.
+func (m *Message) Nak(delay time.Duration) error {
+	return m.msg.NakWithDelay(delay)
+}
+
+// Connect binds a consumer to the stream of cfg.Source, creating the durable
+// consumer cfg.Name when it does not exist. It returns [ErrNoStream] when the
+// source has never been captured.
+func Connect(ctx context.Context, cfg Config) (*Consumer, error) {
+	if cfg.Source == "" {
+		cfg.Source = "default"
+	}
+	if cfg.AckWait == 0 {
+		cfg.AckWait = 30 * time.Second
+	}
+	filters, err := filterSubjects(cfg.Source, cfg.Databases, cfg.Tables)
+	if err != nil {
+		return nil, err
+	}
+	c := &Consumer{nc: cfg.Conn, durable: cfg.Name != ""}
+	if c.nc == nil {
+		url := cfg.URL
+		if url == "" {
+			url = nats.DefaultURL
+		}
+		opts := append([]nats.Option{nats.Name("databus-sdk"), nats.MaxReconnects(-1)}, cfg.Options...)
+		c.nc, err = nats.Connect(url, opts...)
+		if err != nil {
+			return nil, fmt.Errorf("connecting to NATS at %s: %w", url, err)
+		}
+		c.ownConn = true
+	}
+	js, err := jetstream.New(c.nc)
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("opening JetStream: %w", err)
+	}
+	stream := StreamName(cfg.Source)
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		c.Close()
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			return nil, fmt.Errorf("%w: stream %s (is `databus run` capturing source %q?)", ErrNoStream, stream, cfg.Source)
+		}
+		return nil, fmt.Errorf("looking up stream %s: %w", stream, err)
+	}
+	ccfg := jetstream.ConsumerConfig{
+		Durable:        cfg.Name,
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        cfg.AckWait,
+		MaxAckPending:  10_000,
+		FilterSubjects: filters,
+	}
+	if !c.durable {
+		ccfg.InactiveThreshold = time.Minute
+	}
+	switch cfg.Start.kind {
+	case 0:
+		ccfg.DeliverPolicy = jetstream.DeliverAllPolicy
+	case 1:
+		ccfg.DeliverPolicy = jetstream.DeliverNewPolicy
+	case 2:
+		ccfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		ccfg.OptStartSeq = cfg.Start.seq
+	}
+	if c.durable {
+		existing, err := s.Consumer(ctx, cfg.Name)
+		switch {
+		case err == nil:
+			info := existing.CachedInfo().Config
+			if !slices.Equal(normalizeFilters(info), filters) {
+				// Keep where it is; change only what it selects.
+				info.FilterSubject = ""
+				info.FilterSubjects = filters
+				existing, err = s.UpdateConsumer(ctx, info)
+				if err != nil {
+					c.Close()
+					return nil, fmt.Errorf("changing filters of consumer %s: %w", cfg.Name, err)
+				}
+			}
+			c.cons = existing
+		case errors.Is(err, jetstream.ErrConsumerNotFound):
+		default:
+			c.Close()
+			return nil, fmt.Errorf("looking up consumer %s: %w", cfg.Name, err)
+		}
+	}
+	if c.cons == nil {
+		c.cons, err = s.CreateOrUpdateConsumer(ctx, ccfg)
+		if err != nil {
+			c.Close()
+			return nil, fmt.Errorf("creating consumer %q on %s: %w", cfg.Name, stream, err)
+		}
+	}
+	c.iter, err = c.cons.Messages(jetstream.PullMaxMessages(500))
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("starting delivery: %w", err)
+	}
+	return c, nil
+}
+
+func normalizeFilters(cfg jetstream.ConsumerConfig) []string {
+	if cfg.FilterSubject != "" {
+		return []string{cfg.FilterSubject}
+	}
+	return cfg.FilterSubjects
+}
+
+// filterSubjects turns database and table filters into non-overlapping
+// subject filters, sorted. No filters means the whole stream.
+func filterSubjects(source string, dbs, tables []string) ([]string, error) {
+	var out []string
+	for _, db := range dbs {
+		if db == "" {
+			return nil, errors.New("database filter: empty database name")
+		}
+		out = append(out, FilterSubject(source, db, "", ""))
+	}
+	for _, t := range tables {
+		db, table, ok := strings.Cut(t, ".")
+		if !ok || db == "" || table == "" {
+			return nil, fmt.Errorf("table filter %q: want db.table", t)
+		}
+		if slices.Contains(dbs, db) {
+			continue // already covered by the database filter
+		}
+		out = append(out, FilterSubject(source, db, table, ""))
+	}
+	slices.Sort(out)
+	return slices.Compact(out), nil
+}
+
+// Next blocks until the next event arrives, ctx ends, or the consumer is
+// closed ([ErrClosed]).
+func (c *Consumer) Next(ctx context.Context) (*Message, error) {
+	for {
+		m, err := c.iter.Next(jetstream.NextContext(ctx))
+		if err != nil {
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				return nil, ErrClosed
+			}
+			if ctxErr := ctx.Err(); ctxErr != nil {
+				return nil, ctxErr
+			}
+			return nil, fmt.Errorf("receiving event: %w", err)
+		}
+		meta, err := m.Metadata()
+		if err != nil {
+			return nil, fmt.Errorf("reading delivery metadata of %s: %w", m.Subject(), err)
+		}
+		ev, err := DecodeEvent(m.Data())
+		if err != nil {
+			return nil, fmt.Errorf("stream sequence %d on %s: %w", meta.Sequence.Stream, m.Subject(), err)
+		}
+		return &Message{
+			Event:     ev,
+			Subject:   m.Subject(),
+			Sequence:  meta.Sequence.Stream,
+			Delivered: meta.NumDelivered,
+			msg:       m,
+		}, nil
+	}
+}
+
+// Events returns an iterator over messages; it ends when ctx ends or the
+// consumer is closed, and yields any other error once before ending.
+func (c *Consumer) Events(ctx context.Context) iter.Seq2[*Message, error] {
+	return func(yield func(*Message, error) bool) {
+		for {
+			m, err := c.Next(ctx)
+			if err != nil {
+				if errors.Is(err, ErrClosed) || ctx.Err() != nil {
+					return
+				}
+				yield(nil, err)
+				return
+			}
+			if !yield(m, nil) {
+				return
+			}
+		}
+	}
+}
+
+// Handle calls h for each event until ctx ends, the consumer is closed or h
+// fails. A nil return from h acknowledges the event; an error stops Handle
+// and is returned, leaving the event unacknowledged so that it is delivered
+// again.
+func (c *Consumer) Handle(ctx context.Context, h func(context.Context, *Event) error) error {
+	for {
+		m, err := c.Next(ctx)
+		if err != nil {
+			if errors.Is(err, ErrClosed) || ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		if err := h(ctx, m.Event); err != nil {
+			return fmt.Errorf("handling stream sequence %d: %w", m.Sequence, err)
+		}
+		if err := m.Ack(ctx); err != nil {
+			return err
+		}
+	}
+}
+
+// Close stops delivery and closes the connection the consumer opened. It is
+// safe to call more than once.
+func (c *Consumer) Close() {
+	c.closeOnce.Do(func() {
+		if c.iter != nil {
+			c.iter.Stop()
+		}
+		if c.ownConn && c.nc != nil {
+			_ = c.nc.Drain()
+		}
+	})
+}
