@@ -1,0 +1,404 @@
+package capture
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-mysql-org/go-mysql/mysql"
+	"github.com/google/uuid"
+	"github.com/go-mysql-org/go-mysql/replication"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/databus/databus/sdk"
+)
+
+// Config configures a [Capturer].
+type Config struct {
+	// Source names the captured server in stream and subject names.
+	Source string
+	MySQL  MySQLConfig
+	Filter Filter
+	Stream StreamConfig
+	// RetryMax is the longest wait between reconnection attempts.
+	RetryMax time.Duration
+	// CheckpointInterval is how often the checkpoint is saved while events
+	// flow; 1s when zero.
+	CheckpointInterval time.Duration
+	Logger             *slog.Logger
+}
+
+// Capturer reads the source's binlog and publishes every change of the
+// captured tables into the source's JetStream stream.
+type Capturer struct {
+	cfg Config
+	nc  *nats.Conn
+	log *slog.Logger
+
+	mu     sync.Mutex
+	status Status
+}
+
+// Status is a snapshot of what the capturer is doing.
+type Status struct {
+	// Streaming is true while the binlog is being read.
+	Streaming bool
+	// Checkpoint is the last saved checkpoint.
+	Position sdk.Position
+	// Published counts events published since start.
+	Published uint64
+	// LastError is the error of the last failed attempt, if any.
+	LastError string
+}
+
+// New returns a capturer publishing through nc.
+func New(cfg Config, nc *nats.Conn) *Capturer {
+	if cfg.MySQL.ServerID == 0 {
+		cfg.MySQL.ServerID = DeriveServerID(cfg.Source)
+	}
+	if cfg.RetryMax == 0 {
+		cfg.RetryMax = 30 * time.Second
+	}
+	if cfg.CheckpointInterval == 0 {
+		cfg.CheckpointInterval = time.Second
+	}
+	if cfg.MySQL.ConnectTimeout == 0 {
+		cfg.MySQL.ConnectTimeout = 10 * time.Second
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Capturer{cfg: cfg, nc: nc, log: log.With("component", "capture", "source", cfg.Source)}
+}
+
+// Status returns what the capturer is doing now.
+func (c *Capturer) Status() Status {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.status
+}
+
+// Run captures until ctx ends (returning nil) or a fatal error: bad
+// credentials ([ErrAccessDenied]), unusable server settings
+// ([ErrSourceSettings]), a row that cannot be decoded ([ErrUndecodable]) or a
+// checkpoint of another server ([ErrServerChanged]). Other failures (MySQL or
+// NATS unreachable, a rejected publish) are logged and retried with
+// exponential backoff from the last checkpoint.
+func (c *Capturer) Run(ctx context.Context) error {
+	backoff := 500 * time.Millisecond
+	for {
+		started := time.Now()
+		err := c.session(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if fatal(err) {
+			return err
+		}
+		c.mu.Lock()
+		c.status.Streaming = false
+		c.status.LastError = err.Error()
+		c.mu.Unlock()
+		if time.Since(started) > time.Minute {
+			backoff = 500 * time.Millisecond
+		}
+		c.log.Warn("capture interrupted, retrying from the checkpoint", "err", err, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, c.cfg.RetryMax)
+	}
+}
+
+// session connects, resumes from the checkpoint and streams until an error
+// or the end of ctx.
+func (c *Capturer) session(ctx context.Context) error {
+	cctx, cancel := context.WithTimeout(ctx, c.cfg.MySQL.ConnectTimeout+5*time.Second)
+	defer cancel()
+	db, err := connect(cctx, c.cfg.MySQL)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	info, err := inspect(cctx, db)
+	if err != nil {
+		return err
+	}
+	checks, err := preflight(cctx, db, c.cfg.MySQL, info)
+	if err != nil {
+		return err
+	}
+	if err := failedChecks(checks); err != nil {
+		return err
+	}
+
+	js, err := jetstream.New(c.nc, jetstream.WithPublishAsyncMaxPending(4096), jetstream.WithPublishAsyncTimeout(30*time.Second))
+	if err != nil {
+		return fmt.Errorf("opening JetStream: %w", err)
+	}
+	stream, kv, err := ensureStream(cctx, js, c.cfg.Source, c.cfg.Stream)
+	if err != nil {
+		return err
+	}
+	cp, err := loadCheckpoint(cctx, kv)
+	if err != nil {
+		return err
+	}
+	if cp == nil {
+		file, pos, err := masterStatus(cctx, db, info)
+		if err != nil {
+			return err
+		}
+		cp = &Checkpoint{File: file, Offset: pos, ServerID: info.ServerID, ServerUUID: info.ServerUUID}
+		if err := saveCheckpoint(cctx, kv, *cp); err != nil {
+			return err
+		}
+		c.log.Info("no checkpoint: starting at the current binlog position", "file", file, "offset", pos)
+	}
+	if cp.ServerID != info.ServerID || cp.ServerUUID != info.ServerUUID {
+		return fmt.Errorf("%w: checkpoint %s:%d was written for server_id %d (uuid %q), %s is server_id %d (uuid %q); "+
+			"positions of one server mean nothing on another: delete the state bucket %s to start capturing the new server from now",
+			ErrServerChanged, cp.File, cp.Offset, cp.ServerID, cp.ServerUUID, c.cfg.MySQL.Addr, info.ServerID, info.ServerUUID, StateBucket(c.cfg.Source))
+	}
+	lastPos, lastSeq, err := lastPublished(cctx, stream)
+	if err != nil {
+		return err
+	}
+	if lastPos != nil && lastPos.ServerID != info.ServerID {
+		lastPos = nil
+	}
+
+	host, portStr, _ := net.SplitHostPort(c.cfg.MySQL.Addr)
+	port, _ := strconv.Atoi(portStr)
+	syncer := replication.NewBinlogSyncer(replication.BinlogSyncerConfig{
+		ServerID:                c.cfg.MySQL.ServerID,
+		Flavor:                  info.Flavor(),
+		Host:                    host,
+		Port:                    uint16(port),
+		User:                    c.cfg.MySQL.User,
+		Password:                c.cfg.MySQL.Password,
+		TimestampStringLocation: time.UTC,
+		HeartbeatPeriod:         5 * time.Second,
+		ReadTimeout:             30 * time.Second,
+		DisableRetrySync:        true,
+		Logger:                  slog.New(slog.DiscardHandler),
+	})
+	defer syncer.Close()
+	streamer, err := syncer.StartSync(mysql.Position{Name: cp.File, Pos: cp.Offset})
+	if err != nil {
+		return fmt.Errorf("%w: starting binlog stream at %s:%d: %v", ErrUnreachable, cp.File, cp.Offset, err)
+	}
+	c.log.Info("capturing", "server", info.Version, "file", cp.File, "offset", cp.Offset, "stream_last_seq", lastSeq)
+
+	pub := &publisher{
+		js: js, kv: kv, source: c.cfg.Source, log: c.log,
+		expected: lastSeq, skipThrough: lastPos,
+		queue: make(chan pending, 8192),
+	}
+	r := &reader{cfg: c.cfg, info: info, pub: pub, file: cp.File, tables: map[uint64]*table{}, status: c}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return pub.acks(gctx, c.cfg.CheckpointInterval) })
+	g.Go(func() error {
+		defer close(pub.queue)
+		c.mu.Lock()
+		c.status.Streaming = true
+		c.mu.Unlock()
+		for {
+			ev, err := streamer.GetEvent(gctx)
+			if err != nil {
+				if gctx.Err() != nil {
+					return nil // stopping: let acks drain and save
+				}
+				return fmt.Errorf("%w: reading binlog after %s: %v", ErrUnreachable, r.file, err)
+			}
+			if err := r.handle(ev); err != nil {
+				return err
+			}
+		}
+	})
+	err = g.Wait()
+	if err != nil {
+		return err
+	}
+	return ctx.Err()
+}
+
+// reader turns binlog events into published events, tracking the current
+// file and transaction.
+type reader struct {
+	cfg    Config
+	info   ServerInfo
+	pub    *publisher
+	status *Capturer
+
+	file   string
+	tables map[uint64]*table
+
+	inTxn  bool
+	txnID  string
+	gtid   string
+	seq    int
+	held   *sdk.Event
+	lastTS time.Time
+}
+
+func (r *reader) position(h *replication.EventHeader) sdk.Position {
+	return sdk.Position{File: r.file, Offset: h.LogPos, GTID: r.gtid, ServerID: r.info.ServerID, ServerUUID: r.info.ServerUUID}
+}
+
+func (r *reader) begin(h *replication.EventHeader) {
+	if r.inTxn {
+		return
+	}
+	r.inTxn, r.seq, r.held = true, 0, nil
+	if r.gtid != "" {
+		r.txnID = r.gtid
+	} else {
+		r.txnID = fmt.Sprintf("%s:%d", r.file, h.LogPos-h.EventSize)
+	}
+}
+
+// emit numbers ev within its transaction and publishes the event held
+// before it: the newest is held back until it is known whether it is the
+// transaction's last.
+func (r *reader) emit(ev sdk.Event) error {
+	ev.Txn = sdk.Txn{ID: r.txnID, Seq: r.seq}
+	r.seq++
+	if r.held != nil {
+		if err := r.pub.publish(r.held); err != nil {
+			return err
+		}
+	}
+	r.held = &ev
+	return nil
+}
+
+// commit ends the transaction; next is the position of the event after it,
+// where a restart resumes.
+func (r *reader) commit(next uint32) error {
+	if r.held != nil {
+		r.held.Txn.Last = true
+		if err := r.pub.publish(r.held); err != nil {
+			return err
+		}
+	}
+	r.pub.boundary(Checkpoint{File: r.file, Offset: next, GTID: r.gtid, ServerID: r.info.ServerID, ServerUUID: r.info.ServerUUID})
+	r.status.mu.Lock()
+	r.status.status.Position = sdk.Position{File: r.file, Offset: next, GTID: r.gtid, ServerID: r.info.ServerID, ServerUUID: r.info.ServerUUID}
+	r.status.status.Published = r.pub.expected
+	r.status.mu.Unlock()
+	r.inTxn, r.held, r.seq, r.gtid = false, nil, 0, ""
+	return nil
+}
+
+func (r *reader) base(h *replication.EventHeader) sdk.Event {
+	return sdk.Event{
+		Version:   sdk.FormatVersion,
+		Source:    r.cfg.Source,
+		Position:  r.position(h),
+		Timestamp: time.Unix(int64(h.Timestamp), 0).UTC(),
+	}
+}
+
+func (r *reader) handle(e *replication.BinlogEvent) error {
+	h := e.Header
+	switch ev := e.Event.(type) {
+	case *replication.RotateEvent:
+		r.file = string(ev.NextLogName)
+	case *replication.GTIDEvent:
+		if u, err := uuid.FromBytes(ev.SID); err == nil {
+			r.gtid = fmt.Sprintf("%s:%d", u, ev.GNO)
+		}
+		r.inTxn = false
+		r.begin(h)
+	case *replication.MariadbGTIDEvent:
+		r.gtid = ev.GTID.String()
+		r.inTxn = false
+		r.begin(h)
+	case *replication.QueryEvent:
+		return r.query(h, ev)
+	case *replication.XIDEvent:
+		return r.commit(h.LogPos)
+	case *replication.RowsEvent:
+		return r.rows(e.Header, ev)
+	}
+	return nil
+}
+
+func (r *reader) query(h *replication.EventHeader, q *replication.QueryEvent) error {
+	stmt := strings.TrimSpace(string(q.Query))
+	upper := strings.ToUpper(stmt)
+	switch {
+	case upper == "BEGIN":
+		r.begin(h)
+		return nil
+	case upper == "COMMIT", upper == "ROLLBACK":
+		return r.commit(h.LogPos)
+	case strings.HasPrefix(upper, "SAVEPOINT"), strings.HasPrefix(upper, "ROLLBACK TO"), strings.HasPrefix(upper, "XA "):
+		return nil
+	}
+	// Anything else in a ROW-format binlog is DDL or account management;
+	// it commits implicitly.
+	r.begin(h)
+	db := string(q.Schema)
+	if !isAccountStatement(upper) && (db == "" || r.cfg.Filter.Database(db)) {
+		ev := r.base(h)
+		ev.Op, ev.Database, ev.SQL = sdk.OpDDL, db, stmt
+		if err := r.emit(ev); err != nil {
+			return err
+		}
+	}
+	// Table shapes may have changed: rebuild them from the next table maps.
+	clear(r.tables)
+	return r.commit(h.LogPos)
+}
+
+func isAccountStatement(upper string) bool {
+	for _, p := range []string{"GRANT", "REVOKE", "CREATE USER", "DROP USER", "ALTER USER", "RENAME USER", "SET PASSWORD", "FLUSH", "CREATE ROLE", "DROP ROLE", "SET DEFAULT ROLE"} {
+		if strings.HasPrefix(upper, p) {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *reader) rows(h *replication.EventHeader, ev *replication.RowsEvent) error {
+	if ev.Table == nil {
+		return fmt.Errorf("%w: rows event at %s:%d without a table map", ErrUndecodable, r.file, h.LogPos)
+	}
+	db, name := string(ev.Table.Schema), string(ev.Table.Table)
+	if !r.cfg.Filter.Table(db, name) {
+		return nil
+	}
+	t := r.tables[ev.TableID]
+	if t == nil || t.tableMap != ev.Table {
+		var err error
+		t, err = newTable(ev.Table, r.info.Collations)
+		if err != nil {
+			return err
+		}
+		r.tables[ev.TableID] = t
+	}
+	r.begin(h)
+	events, err := t.rowEvents(h.EventType, ev.Rows, r.base(h))
+	if err != nil {
+		return err
+	}
+	for _, e := range events {
+		if err := r.emit(e); err != nil {
+			return err
+		}
+	}
+	return nil
+}

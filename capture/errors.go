@@ -1,0 +1,27 @@
+package capture
+
+import "errors"
+
+// Errors returned by capture. Match them with [errors.Is].
+var (
+	// ErrAccessDenied means the source refused the credentials; retrying
+	// does not help.
+	ErrAccessDenied = errors.New("mysql access denied")
+	// ErrUnreachable means the source could not be reached; capture retries
+	// with backoff.
+	ErrUnreachable = errors.New("mysql unreachable")
+	// ErrSourceSettings means a server setting or privilege makes capture
+	// impossible or lossy; the message names the setting and the fix.
+	ErrSourceSettings = errors.New("mysql source is not set up for capture")
+	// ErrUndecodable means a row could not be represented exactly; capture
+	// stops rather than publish a wrong value.
+	ErrUndecodable = errors.New("cannot decode row")
+	// ErrServerChanged means the checkpoint belongs to another server.
+	ErrServerChanged = errors.New("source server changed")
+)
+
+// fatal reports whether err must stop capture instead of being retried.
+func fatal(err error) bool {
+	return errors.Is(err, ErrAccessDenied) || errors.Is(err, ErrSourceSettings) ||
+		errors.Is(err, ErrUndecodable) || errors.Is(err, ErrServerChanged)
+}

@@ -1,0 +1,86 @@
+package capture
+
+import (
+	"path"
+	"slices"
+	"strings"
+)
+
+// systemDatabases are never captured unless named explicitly.
+var systemDatabases = []string{"mysql", "information_schema", "performance_schema", "sys"}
+
+// Filter selects the captured tables. Databases and Tables add up; an empty
+// Filter captures every database but the system ones. Exclude wins over
+// both. Entries are path.Match patterns: "shop", "shop.orders", "tmp_*",
+// "shop.cache_*".
+type Filter struct {
+	Databases []string
+	Tables    []string
+	Exclude   []string
+}
+
+func match(pattern, name string) bool {
+	ok, err := path.Match(pattern, name)
+	return err == nil && ok
+}
+
+// excluded reports whether an exclude entry covers db.table; table "" asks
+// about the whole database.
+func (f Filter) excluded(db, table string) bool {
+	for _, e := range f.Exclude {
+		edb, etable, hasTable := strings.Cut(e, ".")
+		if !match(edb, db) {
+			continue
+		}
+		if !hasTable || (table != "" && match(etable, table)) {
+			return true
+		}
+	}
+	return false
+}
+
+// Table reports whether changes of db.table are captured.
+func (f Filter) Table(db, table string) bool {
+	if f.excluded(db, table) {
+		return false
+	}
+	if len(f.Databases) == 0 && len(f.Tables) == 0 {
+		return !slices.Contains(systemDatabases, db)
+	}
+	for _, d := range f.Databases {
+		if match(d, db) {
+			return true
+		}
+	}
+	for _, t := range f.Tables {
+		tdb, ttable, _ := strings.Cut(t, ".")
+		if match(tdb, db) && match(ttable, table) {
+			return true
+		}
+	}
+	return false
+}
+
+// Database reports whether anything of db may be captured, which decides
+// whether statements that concern the database as a whole (DDL) are
+// published.
+func (f Filter) Database(db string) bool {
+	if f.excluded(db, "") {
+		return false
+	}
+	if len(f.Databases) == 0 && len(f.Tables) == 0 {
+		return !slices.Contains(systemDatabases, db)
+	}
+	for _, d := range f.Databases {
+		if match(d, db) {
+			return true
+		}
+	}
+	for _, t := range f.Tables {
+		tdb, _, _ := strings.Cut(t, ".")
+		if match(tdb, db) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,242 @@
+package capture
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/databus/databus/sdk"
+)
+
+// StreamConfig configures the source's JetStream stream.
+type StreamConfig struct {
+	Replicas        int
+	MaxAge          time.Duration
+	MaxBytes        int64
+	DuplicateWindow time.Duration
+}
+
+// Checkpoint is where capture resumes: the start of the first transaction
+// not yet fully acknowledged by JetStream.
+type Checkpoint struct {
+	File       string    `json:"file"`
+	Offset     uint32    `json:"offset"`
+	GTID       string    `json:"last_gtid,omitempty"`
+	ServerID   uint32    `json:"server_id"`
+	ServerUUID string    `json:"server_uuid,omitempty"`
+	StreamSeq  uint64    `json:"stream_seq"`
+	Updated    time.Time `json:"updated"`
+}
+
+// CheckpointKey is the key of the checkpoint in the state bucket.
+const CheckpointKey = "capture.checkpoint"
+
+// StateBucket returns the name of the KV bucket that holds a source's
+// capture state.
+func StateBucket(source string) string { return "databus_" + source }
+
+// MsgID returns the deterministic Nats-Msg-Id of the event at pos.
+func MsgID(pos sdk.Position) string {
+	return strconv.FormatUint(uint64(pos.ServerID), 10) + ":" + pos.File + ":" +
+		strconv.FormatUint(uint64(pos.Offset), 10) + ":" + strconv.Itoa(pos.Row)
+}
+
+// ensureStream creates or updates the source's stream and state bucket.
+func ensureStream(ctx context.Context, js jetstream.JetStream, source string, sc StreamConfig) (jetstream.Stream, jetstream.KeyValue, error) {
+	cfg := jetstream.StreamConfig{
+		Name:        sdk.StreamName(source),
+		Description: "databus change events of source " + source,
+		Subjects:    []string{sdk.StreamSubjects(source)},
+		Storage:     jetstream.FileStorage,
+		Replicas:    sc.Replicas,
+		MaxAge:      sc.MaxAge,
+		MaxBytes:    sc.MaxBytes,
+		Duplicates:  sc.DuplicateWindow,
+		Discard:     jetstream.DiscardOld,
+	}
+	if cfg.MaxBytes == 0 {
+		cfg.MaxBytes = -1
+	}
+	s, err := js.CreateOrUpdateStream(ctx, cfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("creating stream %s: %w", cfg.Name, err)
+	}
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      StateBucket(source),
+		Description: "databus capture state of source " + source,
+		History:     1,
+		Replicas:    sc.Replicas,
+		Storage:     jetstream.FileStorage,
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("creating state bucket %s: %w", StateBucket(source), err)
+	}
+	return s, kv, nil
+}
+
+// loadCheckpoint returns the saved checkpoint, or nil when there is none.
+func loadCheckpoint(ctx context.Context, kv jetstream.KeyValue) (*Checkpoint, error) {
+	e, err := kv.Get(ctx, CheckpointKey)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading checkpoint: %w", err)
+	}
+	var cp Checkpoint
+	if err := json.Unmarshal(e.Value(), &cp); err != nil {
+		return nil, fmt.Errorf("checkpoint in bucket %s is corrupt: %w", kv.Bucket(), err)
+	}
+	return &cp, nil
+}
+
+func saveCheckpoint(ctx context.Context, kv jetstream.KeyValue, cp Checkpoint) error {
+	cp.Updated = time.Now().UTC()
+	b, err := json.Marshal(cp)
+	if err != nil {
+		return err
+	}
+	if _, err := kv.Put(ctx, CheckpointKey, b); err != nil {
+		return fmt.Errorf("saving checkpoint %s:%d: %w", cp.File, cp.Offset, err)
+	}
+	return nil
+}
+
+// lastPublished returns the position of the newest event in the stream and
+// the stream's last sequence, or a nil position when the stream holds none.
+func lastPublished(ctx context.Context, s jetstream.Stream) (*sdk.Position, uint64, error) {
+	info, err := s.Info(ctx)
+	if err != nil {
+		return nil, 0, fmt.Errorf("reading stream info: %w", err)
+	}
+	last := info.State.LastSeq
+	if info.State.Msgs == 0 {
+		return nil, last, nil
+	}
+	m, err := s.GetMsg(ctx, last)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, last, nil
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("reading stream message %d: %w", last, err)
+	}
+	ev, err := sdk.DecodeEvent(m.Data)
+	if err != nil {
+		return nil, 0, fmt.Errorf("last stream message %d: %w", last, err)
+	}
+	return &ev.Position, last, nil
+}
+
+// pending is one entry of the in-order acknowledgement queue: a publish to
+// wait for, or a transaction boundary whose checkpoint becomes durable once
+// everything before it is acknowledged.
+type pending struct {
+	fut jetstream.PubAckFuture
+	cp  *Checkpoint
+}
+
+// publisher publishes events in order. Every message carries the stream
+// sequence it expects to follow (Nats-Expected-Last-Sequence), so a lost or
+// reordered publish can never leave a gap: the server rejects everything
+// after it and capture restarts from the checkpoint.
+type publisher struct {
+	js     jetstream.JetStream
+	kv     jetstream.KeyValue
+	source string
+	log    *slog.Logger
+	// expected is the stream's last sequence before the next publish.
+	expected uint64
+	// skipThrough is the newest position already in the stream; events at
+	// or before it are not published again.
+	skipThrough *sdk.Position
+	queue       chan pending
+}
+
+func (p *publisher) publish(ev *sdk.Event) error {
+	if p.skipThrough != nil && ev.Position.Compare(*p.skipThrough) <= 0 {
+		return nil
+	}
+	p.skipThrough = nil
+	data, err := json.Marshal(ev)
+	if err != nil {
+		return fmt.Errorf("encoding event at %s: %w", ev.Position, err)
+	}
+	msg := nats.NewMsg(sdk.Subject(p.source, ev.Database, ev.Table, ev.Op))
+	msg.Data = data
+	msg.Header.Set(jetstream.MsgIDHeader, MsgID(ev.Position))
+	fut, err := p.js.PublishMsgAsync(msg, jetstream.WithExpectLastSequence(p.expected))
+	if err != nil {
+		return fmt.Errorf("publishing event at %s: %w", ev.Position, err)
+	}
+	p.expected++
+	p.queue <- pending{fut: fut}
+	return nil
+}
+
+// boundary queues a checkpoint that becomes durable after every publish
+// queued before it is acknowledged.
+func (p *publisher) boundary(cp Checkpoint) {
+	cp.StreamSeq = p.expected
+	p.queue <- pending{cp: &cp}
+}
+
+// acks waits for acknowledgements in publish order and saves the
+// checkpoint of each completed transaction, at most every interval and
+// once more when the queue is closed. It returns the first publish error.
+func (p *publisher) acks(ctx context.Context, interval time.Duration) error {
+	var (
+		latest *Checkpoint
+		saved  time.Time
+	)
+	flush := func() error {
+		if latest == nil {
+			return nil
+		}
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		err := saveCheckpoint(sctx, p.kv, *latest)
+		latest, saved = nil, time.Now()
+		return err
+	}
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		select {
+		case item, ok := <-p.queue:
+			if !ok {
+				return flush()
+			}
+			if item.fut != nil {
+				select {
+				case <-item.fut.Ok():
+				case err := <-item.fut.Err():
+					// Drain the rest so the reader is never blocked, but
+					// keep the checkpoint where it is.
+					go func() {
+						for range p.queue {
+						}
+					}()
+					return fmt.Errorf("publish of %s not acknowledged: %w", item.fut.Msg().Header.Get(jetstream.MsgIDHeader), err)
+				}
+				continue
+			}
+			latest = item.cp
+			if time.Since(saved) >= interval {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+		case <-tick.C:
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+}

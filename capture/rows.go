@@ -1,0 +1,241 @@
+package capture
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/go-mysql-org/go-mysql/mysql"
+	"github.com/go-mysql-org/go-mysql/replication"
+
+	"github.com/databus/databus/internal/rowcodec"
+	"github.com/databus/databus/sdk"
+)
+
+// table is a captured table's shape, taken from a binlog table map event
+// (binlog_row_metadata=FULL), so rows are always decoded with the schema
+// they were written with.
+type table struct {
+	db, name string
+	cols     []rowcodec.Column
+	pk       []int
+	wire     []sdk.Column
+	pkNames  []string
+	// tableMap is the event this shape was built from, to notice changes.
+	tableMap *replication.TableMapEvent
+}
+
+// newTable builds a table from a table map event.
+func newTable(tm *replication.TableMapEvent, collations map[uint64]string) (*table, error) {
+	names := tm.ColumnNameString()
+	if len(names) != int(tm.ColumnCount) {
+		return nil, fmt.Errorf("%w: table map of %s.%s has no column names: set binlog_row_metadata=FULL", ErrSourceSettings, tm.Schema, tm.Table)
+	}
+	t := &table{db: string(tm.Schema), name: string(tm.Table), tableMap: tm}
+	unsigned := tm.UnsignedMap()
+	colls := tm.CollationMap()
+	enumColls := tm.EnumSetCollationMap()
+	enums := tm.EnumStrValueMap()
+	sets := tm.SetStrValueMap()
+	for i := range int(tm.ColumnCount) {
+		typ, meta := realType(tm.ColumnType[i], tm.ColumnMeta[i])
+		c := rowcodec.Column{
+			Name:     names[i],
+			Type:     typ,
+			Meta:     meta,
+			Unsigned: unsigned[i],
+			Enum:     enums[i],
+			Set:      sets[i],
+		}
+		_, c.Nullable = tm.Nullable(i)
+		if coll, ok := colls[i]; ok {
+			cs, known := collations[coll]
+			if !known {
+				return nil, fmt.Errorf("%w: column %s.%s.%s has collation id %d unknown to the server", ErrUndecodable, t.db, t.name, c.Name, coll)
+			}
+			c.Charset = cs
+		} else if coll, ok := enumColls[i]; ok {
+			c.Charset = collations[coll]
+		} else if isBytesType(typ) {
+			c.Charset = "binary"
+		}
+		t.cols = append(t.cols, c)
+		t.wire = append(t.wire, sdk.Column{Name: c.Name, Type: c.TypeName(), Charset: c.Charset, Nullable: c.Nullable})
+	}
+	for _, i := range tm.PrimaryKey {
+		t.pk = append(t.pk, int(i))
+		t.pkNames = append(t.pkNames, names[i])
+	}
+	return t, nil
+}
+
+// isBytesType reports types that hold bytes without a collation in the table
+// map: BLOB-family columns carry one only when they are text.
+func isBytesType(typ byte) bool {
+	switch typ {
+	case mysql.MYSQL_TYPE_BLOB, mysql.MYSQL_TYPE_VARCHAR, mysql.MYSQL_TYPE_VAR_STRING, mysql.MYSQL_TYPE_STRING:
+		return true
+	}
+	return false
+}
+
+// realType undoes MySQL's packing of ENUM and SET into MYSQL_TYPE_STRING.
+func realType(typ byte, meta uint16) (byte, uint16) {
+	if typ == mysql.MYSQL_TYPE_STRING && meta >= 256 {
+		if b0 := byte(meta >> 8); b0 == mysql.MYSQL_TYPE_ENUM || b0 == mysql.MYSQL_TYPE_SET {
+			return b0, meta
+		}
+	}
+	return typ, meta
+}
+
+// qualified returns `db`.`table`.
+func (t *table) qualified() string {
+	return rowcodec.QuoteIdent(t.db) + "." + rowcodec.QuoteIdent(t.name)
+}
+
+// image is one encoded row image.
+type image struct {
+	json map[string]any
+	sql  []string
+}
+
+func (t *table) encode(row []any, pos sdk.Position) (image, error) {
+	if len(row) != len(t.cols) {
+		return image{}, fmt.Errorf("%w: %s.%s at %s: row image has %d values, table map %d columns", ErrUndecodable, t.db, t.name, pos, len(row), len(t.cols))
+	}
+	img := image{json: make(map[string]any, len(row)), sql: make([]string, len(row))}
+	for i, v := range row {
+		ev, err := rowcodec.Encode(&t.cols[i], v)
+		if err != nil {
+			return image{}, fmt.Errorf("%w: %s.%s column %s (%s) at %s: %v", ErrUndecodable, t.db, t.name, t.cols[i].Name, t.cols[i].TypeName(), pos, err)
+		}
+		img.json[t.cols[i].Name] = ev.JSON
+		img.sql[i] = ev.SQL
+	}
+	return img, nil
+}
+
+// key returns the primary key values of an image.
+func (t *table) key(img image) map[string]any {
+	if len(t.pk) == 0 {
+		return nil
+	}
+	k := make(map[string]any, len(t.pk))
+	for _, i := range t.pk {
+		k[t.cols[i].Name] = img.json[t.cols[i].Name]
+	}
+	return k
+}
+
+// where builds the WHERE clause identifying the row of img: by primary key,
+// or by every column with LIMIT 1 when there is none.
+func (t *table) where(img image) string {
+	var b strings.Builder
+	b.WriteString(" WHERE ")
+	if len(t.pk) > 0 {
+		for n, i := range t.pk {
+			if n > 0 {
+				b.WriteString(" AND ")
+			}
+			b.WriteString(rowcodec.QuoteIdent(t.cols[i].Name))
+			b.WriteString("=")
+			b.WriteString(img.sql[i])
+		}
+		return b.String()
+	}
+	for i, c := range t.cols {
+		if i > 0 {
+			b.WriteString(" AND ")
+		}
+		b.WriteString(rowcodec.QuoteIdent(c.Name))
+		b.WriteString("<=>")
+		b.WriteString(img.sql[i])
+	}
+	b.WriteString(" LIMIT 1")
+	return b.String()
+}
+
+func (t *table) insertSQL(img image) string {
+	var b strings.Builder
+	b.WriteString("INSERT INTO ")
+	b.WriteString(t.qualified())
+	b.WriteString(" (")
+	for i, c := range t.cols {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(rowcodec.QuoteIdent(c.Name))
+	}
+	b.WriteString(") VALUES (")
+	b.WriteString(strings.Join(img.sql, ","))
+	b.WriteString(")")
+	return b.String()
+}
+
+func (t *table) updateSQL(before, after image) string {
+	var b strings.Builder
+	b.WriteString("UPDATE ")
+	b.WriteString(t.qualified())
+	b.WriteString(" SET ")
+	for i, c := range t.cols {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(rowcodec.QuoteIdent(c.Name))
+		b.WriteByte('=')
+		b.WriteString(after.sql[i])
+	}
+	b.WriteString(t.where(before))
+	return b.String()
+}
+
+func (t *table) deleteSQL(before image) string {
+	return "DELETE FROM " + t.qualified() + t.where(before)
+}
+
+// rowEvents turns one binlog rows event into databus events, one per row.
+func (t *table) rowEvents(kind replication.EventType, rows [][]any, base sdk.Event) ([]sdk.Event, error) {
+	var out []sdk.Event
+	step := 1
+	switch kind {
+	case replication.UPDATE_ROWS_EVENTv0, replication.UPDATE_ROWS_EVENTv1, replication.UPDATE_ROWS_EVENTv2, replication.PARTIAL_UPDATE_ROWS_EVENT,
+		replication.MARIADB_UPDATE_ROWS_COMPRESSED_EVENT_V1:
+		step = 2
+	}
+	for i := 0; i+step-1 < len(rows); i += step {
+		ev := base
+		ev.Database, ev.Table = t.db, t.name
+		ev.Columns, ev.PrimaryKey = t.wire, t.pkNames
+		ev.Position.Row = i / step
+		first, err := t.encode(rows[i], ev.Position)
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case step == 2:
+			after, err := t.encode(rows[i+1], ev.Position)
+			if err != nil {
+				return nil, err
+			}
+			ev.Op, ev.Before, ev.After, ev.Key = sdk.OpUpdate, first.json, after.json, t.key(after)
+			ev.SQL = t.updateSQL(first, after)
+		case isDelete(kind):
+			ev.Op, ev.Before, ev.Key = sdk.OpDelete, first.json, t.key(first)
+			ev.SQL = t.deleteSQL(first)
+		default:
+			ev.Op, ev.After, ev.Key = sdk.OpInsert, first.json, t.key(first)
+			ev.SQL = t.insertSQL(first)
+		}
+		out = append(out, ev)
+	}
+	return out, nil
+}
+
+func isDelete(kind replication.EventType) bool {
+	switch kind {
+	case replication.DELETE_ROWS_EVENTv0, replication.DELETE_ROWS_EVENTv1, replication.DELETE_ROWS_EVENTv2,
+		replication.MARIADB_DELETE_ROWS_COMPRESSED_EVENT_V1:
+		return true
+	}
+	return false
+}

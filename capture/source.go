@@ -1,0 +1,332 @@
+package capture
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+)
+
+// MySQLConfig says how to reach the source server.
+type MySQLConfig struct {
+	Addr     string
+	User     string
+	Password string
+	// ServerID is the replica id databus registers with; 0 derives one
+	// from the source name.
+	ServerID       uint32
+	ConnectTimeout time.Duration
+}
+
+// Check is the outcome of one start-up check.
+type Check struct {
+	Name string
+	OK   bool
+	// Detail says what was found; Fix what to do when not OK.
+	Detail string
+	Fix    string
+}
+
+// ServerInfo is what databus learns about the source at start.
+type ServerInfo struct {
+	Version    string
+	MariaDB    bool
+	ServerID   uint32
+	ServerUUID string
+	GTIDMode   bool
+	// Collations maps collation ids to character set names.
+	Collations map[uint64]string
+}
+
+// Flavor returns go-mysql's flavor name.
+func (s ServerInfo) Flavor() string {
+	if s.MariaDB {
+		return "mariadb"
+	}
+	return "mysql"
+}
+
+// openDB opens a database/sql handle on the source.
+func openDB(cfg MySQLConfig) (*sql.DB, error) {
+	mc := mysql.NewConfig()
+	mc.User = cfg.User
+	mc.Passwd = cfg.Password
+	mc.Net = "tcp"
+	mc.Addr = cfg.Addr
+	mc.Timeout = cfg.ConnectTimeout
+	mc.ReadTimeout = time.Minute
+	mc.Params = map[string]string{"time_zone": "'+00:00'"}
+	connector, err := mysql.NewConnector(mc)
+	if err != nil {
+		return nil, fmt.Errorf("mysql.addr %s: %w", cfg.Addr, err)
+	}
+	db := sql.OpenDB(connector)
+	db.SetMaxOpenConns(2)
+	return db, nil
+}
+
+// connect opens and pings the source. It returns [ErrAccessDenied] for bad
+// credentials and [ErrUnreachable] for network failures.
+func connect(ctx context.Context, cfg MySQLConfig) (*sql.DB, error) {
+	db, err := openDB(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := db.PingContext(ctx); err != nil {
+		_ = db.Close()
+		return nil, classify(cfg, err)
+	}
+	return db, nil
+}
+
+func classify(cfg MySQLConfig, err error) error {
+	var me *mysql.MySQLError
+	if errors.As(err, &me) {
+		switch me.Number {
+		case 1045, 1044, 1698:
+			return fmt.Errorf("%w: user %q at %s: %s (check mysql.user and mysql.password)", ErrAccessDenied, cfg.User, cfg.Addr, me.Message)
+		}
+		return fmt.Errorf("mysql %s: %w", cfg.Addr, err)
+	}
+	var ne net.Error
+	if errors.As(err, &ne) || errors.Is(err, mysql.ErrInvalidConn) || strings.Contains(err.Error(), "connection refused") {
+		return fmt.Errorf("%w: %s: %v (is MySQL running there? see mysql.addr)", ErrUnreachable, cfg.Addr, err)
+	}
+	return fmt.Errorf("%w: %s: %v", ErrUnreachable, cfg.Addr, err)
+}
+
+func variable(ctx context.Context, db *sql.DB, name string) (string, bool, error) {
+	var n, v string
+	err := db.QueryRowContext(ctx, "SHOW GLOBAL VARIABLES LIKE ?", name).Scan(&n, &v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("reading @@%s: %w", name, err)
+	}
+	return v, true, nil
+}
+
+// inspect reads the server facts databus needs.
+func inspect(ctx context.Context, db *sql.DB) (ServerInfo, error) {
+	var info ServerInfo
+	if err := db.QueryRowContext(ctx, "SELECT VERSION(), @@server_id").Scan(&info.Version, &info.ServerID); err != nil {
+		return info, fmt.Errorf("reading server version: %w", err)
+	}
+	info.MariaDB = strings.Contains(strings.ToLower(info.Version), "mariadb")
+	if !info.MariaDB {
+		uuid, _, err := variable(ctx, db, "server_uuid")
+		if err != nil {
+			return info, err
+		}
+		info.ServerUUID = uuid
+		mode, _, err := variable(ctx, db, "gtid_mode")
+		if err != nil {
+			return info, err
+		}
+		info.GTIDMode = strings.EqualFold(mode, "ON")
+	} else {
+		info.GTIDMode = true // MariaDB always writes GTIDs
+	}
+	rows, err := db.QueryContext(ctx, "SELECT ID, CHARACTER_SET_NAME FROM information_schema.COLLATIONS WHERE ID IS NOT NULL")
+	if err != nil {
+		return info, fmt.Errorf("reading collations: %w", err)
+	}
+	defer rows.Close()
+	info.Collations = map[uint64]string{}
+	for rows.Next() {
+		var id uint64
+		var cs string
+		if err := rows.Scan(&id, &cs); err != nil {
+			return info, fmt.Errorf("reading collations: %w", err)
+		}
+		info.Collations[id] = cs
+	}
+	return info, rows.Err()
+}
+
+// settingChecks are the binlog settings capture depends on.
+var settingChecks = []struct {
+	name, want string
+	optional   bool // absent on some servers
+	fix        string
+}{
+	{"log_bin", "ON", false, "start the server with log_bin (e.g. log_bin=mysql-bin in my.cnf) and restart it"},
+	{"binlog_format", "ROW", false, "SET GLOBAL binlog_format='ROW' and binlog_format=ROW in my.cnf"},
+	{"binlog_row_image", "FULL", false, "SET GLOBAL binlog_row_image='FULL' and binlog_row_image=FULL in my.cnf"},
+	{"binlog_row_metadata", "FULL", true, "SET GLOBAL binlog_row_metadata='FULL' and binlog_row_metadata=FULL in my.cnf (MariaDB 10.5+, MySQL 8.0.1+)"},
+}
+
+// Preflight runs every start-up check against an open connection and
+// returns all results; the error is non-nil only when checking itself
+// failed.
+func preflight(ctx context.Context, db *sql.DB, cfg MySQLConfig, info ServerInfo) ([]Check, error) {
+	var checks []Check
+	for _, s := range settingChecks {
+		v, ok, err := variable(ctx, db, s.name)
+		if err != nil {
+			return nil, err
+		}
+		c := Check{Name: s.name, Detail: fmt.Sprintf("%s = %s", s.name, v), Fix: s.fix}
+		switch {
+		case !ok:
+			c.Detail = s.name + " is not supported by " + info.Version
+			if s.name == "binlog_row_metadata" {
+				c.Fix = "upgrade to MariaDB 10.5+ or MySQL 8.0.1+: databus needs column names in the binlog"
+			}
+		default:
+			c.OK = strings.EqualFold(v, s.want) || (s.name == "log_bin" && v == "1")
+		}
+		checks = append(checks, c)
+	}
+	if v, ok, err := variable(ctx, db, "binlog_row_value_options"); err != nil {
+		return nil, err
+	} else if ok {
+		checks = append(checks, Check{
+			Name: "binlog_row_value_options", OK: !strings.Contains(strings.ToUpper(v), "PARTIAL_JSON"),
+			Detail: fmt.Sprintf("binlog_row_value_options = %q", v),
+			Fix:    "SET GLOBAL binlog_row_value_options='' (PARTIAL_JSON writes incomplete JSON row images)",
+		})
+	}
+	checks = append(checks, Check{
+		Name: "server_id", OK: info.ServerID != 0 && info.ServerID != cfg.ServerID,
+		Detail: fmt.Sprintf("source server_id = %d, databus replica server_id = %d", info.ServerID, cfg.ServerID),
+		Fix:    "give the source a non-zero server_id, and set mysql.server_id to a value no other server or replica uses",
+	})
+	checks = append(checks, grantsCheck(ctx, db, cfg))
+	return checks, nil
+}
+
+// grantsCheck looks for the replication privileges in SHOW GRANTS.
+func grantsCheck(ctx context.Context, db *sql.DB, cfg MySQLConfig) Check {
+	c := Check{
+		Name: "privileges",
+		Fix: fmt.Sprintf("GRANT SELECT, RELOAD, REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO '%s'@'%%' "+
+			"(MariaDB 10.5+: REPLICATION SLAVE, BINLOG MONITOR)", cfg.User),
+	}
+	rows, err := db.QueryContext(ctx, "SHOW GRANTS")
+	if err != nil {
+		c.Detail = "cannot read grants: " + err.Error()
+		return c
+	}
+	defer rows.Close()
+	var all strings.Builder
+	for rows.Next() {
+		var g string
+		if err := rows.Scan(&g); err != nil {
+			c.Detail = "cannot read grants: " + err.Error()
+			return c
+		}
+		all.WriteString(strings.ToUpper(g))
+		all.WriteByte('\n')
+	}
+	g := all.String()
+	has := func(p string) bool {
+		return strings.Contains(g, "ALL PRIVILEGES ON *.*") || strings.Contains(g, p)
+	}
+	var missing []string
+	if !has("REPLICATION SLAVE") && !has("REPLICATION REPLICA") {
+		missing = append(missing, "REPLICATION SLAVE")
+	}
+	if !has("REPLICATION CLIENT") && !has("BINLOG MONITOR") && !has("SUPER") {
+		missing = append(missing, "REPLICATION CLIENT (MariaDB: BINLOG MONITOR)")
+	}
+	if len(missing) == 0 {
+		c.OK = true
+		c.Detail = "replication privileges granted"
+		return c
+	}
+	c.Detail = fmt.Sprintf("user %q lacks %s", cfg.User, strings.Join(missing, " and "))
+	return c
+}
+
+// failedChecks turns failed checks into one error, or nil.
+func failedChecks(checks []Check) error {
+	var msgs []string
+	for _, c := range checks {
+		if !c.OK {
+			msgs = append(msgs, fmt.Sprintf("%s: %s; fix: %s", c.Name, c.Detail, c.Fix))
+		}
+	}
+	if len(msgs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w:\n  %s", ErrSourceSettings, strings.Join(msgs, "\n  "))
+}
+
+// masterStatus returns the server's current binlog file and position.
+func masterStatus(ctx context.Context, db *sql.DB, info ServerInfo) (string, uint32, error) {
+	q := "SHOW MASTER STATUS"
+	if !info.MariaDB && versionAtLeast(info.Version, 8, 4) {
+		q = "SHOW BINARY LOG STATUS"
+	}
+	rows, err := db.QueryContext(ctx, q)
+	if err != nil {
+		return "", 0, fmt.Errorf("%s: %w", q, err)
+	}
+	defer rows.Close()
+	cols, err := rows.Columns()
+	if err != nil {
+		return "", 0, err
+	}
+	if !rows.Next() {
+		return "", 0, fmt.Errorf("%s returned nothing: %w", q, ErrSourceSettings)
+	}
+	vals := make([]any, len(cols))
+	var file string
+	var pos uint32
+	vals[0], vals[1] = &file, &pos
+	for i := 2; i < len(cols); i++ {
+		vals[i] = new(sql.RawBytes)
+	}
+	if err := rows.Scan(vals...); err != nil {
+		return "", 0, fmt.Errorf("%s: %w", q, err)
+	}
+	return file, pos, nil
+}
+
+func versionAtLeast(v string, major, minor int) bool {
+	var a, b int
+	if _, err := fmt.Sscanf(v, "%d.%d", &a, &b); err != nil {
+		return false
+	}
+	return a > major || a == major && b >= minor
+}
+
+// DeriveServerID returns a replica server id derived from the source name,
+// in [1<<20, 1<<31), unlikely to clash with hand-picked ids.
+func DeriveServerID(source string) uint32 {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte("databus/" + source))
+	return 1<<20 + h.Sum32()%(1<<31-1<<20)
+}
+
+// CheckSource connects to the source and runs every start-up check without
+// capturing. It returns the checks run so far and an error when the
+// server cannot be reached at all.
+func CheckSource(ctx context.Context, cfg MySQLConfig) ([]Check, error) {
+	if cfg.ServerID == 0 {
+		cfg.ServerID = DeriveServerID("default")
+	}
+	db, err := connect(ctx, cfg)
+	if err != nil {
+		return []Check{{Name: "mysql reachable", Detail: err.Error(), Fix: "check mysql.addr, mysql.user and mysql.password"}}, err
+	}
+	defer db.Close()
+	info, err := inspect(ctx, db)
+	if err != nil {
+		return nil, err
+	}
+	checks := []Check{{Name: "mysql reachable", OK: true, Detail: fmt.Sprintf("%s at %s", info.Version, cfg.Addr)}}
+	more, err := preflight(ctx, db, cfg, info)
+	if err != nil {
+		return checks, err
+	}
+	return append(checks, more...), nil
+}

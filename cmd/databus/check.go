@@ -1,0 +1,83 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/databus/databus/capture"
+)
+
+// errChecksFailed is returned by check when any check failed.
+var errChecksFailed = fmt.Errorf("%w: some checks failed (see above)", capture.ErrSourceSettings)
+
+func cmdCheck(ctx context.Context, env *cmdEnv, args []string) error {
+	if len(args) > 0 {
+		return usageError{fmt.Sprintf("check takes no arguments, got %q", args)}
+	}
+	cfg := env.cfg
+	ok := true
+	print := func(c capture.Check) {
+		mark := "ok  "
+		if !c.OK {
+			mark, ok = "FAIL", false
+		}
+		fmt.Fprintf(env.stdout, "%s %-26s %s\n", mark, c.Name, c.Detail)
+		if !c.OK && c.Fix != "" {
+			fmt.Fprintf(env.stdout, "     %-26s fix: %s\n", "", c.Fix)
+		}
+	}
+	mcfg := captureConfig(cfg, env.log).MySQL
+	if mcfg.ServerID == 0 {
+		mcfg.ServerID = capture.DeriveServerID(cfg.Source)
+	}
+	checks, err := capture.CheckSource(ctx, mcfg)
+	for _, c := range checks {
+		print(c)
+	}
+	if err != nil && !errors.Is(err, capture.ErrAccessDenied) && !errors.Is(err, capture.ErrUnreachable) {
+		return err
+	}
+
+	dd := capture.Check{Name: "data_dir", OK: true, Detail: cfg.DataDir + " is writable"}
+	if err := checkDataDir(cfg.DataDir); err != nil {
+		dd = capture.Check{Name: "data_dir", Detail: err.Error(), Fix: "create it with write permission for databus or set data_dir"}
+	}
+	print(dd)
+
+	if cfg.NATS.URL != "" {
+		c := capture.Check{Name: "nats reachable", Detail: cfg.NATS.URL, Fix: "check nats.url and the NATS credentials (nats.user/password, nats.token, nats.creds)"}
+		nc, err := nats.Connect(cfg.NATS.URL, append(natsOptions(cfg, "databus-check"), nats.Timeout(5*time.Second))...)
+		if err == nil {
+			_, jerr := nc.JetStream()
+			c.OK = jerr == nil
+			c.Detail = "connected to " + nc.ConnectedUrl()
+			if _, err := nc.RTT(); err != nil {
+				c.OK, c.Detail = false, err.Error()
+			}
+			nc.Close()
+		} else {
+			c.Detail = fmt.Sprintf("%s: %v", cfg.NATS.URL, err)
+		}
+		print(c)
+	} else {
+		c := capture.Check{Name: "nats.listen free", OK: true, Detail: cfg.NATS.Listen + " is free for the embedded server",
+			Fix: "stop the process using it or set nats.listen to a free address"}
+		l, err := net.Listen("tcp", cfg.NATS.Listen)
+		if err != nil {
+			c.OK, c.Detail = false, err.Error()
+		} else {
+			_ = l.Close()
+		}
+		print(c)
+	}
+	if !ok {
+		return errChecksFailed
+	}
+	fmt.Fprintln(env.stdout, "all checks passed")
+	return nil
+}

@@ -1,0 +1,235 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/databus/databus/capture"
+	"github.com/databus/databus/configs"
+)
+
+// Exit codes, documented in the README.
+const (
+	exitOK      = 0
+	exitRuntime = 1
+	exitConfig  = 2
+	exitSource  = 3
+)
+
+// usageError is a bad command line.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+type command struct {
+	name, summary string
+	run           func(ctx context.Context, env *cmdEnv, args []string) error
+	flags         func(fs *flag.FlagSet)
+}
+
+var commands []command
+
+func init() {
+	commands = []command{
+		{name: "run", summary: "capture the binlog into JetStream (embedded NATS unless nats.url is set)", run: cmdRun},
+		{name: "check", summary: "run the start-up checks without capturing and print what to fix", run: cmdCheck},
+		{name: "tail", summary: "print events as JSON lines (--from beginning|now, --db, --table)", run: cmdTail},
+		{name: "status", summary: "print the capture checkpoint and the stream's state", run: cmdStatus},
+		{name: "version", summary: "print the version", run: cmdVersion},
+	}
+}
+
+// cmdEnv is what every command gets: its loaded config, output and logger.
+type cmdEnv struct {
+	cfg    configs.Config
+	stdout io.Writer
+	stderr io.Writer
+	log    *slog.Logger
+	fs     *flag.FlagSet
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "usage: databus <command> [--config FILE] [flags]")
+	fmt.Fprintln(w, "\ncommands:")
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintln(w, "\nRun 'databus <command> --help' for the flags of a command.")
+}
+
+func runMain(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(stdout)
+		if len(args) == 0 {
+			return exitConfig
+		}
+		return exitOK
+	}
+	var cmd *command
+	for i := range commands {
+		if commands[i].name == args[0] {
+			cmd = &commands[i]
+		}
+	}
+	if cmd == nil {
+		fmt.Fprintf(stderr, "databus: unknown command %q\n\n", args[0])
+		usage(stderr)
+		return exitConfig
+	}
+	fs := flag.NewFlagSet("databus "+cmd.name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configFile := fs.String("config", "", "YAML config file (see configs/databus.example.yaml)")
+	var extra []func(*flag.FlagSet)
+	if f := cmdFlags[cmd.name]; f != nil {
+		extra = append(extra, f)
+	}
+	for _, f := range extra {
+		f(fs)
+	}
+	setFlags := configs.Flags(fs)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: databus %s [--config FILE] [flags]\n\n%s\n\nflags:\n", cmd.name, cmd.summary)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitConfig
+	}
+	cfg, err := configs.Load(*configFile, os.Environ(), setFlags())
+	if err != nil {
+		fmt.Fprintf(stderr, "databus: %v\n", err)
+		return exitConfig
+	}
+	env := &cmdEnv{cfg: cfg, stdout: stdout, stderr: stderr, log: newLogger(cfg.Log, stderr), fs: fs}
+
+	ctx, stop := signalContext(stderr)
+	defer stop()
+	err = cmd.run(ctx, env, fs.Args())
+	if err == nil {
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "databus %s: %v\n", cmd.name, err)
+	var ue usageError
+	var ce *configs.ConfigError
+	switch {
+	case errors.As(err, &ue), errors.As(err, &ce):
+		return exitConfig
+	case errors.Is(err, capture.ErrAccessDenied), errors.Is(err, capture.ErrSourceSettings), errors.Is(err, capture.ErrServerChanged):
+		return exitSource
+	}
+	return exitRuntime
+}
+
+// cmdFlags holds the command-specific flags, registered before the config
+// key flags.
+var cmdFlags = map[string]func(*flag.FlagSet){
+	"tail": tailFlags,
+}
+
+// signalContext is cancelled by the first SIGINT or SIGTERM; a second one
+// exits at once.
+func signalContext(stderr io.Writer) (context.Context, func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	ch := make(chan os.Signal, 2)
+	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return
+		}
+		cancel()
+		select {
+		case <-ch:
+			fmt.Fprintln(stderr, "databus: second signal, exiting now")
+			os.Exit(exitRuntime)
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, func() { signal.Stop(ch); cancel() }
+}
+
+func newLogger(cfg configs.Log, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// natsURL is where commands reach the server: nats.url, or the embedded
+// server's listen address.
+func natsURL(cfg configs.Config) string {
+	if cfg.NATS.URL != "" {
+		return cfg.NATS.URL
+	}
+	return "nats://" + cfg.NATS.Listen
+}
+
+// natsOptions are the client options for the configured auth.
+func natsOptions(cfg configs.Config, name string) []nats.Option {
+	opts := []nats.Option{nats.Name(name)}
+	switch {
+	case cfg.NATS.Creds != "":
+		opts = append(opts, nats.UserCredentials(cfg.NATS.Creds))
+	case cfg.NATS.Token != "":
+		opts = append(opts, nats.Token(cfg.NATS.Token))
+	case cfg.NATS.User != "":
+		opts = append(opts, nats.UserInfo(cfg.NATS.User, cfg.NATS.Password))
+	}
+	return opts
+}
+
+// checkDataDir makes sure data_dir exists and is writable.
+func checkDataDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return &configs.ConfigError{Key: "data_dir", Value: dir, Err: fmt.Errorf("cannot create it: %w", err)}
+	}
+	probe := filepath.Join(dir, ".databus-write-test")
+	if err := os.WriteFile(probe, []byte("ok"), 0o600); err != nil {
+		return &configs.ConfigError{Key: "data_dir", Value: dir, Err: fmt.Errorf("not writable (fix its permissions or choose another data_dir): %w", err)}
+	}
+	return os.Remove(probe)
+}
+
+func captureConfig(cfg configs.Config, log *slog.Logger) capture.Config {
+	return capture.Config{
+		Source: cfg.Source,
+		MySQL: capture.MySQLConfig{
+			Addr: cfg.MySQL.Addr, User: cfg.MySQL.User, Password: cfg.MySQL.Password,
+			ServerID: cfg.MySQL.ServerID, ConnectTimeout: cfg.MySQL.ConnectTimeout,
+		},
+		Filter: capture.Filter{Databases: cfg.Capture.Databases, Tables: cfg.Capture.Tables, Exclude: cfg.Capture.Exclude},
+		Stream: capture.StreamConfig{
+			Replicas: cfg.NATS.Stream.Replicas, MaxAge: cfg.NATS.Stream.MaxAge,
+			MaxBytes: cfg.NATS.Stream.MaxBytes, DuplicateWindow: cfg.NATS.Stream.DuplicateWindow,
+		},
+		RetryMax: cfg.MySQL.RetryMax,
+		Logger:   log,
+	}
+}
+
+func splitComma(s string) []string {
+	var out []string
+	for p := range strings.SplitSeq(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}

@@ -1,0 +1,64 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/databus/databus/capture"
+	"github.com/databus/databus/embedded"
+)
+
+func cmdRun(ctx context.Context, env *cmdEnv, args []string) error {
+	if len(args) > 0 {
+		return usageError{fmt.Sprintf("run takes no arguments, got %q", args)}
+	}
+	cfg := env.cfg
+	if err := checkDataDir(cfg.DataDir); err != nil {
+		return err
+	}
+	url := cfg.NATS.URL
+	if url == "" {
+		srv, err := embedded.Start(embedded.Config{
+			Listen:   cfg.NATS.Listen,
+			StoreDir: filepath.Join(cfg.DataDir, "nats"),
+			User:     cfg.NATS.User, Password: cfg.NATS.Password, Token: cfg.NATS.Token,
+			Name: "databus-" + cfg.Source,
+		})
+		if err != nil {
+			return err
+		}
+		defer srv.Close() // last: after capture saved its checkpoint
+		url = srv.ClientURL()
+		env.log.Info("embedded NATS started", "url", url, "store", filepath.Join(cfg.DataDir, "nats"))
+	}
+	opts := append(natsOptions(cfg, "databus-capture-"+cfg.Source),
+		nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true), nats.ReconnectWait(time.Second),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				env.log.Warn("NATS disconnected", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) { env.log.Info("NATS reconnected", "url", nc.ConnectedUrl()) }),
+	)
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		return fmt.Errorf("connecting to NATS at %s (nats.url): %w", url, err)
+	}
+	defer nc.Close()
+
+	c := capture.New(captureConfig(cfg, env.log), nc)
+	err = c.Run(ctx)
+	if flushErr := nc.FlushTimeout(5 * time.Second); flushErr != nil && err == nil && !errors.Is(flushErr, nats.ErrConnectionClosed) {
+		env.log.Warn("flushing NATS connection at shutdown", "err", flushErr)
+	}
+	if err != nil {
+		return err
+	}
+	env.log.Info("stopped")
+	return nil
+}

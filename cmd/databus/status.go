@@ -1,0 +1,57 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/databus/databus/capture"
+	"github.com/databus/databus/sdk"
+)
+
+func cmdStatus(ctx context.Context, env *cmdEnv, args []string) error {
+	if len(args) > 0 {
+		return usageError{fmt.Sprintf("status takes no arguments, got %q", args)}
+	}
+	cfg := env.cfg
+	url := natsURL(cfg)
+	nc, err := nats.Connect(url, natsOptions(cfg, "databus-status")...)
+	if err != nil {
+		return fmt.Errorf("connecting to NATS at %s (is `databus run` running? see nats.url / nats.listen): %w", url, err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	out := map[string]any{"source": cfg.Source}
+	s, err := js.Stream(ctx, sdk.StreamName(cfg.Source))
+	switch {
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+		out["stream"] = "not created yet: start `databus run`"
+	case err != nil:
+		return fmt.Errorf("reading stream %s: %w", sdk.StreamName(cfg.Source), err)
+	default:
+		info, err := s.Info(ctx)
+		if err != nil {
+			return err
+		}
+		out["stream"] = map[string]any{
+			"name": info.Config.Name, "messages": info.State.Msgs, "bytes": info.State.Bytes,
+			"first_seq": info.State.FirstSeq, "last_seq": info.State.LastSeq, "consumers": info.State.Consumers,
+		}
+	}
+	kv, err := js.KeyValue(ctx, capture.StateBucket(cfg.Source))
+	if err == nil {
+		if e, err := kv.Get(ctx, capture.CheckpointKey); err == nil {
+			out["checkpoint"] = json.RawMessage(e.Value())
+		}
+	}
+	enc := json.NewEncoder(env.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(out)
+}
