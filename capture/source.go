@@ -60,6 +60,7 @@ func openDB(cfg MySQLConfig) (*sql.DB, error) {
 	mc.Net = "tcp"
 	mc.Addr = cfg.Addr
 	mc.Timeout = cfg.ConnectTimeout
+	mc.InterpolateParams = true
 	mc.ReadTimeout = time.Minute
 	mc.Params = map[string]string{"time_zone": "'+00:00'"}
 	connector, err := mysql.NewConnector(mc)

@@ -10,13 +10,16 @@ const SubjectPrefix = "databus"
 
 // Subject returns the subject an event of op on db.table is published to:
 // "databus.<source>.<db>.<table>.<op>", each name encoded with [EncodeToken].
-// DDL that names no table uses "_" as the table token.
+// DDL that names no database or no table uses "_" for that token.
 func Subject(source, db, table string, op Op) string {
-	t := "_"
-	if table != "" {
-		t = EncodeToken(table)
+	return SubjectPrefix + "." + source + "." + nameToken(db) + "." + nameToken(table) + "." + string(op)
+}
+
+func nameToken(name string) string {
+	if name == "" {
+		return "_"
 	}
-	return SubjectPrefix + "." + source + "." + EncodeToken(db) + "." + t + "." + string(op)
+	return EncodeToken(name)
 }
 
 // StreamSubjects returns the wildcard that covers every subject of source.
