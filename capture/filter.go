@@ -12,11 +12,27 @@ var systemDatabases = []string{"mysql", "information_schema", "performance_schem
 // Filter selects the captured tables. Databases and Tables add up; an empty
 // Filter captures every database but the system ones. Exclude wins over
 // both. Entries are path.Match patterns: "shop", "shop.orders", "tmp_*",
-// "shop.cache_*".
+// "shop.cache_*"; a name holding a dot goes in backticks: "`my.db`.orders".
 type Filter struct {
 	Databases []string
 	Tables    []string
 	Exclude   []string
+}
+
+// splitName splits a filter entry into database and table patterns. A part
+// holding a dot is written in backticks: "`my.db`.orders".
+func splitName(entry string) (db, table string, hasTable bool) {
+	if strings.HasPrefix(entry, "`") {
+		if end := strings.Index(entry[1:], "`"); end >= 0 {
+			db, rest := entry[1:end+1], entry[end+2:]
+			if t, ok := strings.CutPrefix(rest, "."); ok {
+				return db, strings.Trim(t, "`"), true
+			}
+			return db, "", false
+		}
+	}
+	db, table, hasTable = strings.Cut(entry, ".")
+	return db, strings.Trim(table, "`"), hasTable
 }
 
 func match(pattern, name string) bool {
@@ -28,7 +44,7 @@ func match(pattern, name string) bool {
 // about the whole database.
 func (f Filter) excluded(db, table string) bool {
 	for _, e := range f.Exclude {
-		edb, etable, hasTable := strings.Cut(e, ".")
+		edb, etable, hasTable := splitName(e)
 		if !match(edb, db) {
 			continue
 		}
@@ -53,7 +69,7 @@ func (f Filter) Table(db, table string) bool {
 		}
 	}
 	for _, t := range f.Tables {
-		tdb, ttable, _ := strings.Cut(t, ".")
+		tdb, ttable, _ := splitName(t)
 		if match(tdb, db) && match(ttable, table) {
 			return true
 		}
@@ -77,7 +93,7 @@ func (f Filter) Database(db string) bool {
 		}
 	}
 	for _, t := range f.Tables {
-		tdb, _, _ := strings.Cut(t, ".")
+		tdb, _, _ := splitName(t)
 		if match(tdb, db) {
 			return true
 		}

@@ -22,6 +22,8 @@ func TestFilter(t *testing.T) {
 		{"tables: sibling", Filter{Tables: []string{"shop.orders"}}, "shop", "customers", false},
 		{"tables and dbs add up", Filter{Databases: []string{"crm"}, Tables: []string{"shop.orders"}}, "crm", "x", true},
 		{"explicit system db", Filter{Databases: []string{"mysql"}}, "mysql", "user", true},
+		{"dotted db in backticks", Filter{Tables: []string{"`my.db`.`t 1`"}}, "my.db", "t 1", true},
+		{"dotted db: other table", Filter{Tables: []string{"`my.db`.`t 1`"}}, "my.db", "t 2", false},
 		{"exclude wins", Filter{Databases: []string{"shop"}, Exclude: []string{"shop.orders"}}, "shop", "orders", false},
 	}
 	for _, tt := range tests {

@@ -1,0 +1,423 @@
+package capture_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/databus/databus/capture"
+	"github.com/databus/databus/internal/testenv"
+	"github.com/databus/databus/sdk"
+)
+
+// rig is one source server, one JetStream and a capturer between them.
+type rig struct {
+	db     *testenv.MariaDB
+	js     *testenv.JetStream
+	nc     *nats.Conn
+	cfg    capture.Config
+	cancel context.CancelFunc
+	done   chan error
+	cap    *capture.Capturer
+}
+
+func newRig(t *testing.T, mutate ...func(*capture.Config)) *rig {
+	t.Helper()
+	r := &rig{db: testenv.StartMariaDB(t), js: testenv.StartJetStream(t)}
+	r.nc = r.js.Conn(t)
+	r.cfg = capture.Config{
+		Source:             "test",
+		MySQL:              capture.MySQLConfig{Addr: r.db.Addr(), User: "root", ConnectTimeout: 5 * time.Second},
+		Stream:             capture.StreamConfig{Replicas: 1, DuplicateWindow: time.Minute},
+		RetryMax:           time.Second,
+		CheckpointInterval: 50 * time.Millisecond,
+		Logger:             slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	}
+	for _, m := range mutate {
+		m(&r.cfg)
+	}
+	return r
+}
+
+// start runs the capturer until stop or the end of the test, and waits
+// until it streams.
+func (r *rig) start(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	r.cancel, r.done = cancel, make(chan error, 1)
+	r.cap = capture.New(r.cfg, r.nc)
+	c := r.cap
+	go func() { r.done <- c.Run(ctx) }()
+	t.Cleanup(func() { r.stop(t) })
+	testenv.Eventually(t, 20*time.Second, func() error {
+		select {
+		case err := <-r.done:
+			r.done <- err
+			return nil
+		default:
+		}
+		if !c.Status().Streaming {
+			return errors.New("capture is not streaming yet")
+		}
+		return nil
+	})
+}
+
+// stop cancels the capturer and returns its error.
+func (r *rig) stop(t *testing.T) error {
+	t.Helper()
+	if r.cancel == nil {
+		return nil
+	}
+	r.cancel()
+	r.cancel = nil
+	select {
+	case err := <-r.done:
+		return err
+	case <-time.After(20 * time.Second):
+		t.Fatal("capture did not stop within 20s of cancellation")
+	}
+	return nil
+}
+
+func (r *rig) consumer(t *testing.T, cfg sdk.Config) *sdk.Consumer {
+	t.Helper()
+	cfg.Conn, cfg.Source = r.nc, r.cfg.Source
+	c, err := sdk.Connect(t.Context(), cfg)
+	if err != nil {
+		t.Fatalf("sdk.Connect: %v", err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+// read takes n events from c, acknowledging each, and fails after 20s.
+func read(t *testing.T, c *sdk.Consumer, n int) []*sdk.Event {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	var out []*sdk.Event
+	for len(out) < n {
+		m, err := c.Next(ctx)
+		if err != nil {
+			t.Fatalf("after %d of %d events: %v", len(out), n, err)
+		}
+		if err := m.Ack(ctx); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, m.Event)
+	}
+	return out
+}
+
+// none checks that no further event arrives within a short while.
+func none(t *testing.T, c *sdk.Consumer) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 700*time.Millisecond)
+	defer cancel()
+	if m, err := c.Next(ctx); err == nil {
+		t.Fatalf("unexpected extra event: %s %s.%s %s", m.Event.Op, m.Event.Database, m.Event.Table, m.Event.SQL)
+	}
+}
+
+func TestRowChangesInCommitOrder(t *testing.T) {
+	r := newRig(t)
+	r.db.Exec(t, "CREATE DATABASE shop",
+		"CREATE TABLE shop.orders (id INT PRIMARY KEY, customer VARCHAR(40), total DECIMAL(12,2), placed DATETIME(6), note TEXT NULL) DEFAULT CHARSET=utf8mb4")
+	r.start(t)
+	c := r.consumer(t, sdk.Config{Name: "app", Start: sdk.StartBeginning, Tables: []string{"shop.orders"}})
+	r.db.Exec(t,
+		"INSERT INTO shop.orders VALUES (1, 'Ann', 10.50, '2024-02-29 23:59:59.999999', NULL), (2, 'Bob ''the'' 😀', -0.01, '1999-01-01 00:00:00', 'multi\nline')",
+		"BEGIN",
+		"UPDATE shop.orders SET total = total + 1 WHERE id IN (1, 2)",
+		"DELETE FROM shop.orders WHERE id = 1",
+		"INSERT INTO shop.orders VALUES (3, 'Cy', 0, '2000-01-01 00:00:00', '')",
+		"COMMIT",
+	)
+	evs := read(t, c, 6)
+	none(t, c)
+
+	type row struct {
+		op       sdk.Op
+		key      string
+		seq      int
+		last     bool
+		sameTxn0 bool
+	}
+	var got []row
+	for _, e := range evs {
+		got = append(got, row{e.Op, fmt.Sprint(e.Key["id"]), e.Txn.Seq, e.Txn.Last, e.Txn.ID == evs[0].Txn.ID})
+	}
+	want := []row{
+		{sdk.OpInsert, "1", 0, false, true}, {sdk.OpInsert, "2", 1, true, true},
+		{sdk.OpUpdate, "1", 0, false, false}, {sdk.OpUpdate, "2", 1, false, false},
+		{sdk.OpDelete, "1", 2, false, false}, {sdk.OpInsert, "3", 3, true, false},
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("events:\n got %+v\nwant %+v", got, want)
+	}
+	if evs[2].Txn.ID != evs[5].Txn.ID {
+		t.Errorf("multi-statement transaction split: txn ids %q and %q", evs[2].Txn.ID, evs[5].Txn.ID)
+	}
+
+	ins := evs[1]
+	if ins.Database != "shop" || ins.Table != "orders" || ins.Version != sdk.FormatVersion || ins.Source != "test" {
+		t.Errorf("identity: got %s.%s v%d source %q", ins.Database, ins.Table, ins.Version, ins.Source)
+	}
+	wantAfter := map[string]any{
+		"id": json.Number("2"), "customer": "Bob 'the' 😀", "total": "-0.01",
+		"placed": "1999-01-01 00:00:00.000000", "note": "multi\nline",
+	}
+	if fmt.Sprint(ins.After) != fmt.Sprint(wantAfter) {
+		t.Errorf("after image:\n got %v\nwant %v", ins.After, wantAfter)
+	}
+	if evs[0].After["note"] != nil {
+		t.Errorf("NULL column: got %#v, want nil", evs[0].After["note"])
+	}
+	wantSQL := "INSERT INTO `shop`.`orders` (`id`,`customer`,`total`,`placed`,`note`) VALUES (2,_utf8mb4'Bob ''the'' 😀',-0.01,'1999-01-01 00:00:00.000000',_utf8mb4 X'6d756c74690a6c696e65')"
+	if ins.SQL != wantSQL {
+		t.Errorf("insert SQL:\n got %s\nwant %s", ins.SQL, wantSQL)
+	}
+	if got, want := evs[4].SQL, "DELETE FROM `shop`.`orders` WHERE `id`=1"; got != want {
+		t.Errorf("delete SQL: got %s, want %s", got, want)
+	}
+	if !strings.HasPrefix(evs[2].SQL, "UPDATE `shop`.`orders` SET `id`=1,`customer`='Ann',`total`=11.50,") || !strings.HasSuffix(evs[2].SQL, " WHERE `id`=1") {
+		t.Errorf("update SQL: got %s", evs[2].SQL)
+	}
+	if evs[2].Before["total"] != "10.50" || evs[2].After["total"] != "11.50" {
+		t.Errorf("update images: before %v after %v", evs[2].Before["total"], evs[2].After["total"])
+	}
+	if !slices.Equal(ins.PrimaryKey, []string{"id"}) || len(ins.Columns) != 5 || ins.Columns[2].Type != "decimal(12,2)" || ins.Columns[3].Type != "datetime(6)" {
+		t.Errorf("columns: pk %v columns %+v", ins.PrimaryKey, ins.Columns)
+	}
+	p := ins.Position
+	if !strings.HasPrefix(p.File, "mysql-bin.") || p.Offset == 0 || p.GTID == "" || p.ServerID != r.db.ServerID || p.Row != 1 {
+		t.Errorf("position: got %+v", p)
+	}
+	if time.Since(ins.Timestamp) > time.Minute || ins.Timestamp.Location() != time.UTC {
+		t.Errorf("timestamp: got %v", ins.Timestamp)
+	}
+}
+
+func TestSQLAppliesToAnotherServer(t *testing.T) {
+	r := newRig(t)
+	target := testenv.StartMariaDB(t)
+	ddl := "CREATE TABLE shop.t (id BIGINT UNSIGNED NOT NULL, name VARCHAR(100), amount DECIMAL(20,6), at DATETIME(3), n INT, PRIMARY KEY (id)) DEFAULT CHARSET=utf8mb4"
+	r.db.Exec(t, "CREATE DATABASE shop", ddl)
+	target.Exec(t, "CREATE DATABASE shop", ddl)
+	r.start(t)
+	c := r.consumer(t, sdk.Config{Start: sdk.StartBeginning, Tables: []string{"shop.t"}})
+	r.db.Exec(t,
+		"INSERT INTO shop.t VALUES (18446744073709551615, 'back\\\\slash ''q'' \\0 nul', 123456789012.123456, '2024-01-01 10:00:00.5', -2147483648), (1, NULL, 0, NULL, NULL)",
+		"UPDATE shop.t SET name = 'ünïcödé', id = 7 WHERE id = 1",
+		"DELETE FROM shop.t WHERE id = 18446744073709551615",
+		"INSERT INTO shop.t VALUES (9, '\\r\\n\\t\\Z', -0.000001, '0000-00-00 00:00:00', 2147483647)",
+	)
+	for _, e := range read(t, c, 5) {
+		target.Exec(t, e.SQL)
+	}
+	checksum := func(m *testenv.MariaDB) string {
+		var name string
+		var sum any
+		if err := m.DB(t).QueryRow("CHECKSUM TABLE shop.t").Scan(&name, &sum); err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprint(sum)
+	}
+	if a, b := checksum(r.db), checksum(target); a != b {
+		t.Errorf("CHECKSUM TABLE: source %s, target %s", a, b)
+	}
+}
+
+func TestFiltersAndSubjects(t *testing.T) {
+	r := newRig(t, func(c *capture.Config) {
+		c.Filter = capture.Filter{Databases: []string{"crm"}, Tables: []string{"shop.orders", "`my.db`.`t 1`"}, Exclude: []string{"crm.secret"}}
+	})
+	r.db.Exec(t,
+		"CREATE DATABASE shop", "CREATE DATABASE crm", "CREATE DATABASE other", "CREATE DATABASE `my.db`",
+		"CREATE TABLE shop.orders (id INT PRIMARY KEY)", "CREATE TABLE shop.skipped (id INT PRIMARY KEY)",
+		"CREATE TABLE crm.people (id INT PRIMARY KEY)", "CREATE TABLE crm.secret (id INT PRIMARY KEY)",
+		"CREATE TABLE other.x (id INT PRIMARY KEY)", "CREATE TABLE `my.db`.`t 1` (id INT PRIMARY KEY)",
+	)
+	r.start(t)
+
+	// A plain NATS subscriber on one table's subject gets only that table.
+	sub, err := r.nc.SubscribeSync("databus.test.my%2Edb.t%201.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := r.consumer(t, sdk.Config{Start: sdk.StartNow})
+	r.db.Exec(t,
+		"INSERT INTO shop.orders VALUES (1)", "INSERT INTO shop.skipped VALUES (1)",
+		"INSERT INTO crm.people VALUES (1)", "INSERT INTO crm.secret VALUES (1)",
+		"INSERT INTO other.x VALUES (1)", "INSERT INTO `my.db`.`t 1` VALUES (1)",
+	)
+	var got []string
+	for _, e := range read(t, c, 3) {
+		got = append(got, e.Database+"."+e.Table)
+	}
+	none(t, c)
+	if want := []string{"shop.orders", "crm.people", "my.db.t 1"}; !slices.Equal(got, want) {
+		t.Errorf("captured tables: got %q, want %q", got, want)
+	}
+	m, err := sub.NextMsg(5 * time.Second)
+	if err != nil {
+		t.Fatalf("plain NATS subscriber on the encoded subject: %v", err)
+	}
+	if m.Subject != "databus.test.my%2Edb.t%201.insert" {
+		t.Errorf("subject: got %s", m.Subject)
+	}
+	if _, err := sub.NextMsg(300 * time.Millisecond); err == nil {
+		t.Error("subscriber got a second message")
+	}
+}
+
+func TestResumesAfterStopWithoutLossOrDuplicates(t *testing.T) {
+	r := newRig(t)
+	r.db.Exec(t, "CREATE DATABASE app", "CREATE TABLE app.ledger (id INT PRIMARY KEY)")
+	r.start(t)
+	next := 0
+	write := func(n int) {
+		for range n {
+			next++
+			r.db.Exec(t, fmt.Sprintf("INSERT INTO app.ledger VALUES (%d)", next))
+		}
+	}
+	write(20)
+	c := r.consumer(t, sdk.Config{Name: "ledger", Start: sdk.StartBeginning, Tables: []string{"app.ledger"}})
+	read(t, c, 20)
+	if err := r.stop(t); err != nil {
+		t.Fatalf("capture stopped with %v", err)
+	}
+	write(30) // written while capture is down
+	r.start(t)
+	write(10)
+	evs := read(t, c, 40)
+	none(t, c)
+	for i, e := range evs {
+		if got, want := fmt.Sprint(e.Key["id"]), fmt.Sprint(21+i); got != want {
+			t.Fatalf("event %d: id %s, want %s", i, got, want)
+		}
+	}
+	// Rewind the checkpoint to the very start: capture re-reads the whole
+	// binlog but publishes nothing twice.
+	if err := r.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	js, _ := jetstream.New(r.nc)
+	kv, err := js.KeyValue(t.Context(), capture.StateBucket("test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := kv.Get(t.Context(), capture.CheckpointKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cp capture.Checkpoint
+	if err := json.Unmarshal(e.Value(), &cp); err != nil {
+		t.Fatal(err)
+	}
+	cp.Offset = 4
+	b, _ := json.Marshal(cp)
+	if _, err := kv.Put(t.Context(), capture.CheckpointKey, b); err != nil {
+		t.Fatal(err)
+	}
+	r.start(t)
+	write(1)
+	if got := read(t, c, 1)[0].Key["id"]; fmt.Sprint(got) != "61" {
+		t.Errorf("after rewinding the checkpoint: got id %v, want 61 (nothing republished)", got)
+	}
+	none(t, c)
+}
+
+func TestRetriesWhileMySQLIsDown(t *testing.T) {
+	r := newRig(t)
+	r.db.Exec(t, "CREATE DATABASE app", "CREATE TABLE app.t (id INT PRIMARY KEY)")
+	r.start(t)
+	c := r.consumer(t, sdk.Config{Start: sdk.StartNow})
+	r.db.Exec(t, "INSERT INTO app.t VALUES (1)")
+	read(t, c, 1)
+	r.db.Kill(t)
+	testenv.Eventually(t, 20*time.Second, func() error {
+		if r.cap.Status().Streaming {
+			return errors.New("still streaming")
+		}
+		if !strings.Contains(r.cap.Status().LastError, "unreachable") {
+			return fmt.Errorf("last error %q does not say unreachable", r.cap.Status().LastError)
+		}
+		return nil
+	})
+	r.db.Restart(t)
+	r.db.Exec(t, "INSERT INTO app.t VALUES (2)")
+	if got := read(t, c, 1)[0].Key["id"]; fmt.Sprint(got) != "2" {
+		t.Errorf("after MySQL came back: got id %v, want 2", got)
+	}
+}
+
+func TestRefusesUnsafeSettings(t *testing.T) {
+	tests := []struct {
+		name    string
+		setting string
+		extra   []string
+	}{
+		{"statement format", "binlog_format", []string{"--binlog-format=STATEMENT"}},
+		{"minimal row image", "binlog_row_image", []string{"--binlog-row-image=MINIMAL"}},
+		{"minimal row metadata", "binlog_row_metadata", []string{"--binlog-row-metadata=MINIMAL"}},
+		{"binlog off", "log_bin", []string{"--skip-log-bin"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			db := testenv.StartMariaDB(t, tt.extra...)
+			js := testenv.StartJetStream(t)
+			err := capture.New(capture.Config{
+				Source: "test", MySQL: capture.MySQLConfig{Addr: db.Addr(), User: "root"},
+				Stream: capture.StreamConfig{Replicas: 1, DuplicateWindow: time.Minute},
+			}, js.Conn(t)).Run(t.Context())
+			if !errors.Is(err, capture.ErrSourceSettings) {
+				t.Fatalf("got %v, want ErrSourceSettings", err)
+			}
+			if !strings.Contains(err.Error(), tt.setting) {
+				t.Errorf("error does not name %s: %v", tt.setting, err)
+			}
+		})
+	}
+}
+
+func TestRefusesBadCredentialsAndMissingPrivileges(t *testing.T) {
+	db := testenv.StartMariaDB(t)
+	js := testenv.StartJetStream(t)
+	db.Exec(t, "CREATE USER 'reader'@'%' IDENTIFIED BY 'pw'", "GRANT SELECT ON *.* TO 'reader'@'%'")
+	run := func(user, pw string) error {
+		return capture.New(capture.Config{
+			Source: "test", MySQL: capture.MySQLConfig{Addr: db.Addr(), User: user, Password: pw},
+			Stream: capture.StreamConfig{Replicas: 1, DuplicateWindow: time.Minute},
+		}, js.Conn(t)).Run(t.Context())
+	}
+	if err := run("reader", "wrong"); !errors.Is(err, capture.ErrAccessDenied) {
+		t.Errorf("wrong password: got %v, want ErrAccessDenied", err)
+	}
+	err := run("reader", "pw")
+	if !errors.Is(err, capture.ErrSourceSettings) || !strings.Contains(err.Error(), "REPLICATION SLAVE") {
+		t.Errorf("missing privileges: got %v, want ErrSourceSettings naming REPLICATION SLAVE", err)
+	}
+	db.Exec(t, "GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO 'reader'@'%'")
+	checks, err := capture.CheckSource(t.Context(), capture.MySQLConfig{Addr: db.Addr(), User: "reader", Password: "pw", ConnectTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range checks {
+		if !c.OK {
+			t.Errorf("check %s failed after granting: %s", c.Name, c.Detail)
+		}
+	}
+}

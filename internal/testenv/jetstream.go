@@ -1,0 +1,64 @@
+package testenv
+
+import (
+	"net"
+	"strconv"
+	"testing"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/databus/databus/embedded"
+)
+
+// JetStream is an embedded NATS server with JetStream, storing in a
+// temporary directory, for one test.
+type JetStream struct {
+	Server   *embedded.Server
+	URL      string
+	StoreDir string
+}
+
+// StartJetStream starts an embedded JetStream server on a free loopback
+// port and stops it when the test ends. Options such as auth go in cfg;
+// Listen and StoreDir are filled in when empty.
+func StartJetStream(t testing.TB, cfg ...embedded.Config) *JetStream {
+	t.Helper()
+	var c embedded.Config
+	if len(cfg) > 0 {
+		c = cfg[0]
+	}
+	if c.StoreDir == "" {
+		c.StoreDir = t.TempDir()
+	}
+	if c.Listen == "" {
+		c.Listen = "127.0.0.1:" + strconv.Itoa(FreePort(t))
+	}
+	s, err := embedded.Start(c)
+	if err != nil {
+		t.Fatalf("starting embedded JetStream: %v", err)
+	}
+	t.Cleanup(s.Close)
+	return &JetStream{Server: s, URL: s.ClientURL(), StoreDir: c.StoreDir}
+}
+
+// Conn connects a client, closed when the test ends.
+func (j *JetStream) Conn(t testing.TB, opts ...nats.Option) *nats.Conn {
+	t.Helper()
+	nc, err := nats.Connect(j.URL, opts...)
+	if err != nil {
+		t.Fatalf("connecting to %s: %v", j.URL, err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("finding a free port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}

@@ -1,0 +1,313 @@
+package testenv
+
+import (
+	"database/sql"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	_ "github.com/go-sql-driver/mysql" // database/sql driver
+)
+
+// installHint is the message of every failure to find the server binaries.
+const installHint = "install MariaDB (Debian/Ubuntu: apt-get update && apt-get install -y mariadb-server)"
+
+// MariaDB is a throwaway mariadbd started for one test.
+type MariaDB struct {
+	Host     string
+	Port     int
+	DataDir  string
+	ServerID uint32
+
+	bin    string
+	args   []string
+	sock   string
+	cmd    *exec.Cmd
+	exited chan struct{}
+	db     *sql.DB
+	mu     sync.Mutex
+}
+
+var (
+	templateOnce sync.Once
+	templateDir  string
+	templateErr  error
+)
+
+func findBinary(names ...string) (string, error) {
+	for _, n := range names {
+		if p, err := exec.LookPath(n); err == nil {
+			return p, nil
+		}
+		for _, dir := range []string{"/usr/sbin", "/usr/bin", "/usr/local/bin", "/usr/local/mysql/bin"} {
+			p := filepath.Join(dir, n)
+			if st, err := os.Stat(p); err == nil && !st.IsDir() {
+				return p, nil
+			}
+		}
+	}
+	return "", fmt.Errorf("%s not found: %s", names[0], installHint)
+}
+
+// template creates, once per test process, an initialised data directory
+// whose root user accepts TCP connections from 127.0.0.1 without password.
+func template() (string, error) {
+	templateOnce.Do(func() {
+		install, err := findBinary("mariadb-install-db", "mysql_install_db")
+		if err != nil {
+			templateErr = err
+			return
+		}
+		dir, err := os.MkdirTemp("", "databus-mariadb-template-")
+		if err != nil {
+			templateErr = err
+			return
+		}
+		data := filepath.Join(dir, "data")
+		out, err := exec.Command(install, "--no-defaults", "--datadir="+data, "--auth-root-authentication-method=normal",
+			"--skip-test-db", "--user=root").CombinedOutput()
+		if err != nil {
+			templateErr = fmt.Errorf("mariadb-install-db: %v\n%s", err, out)
+			return
+		}
+		templateDir = data
+	})
+	return templateDir, templateErr
+}
+
+// StartMariaDB starts a fresh mariadbd with its own data directory, on a
+// free loopback port, with the binlog on in ROW format with FULL row image
+// and metadata, and stops it when the test ends. Extra mariadbd options
+// (e.g. "--binlog-format=STATEMENT") come last and win. It fails the test,
+// never skips it, when MariaDB is not installed.
+func StartMariaDB(t testing.TB, extra ...string) *MariaDB {
+	t.Helper()
+	bin, err := findBinary("mariadbd", "mysqld")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl, err := template()
+	if err != nil {
+		t.Fatalf("preparing a MariaDB data directory: %v", err)
+	}
+	root := t.TempDir()
+	m := &MariaDB{Host: "127.0.0.1", DataDir: filepath.Join(root, "data"), ServerID: 1, bin: bin}
+	if err := copyDir(tmpl, m.DataDir); err != nil {
+		t.Fatalf("copying the MariaDB template: %v", err)
+	}
+	sockDir, err := os.MkdirTemp("", "mdb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(sockDir) })
+	m.sock = filepath.Join(sockDir, "s")
+	for _, a := range extra {
+		if v, ok := strings.CutPrefix(a, "--server-id="); ok {
+			id, _ := strconv.ParseUint(v, 10, 32)
+			m.ServerID = uint32(id)
+		}
+	}
+	m.Port = FreePort(t)
+	m.args = append([]string{
+		"--no-defaults",
+		"--datadir=" + m.DataDir,
+		"--socket=" + m.sock,
+		"--pid-file=" + filepath.Join(root, "mariadbd.pid"),
+		"--bind-address=127.0.0.1",
+		"--user=root",
+		"--log-bin=mysql-bin",
+		"--binlog-format=ROW",
+		"--binlog-row-image=FULL",
+		"--binlog-row-metadata=FULL",
+		"--server-id=" + strconv.FormatUint(uint64(m.ServerID), 10),
+		"--log-error=" + filepath.Join(m.DataDir, "error.log"),
+		"--skip-name-resolve",
+		"--innodb-buffer-pool-size=32M",
+		"--innodb-log-file-size=16M",
+		"--innodb-flush-log-at-trx-commit=2",
+		"--sync-binlog=0",
+		"--skip-innodb-doublewrite",
+		"--performance-schema=OFF",
+		"--max-connections=200",
+	}, extra...)
+	m.start(t)
+	t.Cleanup(func() {
+		m.mu.Lock()
+		if m.db != nil {
+			m.db.Close()
+			m.db = nil
+		}
+		m.mu.Unlock()
+		m.Stop(t)
+	})
+	m.Exec(t, "CREATE USER IF NOT EXISTS 'root'@'127.0.0.1'", "GRANT ALL PRIVILEGES ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION")
+	return m
+}
+
+func (m *MariaDB) start(t testing.TB) {
+	t.Helper()
+	args := append([]string{}, m.args...)
+	args = append(args[:1], append([]string{"--port=" + strconv.Itoa(m.Port)}, args[1:]...)...)
+	cmd := exec.Command(m.bin, args...)
+	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting %s: %v", m.bin, err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	m.cmd, m.exited = cmd, exited
+
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		select {
+		case <-exited:
+			t.Fatalf("mariadbd exited during start-up:\n%s", m.logTail())
+		default:
+		}
+		if err := m.ping(); err == nil {
+			return
+		} else if time.Now().After(deadline) {
+			m.Kill(t)
+			t.Fatalf("mariadbd not ready after 60s: %v\n%s", err, m.logTail())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// ping connects over the unix socket: root@localhost exists in a fresh data
+// directory, root@127.0.0.1 only after the first start.
+func (m *MariaDB) ping() error {
+	db, err := sql.Open("mysql", "root@unix("+m.sock+")/")
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	return db.Ping()
+}
+
+func (m *MariaDB) logTail() string {
+	b, err := os.ReadFile(filepath.Join(m.DataDir, "error.log"))
+	if err != nil {
+		return "(no error log: " + err.Error() + ")"
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > 30 {
+		lines = lines[len(lines)-30:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Addr returns "127.0.0.1:PORT".
+func (m *MariaDB) Addr() string { return m.Host + ":" + strconv.Itoa(m.Port) }
+
+// DSN returns a go-sql-driver DSN for root on database db.
+func (m *MariaDB) DSN(db string) string {
+	return "root@tcp(" + m.Addr() + ")/" + db + "?multiStatements=true&charset=utf8mb4"
+}
+
+// DB returns a connection pool as root, closed when the test ends.
+func (m *MariaDB) DB(t testing.TB) *sql.DB {
+	t.Helper()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.db == nil {
+		db, err := sql.Open("mysql", m.DSN(""))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.db = db
+	}
+	return m.db
+}
+
+// Exec runs each statement in order on one connection, so BEGIN and COMMIT
+// work, and fails the test on the first error.
+func (m *MariaDB) Exec(t testing.TB, stmts ...string) {
+	t.Helper()
+	conn, err := m.DB(t).Conn(t.Context())
+	if err != nil {
+		t.Fatalf("connecting to %s: %v", m.Addr(), err)
+	}
+	defer conn.Close()
+	for _, s := range stmts {
+		if _, err := conn.ExecContext(t.Context(), s); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
+}
+
+// Stop shuts the server down gracefully (SIGTERM), killing it after 20s.
+// It is idempotent.
+func (m *MariaDB) Stop(t testing.TB) {
+	t.Helper()
+	m.signal(syscall.SIGTERM, 20*time.Second)
+}
+
+// Kill stops the server with SIGKILL, as a crash would. It is idempotent.
+func (m *MariaDB) Kill(t testing.TB) {
+	t.Helper()
+	m.signal(syscall.SIGKILL, 10*time.Second)
+}
+
+func (m *MariaDB) signal(sig syscall.Signal, wait time.Duration) {
+	if m.cmd == nil {
+		return
+	}
+	_ = m.cmd.Process.Signal(sig)
+	select {
+	case <-m.exited:
+	case <-time.After(wait):
+		_ = syscall.Kill(-m.cmd.Process.Pid, syscall.SIGKILL)
+		<-m.exited
+	}
+	m.cmd = nil
+	m.mu.Lock()
+	if m.db != nil {
+		m.db.Close()
+		m.db = nil
+	}
+	m.mu.Unlock()
+}
+
+// Restart starts a stopped or killed server again on the same data
+// directory and port.
+func (m *MariaDB) Restart(t testing.TB) {
+	t.Helper()
+	m.Stop(t)
+	m.start(t)
+}
+
+func copyDir(src, dst string) error {
+	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, p)
+		if err != nil {
+			return err
+		}
+		target := filepath.Join(dst, rel)
+		if d.IsDir() {
+			return os.MkdirAll(target, 0o750)
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(target, b, 0o640)
+	})
+}
+
