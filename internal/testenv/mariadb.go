@@ -310,4 +310,3 @@ func copyDir(src, dst string) error {
 		return os.WriteFile(target, b, 0o640)
 	})
 }
-

@@ -1,0 +1,35 @@
+# databus — see README.md.
+GO      ?= go
+BIN     := bin/databus
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+
+.PHONY: build test test-short demo lint bench clean
+
+build:
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/databus
+
+# Every test, unit and integration (throwaway mariadbd + embedded JetStream).
+test:
+	scripts/ensure-mariadb.sh
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 15m ./...
+
+# Unit tests only: no MariaDB needed.
+test-short:
+	$(GO) test -count=1 -short ./sdk ./configs ./internal/rowcodec
+
+# Throwaway MariaDB + databus with embedded NATS + a small write load +
+# `databus tail` printing the events.
+demo: build
+	scripts/ensure-mariadb.sh
+	scripts/demo.sh
+
+lint:
+	$(GO) vet ./...
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+clean:
+	rm -rf bin demo-data
