@@ -1,0 +1,428 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/databus/databus/embedded"
+	"github.com/databus/databus/internal/testenv"
+	"github.com/databus/databus/sdk"
+)
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// binary builds cmd/databus once per test process.
+func binary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "databus-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "databus")
+		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+// proc is a databus process.
+type proc struct {
+	cmd    *exec.Cmd
+	out    *syncBuffer
+	exited chan struct{}
+	code   int
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// startDatabus starts the binary with env added to a clean DATABUS_-free
+// environment; the process is killed when the test ends.
+func startDatabus(t *testing.T, env []string, args ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(binary(t), args...)
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "DATABUS_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env, env...)
+	p := &proc{cmd: cmd, out: &syncBuffer{}, exited: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = p.out, p.out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		err := cmd.Wait()
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			p.code = ee.ExitCode()
+		}
+		close(p.exited)
+	}()
+	t.Cleanup(func() { p.kill() })
+	return p
+}
+
+func (p *proc) kill() {
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.exited
+}
+
+// wait returns the exit code, failing the test after timeout.
+func (p *proc) wait(t *testing.T, timeout time.Duration) int {
+	t.Helper()
+	select {
+	case <-p.exited:
+		return p.code
+	case <-time.After(timeout):
+		t.Fatalf("databus %v still running after %v; output:\n%s", p.cmd.Args[1:], timeout, p.out.String())
+	}
+	return 0
+}
+
+// runDatabus runs the binary to completion and returns its exit code and
+// output.
+func runDatabus(t *testing.T, env []string, args ...string) (int, string) {
+	t.Helper()
+	p := startDatabus(t, env, args...)
+	code := p.wait(t, 60*time.Second)
+	return code, p.out.String()
+}
+
+// captureEnv is the environment of a databus capturing db with an embedded
+// NATS server on a free port.
+func captureEnv(t *testing.T, db *testenv.MariaDB) (env []string, natsURL string) {
+	t.Helper()
+	port := testenv.FreePort(t)
+	return []string{
+		"DATABUS_SOURCE=e2e",
+		"DATABUS_MYSQL_ADDR=" + db.Addr(),
+		"DATABUS_NATS_LISTEN=127.0.0.1:" + strconv.Itoa(port),
+		"DATABUS_DATA_DIR=" + t.TempDir(),
+		"DATABUS_MYSQL_RETRY_MAX=1s",
+		"DATABUS_LOG_LEVEL=debug",
+	}, "nats://127.0.0.1:" + strconv.Itoa(port)
+}
+
+// waitCapturing waits until databus status shows a checkpoint.
+func waitCapturing(t *testing.T, env []string, p *proc) {
+	t.Helper()
+	testenv.Eventually(t, 30*time.Second, func() error {
+		select {
+		case <-p.exited:
+			t.Fatalf("databus run exited with %d:\n%s", p.code, p.out.String())
+		default:
+		}
+		code, out := runDatabus(t, env, "status")
+		if code != 0 || !strings.Contains(out, `"checkpoint"`) {
+			return fmt.Errorf("status: exit %d: %s", code, out)
+		}
+		return nil
+	})
+}
+
+func TestKill9MidWriteLoadLosesNothingAndDuplicatesNothing(t *testing.T) {
+	db := testenv.StartMariaDB(t)
+	db.Exec(t, "CREATE DATABASE app", "CREATE TABLE app.ledger (id INT PRIMARY KEY, txn INT NOT NULL, payload VARCHAR(200))")
+	env, url := captureEnv(t, db)
+	p := startDatabus(t, env, "run")
+	waitCapturing(t, env, p)
+
+	// Writer: transactions of 1 to 5 rows, some as multi-row INSERTs, while
+	// databus is killed with SIGKILL and restarted several times.
+	const txns = 1500
+	writeDone := make(chan error, 1)
+	go func() {
+		conn := db.DB(t)
+		id := 0
+		for n := range txns {
+			rows := 1 + n%5
+			tx, err := conn.Begin()
+			if err != nil {
+				writeDone <- err
+				return
+			}
+			if n%2 == 0 {
+				var vals []string
+				for range rows {
+					id++
+					vals = append(vals, fmt.Sprintf("(%d, %d, REPEAT('x', %d))", id, n, id%150))
+				}
+				_, err = tx.Exec("INSERT INTO app.ledger VALUES " + strings.Join(vals, ","))
+			} else {
+				for range rows {
+					id++
+					if _, err = tx.Exec("INSERT INTO app.ledger VALUES (?, ?, 'y')", id, n); err != nil {
+						break
+					}
+				}
+			}
+			if err == nil {
+				err = tx.Commit()
+			}
+			if err != nil {
+				writeDone <- err
+				return
+			}
+			time.Sleep(time.Duration(rand.IntN(3)) * time.Millisecond)
+		}
+		writeDone <- nil
+	}()
+	kills := 0
+	for done := false; !done; {
+		select {
+		case err := <-writeDone:
+			if err != nil {
+				t.Fatalf("writer: %v", err)
+			}
+			done = true
+		case <-time.After(time.Duration(100+rand.IntN(300)) * time.Millisecond):
+			p.kill()
+			kills++
+			p = startDatabus(t, env, "run")
+		}
+	}
+	if kills < 2 {
+		// The load was too quick to be interrupted often: kill once more
+		// after it, which still checks resumption.
+		p.kill()
+		kills++
+		p = startDatabus(t, env, "run")
+	}
+	waitCapturing(t, env, p)
+	var total int
+	if err := db.DB(t).QueryRow("SELECT COUNT(*) FROM app.ledger").Scan(&total); err != nil {
+		t.Fatal(err)
+	}
+
+	c, err := sdk.Connect(t.Context(), sdk.Config{URL: url, Source: "e2e", Name: "ledger", Start: sdk.StartBeginning, Tables: []string{"app.ledger"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	seen := map[string]int{}
+	lastID, lastTxn := 0, -1
+	for i := 0; i < total; i++ {
+		m, err := c.Next(ctx)
+		if err != nil {
+			t.Fatalf("after %d of %d events (%d kills): %v\ndatabus output:\n%s", i, total, kills, err, p.out.String())
+		}
+		id, _ := strconv.Atoi(fmt.Sprint(m.Event.Key["id"]))
+		seen[fmt.Sprint(id)]++
+		if id != lastID+1 {
+			t.Fatalf("event %d: id %d after %d: out of order, lost or duplicated (%d kills)", i, id, lastID, kills)
+		}
+		txn, _ := strconv.Atoi(fmt.Sprint(m.Event.After["txn"]))
+		if txn < lastTxn {
+			t.Fatalf("event %d: transaction %d after %d", i, txn, lastTxn)
+		}
+		lastID, lastTxn = id, txn
+		if err := m.Ack(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	extra, cancel2 := context.WithTimeout(t.Context(), time.Second)
+	defer cancel2()
+	if m, err := c.Next(extra); err == nil {
+		t.Fatalf("event beyond the %d rows written: %s", total, m.Event.SQL)
+	}
+	t.Logf("%d transactions, %d rows, %d kill -9 of databus run: every row exactly once, in order", txns, total, kills)
+}
+
+func TestSIGTERMStopsCleanlyAndResumes(t *testing.T) {
+	db := testenv.StartMariaDB(t)
+	db.Exec(t, "CREATE DATABASE app", "CREATE TABLE app.t (id INT PRIMARY KEY)")
+	env, url := captureEnv(t, db)
+	p := startDatabus(t, env, "run")
+	waitCapturing(t, env, p)
+	db.Exec(t, "INSERT INTO app.t VALUES (1), (2)")
+	time.Sleep(200 * time.Millisecond) // let it publish before the signal; correctness does not depend on it
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	if code := p.wait(t, 30*time.Second); code != 0 {
+		t.Fatalf("exit code after SIGTERM: got %d, want 0\n%s", code, p.out.String())
+	}
+	db.Exec(t, "INSERT INTO app.t VALUES (3)")
+	p = startDatabus(t, env, "run")
+	waitCapturing(t, env, p)
+
+	code, out := runDatabus(t, append(env, "DATABUS_LOG_LEVEL=warn"), "tail", "--from", "beginning", "--count", "3", "--table", "app.t")
+	if code != 0 {
+		t.Fatalf("tail: exit %d\n%s", code, out)
+	}
+	var ids []string
+	sc := bufio.NewScanner(strings.NewReader(out))
+	for sc.Scan() {
+		ev, err := sdk.DecodeEvent(sc.Bytes())
+		if err != nil {
+			t.Fatalf("tail printed a line that is not an event: %q: %v", sc.Text(), err)
+		}
+		ids = append(ids, fmt.Sprint(ev.Key["id"]))
+	}
+	if strings.Join(ids, ",") != "1,2,3" {
+		t.Errorf("tail after restart: got ids %v, want 1,2,3", ids)
+	}
+	_ = url
+}
+
+func TestExitCodesAndMessages(t *testing.T) {
+	db := testenv.StartMariaDB(t)
+	db.Exec(t, "CREATE USER 'plain'@'%' IDENTIFIED BY 'pw'", "GRANT SELECT ON *.* TO 'plain'@'%'")
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	notADir := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(notADir, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	badYAML := filepath.Join(t.TempDir(), "bad.yaml")
+	if err := os.WriteFile(badYAML, []byte("mysql:\n  adress: x:1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	base := func(extra ...string) []string {
+		env, _ := captureEnv(t, db)
+		return append(env, extra...)
+	}
+	tests := []struct {
+		name string
+		env  []string
+		args []string
+		code int
+		says []string
+	}{
+		{"unknown config key", base(), []string{"run", "--config", badYAML}, 2, []string{"mysql.adress", "unknown key"}},
+		{"unknown env var", base("DATABUS_MYSQL_PORT=1"), []string{"run"}, 2, []string{"DATABUS_MYSQL_PORT"}},
+		{"bad value", base(), []string{"run", "--nats-stream-replicas", "x"}, 2, []string{"nats.stream.replicas"}},
+		{"unknown command", nil, []string{"runn"}, 2, []string{"unknown command"}},
+		{"wrong password", base("DATABUS_MYSQL_USER=plain", "DATABUS_MYSQL_PASSWORD=nope"), []string{"run"}, 3, []string{"access denied", "mysql.password"}},
+		{"missing privileges", base("DATABUS_MYSQL_USER=plain", "DATABUS_MYSQL_PASSWORD=pw"), []string{"run"}, 3, []string{"REPLICATION SLAVE", "GRANT"}},
+		{"data dir not writable", base("DATABUS_DATA_DIR=" + filepath.Join(notADir, "sub")), []string{"run"}, 2, []string{"data_dir"}},
+		{"nats port in use", base("DATABUS_NATS_LISTEN=" + busy.Addr().String()), []string{"run"}, 1, []string{"nats.listen", busy.Addr().String()}},
+		{"check reports failures", base("DATABUS_MYSQL_USER=plain", "DATABUS_MYSQL_PASSWORD=pw"), []string{"check"}, 3, []string{"FAIL privileges", "fix: GRANT"}},
+		{"help", nil, []string{"run", "--help"}, 0, []string{"--config", "mysql-addr"}},
+		{"version", nil, []string{"version"}, 0, []string{"databus", "event format v1"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, out := runDatabus(t, tt.env, tt.args...)
+			if code != tt.code {
+				t.Errorf("exit code: got %d, want %d\n%s", code, tt.code, out)
+			}
+			for _, s := range tt.says {
+				if !strings.Contains(out, s) {
+					t.Errorf("output does not mention %q:\n%s", s, out)
+				}
+			}
+		})
+	}
+}
+
+func TestUnreachableMySQLIsRetriedAndLogged(t *testing.T) {
+	db := testenv.StartMariaDB(t)
+	db.Exec(t, "CREATE DATABASE app", "CREATE TABLE app.t (id INT PRIMARY KEY)")
+	env, url := captureEnv(t, db)
+	db.Stop(t)
+	p := startDatabus(t, env, "run")
+	testenv.Eventually(t, 20*time.Second, func() error {
+		if n := strings.Count(p.out.String(), "mysql unreachable"); n < 2 {
+			return fmt.Errorf("%d retries logged so far:\n%s", n, p.out.String())
+		}
+		return nil
+	})
+	db.Restart(t)
+	waitCapturing(t, env, p)
+	c, err := sdk.Connect(t.Context(), sdk.Config{URL: url, Source: "e2e", Start: sdk.StartBeginning})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	db.Exec(t, "INSERT INTO app.t VALUES (42)")
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	m, err := c.Next(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(m.Event.Key["id"]) != "42" {
+		t.Errorf("got %s", m.Event.SQL)
+	}
+}
+
+func TestExternalNATSWithAuth(t *testing.T) {
+	db := testenv.StartMariaDB(t)
+	db.Exec(t, "CREATE DATABASE app", "CREATE TABLE app.t (id INT PRIMARY KEY, v JSON)")
+	js := testenv.StartJetStream(t, embedded.Config{User: "bus", Password: "s3cret"})
+	env := []string{
+		"DATABUS_SOURCE=ext", "DATABUS_MYSQL_ADDR=" + db.Addr(), "DATABUS_DATA_DIR=" + t.TempDir(),
+		"DATABUS_NATS_URL=" + js.URL, "DATABUS_NATS_USER=bus",
+	}
+	code, out := runDatabus(t, append(env, "DATABUS_NATS_PASSWORD=wrong"), "check")
+	if code == 0 || !strings.Contains(out, "FAIL nats reachable") {
+		t.Errorf("check with a wrong NATS password: exit %d\n%s", code, out)
+	}
+	if strings.Contains(out, "wrong") && strings.Contains(out, "PASSWORD=wrong") {
+		t.Errorf("check printed the password:\n%s", out)
+	}
+	env = append(env, "DATABUS_NATS_PASSWORD=s3cret")
+	p := startDatabus(t, env, "run")
+	waitCapturing(t, env, p)
+	db.Exec(t, `INSERT INTO app.t VALUES (1, '{"a": [1, 2.5, "x"]}')`)
+	code, out = runDatabus(t, append(env, "DATABUS_LOG_LEVEL=warn"), "tail", "--from", "beginning", "--count", "1")
+	if code != 0 {
+		t.Fatalf("tail: exit %d\n%s", code, out)
+	}
+	var ev map[string]any
+	if err := json.Unmarshal([]byte(strings.TrimSpace(out)), &ev); err != nil {
+		t.Fatalf("tail output: %v\n%s", err, out)
+	}
+	if ev["db"] != "app" || ev["op"] != "insert" {
+		t.Errorf("event through external NATS: %v", ev)
+	}
+	if strings.Contains(p.out.String(), "s3cret") {
+		t.Errorf("databus logged the NATS password")
+	}
+}
