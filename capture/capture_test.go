@@ -421,3 +421,57 @@ func TestRefusesBadCredentialsAndMissingPrivileges(t *testing.T) {
 		}
 	}
 }
+
+func TestDurableConsumerResumesAfterLastAck(t *testing.T) {
+	r := newRig(t)
+	r.db.Exec(t, "CREATE DATABASE app", "CREATE TABLE app.t (id INT PRIMARY KEY)", "CREATE TABLE app.other (id INT PRIMARY KEY)")
+	r.start(t)
+	r.db.Exec(t, "INSERT INTO app.t VALUES (1), (2), (3)", "INSERT INTO app.other VALUES (1)")
+
+	// Handler style: acknowledges the first two, then the program "stops".
+	c := r.consumer(t, sdk.Config{Name: "worker", Start: sdk.StartBeginning, Tables: []string{"app.t"}})
+	var handled []string
+	stop := errors.New("program stops")
+	err := c.Handle(t.Context(), func(_ context.Context, ev *sdk.Event) error {
+		if len(handled) == 2 {
+			return stop // the third event is not acknowledged
+		}
+		handled = append(handled, fmt.Sprint(ev.Key["id"]))
+		return nil
+	})
+	if !errors.Is(err, stop) {
+		t.Fatalf("Handle: got %v, want the handler's error", err)
+	}
+	c.Close()
+	r.db.Exec(t, "INSERT INTO app.t VALUES (4)")
+
+	// Iterator style, same durable name: resumes at the unacknowledged event.
+	c2 := r.consumer(t, sdk.Config{Name: "worker", Tables: []string{"app.t"}})
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	var got []string
+	for m, err := range c2.Events(ctx) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, fmt.Sprint(m.Event.Key["id"]))
+		if err := m.Ack(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if len(got) == 2 {
+			break
+		}
+	}
+	if strings.Join(handled, ",") != "1,2" || strings.Join(got, ",") != "3,4" {
+		t.Errorf("first run handled %v, second run got %v; want 1,2 then 3,4", handled, got)
+	}
+	none(t, c2)
+}
+
+func TestConnectWithoutStream(t *testing.T) {
+	js := testenv.StartJetStream(t)
+	_, err := sdk.Connect(t.Context(), sdk.Config{Conn: js.Conn(t), Source: "nothing"})
+	if !errors.Is(err, sdk.ErrNoStream) {
+		t.Errorf("got %v, want ErrNoStream", err)
+	}
+}

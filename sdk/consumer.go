@@ -83,6 +83,9 @@ type Consumer struct {
 	cons    jetstream.Consumer
 	iter    jetstream.MessagesContext
 	durable bool
+	// lastSeq is the stream sequence of the newest message handed to the
+	// application; redeliveries at or below it are dropped.
+	lastSeq uint64
 
 	closeOnce sync.Once
 }
@@ -100,7 +103,8 @@ type Message struct {
 	msg       jetstream.Msg
 }
 
-// Ack tells the server the application is done with the message; a
+// Ack tells the server the application is done with the message and with
+// every message delivered before it (acknowledgements are cumulative); a
 // durable consumer restarted later resumes after it. Ack waits for the
 // server's confirmation.
 func (m *Message) Ack(ctx context.Context) error {
@@ -179,18 +183,11 @@ func Connect(ctx context.Context, cfg Config) (*Consumer, error) {
 		existing, err := s.Consumer(ctx, cfg.Name)
 		switch {
 		case err == nil:
-			info := existing.CachedInfo().Config
-			if !slices.Equal(normalizeFilters(info), filters) {
-				// Keep where it is; change only what it selects.
-				info.FilterSubject = ""
-				info.FilterSubjects = filters
-				existing, err = s.UpdateConsumer(ctx, info)
-				if err != nil {
-					c.Close()
-					return nil, fmt.Errorf("changing filters of consumer %s: %w", cfg.Name, err)
-				}
+			c.cons, err = resume(ctx, s, existing, filters)
+			if err != nil {
+				c.Close()
+				return nil, fmt.Errorf("resuming consumer %s: %w", cfg.Name, err)
 			}
-			c.cons = existing
 		case errors.Is(err, jetstream.ErrConsumerNotFound):
 		default:
 			c.Close()
@@ -210,6 +207,32 @@ func Connect(ctx context.Context, cfg Config) (*Consumer, error) {
 		return nil, fmt.Errorf("starting delivery: %w", err)
 	}
 	return c, nil
+}
+
+// resume prepares an existing durable consumer for a new run. Events that
+// an earlier run received but did not acknowledge would come back only
+// after their ack wait, behind newer events; to keep commit order the
+// consumer is recreated to start right after its acknowledged floor
+// (acknowledgements are cumulative, so the floor is exact). Changed filters
+// are applied the same way.
+func resume(ctx context.Context, s jetstream.Stream, existing jetstream.Consumer, filters []string) (jetstream.Consumer, error) {
+	info, err := existing.Info(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if info.NumAckPending == 0 && slices.Equal(normalizeFilters(info.Config), filters) {
+		return existing, nil
+	}
+	cfg := info.Config
+	cfg.FilterSubject = ""
+	cfg.FilterSubjects = filters
+	cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+	cfg.OptStartSeq = info.AckFloor.Stream + 1
+	cfg.OptStartTime = nil
+	if err := s.DeleteConsumer(ctx, cfg.Durable); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil, err
+	}
+	return s.CreateConsumer(ctx, cfg)
 }
 
 func normalizeFilters(cfg jetstream.ConsumerConfig) []string {
@@ -261,10 +284,16 @@ func (c *Consumer) Next(ctx context.Context) (*Message, error) {
 		if err != nil {
 			return nil, fmt.Errorf("reading delivery metadata of %s: %w", m.Subject(), err)
 		}
+		if meta.Sequence.Stream <= c.lastSeq {
+			// A redelivery of an event already handed to the application;
+			// its acknowledgement (cumulative) will cover it.
+			continue
+		}
 		ev, err := DecodeEvent(m.Data())
 		if err != nil {
 			return nil, fmt.Errorf("stream sequence %d on %s: %w", meta.Sequence.Stream, m.Subject(), err)
 		}
+		c.lastSeq = meta.Sequence.Stream
 		return &Message{
 			Event:     ev,
 			Subject:   m.Subject(),

@@ -11,7 +11,10 @@
 //
 // Delivery is at-least-once per event: an event handed to the application
 // but not acknowledged before a crash is delivered again. Events of one
-// source arrive in commit order.
+// source arrive in commit order, also across restarts: acknowledgements are
+// cumulative, and a durable consumer that restarts with unacknowledged
+// events is moved back to just after its last acknowledged event. Run one
+// process per durable consumer name.
 //
 // The package depends only on the NATS client; the wire format it decodes
 // ([Event]) is documented in docs/events.md so that programs in other
