@@ -125,11 +125,12 @@ func (c *Capturer) Run(ctx context.Context) error {
 func (c *Capturer) session(ctx context.Context) error {
 	cctx, cancel := context.WithTimeout(ctx, c.cfg.MySQL.ConnectTimeout+5*time.Second)
 	defer cancel()
-	db, err := connect(cctx, c.cfg.MySQL)
+	dbh, err := connect(cctx, c.cfg.MySQL)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
+	defer dbh.Close()
+	db := dbh
 	info, err := inspect(cctx, db)
 	if err != nil {
 		return err
@@ -205,7 +206,8 @@ func (c *Capturer) session(ctx context.Context) error {
 		expected: lastSeq, skipThrough: lastPos,
 		queue: make(chan pending, 8192),
 	}
-	r := &reader{cfg: c.cfg, info: info, pub: pub, file: cp.File, tables: map[uint64]*table{}, status: c}
+	r := &reader{cfg: c.cfg, info: info, pub: pub, file: cp.File, tables: map[uint64]*table{}, status: c,
+		generated: func(db, table string) (map[string]bool, error) { return generatedColumns(ctx, dbh, db, table) }}
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return pub.acks(gctx, c.cfg.CheckpointInterval) })
@@ -244,6 +246,8 @@ type reader struct {
 
 	file   string
 	tables map[uint64]*table
+	// generated looks up the generated columns of a table.
+	generated func(db, table string) (map[string]bool, error)
 
 	inTxn  bool
 	txnID  string
@@ -383,8 +387,11 @@ func (r *reader) rows(h *replication.EventHeader, ev *replication.RowsEvent) err
 	}
 	t := r.tables[ev.TableID]
 	if t == nil || t.tableMap != ev.Table {
-		var err error
-		t, err = newTable(ev.Table, r.info.Collations)
+		gen, err := r.generated(db, name)
+		if err != nil {
+			return fmt.Errorf("%w: reading generated columns of %s.%s: %v", ErrUnreachable, db, name, err)
+		}
+		t, err = newTable(ev.Table, r.info.Collations, gen)
 		if err != nil {
 			return err
 		}

@@ -18,14 +18,16 @@ type table struct {
 	db, name string
 	cols     []rowcodec.Column
 	pk       []int
-	wire     []sdk.Column
+	// generated marks generated columns, which SQL must not write.
+	generated []bool
+	wire      []sdk.Column
 	pkNames  []string
 	// tableMap is the event this shape was built from, to notice changes.
 	tableMap *replication.TableMapEvent
 }
 
 // newTable builds a table from a table map event.
-func newTable(tm *replication.TableMapEvent, collations map[uint64]string) (*table, error) {
+func newTable(tm *replication.TableMapEvent, collations map[uint64]string, generated map[string]bool) (*table, error) {
 	names := tm.ColumnNameString()
 	if len(names) != int(tm.ColumnCount) {
 		return nil, fmt.Errorf("%w: table map of %s.%s has no column names: set binlog_row_metadata=FULL", ErrSourceSettings, tm.Schema, tm.Table)
@@ -59,7 +61,8 @@ func newTable(tm *replication.TableMapEvent, collations map[uint64]string) (*tab
 			c.Charset = "binary"
 		}
 		t.cols = append(t.cols, c)
-		t.wire = append(t.wire, sdk.Column{Name: c.Name, Type: c.TypeName(), Charset: c.Charset, Nullable: c.Nullable})
+		t.generated = append(t.generated, generated[c.Name])
+		t.wire = append(t.wire, sdk.Column{Name: c.Name, Type: c.TypeName(), Charset: c.Charset, Nullable: c.Nullable, Generated: generated[c.Name]})
 	}
 	for _, i := range tm.PrimaryKey {
 		t.pk = append(t.pk, int(i))
@@ -139,7 +142,7 @@ func (t *table) where(img image) string {
 			}
 			b.WriteString(rowcodec.QuoteIdent(t.cols[i].Name))
 			b.WriteString("=")
-			b.WriteString(img.sql[i])
+			b.WriteString(t.matchLiteral(i, img.sql[i]))
 		}
 		return b.String()
 	}
@@ -149,27 +152,36 @@ func (t *table) where(img image) string {
 		}
 		b.WriteString(rowcodec.QuoteIdent(c.Name))
 		b.WriteString("<=>")
-		b.WriteString(img.sql[i])
+		b.WriteString(t.matchLiteral(i, img.sql[i]))
 	}
 	b.WriteString(" LIMIT 1")
 	return b.String()
 }
 
-func (t *table) insertSQL(img image) string {
-	var b strings.Builder
-	b.WriteString("INSERT INTO ")
-	b.WriteString(t.qualified())
-	b.WriteString(" (")
-	for i, c := range t.cols {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString(rowcodec.QuoteIdent(c.Name))
+// matchLiteral returns the literal to compare column i with in a WHERE
+// clause. A FLOAT column compares as a double, so its literal is cast to
+// FLOAT to match the stored value exactly.
+func (t *table) matchLiteral(i int, lit string) string {
+	if t.cols[i].Type == mysql.MYSQL_TYPE_FLOAT && lit != "NULL" {
+		return "CAST(" + lit + " AS FLOAT)"
 	}
-	b.WriteString(") VALUES (")
-	b.WriteString(strings.Join(img.sql, ","))
-	b.WriteString(")")
-	return b.String()
+	return lit
+}
+
+func (t *table) insertSQL(img image) string {
+	var cols, vals strings.Builder
+	for i, c := range t.cols {
+		if t.generated[i] {
+			continue
+		}
+		if cols.Len() > 0 {
+			cols.WriteByte(',')
+			vals.WriteByte(',')
+		}
+		cols.WriteString(rowcodec.QuoteIdent(c.Name))
+		vals.WriteString(img.sql[i])
+	}
+	return "INSERT INTO " + t.qualified() + " (" + cols.String() + ") VALUES (" + vals.String() + ")"
 }
 
 func (t *table) updateSQL(before, after image) string {
@@ -177,10 +189,15 @@ func (t *table) updateSQL(before, after image) string {
 	b.WriteString("UPDATE ")
 	b.WriteString(t.qualified())
 	b.WriteString(" SET ")
+	first := true
 	for i, c := range t.cols {
-		if i > 0 {
+		if t.generated[i] {
+			continue
+		}
+		if !first {
 			b.WriteByte(',')
 		}
+		first = false
 		b.WriteString(rowcodec.QuoteIdent(c.Name))
 		b.WriteByte('=')
 		b.WriteString(after.sql[i])

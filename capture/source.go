@@ -331,3 +331,24 @@ func CheckSource(ctx context.Context, cfg MySQLConfig) ([]Check, error) {
 	}
 	return append(checks, more...), nil
 }
+
+// generatedColumns returns the generated columns of db.table as the server
+// describes them now. The binlog does not mark them, and SQL must not write
+// them.
+func generatedColumns(ctx context.Context, db *sql.DB, schema, table string) (map[string]bool, error) {
+	rows, err := db.QueryContext(ctx, "SELECT COLUMN_NAME FROM information_schema.COLUMNS "+
+		"WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND EXTRA LIKE '%GENERATED%'", schema, table)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]bool{}
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			return nil, err
+		}
+		out[name] = true
+	}
+	return out, rows.Err()
+}

@@ -74,6 +74,9 @@ type Column struct {
 	Charset string `json:"charset,omitempty"`
 	// Nullable tells whether the column accepts NULL.
 	Nullable bool `json:"nullable"`
+	// Generated marks a generated (computed) column: its value is in the
+	// row images, but the SQL does not write it.
+	Generated bool `json:"generated,omitempty"`
 }
 
 // Position identifies a place in a source's binlog and the server it belongs
