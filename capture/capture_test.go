@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -22,77 +20,27 @@ import (
 
 // rig is one source server, one JetStream and a capturer between them.
 type rig struct {
-	db     *testenv.MariaDB
-	js     *testenv.JetStream
-	nc     *nats.Conn
-	cfg    capture.Config
-	cancel context.CancelFunc
-	done   chan error
-	cap    *capture.Capturer
+	db *testenv.MariaDB
+	js *testenv.JetStream
+	nc *nats.Conn
+	*testenv.Capture
 }
 
 func newRig(t *testing.T, mutate ...func(*capture.Config)) *rig {
 	t.Helper()
 	r := &rig{db: testenv.StartMariaDB(t), js: testenv.StartJetStream(t)}
 	r.nc = r.js.Conn(t)
-	r.cfg = capture.Config{
-		Source:             "test",
-		MySQL:              capture.MySQLConfig{Addr: r.db.Addr(), User: "root", ConnectTimeout: 5 * time.Second},
-		Stream:             capture.StreamConfig{Replicas: 1, DuplicateWindow: time.Minute},
-		RetryMax:           time.Second,
-		CheckpointInterval: 50 * time.Millisecond,
-		Logger:             slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
-	}
+	cfg := testenv.CaptureConfig(r.db)
 	for _, m := range mutate {
-		m(&r.cfg)
+		m(&cfg)
 	}
+	r.Capture = testenv.NewCapture(cfg, r.nc)
 	return r
-}
-
-// start runs the capturer until stop or the end of the test, and waits
-// until it streams.
-func (r *rig) start(t *testing.T) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	r.cancel, r.done = cancel, make(chan error, 1)
-	r.cap = capture.New(r.cfg, r.nc)
-	c := r.cap
-	go func() { r.done <- c.Run(ctx) }()
-	t.Cleanup(func() { r.stop(t) })
-	testenv.Eventually(t, 20*time.Second, func() error {
-		select {
-		case err := <-r.done:
-			r.done <- err
-			return nil
-		default:
-		}
-		if !c.Status().Streaming {
-			return errors.New("capture is not streaming yet")
-		}
-		return nil
-	})
-}
-
-// stop cancels the capturer and returns its error.
-func (r *rig) stop(t *testing.T) error {
-	t.Helper()
-	if r.cancel == nil {
-		return nil
-	}
-	r.cancel()
-	r.cancel = nil
-	select {
-	case err := <-r.done:
-		return err
-	case <-time.After(20 * time.Second):
-		t.Fatal("capture did not stop within 20s of cancellation")
-	}
-	return nil
 }
 
 func (r *rig) consumer(t *testing.T, cfg sdk.Config) *sdk.Consumer {
 	t.Helper()
-	cfg.Conn, cfg.Source = r.nc, r.cfg.Source
+	cfg.Conn, cfg.Source = r.nc, r.Config.Source
 	c, err := sdk.Connect(t.Context(), cfg)
 	if err != nil {
 		t.Fatalf("sdk.Connect: %v", err)
@@ -134,7 +82,7 @@ func TestRowChangesInCommitOrder(t *testing.T) {
 	r := newRig(t)
 	r.db.Exec(t, "CREATE DATABASE shop",
 		"CREATE TABLE shop.orders (id INT PRIMARY KEY, customer VARCHAR(40), total DECIMAL(12,2), placed DATETIME(6), note TEXT NULL) DEFAULT CHARSET=utf8mb4")
-	r.start(t)
+	r.Start(t)
 	c := r.consumer(t, sdk.Config{Name: "app", Start: sdk.StartBeginning, Tables: []string{"shop.orders"}})
 	r.db.Exec(t,
 		"INSERT INTO shop.orders VALUES (1, 'Ann', 10.50, '2024-02-29 23:59:59.999999', NULL), (2, 'Bob ''the'' 😀', -0.01, '1999-01-01 00:00:00', 'multi\nline')",
@@ -215,7 +163,7 @@ func TestSQLAppliesToAnotherServer(t *testing.T) {
 	ddl := "CREATE TABLE shop.t (id BIGINT UNSIGNED NOT NULL, name VARCHAR(100), amount DECIMAL(20,6), at DATETIME(3), n INT, PRIMARY KEY (id)) DEFAULT CHARSET=utf8mb4"
 	r.db.Exec(t, "CREATE DATABASE shop", ddl)
 	target.Exec(t, "CREATE DATABASE shop", ddl)
-	r.start(t)
+	r.Start(t)
 	c := r.consumer(t, sdk.Config{Start: sdk.StartBeginning, Tables: []string{"shop.t"}})
 	r.db.Exec(t,
 		"INSERT INTO shop.t VALUES (18446744073709551615, 'back\\\\slash ''q'' \\0 nul', 123456789012.123456, '2024-01-01 10:00:00.5', -2147483648), (1, NULL, 0, NULL, NULL)",
@@ -249,7 +197,7 @@ func TestFiltersAndSubjects(t *testing.T) {
 		"CREATE TABLE crm.people (id INT PRIMARY KEY)", "CREATE TABLE crm.secret (id INT PRIMARY KEY)",
 		"CREATE TABLE other.x (id INT PRIMARY KEY)", "CREATE TABLE `my.db`.`t 1` (id INT PRIMARY KEY)",
 	)
-	r.start(t)
+	r.Start(t)
 
 	// A plain NATS subscriber on one table's subject gets only that table.
 	sub, err := r.nc.SubscribeSync("databus.test.my%2Edb.t%201.>")
@@ -285,7 +233,7 @@ func TestFiltersAndSubjects(t *testing.T) {
 func TestResumesAfterStopWithoutLossOrDuplicates(t *testing.T) {
 	r := newRig(t)
 	r.db.Exec(t, "CREATE DATABASE app", "CREATE TABLE app.ledger (id INT PRIMARY KEY)")
-	r.start(t)
+	r.Start(t)
 	next := 0
 	write := func(n int) {
 		for range n {
@@ -296,11 +244,11 @@ func TestResumesAfterStopWithoutLossOrDuplicates(t *testing.T) {
 	write(20)
 	c := r.consumer(t, sdk.Config{Name: "ledger", Start: sdk.StartBeginning, Tables: []string{"app.ledger"}})
 	read(t, c, 20)
-	if err := r.stop(t); err != nil {
+	if err := r.Stop(t); err != nil {
 		t.Fatalf("capture stopped with %v", err)
 	}
 	write(30) // written while capture is down
-	r.start(t)
+	r.Start(t)
 	write(10)
 	evs := read(t, c, 40)
 	none(t, c)
@@ -311,7 +259,7 @@ func TestResumesAfterStopWithoutLossOrDuplicates(t *testing.T) {
 	}
 	// Rewind the checkpoint to the very start: capture re-reads the whole
 	// binlog but publishes nothing twice.
-	if err := r.stop(t); err != nil {
+	if err := r.Stop(t); err != nil {
 		t.Fatal(err)
 	}
 	js, _ := jetstream.New(r.nc)
@@ -332,7 +280,7 @@ func TestResumesAfterStopWithoutLossOrDuplicates(t *testing.T) {
 	if _, err := kv.Put(t.Context(), capture.CheckpointKey, b); err != nil {
 		t.Fatal(err)
 	}
-	r.start(t)
+	r.Start(t)
 	write(1)
 	if got := read(t, c, 1)[0].Key["id"]; fmt.Sprint(got) != "61" {
 		t.Errorf("after rewinding the checkpoint: got id %v, want 61 (nothing republished)", got)
@@ -343,17 +291,17 @@ func TestResumesAfterStopWithoutLossOrDuplicates(t *testing.T) {
 func TestRetriesWhileMySQLIsDown(t *testing.T) {
 	r := newRig(t)
 	r.db.Exec(t, "CREATE DATABASE app", "CREATE TABLE app.t (id INT PRIMARY KEY)")
-	r.start(t)
+	r.Start(t)
 	c := r.consumer(t, sdk.Config{Start: sdk.StartNow})
 	r.db.Exec(t, "INSERT INTO app.t VALUES (1)")
 	read(t, c, 1)
 	r.db.Kill(t)
 	testenv.Eventually(t, 20*time.Second, func() error {
-		if r.cap.Status().Streaming {
+		if r.Status().Streaming {
 			return errors.New("still streaming")
 		}
-		if !strings.Contains(r.cap.Status().LastError, "unreachable") {
-			return fmt.Errorf("last error %q does not say unreachable", r.cap.Status().LastError)
+		if !strings.Contains(r.Status().LastError, "unreachable") {
+			return fmt.Errorf("last error %q does not say unreachable", r.Status().LastError)
 		}
 		return nil
 	})
@@ -425,7 +373,7 @@ func TestRefusesBadCredentialsAndMissingPrivileges(t *testing.T) {
 func TestDurableConsumerResumesAfterLastAck(t *testing.T) {
 	r := newRig(t)
 	r.db.Exec(t, "CREATE DATABASE app", "CREATE TABLE app.t (id INT PRIMARY KEY)", "CREATE TABLE app.other (id INT PRIMARY KEY)")
-	r.start(t)
+	r.Start(t)
 	r.db.Exec(t, "INSERT INTO app.t VALUES (1), (2), (3)", "INSERT INTO app.other VALUES (1)")
 
 	// Handler style: acknowledges the first two, then the program "stops".

@@ -21,7 +21,7 @@ type table struct {
 	// generated marks generated columns, which SQL must not write.
 	generated []bool
 	wire      []sdk.Column
-	pkNames  []string
+	pkNames   []string
 	// tableMap is the event this shape was built from, to notice changes.
 	tableMap *replication.TableMapEvent
 }

@@ -66,7 +66,7 @@ func TestEveryTypeRoundTripsThroughTheEmittedSQL(t *testing.T) {
 	for _, m := range []*testenv.MariaDB{r.db, target} {
 		m.Exec(t, "CREATE DATABASE torture", tortureDDL)
 	}
-	r.start(t)
+	r.Start(t)
 	c := r.consumer(t, sdk.Config{Start: sdk.StartBeginning, Tables: []string{"torture.t"}})
 
 	// The writer's session time zone must not leak into TIMESTAMP values.
@@ -190,7 +190,7 @@ func TestTablesWithoutOrWithCompositeKeys(t *testing.T) {
 		"CREATE TABLE k.comp (a INT, b VARCHAR(5), v INT, PRIMARY KEY (a, b))"}
 	r.db.Exec(t, ddl...)
 	target.Exec(t, ddl...)
-	r.start(t)
+	r.Start(t)
 	c := r.consumer(t, sdk.Config{Start: sdk.StartBeginning, Databases: []string{"k"}})
 	r.db.Exec(t,
 		"INSERT INTO k.nopk VALUES (1, 0.1, 0.1, 'x', X'00'), (1, 0.1, 0.1, 'x', X'00'), (2, NULL, NULL, NULL, NULL), (3, 3.4e38, 1e-300, 'z', '')",

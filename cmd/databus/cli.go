@@ -45,6 +45,7 @@ func init() {
 		{name: "run", summary: "capture the binlog into JetStream (embedded NATS unless nats.url is set)", run: cmdRun},
 		{name: "check", summary: "run the start-up checks without capturing and print what to fix", run: cmdCheck},
 		{name: "tail", summary: "print events as JSON lines (--from beginning|now, --db, --table)", run: cmdTail},
+		{name: "apply", summary: "mirror the source into another MySQL/MariaDB server (--target DSN), exactly once", run: cmdApply},
 		{name: "status", summary: "print the capture checkpoint and the stream's state", run: cmdStatus},
 		{name: "version", summary: "print the version", run: cmdVersion},
 	}
@@ -136,7 +137,8 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 // cmdFlags holds the command-specific flags, registered before the config
 // key flags.
 var cmdFlags = map[string]func(*flag.FlagSet){
-	"tail": tailFlags,
+	"tail":  tailFlags,
+	"apply": applyFlags,
 }
 
 // signalContext is cancelled by the first SIGINT or SIGTERM; a second one

@@ -1,0 +1,322 @@
+package apply
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+	"github.com/nats-io/nats.go"
+
+	"github.com/databus/databus/sdk"
+)
+
+// Config configures an [Applier].
+type Config struct {
+	// TargetDSN is the target server in go-sql-driver form,
+	// user:password@tcp(host:port)/.
+	TargetDSN string
+	// Name identifies this applier's checkpoint on the target; "apply"
+	// when empty.
+	Name string
+	// NATSURL and NATSOptions reach the source's stream.
+	NATSURL     string
+	NATSOptions []nats.Option
+	// Source is the databus source name.
+	Source string
+	// Start applies when the target holds no checkpoint yet.
+	Start sdk.Start
+	// Databases and Tables filter what is applied (see [sdk.Config]).
+	Databases, Tables []string
+	// ProgressEvery is how often progress is logged; 10s when zero.
+	ProgressEvery time.Duration
+	Logger        *slog.Logger
+}
+
+// Progress is what an applier has done.
+type Progress struct {
+	Transactions, Events uint64
+	// Seq is the stream sequence of the last applied event.
+	Seq uint64
+	// Lag is the time between the source commit of the last applied event
+	// and its application.
+	Lag time.Duration
+}
+
+// Applier mirrors a source into a target server.
+type Applier struct {
+	cfg Config
+	log *slog.Logger
+	db  *sql.DB
+
+	progress Progress
+	// resumed is true until the first event after a (re)start is applied.
+	resumed bool
+}
+
+// checkpointDDL creates the table that keeps every applier's position.
+var checkpointDDL = []string{
+	"CREATE DATABASE IF NOT EXISTS `databus`",
+	"CREATE TABLE IF NOT EXISTS `databus`.`apply_checkpoint` (" +
+		"`source` VARCHAR(64) NOT NULL, `name` VARCHAR(128) NOT NULL, " +
+		"`stream_seq` BIGINT UNSIGNED NOT NULL, `txn_id` VARCHAR(255) NOT NULL, " +
+		"`binlog_file` VARCHAR(255) NOT NULL, `binlog_offset` BIGINT UNSIGNED NOT NULL, " +
+		"`updated` TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6), PRIMARY KEY (`source`, `name`))",
+}
+
+// New opens the target and checks the configuration.
+func New(cfg Config) (*Applier, error) {
+	if cfg.Name == "" {
+		cfg.Name = "apply"
+	}
+	if cfg.ProgressEvery == 0 {
+		cfg.ProgressEvery = 10 * time.Second
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	mc, err := mysql.ParseDSN(cfg.TargetDSN)
+	if err != nil {
+		return nil, fmt.Errorf("%w: --target: want user:password@tcp(host:port)/: %v", ErrBadTarget, err)
+	}
+	mc.Params = map[string]string{
+		"time_zone":          "'+00:00'",
+		"sql_mode":           "'NO_AUTO_VALUE_ON_ZERO,NO_BACKSLASH_ESCAPES'",
+		"foreign_key_checks": "0",
+	}
+	mc.Collation = "utf8mb4_general_ci"
+	mc.MultiStatements = false
+	connector, err := mysql.NewConnector(mc)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadTarget, err)
+	}
+	return &Applier{cfg: cfg, db: sql.OpenDB(connector), log: log.With("component", "apply", "name", cfg.Name)}, nil
+}
+
+// Close closes the target connections.
+func (a *Applier) Close() error { return a.db.Close() }
+
+// Progress returns what has been applied so far. It is meant for the
+// goroutine running [Applier.Run] or after it returned.
+func (a *Applier) Progress() Progress { return a.progress }
+
+// checkpoint reads this applier's checkpoint from the target; ok is false
+// when there is none.
+func (a *Applier) checkpoint(ctx context.Context) (seq uint64, ok bool, err error) {
+	for _, s := range checkpointDDL {
+		if _, err := a.db.ExecContext(ctx, s); err != nil {
+			return 0, false, fmt.Errorf("creating the checkpoint table on the target: %w", err)
+		}
+	}
+	err = a.db.QueryRowContext(ctx, "SELECT `stream_seq` FROM `databus`.`apply_checkpoint` WHERE `source` = ? AND `name` = ?",
+		a.cfg.Source, a.cfg.Name).Scan(&seq)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("reading the checkpoint: %w", err)
+	}
+	return seq, true, nil
+}
+
+// Run applies events until ctx ends (returning nil) or an event fails to
+// apply (returning an error naming the event).
+func (a *Applier) Run(ctx context.Context) error {
+	if err := a.db.PingContext(ctx); err != nil {
+		return fmt.Errorf("%w: connecting: %v", ErrBadTarget, err)
+	}
+	seq, ok, err := a.checkpoint(ctx)
+	if err != nil {
+		return err
+	}
+	start := a.cfg.Start
+	if ok {
+		start = sdk.StartAtSequence(seq + 1)
+		a.log.Info("resuming after the target's checkpoint", "stream_seq", seq)
+	}
+	a.resumed = true
+	c, err := sdk.Connect(ctx, sdk.Config{
+		URL: a.cfg.NATSURL, Options: a.cfg.NATSOptions, Source: a.cfg.Source,
+		Start: start, Databases: a.cfg.Databases, Tables: a.cfg.Tables,
+	})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+
+	tick := time.NewTicker(a.cfg.ProgressEvery)
+	defer tick.Stop()
+	var open *txn
+	for {
+		select {
+		case <-tick.C:
+			p := a.progress
+			a.log.Info("progress", "transactions", p.Transactions, "events", p.Events, "stream_seq", p.Seq, "lag", p.Lag.Round(time.Millisecond))
+		default:
+		}
+		wait := ctx
+		var cancel context.CancelFunc = func() {}
+		if open != nil {
+			// The transaction's last event may be filtered out: commit
+			// what we have when nothing follows soon.
+			wait, cancel = context.WithTimeout(ctx, 200*time.Millisecond)
+		}
+		m, err := c.Next(wait)
+		cancel()
+		if err != nil {
+			if open != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+				if err := a.commit(ctx, open); err != nil {
+					return err
+				}
+				open = nil
+				continue
+			}
+			if open != nil {
+				open.rollback()
+			}
+			if ctx.Err() != nil || errors.Is(err, sdk.ErrClosed) {
+				return nil
+			}
+			return err
+		}
+		if open != nil && open.id != m.Event.Txn.ID {
+			if err := a.commit(ctx, open); err != nil {
+				return err
+			}
+			open = nil
+		}
+		if m.Event.Op == sdk.OpDDL {
+			if err := a.ddl(ctx, m); err != nil {
+				return err
+			}
+			continue
+		}
+		if open == nil {
+			tx, err := a.db.BeginTx(ctx, nil)
+			if err != nil {
+				return fmt.Errorf("beginning a target transaction: %w", err)
+			}
+			open = &txn{id: m.Event.Txn.ID, tx: tx}
+		}
+		if _, err := open.tx.ExecContext(ctx, m.Event.SQL); err != nil {
+			open.rollback()
+			return fmt.Errorf("applying stream sequence %d (%s %s.%s at %s): %w", m.Sequence, m.Event.Op, m.Event.Database, m.Event.Table, m.Event.Position, err)
+		}
+		open.last = m
+		open.events++
+		if m.Event.Txn.Last {
+			if err := a.commit(ctx, open); err != nil {
+				return err
+			}
+			open = nil
+		}
+	}
+}
+
+// txn is an open target transaction.
+type txn struct {
+	id     string
+	tx     *sql.Tx
+	last   *sdk.Message
+	events int
+}
+
+func (t *txn) rollback() { _ = t.tx.Rollback() }
+
+// commit stores the checkpoint in the transaction, commits it and then
+// acknowledges the stream.
+func (a *Applier) commit(ctx context.Context, t *txn) error {
+	if err := a.saveCheckpoint(ctx, t.tx, t.last); err != nil {
+		t.rollback()
+		return err
+	}
+	if err := t.tx.Commit(); err != nil {
+		return fmt.Errorf("committing transaction %s on the target: %w", t.id, err)
+	}
+	a.applied(t.last, t.events)
+	_ = t.last.Ack(ctx) // the checkpoint on the target is what counts
+	return nil
+}
+
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+func (a *Applier) saveCheckpoint(ctx context.Context, x execer, m *sdk.Message) error {
+	p := m.Event.Position
+	_, err := x.ExecContext(ctx, "INSERT INTO `databus`.`apply_checkpoint` (`source`, `name`, `stream_seq`, `txn_id`, `binlog_file`, `binlog_offset`, `updated`) "+
+		"VALUES (?, ?, ?, ?, ?, ?, NOW(6)) ON DUPLICATE KEY UPDATE `stream_seq` = VALUES(`stream_seq`), `txn_id` = VALUES(`txn_id`), "+
+		"`binlog_file` = VALUES(`binlog_file`), `binlog_offset` = VALUES(`binlog_offset`), `updated` = VALUES(`updated`)",
+		a.cfg.Source, a.cfg.Name, m.Sequence, m.Event.Txn.ID, p.File, p.Offset)
+	if err != nil {
+		return fmt.Errorf("saving the checkpoint at stream sequence %d: %w", m.Sequence, err)
+	}
+	return nil
+}
+
+func (a *Applier) applied(m *sdk.Message, events int) {
+	a.progress.Transactions++
+	a.progress.Events += uint64(events)
+	a.progress.Seq = m.Sequence
+	a.progress.Lag = time.Since(m.Event.Timestamp)
+	a.resumed = false
+}
+
+// alreadyApplied are MySQL errors a DDL statement raises when it ran before.
+var alreadyApplied = map[uint16]bool{
+	1007: true, // database exists
+	1008: true, // database does not exist (drop)
+	1050: true, // table exists
+	1051: true, // unknown table (drop)
+	1060: true, // duplicate column
+	1061: true, // duplicate key name
+	1091: true, // can't drop: does not exist
+	1146: true, // table does not exist
+}
+
+// ddl runs a DDL statement in the event's default database, then saves the
+// checkpoint.
+func (a *Applier) ddl(ctx context.Context, m *sdk.Message) error {
+	conn, err := a.db.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("connecting to the target: %w", err)
+	}
+	defer conn.Close()
+	if db := m.Event.Database; db != "" {
+		if _, err := conn.ExecContext(ctx, "USE `"+escapeIdent(db)+"`"); err != nil {
+			var me *mysql.MySQLError
+			if !errors.As(err, &me) || me.Number != 1049 { // unknown database: the DDL may create it
+				return fmt.Errorf("selecting database %s for DDL at stream sequence %d: %w", db, m.Sequence, err)
+			}
+		}
+	}
+	if _, err := conn.ExecContext(ctx, m.Event.SQL); err != nil {
+		var me *mysql.MySQLError
+		if a.resumed && errors.As(err, &me) && alreadyApplied[me.Number] {
+			a.log.Warn("DDL seems applied before the last restart; continuing", "stream_seq", m.Sequence, "err", err)
+		} else {
+			return fmt.Errorf("applying DDL at stream sequence %d (%.200s): %w", m.Sequence, m.Event.SQL, err)
+		}
+	}
+	if err := a.saveCheckpoint(ctx, conn, m); err != nil {
+		return err
+	}
+	a.applied(m, 1)
+	_ = m.Ack(ctx)
+	return nil
+}
+
+func escapeIdent(s string) string {
+	out := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		if s[i] == '`' {
+			out = append(out, '`')
+		}
+		out = append(out, s[i])
+	}
+	return string(out)
+}
