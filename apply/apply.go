@@ -133,14 +133,32 @@ func (a *Applier) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	nc, err := nats.Connect(a.cfg.NATSURL, a.cfg.NATSOptions...)
+	if err != nil {
+		return fmt.Errorf("connecting to NATS at %s: %w", a.cfg.NATSURL, err)
+	}
+	defer nc.Close()
 	start := a.cfg.Start
-	if ok {
+	switch {
+	case ok:
 		start = sdk.StartAtSequence(seq + 1)
 		a.log.Info("resuming after the target's checkpoint", "stream_seq", seq)
+	case start == sdk.StartNow:
+		// Pin "now" on the target at once: a restart before the first
+		// commit must not move it past events written meanwhile.
+		last, err := sdk.LastSequence(ctx, nc, a.cfg.Source)
+		if err != nil {
+			return err
+		}
+		if err := a.pin(ctx, last); err != nil {
+			return err
+		}
+		start = sdk.StartAtSequence(last + 1)
+		a.log.Info("starting now: checkpoint pinned on the target", "stream_seq", last)
 	}
 	a.resumed = true
 	c, err := sdk.Connect(ctx, sdk.Config{
-		URL: a.cfg.NATSURL, Options: a.cfg.NATSOptions, Source: a.cfg.Source,
+		Conn: nc, Source: a.cfg.Source,
 		Start: start, Databases: a.cfg.Databases, Tables: a.cfg.Tables,
 	})
 	if err != nil {
@@ -254,6 +272,16 @@ func (a *Applier) saveCheckpoint(ctx context.Context, x execer, m *sdk.Message) 
 		a.cfg.Source, a.cfg.Name, m.Sequence, m.Event.Txn.ID, p.File, p.Offset)
 	if err != nil {
 		return fmt.Errorf("saving the checkpoint at stream sequence %d: %w", m.Sequence, err)
+	}
+	return nil
+}
+
+// pin saves a checkpoint at stream sequence seq before anything is applied.
+func (a *Applier) pin(ctx context.Context, seq uint64) error {
+	_, err := a.db.ExecContext(ctx, "INSERT INTO `databus`.`apply_checkpoint` (`source`, `name`, `stream_seq`, `txn_id`, `binlog_file`, `binlog_offset`) "+
+		"VALUES (?, ?, ?, '', '', 0)", a.cfg.Source, a.cfg.Name, seq)
+	if err != nil {
+		return fmt.Errorf("saving the start checkpoint: %w", err)
 	}
 	return nil
 }

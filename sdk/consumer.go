@@ -235,6 +235,27 @@ func resume(ctx context.Context, s jetstream.Stream, existing jetstream.Consumer
 	return s.CreateConsumer(ctx, cfg)
 }
 
+// LastSequence returns the sequence of the newest event in the stream of
+// source (0 when it is empty), to pin a "now" start point.
+func LastSequence(ctx context.Context, nc *nats.Conn, source string) (uint64, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return 0, fmt.Errorf("opening JetStream: %w", err)
+	}
+	s, err := js.Stream(ctx, StreamName(source))
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return 0, fmt.Errorf("%w: stream %s (is `databus run` capturing source %q?)", ErrNoStream, StreamName(source), source)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("looking up stream %s: %w", StreamName(source), err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("reading stream %s: %w", StreamName(source), err)
+	}
+	return info.State.LastSeq, nil
+}
+
 func normalizeFilters(cfg jetstream.ConsumerConfig) []string {
 	if cfg.FilterSubject != "" {
 		return []string{cfg.FilterSubject}

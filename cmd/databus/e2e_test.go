@@ -426,3 +426,114 @@ func TestExternalNATSWithAuth(t *testing.T) {
 		t.Errorf("databus logged the NATS password")
 	}
 }
+
+func TestApplyKilledRepeatedlyMirrorsExactly(t *testing.T) {
+	src := testenv.StartMariaDB(t)
+	dst := testenv.StartMariaDB(t)
+	src.Exec(t, "CREATE DATABASE app",
+		"CREATE TABLE app.ledger (id INT PRIMARY KEY, txn INT NOT NULL, amount DECIMAL(12,2))",
+		"CREATE TABLE app.balance (account INT PRIMARY KEY, total DECIMAL(14,2) NOT NULL)",
+		"INSERT INTO app.balance VALUES (1, 0), (2, 0), (3, 0)")
+	env, _ := captureEnv(t, src)
+	run := startDatabus(t, env, "run")
+	waitCapturing(t, env, run)
+	// The target starts from the same schema and rows (as a snapshot would).
+	dst.Exec(t, "CREATE DATABASE app",
+		"CREATE TABLE app.ledger (id INT PRIMARY KEY, txn INT NOT NULL, amount DECIMAL(12,2))",
+		"CREATE TABLE app.balance (account INT PRIMARY KEY, total DECIMAL(14,2) NOT NULL)",
+		"INSERT INTO app.balance VALUES (1, 0), (2, 0), (3, 0)")
+
+	applyEnv := append(env, "DATABUS_LOG_LEVEL=info")
+	applyArgs := []string{"apply", "--target", dst.DSN(""), "--from", "now", "--progress", "200ms"}
+	ap := startDatabus(t, applyEnv, applyArgs...)
+	testenv.Eventually(t, 20*time.Second, func() error { // "now" is pinned on the target
+		var seq uint64
+		return dst.DB(t).QueryRow("SELECT stream_seq FROM databus.apply_checkpoint").Scan(&seq)
+	})
+
+	const txns = 2000
+	writeDone := make(chan error, 1)
+	go func() {
+		id := 0
+		for n := range txns {
+			tx, err := src.DB(t).Begin()
+			if err != nil {
+				writeDone <- err
+				return
+			}
+			for range 1 + n%4 {
+				id++
+				acct := 1 + id%3
+				if _, err = tx.Exec("INSERT INTO app.ledger VALUES (?, ?, ?)", id, n, fmt.Sprintf("%d.%02d", id%100, id%97)); err != nil {
+					break
+				}
+				if _, err = tx.Exec("UPDATE app.balance SET total = total + ? WHERE account = ?", fmt.Sprintf("%d.%02d", id%100, id%97), acct); err != nil {
+					break
+				}
+			}
+			if err == nil {
+				err = tx.Commit()
+			}
+			if err != nil {
+				writeDone <- err
+				return
+			}
+		}
+		writeDone <- nil
+	}()
+	kills := 0
+	for done := false; !done; {
+		select {
+		case err := <-writeDone:
+			if err != nil {
+				t.Fatalf("writer: %v", err)
+			}
+			done = true
+		case <-time.After(time.Duration(50+rand.IntN(150)) * time.Millisecond):
+			select {
+			case <-ap.exited:
+				t.Fatalf("apply exited by itself with %d:\n%s", ap.code, ap.out.String())
+			default:
+			}
+			ap.kill()
+			kills++
+			ap = startDatabus(t, applyEnv, applyArgs...)
+		}
+	}
+	testenv.Eventually(t, 60*time.Second, func() error {
+		select {
+		case <-ap.exited:
+			t.Fatalf("apply exited with %d:\n%s", ap.code, ap.out.String())
+		default:
+		}
+		var n int
+		if err := dst.DB(t).QueryRow("SELECT COUNT(*) FROM app.ledger").Scan(&n); err != nil {
+			return err
+		}
+		var want int
+		if err := src.DB(t).QueryRow("SELECT COUNT(*) FROM app.ledger").Scan(&want); err != nil {
+			return err
+		}
+		if n != want {
+			return fmt.Errorf("target has %d of %d ledger rows", n, want)
+		}
+		return nil
+	})
+	for _, table := range []string{"app.ledger", "app.balance"} {
+		var a, b string
+		var name string
+		if err := src.DB(t).QueryRow("CHECKSUM TABLE "+table).Scan(&name, &a); err != nil {
+			t.Fatal(err)
+		}
+		if err := dst.DB(t).QueryRow("CHECKSUM TABLE "+table).Scan(&name, &b); err != nil {
+			t.Fatal(err)
+		}
+		if a != b {
+			t.Errorf("%s: CHECKSUM TABLE source %s, target %s (%d kills of apply)", table, a, b, kills)
+		}
+	}
+	if !strings.Contains(ap.out.String(), "resuming after the target's checkpoint") {
+		t.Errorf("the last apply did not resume from the target's checkpoint:\n%s", ap.out.String())
+	}
+	t.Logf("%d transactions mirrored with %d kill -9 of databus apply", txns, kills)
+}

@@ -1,0 +1,110 @@
+package apply_test
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/databus/databus/apply"
+	"github.com/databus/databus/internal/testenv"
+	"github.com/databus/databus/sdk"
+)
+
+func checksum(t *testing.T, db *sql.DB, table string) string {
+	t.Helper()
+	var name string
+	var sum sql.NullString
+	if err := db.QueryRow("CHECKSUM TABLE "+table).Scan(&name, &sum); err != nil {
+		t.Fatalf("CHECKSUM TABLE %s: %v", table, err)
+	}
+	return name + "=" + sum.String
+}
+
+// runApplier runs an applier until the returned stop is called.
+func runApplier(t *testing.T, cfg apply.Config) (stop func() apply.Progress) {
+	t.Helper()
+	a, err := apply.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	stopped := false
+	stop = func() apply.Progress {
+		if !stopped {
+			stopped = true
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("applier: %v", err)
+			}
+			a.Close()
+		}
+		return a.Progress()
+	}
+	t.Cleanup(func() { stop() })
+	return stop
+}
+
+func TestApplyMirrorsDMLAndDDLAcrossRestarts(t *testing.T) {
+	src := testenv.StartMariaDB(t)
+	dst := testenv.StartMariaDB(t)
+	js := testenv.StartJetStream(t)
+	capt := testenv.NewCapture(testenv.CaptureConfig(src), js.Conn(t))
+	capt.Start(t)
+
+	src.Exec(t,
+		"CREATE DATABASE shop",
+		"CREATE TABLE shop.orders (id INT AUTO_INCREMENT PRIMARY KEY, customer VARCHAR(50), total DECIMAL(10,2)) DEFAULT CHARSET=utf8mb4",
+		"INSERT INTO shop.orders (customer, total) VALUES ('a', 1.00), ('b', 2.00)",
+	)
+	cfg := apply.Config{TargetDSN: dst.DSN(""), NATSURL: js.URL, Source: "test", Start: sdk.StartBeginning, ProgressEvery: 100 * time.Millisecond}
+	stop := runApplier(t, cfg)
+	src.Exec(t,
+		"BEGIN", "UPDATE shop.orders SET total = total * 3", "INSERT INTO shop.orders (customer, total) VALUES ('c', 0)", "COMMIT",
+		"ALTER TABLE shop.orders ADD COLUMN note TEXT AFTER customer",
+		"INSERT INTO shop.orders (customer, note, total) VALUES ('d', 'with note', 4)",
+	)
+	time.Sleep(300 * time.Millisecond)
+	stop()
+	// Written while the applier is down, including a new table and a rename.
+	src.Exec(t,
+		"CREATE TABLE shop.items (order_id INT, sku VARCHAR(20), qty INT, PRIMARY KEY (order_id, sku))",
+		"INSERT INTO shop.items VALUES (1, 'x', 1), (1, 'y', 2), (2, 'x', 5)",
+		"DELETE FROM shop.orders WHERE customer = 'b'",
+		"RENAME TABLE shop.items TO shop.order_items",
+		"UPDATE shop.order_items SET qty = qty + 1",
+	)
+	stop = runApplier(t, cfg)
+	var last uint64
+	testenv.Eventually(t, 20*time.Second, func() error {
+		var seq uint64
+		if err := dst.DB(t).QueryRow("SELECT stream_seq FROM databus.apply_checkpoint WHERE source = 'test' AND name = 'apply'").Scan(&seq); err != nil {
+			return err
+		}
+		info, err := js.Conn(t).JetStream()
+		if err != nil {
+			return err
+		}
+		si, err := info.StreamInfo("DATABUS_test")
+		if err != nil {
+			return err
+		}
+		if seq != si.State.LastSeq {
+			return fmt.Errorf("applied through %d of %d", seq, si.State.LastSeq)
+		}
+		last = seq
+		return nil
+	})
+	p := stop()
+	for _, table := range []string{"shop.orders", "shop.order_items"} {
+		if a, b := checksum(t, src.DB(t), table), checksum(t, dst.DB(t), table); a != b {
+			t.Errorf("source %s, target %s", a, b)
+		}
+	}
+	if p.Seq != last || p.Transactions == 0 {
+		t.Errorf("progress after the restart: %+v, want seq %d", p, last)
+	}
+}
