@@ -3,7 +3,7 @@ GO      ?= go
 BIN     := bin/databus
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: build test test-short demo lint bench clean
+.PHONY: build test test-short demo lint bench fuzz clean
 
 build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/databus
@@ -27,6 +27,13 @@ demo: build
 lint:
 	$(GO) vet ./...
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+# Longer fuzzing of the subject token and SQL literal encoders (the literal
+# fuzzer talks to a throwaway mariadbd). New corpus entries land in the Go
+# cache; copy interesting ones to the package's testdata/fuzz to keep them.
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzToken -fuzztime 60s ./sdk
+	$(GO) test -run '^$$' -fuzz FuzzLiterals -fuzztime 120s ./internal/rowcodec
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...

@@ -171,3 +171,17 @@ func DecodeEvent(data []byte) (*Event, error) {
 	}
 	return &ev, nil
 }
+
+// IdempotentSQL returns a form of [Event.SQL] that can run again without
+// error or change: an insert becomes REPLACE INTO (the row is written
+// whatever exists under its key); updates and deletes are already
+// idempotent because they name the row by its key. Use it when replaying
+// events or loading snapshot rows into a target that may hold some of them.
+func (e *Event) IdempotentSQL() string {
+	if e.Op == OpInsert {
+		if rest, ok := strings.CutPrefix(e.SQL, "INSERT INTO "); ok {
+			return "REPLACE INTO " + rest
+		}
+	}
+	return e.SQL
+}

@@ -100,3 +100,14 @@ func TestDecodeEventRefusesNewerVersion(t *testing.T) {
 		t.Errorf("numbers must decode exactly: got %v", got)
 	}
 }
+
+func TestIdempotentSQL(t *testing.T) {
+	ins := Event{Op: OpInsert, SQL: "INSERT INTO `a`.`b` (`id`) VALUES (1)"}
+	if got, want := ins.IdempotentSQL(), "REPLACE INTO `a`.`b` (`id`) VALUES (1)"; got != want {
+		t.Errorf("got %s, want %s", got, want)
+	}
+	del := Event{Op: OpDelete, SQL: "DELETE FROM `a`.`b` WHERE `id`=1"}
+	if del.IdempotentSQL() != del.SQL {
+		t.Errorf("delete changed: %s", del.IdempotentSQL())
+	}
+}
