@@ -314,7 +314,8 @@ func (a *Applier) ddl(ctx context.Context, m *sdk.Message) error {
 		return fmt.Errorf("connecting to the target: %w", err)
 	}
 	defer conn.Close()
-	if db := m.Event.Database; db != "" {
+	if d := m.Event.DDL; d != nil && !d.Qualified && d.DefaultDB != "" {
+		db := d.DefaultDB
 		if _, err := conn.ExecContext(ctx, "USE `"+escapeIdent(db)+"`"); err != nil {
 			var me *mysql.MySQLError
 			if !errors.As(err, &me) || me.Number != 1049 { // unknown database: the DDL may create it

@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/databus/databus/internal/ddl"
 	"github.com/databus/databus/sdk"
 )
 
@@ -206,7 +207,7 @@ func (c *Capturer) session(ctx context.Context) error {
 		expected: lastSeq, skipThrough: lastPos,
 		queue: make(chan pending, 8192),
 	}
-	r := &reader{cfg: c.cfg, info: info, pub: pub, file: cp.File, tables: map[uint64]*table{}, status: c,
+	r := &reader{cfg: c.cfg, log: c.log, info: info, pub: pub, file: cp.File, tables: map[uint64]*table{}, status: c,
 		generated: func(db, table string) (map[string]bool, error) { return generatedColumns(ctx, dbh, db, table) }}
 
 	g, gctx := errgroup.WithContext(ctx)
@@ -240,6 +241,7 @@ func (c *Capturer) session(ctx context.Context) error {
 // file and transaction.
 type reader struct {
 	cfg    Config
+	log    *slog.Logger
 	info   ServerInfo
 	pub    *publisher
 	status *Capturer
@@ -355,17 +357,48 @@ func (r *reader) query(h *replication.EventHeader, q *replication.QueryEvent) er
 	// Anything else in a ROW-format binlog is DDL or account management;
 	// it commits implicitly.
 	r.begin(h)
-	db := string(q.Schema)
-	if !isAccountStatement(upper) && (db == "" || r.cfg.Filter.Database(db)) {
-		ev := r.base(h)
-		ev.Op, ev.Database, ev.SQL = sdk.OpDDL, db, stmt
-		if err := r.emit(ev); err != nil {
-			return err
+	if !isAccountStatement(upper) {
+		if ev, ok := r.ddlEvent(h, stmt, string(q.Schema)); ok {
+			if err := r.emit(ev); err != nil {
+				return err
+			}
 		}
 	}
 	// Table shapes may have changed: rebuild them from the next table maps.
 	clear(r.tables)
 	return r.commit(h.LogPos)
+}
+
+// ddlEvent builds the event of a DDL statement, and reports whether the
+// capture filter selects it: a statement is published when any table or
+// database it touches is captured (so a rename into or out of the captured
+// set is published).
+func (r *reader) ddlEvent(h *replication.EventHeader, stmt, defaultDB string) (sdk.Event, bool) {
+	res := ddl.Qualify(stmt, defaultDB)
+	if res.Err != nil {
+		r.log.Warn("DDL published unqualified", "err", res.Err, "default_db", defaultDB, "file", r.file, "offset", h.LogPos)
+	}
+	info := &sdk.DDL{Statement: stmt, DefaultDB: defaultDB, Kind: res.Kind, Qualified: res.Qualified, Databases: res.Databases}
+	captured := false
+	for _, t := range res.Tables {
+		info.Tables = append(info.Tables, sdk.TableRef{DB: t.DB, Table: t.Table})
+		captured = captured || r.cfg.Filter.Table(t.DB, t.Table)
+	}
+	for _, db := range res.Databases {
+		captured = captured || r.cfg.Filter.Database(db)
+	}
+	if len(res.Tables) == 0 && len(res.Databases) == 0 {
+		captured = defaultDB == "" || r.cfg.Filter.Database(defaultDB)
+	}
+	ev := r.base(h)
+	ev.Op, ev.SQL, ev.DDL, ev.Database = sdk.OpDDL, res.SQL, info, defaultDB
+	switch {
+	case len(info.Tables) > 0:
+		ev.Database, ev.Table = info.Tables[0].DB, info.Tables[0].Table
+	case len(info.Databases) > 0:
+		ev.Database = info.Databases[0]
+	}
+	return ev, captured
 }
 
 func isAccountStatement(upper string) bool {

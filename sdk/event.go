@@ -52,8 +52,12 @@ type Event struct {
 	// docs/events.md.
 	Before map[string]any `json:"before,omitempty"`
 	After  map[string]any `json:"after,omitempty"`
-	// SQL is a schema-qualified statement that applies this change.
+	// SQL is a schema-qualified statement that applies this change. For
+	// DDL it is the qualified statement when [DDL.Qualified], else the
+	// original one.
 	SQL string `json:"sql"`
+	// DDL describes a DDL statement; nil for row changes.
+	DDL *DDL `json:"ddl,omitempty"`
 	// Position is where in the binlog this event was read.
 	Position Position `json:"pos"`
 	// Timestamp is the time the change was written on the source, from the
@@ -61,6 +65,34 @@ type Event struct {
 	Timestamp time.Time `json:"ts"`
 	// Txn places the event in its source transaction.
 	Txn Txn `json:"txn"`
+}
+
+// DDL describes a DDL statement.
+type DDL struct {
+	// Statement is the statement exactly as the source logged it.
+	Statement string `json:"statement"`
+	// DefaultDB is the session's default database when it ran; a statement
+	// that is not qualified must run with it selected (USE).
+	DefaultDB string `json:"default_db,omitempty"`
+	// Kind is "create_table", "alter_table", "drop_table",
+	// "truncate_table", "rename_table", "create_index", "drop_index",
+	// "create_database", "alter_database", "drop_database", "create_view",
+	// "drop_view" or "other".
+	Kind string `json:"kind"`
+	// Qualified is true when every table name in [Event.SQL] carries its
+	// database, so it runs on a target without USE.
+	Qualified bool `json:"qualified"`
+	// Tables are the tables the statement touches, in statement order (a
+	// rename lists old and new names).
+	Tables []TableRef `json:"tables,omitempty"`
+	// Databases are the databases a database-level statement touches.
+	Databases []string `json:"databases,omitempty"`
+}
+
+// TableRef names a table.
+type TableRef struct {
+	DB    string `json:"db"`
+	Table string `json:"table"`
 }
 
 // Column describes one column of a row image.
