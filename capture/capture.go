@@ -255,7 +255,7 @@ type reader struct {
 	txnID  string
 	gtid   string
 	seq    int
-	held   *sdk.Event
+	held   *outEvent
 	lastTS time.Time
 }
 
@@ -278,15 +278,15 @@ func (r *reader) begin(h *replication.EventHeader) {
 // emit numbers ev within its transaction and publishes the event held
 // before it: the newest is held back until it is known whether it is the
 // transaction's last.
-func (r *reader) emit(ev sdk.Event) error {
-	ev.Txn = sdk.Txn{ID: r.txnID, Seq: r.seq}
+func (r *reader) emit(o outEvent) error {
+	o.ev.Txn = sdk.Txn{ID: r.txnID, Seq: r.seq}
 	r.seq++
 	if r.held != nil {
 		if err := r.pub.publish(r.held); err != nil {
 			return err
 		}
 	}
-	r.held = &ev
+	r.held = &o
 	return nil
 }
 
@@ -294,7 +294,7 @@ func (r *reader) emit(ev sdk.Event) error {
 // where a restart resumes.
 func (r *reader) commit(next uint32) error {
 	if r.held != nil {
-		r.held.Txn.Last = true
+		r.held.ev.Txn.Last = true
 		if err := r.pub.publish(r.held); err != nil {
 			return err
 		}
@@ -359,7 +359,7 @@ func (r *reader) query(h *replication.EventHeader, q *replication.QueryEvent) er
 	r.begin(h)
 	if !isAccountStatement(upper) {
 		if ev, ok := r.ddlEvent(h, stmt, string(q.Schema)); ok {
-			if err := r.emit(ev); err != nil {
+			if err := r.emit(outEvent{ev: ev}); err != nil {
 				return err
 			}
 		}

@@ -159,12 +159,13 @@ type publisher struct {
 	queue       chan pending
 }
 
-func (p *publisher) publish(ev *sdk.Event) error {
+func (p *publisher) publish(o *outEvent) error {
+	ev := &o.ev
 	if p.skipThrough != nil && ev.Position.Compare(*p.skipThrough) <= 0 {
 		return nil
 	}
 	p.skipThrough = nil
-	data, err := json.Marshal(ev)
+	data, err := o.encode(make([]byte, 0, 512+len(o.head)+len(o.body)))
 	if err != nil {
 		return fmt.Errorf("encoding event at %s: %w", ev.Position, err)
 	}

@@ -21,7 +21,11 @@ type table struct {
 	// generated marks generated columns, which SQL must not write.
 	generated []bool
 	wire      []sdk.Column
-	pkNames   []string
+	// quoted holds each column's `"name":` JSON prefix; heads the cached
+	// JSON heads of events per operation.
+	quoted  [][]byte
+	heads   map[sdk.Op][]byte
+	pkNames []string
 	// tableMap is the event this shape was built from, to notice changes.
 	tableMap *replication.TableMapEvent
 }
@@ -62,6 +66,7 @@ func newTable(tm *replication.TableMapEvent, collations map[uint64]string, gener
 		}
 		t.cols = append(t.cols, c)
 		t.generated = append(t.generated, generated[c.Name])
+		t.quoted = append(t.quoted, append(appendJSONString(nil, c.Name), ':'))
 		t.wire = append(t.wire, sdk.Column{Name: c.Name, Type: c.TypeName(), Charset: c.Charset, Nullable: c.Nullable, Generated: generated[c.Name]})
 	}
 	for _, i := range tm.PrimaryKey {
@@ -96,9 +101,9 @@ func (t *table) qualified() string {
 	return rowcodec.QuoteIdent(t.db) + "." + rowcodec.QuoteIdent(t.name)
 }
 
-// image is one encoded row image.
+// image is one encoded row image, in column order.
 type image struct {
-	json map[string]any
+	json []any
 	sql  []string
 }
 
@@ -106,28 +111,16 @@ func (t *table) encode(row []any, pos sdk.Position) (image, error) {
 	if len(row) != len(t.cols) {
 		return image{}, fmt.Errorf("%w: %s.%s at %s: row image has %d values, table map %d columns", ErrUndecodable, t.db, t.name, pos, len(row), len(t.cols))
 	}
-	img := image{json: make(map[string]any, len(row)), sql: make([]string, len(row))}
+	img := image{json: make([]any, len(row)), sql: make([]string, len(row))}
 	for i, v := range row {
 		ev, err := rowcodec.Encode(&t.cols[i], v)
 		if err != nil {
 			return image{}, fmt.Errorf("%w: %s.%s column %s (%s) at %s: %v", ErrUndecodable, t.db, t.name, t.cols[i].Name, t.cols[i].TypeName(), pos, err)
 		}
-		img.json[t.cols[i].Name] = ev.JSON
+		img.json[i] = ev.JSON
 		img.sql[i] = ev.SQL
 	}
 	return img, nil
-}
-
-// key returns the primary key values of an image.
-func (t *table) key(img image) map[string]any {
-	if len(t.pk) == 0 {
-		return nil
-	}
-	k := make(map[string]any, len(t.pk))
-	for _, i := range t.pk {
-		k[t.cols[i].Name] = img.json[t.cols[i].Name]
-	}
-	return k
 }
 
 // where builds the WHERE clause identifying the row of img: by primary key,
@@ -211,8 +204,8 @@ func (t *table) deleteSQL(before image) string {
 }
 
 // rowEvents turns one binlog rows event into databus events, one per row.
-func (t *table) rowEvents(kind replication.EventType, rows [][]any, base sdk.Event) ([]sdk.Event, error) {
-	var out []sdk.Event
+func (t *table) rowEvents(kind replication.EventType, rows [][]any, base sdk.Event) ([]outEvent, error) {
+	var out []outEvent
 	step := 1
 	switch kind {
 	case replication.UPDATE_ROWS_EVENTv0, replication.UPDATE_ROWS_EVENTv1, replication.UPDATE_ROWS_EVENTv2, replication.PARTIAL_UPDATE_ROWS_EVENT,
@@ -220,32 +213,57 @@ func (t *table) rowEvents(kind replication.EventType, rows [][]any, base sdk.Eve
 		step = 2
 	}
 	for i := 0; i+step-1 < len(rows); i += step {
-		ev := base
-		ev.Database, ev.Table = t.db, t.name
-		ev.Columns, ev.PrimaryKey = t.wire, t.pkNames
-		ev.Position.Row = i / step
-		first, err := t.encode(rows[i], ev.Position)
+		o := outEvent{ev: base}
+		o.ev.Database, o.ev.Table = t.db, t.name
+		o.ev.Position.Row = i / step
+		first, err := t.encode(rows[i], o.ev.Position)
 		if err != nil {
 			return nil, err
 		}
+		var body []byte
+		var sql string
 		switch {
 		case step == 2:
-			after, err := t.encode(rows[i+1], ev.Position)
+			after, err := t.encode(rows[i+1], o.ev.Position)
 			if err != nil {
 				return nil, err
 			}
-			ev.Op, ev.Before, ev.After, ev.Key = sdk.OpUpdate, first.json, after.json, t.key(after)
-			ev.SQL = t.updateSQL(first, after)
+			o.ev.Op = sdk.OpUpdate
+			body = t.appendFields(body, after, &first, &after)
+			sql = t.updateSQL(first, after)
 		case isDelete(kind):
-			ev.Op, ev.Before, ev.Key = sdk.OpDelete, first.json, t.key(first)
-			ev.SQL = t.deleteSQL(first)
+			o.ev.Op = sdk.OpDelete
+			body = t.appendFields(body, first, &first, nil)
+			sql = t.deleteSQL(first)
 		default:
-			ev.Op, ev.After, ev.Key = sdk.OpInsert, first.json, t.key(first)
-			ev.SQL = t.insertSQL(first)
+			o.ev.Op = sdk.OpInsert
+			body = t.appendFields(body, first, nil, &first)
+			sql = t.insertSQL(first)
 		}
-		out = append(out, ev)
+		body = append(body, `"sql":`...)
+		o.body = appendJSONString(body, sql)
+		o.head = t.head(base.Source, o.ev.Op)
+		out = append(out, o)
 	}
 	return out, nil
+}
+
+// appendFields appends the key (from keyImg), before and after fields, each
+// followed by a comma.
+func (t *table) appendFields(buf []byte, keyImg image, before, after *image) []byte {
+	buf, wrote := t.appendKey(buf, keyImg)
+	if wrote {
+		buf = append(buf, ',')
+	}
+	if before != nil {
+		buf = append(buf, `"before":`...)
+		buf = append(t.appendImage(buf, *before), ',')
+	}
+	if after != nil {
+		buf = append(buf, `"after":`...)
+		buf = append(t.appendImage(buf, *after), ',')
+	}
+	return buf
 }
 
 func isDelete(kind replication.EventType) bool {

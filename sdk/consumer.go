@@ -105,9 +105,18 @@ type Message struct {
 
 // Ack tells the server the application is done with the message and with
 // every message delivered before it (acknowledgements are cumulative); a
-// durable consumer restarted later resumes after it. Ack waits for the
-// server's confirmation.
+// durable consumer restarted later resumes after it. Ack does not wait for
+// the server: an acknowledgement lost in a crash means the message is
+// delivered again (at-least-once). [Message.AckSync] waits.
 func (m *Message) Ack(ctx context.Context) error {
+	if err := m.msg.Ack(); err != nil {
+		return fmt.Errorf("acknowledging stream sequence %d: %w", m.Sequence, err)
+	}
+	return nil
+}
+
+// AckSync is [Message.Ack] that waits until the server confirms.
+func (m *Message) AckSync(ctx context.Context) error {
 	if err := m.msg.DoubleAck(ctx); err != nil {
 		return fmt.Errorf("acknowledging stream sequence %d: %w", m.Sequence, err)
 	}
@@ -374,8 +383,11 @@ func (c *Consumer) Close() {
 		if c.iter != nil {
 			c.iter.Stop()
 		}
-		if c.ownConn && c.nc != nil {
-			_ = c.nc.Drain()
+		switch {
+		case c.ownConn && c.nc != nil:
+			_ = c.nc.Drain() // sends pending acknowledgements first
+		case c.nc != nil:
+			_ = c.nc.FlushTimeout(5 * time.Second)
 		}
 	})
 }
