@@ -35,8 +35,12 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzToken -fuzztime 60s ./sdk
 	$(GO) test -run '^$$' -fuzz FuzzLiterals -fuzztime 120s ./internal/rowcodec
 
+# The benchmark harness (internal/bench): limits of this machine, databus
+# streaming, latency, SDK consumption and memory; recorded in
+# docs/performance.md.
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+	scripts/ensure-mariadb.sh
+	scripts/bench.sh
 
 clean:
 	rm -rf bin demo-data

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Runs the benchmark harness once and records the table in
+# docs/performance.md (between the bench markers). Sizes: BENCH_ROWS (row
+# changes in the pre-written binlog, default 300000), BENCH_BIG_TXN_ROWS
+# (default 1000000), BENCH_LATENCY_SECONDS (default 5).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=$(mktemp)
+go test -run '^$' -bench "${BENCH:-.}" -benchtime 1x -timeout 60m ./internal/bench 2>&1 | tee "$out" | grep -E '^(Benchmark|FAIL|ok|PASS)'
+table=$(awk '
+/^Benchmark/ {
+  name=$1; sub(/-[0-9]+$/, "", name); sub(/^Benchmark/, "", name)
+  line=""
+  for (i=5; i<NF; i+=2) { line=line sprintf("%s %s, ", $i, $(i+1)); v[name, $(i+1)]=$i }
+  sub(/, $/, "", line)
+  printf("| %s | %s |\n", name, line)
+}
+END {
+  lim=v["LimitBinlogDecode","rows/s"]; pub=v["LimitJetStreamPublish","msgs/s"]
+  if (pub != "" && (lim == "" || pub+0 < lim+0)) lim=pub
+  s=v["Streaming","rows/s"]
+  if (lim != "" && s != "") printf("| **streaming / lower limit** | %.0f%% (%.0f rows/s of %.0f) |\n", 100*s/lim, s, lim)
+}' "$out")
+{
+  echo "<!-- bench:start -->"
+  echo "Measured $(date -u +%Y-%m-%d) on $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(free -g | awk '/Mem:/ {print $2}') GiB,"
+  echo "BENCH_ROWS=${BENCH_ROWS:-300000}, BENCH_BIG_TXN_ROWS=${BENCH_BIG_TXN_ROWS:-1000000}, one run of \`make bench\`:"
+  echo
+  echo "| benchmark | result |"
+  echo "| --- | --- |"
+  echo "$table"
+  echo "<!-- bench:end -->"
+} > "$out.md"
+doc=docs/performance.md
+if [ -f "$doc" ] && grep -q 'bench:start' "$doc"; then
+  awk -v f="$out.md" '
+    /<!-- bench:start -->/ { while ((getline l < f) > 0) print l; skip=1; next }
+    /<!-- bench:end -->/ { skip=0; next }
+    !skip { print }' "$doc" > "$doc.new" && mv "$doc.new" "$doc"
+else
+  cat "$out.md" >> "$doc"
+fi
+echo "recorded in $doc"
