@@ -194,6 +194,7 @@ func (c *Capturer) session(ctx context.Context) error {
 		ReadTimeout:             30 * time.Second,
 		DisableRetrySync:        true,
 		Logger:                  slog.New(slog.DiscardHandler),
+		EventCacheCount:         256, // bounded read-ahead: memory stays flat
 	})
 	defer syncer.Close()
 	streamer, err := syncer.StartSync(mysql.Position{Name: cp.File, Pos: cp.Offset})

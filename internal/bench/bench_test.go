@@ -255,11 +255,25 @@ func BenchmarkStreaming(b *testing.B) {
 		waitMsgs(b, nc, "DATABUS_bench", uint64(f.rows), 10*time.Minute)
 		el := time.Since(start)
 		rss := peakRSS(cmd.Process.Pid)
+		cpu := cpuTime(cmd.Process.Pid)
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 		b.ReportMetric(float64(f.rows)/el.Seconds(), "rows/s")
 		b.ReportMetric(float64(rss)/1024, "peak-RSS-MiB")
+		b.ReportMetric(cpu.Seconds()/el.Seconds(), "cores-used")
 	}
+}
+
+// cpuTime returns the user+system CPU time of a running process.
+func cpuTime(pid int) time.Duration {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	utime, _ := strconv.Atoi(f[11])
+	stime, _ := strconv.Atoi(f[12])
+	return time.Duration(utime+stime) * time.Second / 100
 }
 
 // BenchmarkStreamingInProcess is BenchmarkStreaming with the capturer in
