@@ -38,6 +38,18 @@ func newRig(t *testing.T, mutate ...func(*capture.Config)) *rig {
 	return r
 }
 
+// newMirror returns a started rig and a target server, both prepared with
+// the same statements.
+func newMirror(t *testing.T, setup ...string) (*rig, *testenv.MariaDB) {
+	t.Helper()
+	r := newRig(t)
+	target := testenv.StartMariaDB(t)
+	r.db.Exec(t, setup...)
+	target.Exec(t, setup...)
+	r.Start(t)
+	return r, target
+}
+
 func (r *rig) consumer(t *testing.T, cfg sdk.Config) *sdk.Consumer {
 	t.Helper()
 	cfg.Conn, cfg.Source = r.nc, r.Config.Source
@@ -158,12 +170,8 @@ func TestRowChangesInCommitOrder(t *testing.T) {
 }
 
 func TestSQLAppliesToAnotherServer(t *testing.T) {
-	r := newRig(t)
-	target := testenv.StartMariaDB(t)
-	ddl := "CREATE TABLE shop.t (id BIGINT UNSIGNED NOT NULL, name VARCHAR(100), amount DECIMAL(20,6), at DATETIME(3), n INT, PRIMARY KEY (id)) DEFAULT CHARSET=utf8mb4"
-	r.db.Exec(t, "CREATE DATABASE shop", ddl)
-	target.Exec(t, "CREATE DATABASE shop", ddl)
-	r.Start(t)
+	r, target := newMirror(t, "CREATE DATABASE shop",
+		"CREATE TABLE shop.t (id BIGINT UNSIGNED NOT NULL, name VARCHAR(100), amount DECIMAL(20,6), at DATETIME(3), n INT, PRIMARY KEY (id)) DEFAULT CHARSET=utf8mb4")
 	c := r.consumer(t, sdk.Config{Start: sdk.StartBeginning, Tables: []string{"shop.t"}})
 	r.db.Exec(t,
 		"INSERT INTO shop.t VALUES (18446744073709551615, 'back\\\\slash ''q'' \\0 nul', 123456789012.123456, '2024-01-01 10:00:00.5', -2147483648), (1, NULL, 0, NULL, NULL)",

@@ -56,7 +56,16 @@ func (f Filter) excluded(db, table string) bool {
 }
 
 // Table reports whether changes of db.table are captured.
-func (f Filter) Table(db, table string) bool {
+func (f Filter) Table(db, table string) bool { return f.selects(db, table) }
+
+// Database reports whether anything of db may be captured, which decides
+// whether statements that concern the database as a whole (DDL) are
+// published.
+func (f Filter) Database(db string) bool { return f.selects(db, "") }
+
+// selects applies the filter to db.table, or to any table of db when table
+// is "".
+func (f Filter) selects(db, table string) bool {
 	if f.excluded(db, table) {
 		return false
 	}
@@ -70,31 +79,7 @@ func (f Filter) Table(db, table string) bool {
 	}
 	for _, t := range f.Tables {
 		tdb, ttable, _ := splitName(t)
-		if match(tdb, db) && match(ttable, table) {
-			return true
-		}
-	}
-	return false
-}
-
-// Database reports whether anything of db may be captured, which decides
-// whether statements that concern the database as a whole (DDL) are
-// published.
-func (f Filter) Database(db string) bool {
-	if f.excluded(db, "") {
-		return false
-	}
-	if len(f.Databases) == 0 && len(f.Tables) == 0 {
-		return !slices.Contains(systemDatabases, db)
-	}
-	for _, d := range f.Databases {
-		if match(d, db) {
-			return true
-		}
-	}
-	for _, t := range f.Tables {
-		tdb, _, _ := splitName(t)
-		if match(tdb, db) {
+		if match(tdb, db) && (table == "" || match(ttable, table)) {
 			return true
 		}
 	}

@@ -6,7 +6,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/databus/databus/internal/testenv"
 	"github.com/databus/databus/sdk"
 )
 
@@ -61,12 +60,7 @@ var tortureRows = []string{
 }
 
 func TestEveryTypeRoundTripsThroughTheEmittedSQL(t *testing.T) {
-	r := newRig(t)
-	target := testenv.StartMariaDB(t)
-	for _, m := range []*testenv.MariaDB{r.db, target} {
-		m.Exec(t, "CREATE DATABASE torture", tortureDDL)
-	}
-	r.Start(t)
+	r, target := newMirror(t, "CREATE DATABASE torture", tortureDDL)
 	c := r.consumer(t, sdk.Config{Start: sdk.StartBeginning, Tables: []string{"torture.t"}})
 
 	// The writer's session time zone must not leak into TIMESTAMP values.
@@ -183,14 +177,9 @@ func dumpRows(t *testing.T, db *sql.DB, table string) []string {
 }
 
 func TestTablesWithoutOrWithCompositeKeys(t *testing.T) {
-	r := newRig(t)
-	target := testenv.StartMariaDB(t)
-	ddl := []string{"CREATE DATABASE k",
+	r, target := newMirror(t, "CREATE DATABASE k",
 		"CREATE TABLE k.nopk (a INT, f FLOAT, d DOUBLE, s VARCHAR(10), b BLOB)",
-		"CREATE TABLE k.comp (a INT, b VARCHAR(5), v INT, PRIMARY KEY (a, b))"}
-	r.db.Exec(t, ddl...)
-	target.Exec(t, ddl...)
-	r.Start(t)
+		"CREATE TABLE k.comp (a INT, b VARCHAR(5), v INT, PRIMARY KEY (a, b))")
 	c := r.consumer(t, sdk.Config{Start: sdk.StartBeginning, Databases: []string{"k"}})
 	r.db.Exec(t,
 		"INSERT INTO k.nopk VALUES (1, 0.1, 0.1, 'x', X'00'), (1, 0.1, 0.1, 'x', X'00'), (2, NULL, NULL, NULL, NULL), (3, 3.4e38, 1e-300, 'z', '')",

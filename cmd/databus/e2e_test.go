@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -169,60 +170,29 @@ func TestKill9MidWriteLoadLosesNothingAndDuplicatesNothing(t *testing.T) {
 	p := startDatabus(t, env, "run")
 	waitCapturing(t, env, p)
 
-	// Writer: transactions of 1 to 5 rows, some as multi-row INSERTs, while
+	// Transactions of 1 to 5 rows, some as multi-row INSERTs, while
 	// databus is killed with SIGKILL and restarted several times.
 	const txns = 1500
-	writeDone := make(chan error, 1)
-	go func() {
-		conn := db.DB(t)
-		id := 0
-		for n := range txns {
-			rows := 1 + n%5
-			tx, err := conn.Begin()
-			if err != nil {
-				writeDone <- err
-				return
+	id := 0
+	kills := loadWhileKilling(t, db, txns, func(tx *sql.Tx, n int) error {
+		rows := 1 + n%5
+		if n%2 == 0 {
+			var vals []string
+			for range rows {
+				id++
+				vals = append(vals, fmt.Sprintf("(%d, %d, REPEAT('x', %d))", id, n, id%150))
 			}
-			if n%2 == 0 {
-				var vals []string
-				for range rows {
-					id++
-					vals = append(vals, fmt.Sprintf("(%d, %d, REPEAT('x', %d))", id, n, id%150))
-				}
-				_, err = tx.Exec("INSERT INTO app.ledger VALUES " + strings.Join(vals, ","))
-			} else {
-				for range rows {
-					id++
-					if _, err = tx.Exec("INSERT INTO app.ledger VALUES (?, ?, 'y')", id, n); err != nil {
-						break
-					}
-				}
-			}
-			if err == nil {
-				err = tx.Commit()
-			}
-			if err != nil {
-				writeDone <- err
-				return
-			}
-			time.Sleep(time.Duration(rand.IntN(3)) * time.Millisecond)
+			_, err := tx.Exec("INSERT INTO app.ledger VALUES " + strings.Join(vals, ","))
+			return err
 		}
-		writeDone <- nil
-	}()
-	kills := 0
-	for done := false; !done; {
-		select {
-		case err := <-writeDone:
-			if err != nil {
-				t.Fatalf("writer: %v", err)
+		for range rows {
+			id++
+			if _, err := tx.Exec("INSERT INTO app.ledger VALUES (?, ?, 'y')", id, n); err != nil {
+				return err
 			}
-			done = true
-		case <-time.After(time.Duration(100+rand.IntN(300)) * time.Millisecond):
-			p.kill()
-			kills++
-			p = startDatabus(t, env, "run")
 		}
-	}
+		return nil
+	}, &p, func() *proc { return startDatabus(t, env, "run") }, 100, 300)
 	if kills < 2 {
 		// The load was too quick to be interrupted often: kill once more
 		// after it, which still checks resumption.
@@ -452,54 +422,20 @@ func TestApplyKilledRepeatedlyMirrorsExactly(t *testing.T) {
 	})
 
 	const txns = 2000
-	writeDone := make(chan error, 1)
-	go func() {
-		id := 0
-		for n := range txns {
-			tx, err := src.DB(t).Begin()
-			if err != nil {
-				writeDone <- err
-				return
+	id := 0
+	kills := loadWhileKilling(t, src, txns, func(tx *sql.Tx, n int) error {
+		for range 1 + n%4 {
+			id++
+			amount := fmt.Sprintf("%d.%02d", id%100, id%97)
+			if _, err := tx.Exec("INSERT INTO app.ledger VALUES (?, ?, ?)", id, n, amount); err != nil {
+				return err
 			}
-			for range 1 + n%4 {
-				id++
-				acct := 1 + id%3
-				if _, err = tx.Exec("INSERT INTO app.ledger VALUES (?, ?, ?)", id, n, fmt.Sprintf("%d.%02d", id%100, id%97)); err != nil {
-					break
-				}
-				if _, err = tx.Exec("UPDATE app.balance SET total = total + ? WHERE account = ?", fmt.Sprintf("%d.%02d", id%100, id%97), acct); err != nil {
-					break
-				}
-			}
-			if err == nil {
-				err = tx.Commit()
-			}
-			if err != nil {
-				writeDone <- err
-				return
+			if _, err := tx.Exec("UPDATE app.balance SET total = total + ? WHERE account = ?", amount, 1+id%3); err != nil {
+				return err
 			}
 		}
-		writeDone <- nil
-	}()
-	kills := 0
-	for done := false; !done; {
-		select {
-		case err := <-writeDone:
-			if err != nil {
-				t.Fatalf("writer: %v", err)
-			}
-			done = true
-		case <-time.After(time.Duration(50+rand.IntN(150)) * time.Millisecond):
-			select {
-			case <-ap.exited:
-				t.Fatalf("apply exited by itself with %d:\n%s", ap.code, ap.out.String())
-			default:
-			}
-			ap.kill()
-			kills++
-			ap = startDatabus(t, applyEnv, applyArgs...)
-		}
-	}
+		return nil
+	}, &ap, func() *proc { return startDatabus(t, applyEnv, applyArgs...) }, 50, 150)
 	testenv.Eventually(t, 60*time.Second, func() error {
 		select {
 		case <-ap.exited:
@@ -536,4 +472,49 @@ func TestApplyKilledRepeatedlyMirrorsExactly(t *testing.T) {
 		t.Errorf("the last apply did not resume from the target's checkpoint:\n%s", ap.out.String())
 	}
 	t.Logf("%d transactions mirrored with %d kill -9 of databus apply", txns, kills)
+}
+
+// loadWhileKilling commits txns transactions, each built by write, from a
+// goroutine; until they are all committed it kills *p with SIGKILL at
+// random intervals of minMs to minMs+spanMs and replaces it with start().
+// It returns how many times it killed.
+func loadWhileKilling(t *testing.T, db *testenv.MariaDB, txns int, write func(tx *sql.Tx, n int) error, p **proc, start func() *proc, minMs, spanMs int) int {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() {
+		for n := range txns {
+			tx, err := db.DB(t).Begin()
+			if err == nil {
+				if err = write(tx, n); err == nil {
+					err = tx.Commit()
+				} else {
+					_ = tx.Rollback()
+				}
+			}
+			if err != nil {
+				done <- fmt.Errorf("transaction %d: %w", n, err)
+				return
+			}
+		}
+		done <- nil
+	}()
+	kills := 0
+	for {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("writer: %v", err)
+			}
+			return kills
+		case <-time.After(time.Duration(minMs+rand.IntN(spanMs)) * time.Millisecond):
+			select {
+			case <-(*p).exited:
+				t.Fatalf("%v exited by itself with %d:\n%s", (*p).cmd.Args[1:], (*p).code, (*p).out.String())
+			default:
+			}
+			(*p).kill()
+			kills++
+			*p = start()
+		}
+	}
 }

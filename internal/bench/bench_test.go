@@ -281,33 +281,33 @@ func cpuTime(pid int) time.Duration {
 func BenchmarkStreamingInProcess(b *testing.B) {
 	f := loadFixture(b)
 	for b.Loop() {
-		js := testenv.StartJetStream(b)
-		nc := js.Conn(b)
-		seedCheckpoint(b, nc, "inproc", f)
-		cfg := testenv.CaptureConfig(f.db)
-		cfg.Source = "inproc"
-		c := testenv.NewCapture(cfg, nc)
 		start := time.Now()
-		c.Start(b)
-		waitMsgs(b, nc, "DATABUS_inproc", uint64(f.rows), 10*time.Minute)
+		captureAll(b, f, "inproc")
 		b.ReportMetric(float64(f.rows)/time.Since(start).Seconds(), "rows/s")
-		_ = c.Stop(b)
 	}
+}
+
+// captureAll captures the fixture's binlog into a new JetStream with an
+// in-process capturer, and returns a connection to that JetStream.
+func captureAll(b *testing.B, f *fixture, source string) *nats.Conn {
+	b.Helper()
+	js := testenv.StartJetStream(b)
+	nc := js.Conn(b)
+	seedCheckpoint(b, nc, source, f)
+	cfg := testenv.CaptureConfig(f.db)
+	cfg.Source = source
+	c := testenv.NewCapture(cfg, nc)
+	c.Start(b)
+	waitMsgs(b, nc, "DATABUS_"+source, uint64(f.rows), 10*time.Minute)
+	_ = c.Stop(b)
+	return nc
 }
 
 // BenchmarkSDKConsume measures one SDK consumer decoding and acknowledging
 // every event of a stream.
 func BenchmarkSDKConsume(b *testing.B) {
 	f := loadFixture(b)
-	js := testenv.StartJetStream(b)
-	nc := js.Conn(b)
-	seedCheckpoint(b, nc, "consume", f)
-	cfg := testenv.CaptureConfig(f.db)
-	cfg.Source = "consume"
-	c := testenv.NewCapture(cfg, nc)
-	c.Start(b)
-	waitMsgs(b, nc, "DATABUS_consume", uint64(f.rows), 10*time.Minute)
-	_ = c.Stop(b)
+	nc := captureAll(b, f, "consume")
 	for b.Loop() {
 		cons, err := sdk.Connect(context.Background(), sdk.Config{Conn: nc, Source: "consume", Start: sdk.StartBeginning})
 		if err != nil {
