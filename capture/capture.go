@@ -98,16 +98,18 @@ func (c *Capturer) Run(ctx context.Context) error {
 	for {
 		started := time.Now()
 		err := c.session(ctx)
+		c.mu.Lock()
+		c.status.Streaming = false
+		if err != nil {
+			c.status.LastError = err.Error()
+		}
+		c.mu.Unlock()
 		if ctx.Err() != nil {
 			return nil
 		}
 		if fatal(err) {
 			return err
 		}
-		c.mu.Lock()
-		c.status.Streaming = false
-		c.status.LastError = err.Error()
-		c.mu.Unlock()
 		if time.Since(started) > time.Minute {
 			backoff = 500 * time.Millisecond
 		}

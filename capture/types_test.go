@@ -2,9 +2,14 @@ package capture_test
 
 import (
 	"database/sql"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/databus/databus/capture"
+	"github.com/databus/databus/internal/testenv"
 
 	"github.com/databus/databus/sdk"
 )
@@ -202,6 +207,29 @@ func TestTablesWithoutOrWithCompositeKeys(t *testing.T) {
 	for _, table := range []string{"k.nopk", "k.comp"} {
 		if a, b := checksumTable(t, r.db.DB(t), table), checksumTable(t, target.DB(t), table); a != b {
 			t.Errorf("%s: CHECKSUM TABLE source %s, target %s\n%v\n%v", table, a, b, dumpRows(t, r.db.DB(t), table), dumpRows(t, target.DB(t), table))
+		}
+	}
+}
+
+func TestUnrepresentableValueStopsCaptureNamingTheColumn(t *testing.T) {
+	r := newRig(t)
+	r.db.Exec(t, "CREATE DATABASE odd", "CREATE TABLE odd.t (id INT PRIMARY KEY, name VARCHAR(10) CHARACTER SET sjis)")
+	r.Start(t)
+	r.db.Exec(t, "INSERT INTO odd.t VALUES (1, 'abc')")
+	var err error
+	testenv.Eventually(t, 20*time.Second, func() error {
+		if r.Status().Streaming {
+			return fmt.Errorf("still streaming")
+		}
+		return nil
+	})
+	err = r.Stop(t)
+	if !errors.Is(err, capture.ErrUndecodable) {
+		t.Fatalf("got %v, want ErrUndecodable", err)
+	}
+	for _, s := range []string{"odd.t", "name", "sjis", "mysql-bin."} {
+		if !strings.Contains(err.Error(), s) {
+			t.Errorf("error does not name %q: %v", s, err)
 		}
 	}
 }
