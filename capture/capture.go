@@ -174,7 +174,7 @@ func (c *Capturer) session(ctx context.Context) error {
 			"positions of one server mean nothing on another: delete the state bucket %s to start capturing the new server from now",
 			ErrServerChanged, cp.File, cp.Offset, cp.ServerID, cp.ServerUUID, c.cfg.MySQL.Addr, info.ServerID, info.ServerUUID, StateBucket(c.cfg.Source))
 	}
-	lastPos, lastSeq, err := lastPublished(cctx, stream)
+	lastPos, lastSeq, complete, err := lastPublished(cctx, stream)
 	if err != nil {
 		return err
 	}
@@ -207,8 +207,9 @@ func (c *Capturer) session(ctx context.Context) error {
 
 	pub := &publisher{
 		js: js, kv: kv, source: c.cfg.Source, log: c.log,
-		expected: lastSeq, skipThrough: lastPos,
-		queue: make(chan pending, 8192),
+		expected: lastSeq, skipThrough: lastPos, skipPartial: !complete,
+		maxData: int(c.nc.MaxPayload()) - 16<<10, // room for headers
+		queue:   make(chan pending, 8192),
 	}
 	r := &reader{cfg: c.cfg, log: c.log, info: info, pub: pub, file: cp.File, tables: map[uint64]*table{}, status: c,
 		generated: func(db, table string) (map[string]bool, error) { return generatedColumns(ctx, dbh, db, table) }}

@@ -1,7 +1,9 @@
 package capture_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -430,4 +432,74 @@ func TestConnectWithoutStream(t *testing.T) {
 	if !errors.Is(err, sdk.ErrNoStream) {
 		t.Errorf("got %v, want ErrNoStream", err)
 	}
+}
+
+func TestRowLargerThanAMessageArrivesWhole(t *testing.T) {
+	r := &rig{db: testenv.StartMariaDB(t, "--max-allowed-packet=128M"), js: testenv.StartJetStream(t)}
+	r.nc = r.js.Conn(t)
+	r.Capture = testenv.NewCapture(testenv.CaptureConfig(r.db), r.nc)
+	r.db.Exec(t, "CREATE DATABASE big", "CREATE TABLE big.files (id INT PRIMARY KEY, body LONGBLOB)")
+	r.Start(t)
+	c := r.consumer(t, sdk.Config{Start: sdk.StartBeginning, Tables: []string{"big.files"}})
+
+	blob := make([]byte, 20<<20)
+	for i := range blob {
+		blob[i] = byte(i*7 + i>>11)
+	}
+	if _, err := r.db.DB(t).Exec("INSERT INTO big.files VALUES (1, ?)", blob); err != nil {
+		t.Fatal(err)
+	}
+	r.db.Exec(t, "INSERT INTO big.files VALUES (2, 'small')")
+	evs := read(t, c, 2)
+	got, err := base64.StdEncoding.DecodeString(fmt.Sprint(evs[0].After["body"]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, blob) {
+		t.Errorf("20 MiB BLOB: got %d bytes, different from the %d written", len(got), len(blob))
+	}
+	if fmt.Sprint(evs[1].Key["id"]) != "2" {
+		t.Errorf("event after the big one: %v", evs[1].Key)
+	}
+	none(t, c)
+}
+
+func TestCaptureKilledMidChunksPublishesTheEventWholeOnce(t *testing.T) {
+	js := testenv.StartJetStream(t)
+	nc := js.Conn(t)
+	jsc, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	event := func(offset uint32, value string) sdk.Event {
+		return sdk.Event{Version: 1, Source: "crash", Op: sdk.OpInsert, Database: "app", Table: "t",
+			Key:      map[string]any{"id": offset},
+			After:    map[string]any{"id": offset, "body": value},
+			Position: sdk.Position{ServerID: 1, File: "mysql-bin.000001", Offset: offset}}
+	}
+	small, big := event(100, "small"), event(200, strings.Repeat("0123456789", 500))
+	ctx := t.Context()
+	if err := capture.PublishAfterRestart(ctx, jsc, "crash", small, 1000, 0); err != nil {
+		t.Fatal(err)
+	}
+	// Killed after two of the six chunks of the big event.
+	if err := capture.PublishAfterRestart(ctx, jsc, "crash", big, 1000, 2); err == nil {
+		t.Fatal("the simulated crash did not happen")
+	}
+	// The restarted capture publishes it again, then knows it is done.
+	for range 2 {
+		if err := capture.PublishAfterRestart(ctx, jsc, "crash", big, 1000, 0); err != nil {
+			t.Fatalf("publishing again after the crash: %v", err)
+		}
+	}
+	c, err := sdk.Connect(ctx, sdk.Config{Conn: nc, Source: "crash", Start: sdk.StartBeginning})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	evs := read(t, c, 2)
+	if evs[0].After["body"] != "small" || evs[1].After["body"] != big.After["body"] {
+		t.Errorf("events after a crash mid-chunks: %v, then a body of %d bytes", evs[0].After, len(fmt.Sprint(evs[1].After["body"])))
+	}
+	none(t, c)
 }

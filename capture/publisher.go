@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -109,29 +110,61 @@ func saveCheckpoint(ctx context.Context, kv jetstream.KeyValue, cp Checkpoint) e
 	return nil
 }
 
+var errTestCrash = errors.New("test crash")
+
+// parseMsgID reverses [MsgID] (ignoring a chunk suffix "#i@attempt").
+func parseMsgID(id string) (sdk.Position, error) {
+	id, _, _ = strings.Cut(id, "#")
+	parts := strings.Split(id, ":")
+	if len(parts) < 4 {
+		return sdk.Position{}, fmt.Errorf("message id %q is not server:file:offset:row", id)
+	}
+	n := len(parts)
+	sid, err1 := strconv.ParseUint(parts[0], 10, 32)
+	off, err2 := strconv.ParseUint(parts[n-2], 10, 32)
+	row, err3 := strconv.Atoi(parts[n-1])
+	if err := errors.Join(err1, err2, err3); err != nil {
+		return sdk.Position{}, fmt.Errorf("message id %q: %w", id, err)
+	}
+	return sdk.Position{ServerID: uint32(sid), File: strings.Join(parts[1:n-2], ":"), Offset: uint32(off), Row: row}, nil
+}
+
 // lastPublished returns the position of the newest event in the stream and
 // the stream's last sequence, or a nil position when the stream holds none.
-func lastPublished(ctx context.Context, s jetstream.Stream) (*sdk.Position, uint64, error) {
+// complete is false when the newest message is a chunk of an event whose
+// other chunks were never published: that event must be published again.
+func lastPublished(ctx context.Context, s jetstream.Stream) (pos *sdk.Position, seq uint64, complete bool, err error) {
 	info, err := s.Info(ctx)
 	if err != nil {
-		return nil, 0, fmt.Errorf("reading stream info: %w", err)
+		return nil, 0, false, fmt.Errorf("reading stream info: %w", err)
 	}
 	last := info.State.LastSeq
 	if info.State.Msgs == 0 {
-		return nil, last, nil
+		return nil, last, true, nil
 	}
 	m, err := s.GetMsg(ctx, last)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return nil, last, nil
+		return nil, last, true, nil
 	}
 	if err != nil {
-		return nil, 0, fmt.Errorf("reading stream message %d: %w", last, err)
+		return nil, 0, false, fmt.Errorf("reading stream message %d: %w", last, err)
+	}
+	if chunk := m.Header.Get(sdk.ChunkHeader); chunk != "" {
+		p, err := parseMsgID(m.Header.Get(jetstream.MsgIDHeader))
+		if err != nil {
+			return nil, 0, false, fmt.Errorf("last stream message %d: %w", last, err)
+		}
+		i, n, err := sdk.ParseChunk(chunk)
+		if err != nil {
+			return nil, 0, false, fmt.Errorf("last stream message %d: %w", last, err)
+		}
+		return &p, last, i == n, nil
 	}
 	ev, err := sdk.DecodeEvent(m.Data)
 	if err != nil {
-		return nil, 0, fmt.Errorf("last stream message %d: %w", last, err)
+		return nil, 0, false, fmt.Errorf("last stream message %d: %w", last, err)
 	}
-	return &ev.Position, last, nil
+	return &ev.Position, last, true, nil
 }
 
 // pending is one entry of the in-order acknowledgement queue: a publish to
@@ -154,27 +187,66 @@ type publisher struct {
 	// expected is the stream's last sequence before the next publish.
 	expected uint64
 	// skipThrough is the newest position already in the stream; events at
-	// or before it are not published again.
+	// or before it are not published again (only before it when
+	// skipPartial: its event's chunks were not all published).
 	skipThrough *sdk.Position
-	queue       chan pending
+	skipPartial bool
+	// maxData is the largest message body; larger events are chunked.
+	maxData int
+	queue   chan pending
+	// crashAfter, in tests only, fails every publish after that many
+	// messages.
+	crashAfter, sent int
 }
 
 func (p *publisher) publish(o *outEvent) error {
 	ev := &o.ev
-	if p.skipThrough != nil && ev.Position.Compare(*p.skipThrough) <= 0 {
-		return nil
+	if p.skipThrough != nil {
+		c := ev.Position.Compare(*p.skipThrough)
+		if c < 0 || c == 0 && !p.skipPartial {
+			return nil
+		}
 	}
 	p.skipThrough = nil
 	data, err := o.encode(make([]byte, 0, 512+len(o.head)+len(o.body)))
 	if err != nil {
 		return fmt.Errorf("encoding event at %s: %w", ev.Position, err)
 	}
-	msg := nats.NewMsg(sdk.Subject(p.source, ev.Database, ev.Table, ev.Op))
+	subject, id := sdk.Subject(p.source, ev.Database, ev.Table, ev.Op), MsgID(ev.Position)
+	if len(data) <= p.maxData {
+		return p.send(subject, id, data, "")
+	}
+	// Larger than a NATS message: consecutive chunks on the same subject,
+	// which the SDK reassembles (docs/events.md).
+	// Chunk ids name the attempt (the stream sequence of its first chunk):
+	// after a crash mid-event the chunks are published again and must not
+	// be dropped as duplicates of the incomplete first attempt.
+	n := (len(data) + p.maxData - 1) / p.maxData
+	attempt := "@" + strconv.FormatUint(p.expected+1, 10)
+	for i := 1; i <= n; i++ {
+		part := data[(i-1)*p.maxData : min(i*p.maxData, len(data))]
+		if err := p.send(subject, id+"#"+strconv.Itoa(i)+attempt, part, strconv.Itoa(i)+"/"+strconv.Itoa(n)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// send publishes one message that must follow the previous one directly.
+func (p *publisher) send(subject, id string, data []byte, chunk string) error {
+	if p.crashAfter > 0 && p.sent >= p.crashAfter {
+		return errTestCrash
+	}
+	p.sent++
+	msg := nats.NewMsg(subject)
 	msg.Data = data
-	msg.Header.Set(jetstream.MsgIDHeader, MsgID(ev.Position))
+	msg.Header.Set(jetstream.MsgIDHeader, id)
+	if chunk != "" {
+		msg.Header.Set(sdk.ChunkHeader, chunk)
+	}
 	fut, err := p.js.PublishMsgAsync(msg, jetstream.WithExpectLastSequence(p.expected))
 	if err != nil {
-		return fmt.Errorf("publishing event at %s: %w", ev.Position, err)
+		return fmt.Errorf("publishing %s: %w", id, err)
 	}
 	p.expected++
 	p.queue <- pending{fut: fut}

@@ -86,6 +86,9 @@ type Consumer struct {
 	// lastSeq is the stream sequence of the newest message handed to the
 	// application; redeliveries at or below it are dropped.
 	lastSeq uint64
+	// chunks collects the parts of an event split over several messages.
+	chunks []byte
+	nChunk int
 
 	closeOnce sync.Once
 }
@@ -210,7 +213,10 @@ func Connect(ctx context.Context, cfg Config) (*Consumer, error) {
 			return nil, fmt.Errorf("creating consumer %q on %s: %w", cfg.Name, stream, err)
 		}
 	}
-	c.iter, err = c.cons.Messages(jetstream.PullMaxMessages(500))
+	// Bound what the server pushes ahead by bytes, not count: a count of
+	// large events (or chunks of one) could exceed the server's per-client
+	// pending limit and get the connection closed as a slow consumer.
+	c.iter, err = c.cons.Messages(jetstream.PullMaxBytes(max(16<<20, 2*int(c.nc.MaxPayload()))))
 	if err != nil {
 		c.Close()
 		return nil, fmt.Errorf("starting delivery: %w", err)
@@ -319,7 +325,25 @@ func (c *Consumer) Next(ctx context.Context) (*Message, error) {
 			// its acknowledgement (cumulative) will cover it.
 			continue
 		}
-		ev, err := DecodeEvent(m.Data())
+		data := m.Data()
+		if h := m.Headers().Get(ChunkHeader); h != "" {
+			i, n, err := ParseChunk(h)
+			if err != nil {
+				return nil, fmt.Errorf("stream sequence %d: %w", meta.Sequence.Stream, err)
+			}
+			if i == 1 {
+				c.chunks, c.nChunk = c.chunks[:0], 0 // also restarts a sequence cut short by a capture crash
+			}
+			if i != c.nChunk+1 {
+				continue // a chunk of a sequence whose start this consumer did not see
+			}
+			c.chunks, c.nChunk = append(c.chunks, data...), i
+			if i < n {
+				continue
+			}
+			data, c.chunks, c.nChunk = c.chunks, nil, 0
+		}
+		ev, err := DecodeEvent(data)
 		if err != nil {
 			return nil, fmt.Errorf("stream sequence %d on %s: %w", meta.Sequence.Stream, m.Subject(), err)
 		}

@@ -2,6 +2,7 @@ package sdk
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -120,4 +121,24 @@ func unhex(c byte) (byte, bool) {
 		return c - 'a' + 10, true
 	}
 	return 0, false
+}
+
+// ChunkHeader marks a message that carries part of an event too large for
+// one NATS message: "i/n", chunk i (from 1) of n. The chunks of an event are
+// consecutive in the stream; concatenating their bodies gives the event.
+const ChunkHeader = "Databus-Chunk"
+
+// ParseChunk parses a [ChunkHeader] value.
+func ParseChunk(v string) (i, n int, err error) {
+	a, b, ok := strings.Cut(v, "/")
+	if ok {
+		i, err = strconv.Atoi(a)
+		if err == nil {
+			n, err = strconv.Atoi(b)
+		}
+	}
+	if !ok || err != nil || i < 1 || i > n {
+		return 0, 0, fmt.Errorf("bad %s header %q: want i/n", ChunkHeader, v)
+	}
+	return i, n, nil
 }

@@ -117,11 +117,18 @@ func StartMariaDB(t testing.TB, extra ...string) *MariaDB {
 		}
 	}
 	m.Port = FreePort(t)
+	// Each server has its own tmpdir: servers of parallel test processes
+	// must not share internal temporary tables.
+	tmp := filepath.Join(root, "tmp")
+	if err := os.Mkdir(tmp, 0o750); err != nil {
+		t.Fatal(err)
+	}
 	m.args = append([]string{
 		"--no-defaults",
 		"--datadir=" + m.DataDir,
 		"--socket=" + m.sock,
 		"--pid-file=" + filepath.Join(root, "mariadbd.pid"),
+		"--tmpdir=" + tmp,
 		"--bind-address=127.0.0.1",
 		"--user=root",
 		"--log-bin=mysql-bin",
@@ -147,6 +154,9 @@ func StartMariaDB(t testing.TB, extra ...string) *MariaDB {
 			m.db = nil
 		}
 		m.mu.Unlock()
+		if m.crashed() {
+			t.Errorf("mariadbd on %s exited while the test ran, which no test expects:\n%s", m.Addr(), m.logTail())
+		}
 		m.Stop(t)
 	})
 	m.Exec(t, "CREATE USER IF NOT EXISTS 'root'@'127.0.0.1'", "GRANT ALL PRIVILEGES ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION")
@@ -181,6 +191,19 @@ func (m *MariaDB) start(t testing.TB) {
 			t.Fatalf("mariadbd not ready after 60s: %v\n%s", err, m.logTail())
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// crashed reports whether the server exited without Stop or Kill.
+func (m *MariaDB) crashed() bool {
+	if m.cmd == nil {
+		return false
+	}
+	select {
+	case <-m.exited:
+		return true
+	default:
+		return false
 	}
 }
 

@@ -1,0 +1,35 @@
+package capture
+
+import (
+	"context"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/databus/databus/sdk"
+)
+
+// PublishAfterRestart publishes ev as a capture session that just started
+// would: it reads where the stream ends, then publishes ev in messages of
+// at most maxData bytes. crashAfter > 0 publishes only that many chunks of
+// ev, as a capture killed in the middle of a large event would.
+func PublishAfterRestart(ctx context.Context, js jetstream.JetStream, source string, ev sdk.Event, maxData, crashAfter int) error {
+	stream, kv, err := ensureStream(ctx, js, source, StreamConfig{DuplicateWindow: time.Minute})
+	if err != nil {
+		return err
+	}
+	pos, seq, complete, err := lastPublished(ctx, stream)
+	if err != nil {
+		return err
+	}
+	p := &publisher{js: js, kv: kv, source: source, expected: seq, skipThrough: pos, skipPartial: !complete,
+		maxData: maxData, queue: make(chan pending, 64), crashAfter: crashAfter}
+	done := make(chan error, 1)
+	go func() { done <- p.acks(ctx, time.Hour) }()
+	err = p.publish(&outEvent{ev: ev})
+	close(p.queue)
+	if aerr := <-done; err == nil {
+		err = aerr
+	}
+	return err
+}
