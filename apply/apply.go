@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/databus/databus/sdk"
 )
@@ -106,22 +108,32 @@ func (a *Applier) Progress() Progress { return a.progress }
 
 // checkpoint reads this applier's checkpoint from the target; ok is false
 // when there is none.
-func (a *Applier) checkpoint(ctx context.Context) (seq uint64, ok bool, err error) {
+// loading names the snapshot being loaded when the checkpoint was pinned
+// at a snapshot's start and no change has been applied since.
+func (a *Applier) checkpoint(ctx context.Context) (seq uint64, loading string, ok bool, err error) {
 	for _, s := range checkpointDDL {
 		if _, err := a.db.ExecContext(ctx, s); err != nil {
-			return 0, false, fmt.Errorf("creating the checkpoint table on the target: %w", err)
+			return 0, "", false, fmt.Errorf("creating the checkpoint table on the target: %w", err)
 		}
 	}
-	err = a.db.QueryRowContext(ctx, "SELECT `stream_seq` FROM `databus`.`apply_checkpoint` WHERE `source` = ? AND `name` = ?",
-		a.cfg.Source, a.cfg.Name).Scan(&seq)
+	var txnID string
+	err = a.db.QueryRowContext(ctx, "SELECT `stream_seq`, `txn_id` FROM `databus`.`apply_checkpoint` WHERE `source` = ? AND `name` = ?",
+		a.cfg.Source, a.cfg.Name).Scan(&seq, &txnID)
 	if errors.Is(err, sql.ErrNoRows) {
-		return 0, false, nil
+		return 0, "", false, nil
 	}
 	if err != nil {
-		return 0, false, fmt.Errorf("reading the checkpoint: %w", err)
+		return 0, "", false, fmt.Errorf("reading the checkpoint: %w", err)
 	}
-	return seq, true, nil
+	loading, _ = strings.CutPrefix(txnID, snapshotMark)
+	if loading == txnID {
+		loading = ""
+	}
+	return seq, loading, true, nil
 }
+
+// snapshotMark prefixes the checkpoint's txn_id while a snapshot loads.
+const snapshotMark = "loading snapshot "
 
 // Run applies events until ctx ends (returning nil) or an event fails to
 // apply (returning an error naming the event).
@@ -129,7 +141,7 @@ func (a *Applier) Run(ctx context.Context) error {
 	if err := a.db.PingContext(ctx); err != nil {
 		return fmt.Errorf("%w: connecting: %v", ErrBadTarget, err)
 	}
-	seq, ok, err := a.checkpoint(ctx)
+	seq, loading, ok, err := a.checkpoint(ctx)
 	if err != nil {
 		return err
 	}
@@ -140,6 +152,27 @@ func (a *Applier) Run(ctx context.Context) error {
 	defer nc.Close()
 	start := a.cfg.Start
 	switch {
+	case loading != "":
+		// Killed while loading: load the same snapshot again. Its rows are
+		// written with REPLACE, so those already there are rewritten, and
+		// nothing else was written.
+		start = sdk.StartSnapshotID(loading)
+		a.log.Info("loading the snapshot again after a restart", "snapshot", loading)
+	case !ok && start.Kind() == "snapshot":
+		js, err := jetstream.New(nc)
+		if err != nil {
+			return err
+		}
+		man, err := sdk.LatestSnapshot(ctx, js, a.cfg.Source)
+		if err != nil {
+			return err
+		}
+		if _, err := a.db.ExecContext(ctx, "INSERT INTO `databus`.`apply_checkpoint` (`source`, `name`, `stream_seq`, `txn_id`, `binlog_file`, `binlog_offset`) "+
+			"VALUES (?, ?, ?, ?, ?, ?)", a.cfg.Source, a.cfg.Name, man.StreamSeq, snapshotMark+man.ID, man.Position.File, man.Position.Offset); err != nil {
+			return fmt.Errorf("saving the start checkpoint: %w", err)
+		}
+		start = sdk.StartSnapshotID(man.ID)
+		a.log.Info("loading snapshot", "snapshot", man.ID, "tables", len(man.Tables), "rows", man.Rows, "then_stream_seq", man.StreamSeq+1)
 	case ok:
 		start = sdk.StartAtSequence(seq + 1)
 		a.log.Info("resuming after the target's checkpoint", "stream_seq", seq)
@@ -207,6 +240,15 @@ func (a *Applier) Run(ctx context.Context) error {
 			}
 			open = nil
 		}
+		if m.Event.Snapshot {
+			if err := a.snapshotEvent(ctx, &open, m); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return err
+			}
+			continue
+		}
 		if m.Event.Op == sdk.OpDDL {
 			if err := a.ddl(ctx, m); err != nil {
 				return err
@@ -235,12 +277,64 @@ func (a *Applier) Run(ctx context.Context) error {
 	}
 }
 
+// snapshotEvent applies a snapshot's schema event or row. Rows are
+// written with REPLACE in target transactions of snapshotBatch rows; the
+// checkpoint keeps naming the snapshot until the first change after it.
+func (a *Applier) snapshotEvent(ctx context.Context, open **txn, m *sdk.Message) error {
+	ev := m.Event
+	if ev.Op == sdk.OpDDL {
+		if *open != nil {
+			if err := a.commitSnapshotRows(ctx, *open); err != nil {
+				return err
+			}
+			*open = nil
+		}
+		for _, q := range []string{"CREATE DATABASE IF NOT EXISTS `" + escapeIdent(ev.Database) + "`", ev.SQL} {
+			if _, err := a.db.ExecContext(ctx, q); err != nil {
+				return fmt.Errorf("creating %s.%s from the snapshot (%.200s): %w", ev.Database, ev.Table, q, err)
+			}
+		}
+		return m.Ack(ctx)
+	}
+	if *open == nil {
+		tx, err := a.db.BeginTx(ctx, nil)
+		if err != nil {
+			return fmt.Errorf("beginning a target transaction: %w", err)
+		}
+		*open = &txn{id: ev.Txn.ID, tx: tx, snapshot: true}
+	}
+	t := *open
+	if _, err := t.tx.ExecContext(ctx, ev.IdempotentSQL()); err != nil {
+		t.rollback()
+		return fmt.Errorf("applying snapshot row %d of %s.%s: %w", ev.Txn.Seq, ev.Database, ev.Table, err)
+	}
+	t.last = m
+	if t.events++; t.events >= snapshotBatch {
+		if err := a.commitSnapshotRows(ctx, t); err != nil {
+			return err
+		}
+		*open = nil
+	}
+	return nil
+}
+
+const snapshotBatch = 500
+
+func (a *Applier) commitSnapshotRows(ctx context.Context, t *txn) error {
+	if err := t.tx.Commit(); err != nil {
+		return fmt.Errorf("committing snapshot rows on the target: %w", err)
+	}
+	a.progress.Events += uint64(t.events)
+	return t.last.Ack(ctx)
+}
+
 // txn is an open target transaction.
 type txn struct {
-	id     string
-	tx     *sql.Tx
-	last   *sdk.Message
-	events int
+	id       string
+	snapshot bool // rows of a snapshot, committed without a checkpoint
+	tx       *sql.Tx
+	last     *sdk.Message
+	events   int
 }
 
 func (t *txn) rollback() { _ = t.tx.Rollback() }
@@ -248,6 +342,9 @@ func (t *txn) rollback() { _ = t.tx.Rollback() }
 // commit stores the checkpoint in the transaction, commits it and then
 // acknowledges the stream.
 func (a *Applier) commit(ctx context.Context, t *txn) error {
+	if t.snapshot {
+		return a.commitSnapshotRows(ctx, t)
+	}
 	if err := a.saveCheckpoint(ctx, t.tx, t.last); err != nil {
 		t.rollback()
 		return err

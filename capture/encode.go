@@ -54,10 +54,14 @@ func (o *outEvent) encode(buf []byte) ([]byte, error) {
 	buf = append(buf, `,"seq":`...)
 	buf = strconv.AppendInt(buf, int64(o.ev.Txn.Seq), 10)
 	if o.ev.Txn.Last {
-		buf = append(buf, `,"last":true}}`...)
+		buf = append(buf, `,"last":true}`...)
 	} else {
-		buf = append(buf, `,"last":false}}`...)
+		buf = append(buf, `,"last":false}`...)
 	}
+	if o.ev.Snapshot {
+		buf = append(buf, `,"snapshot":true`...)
+	}
+	buf = append(buf, '}')
 	return buf, nil
 }
 

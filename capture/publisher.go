@@ -41,7 +41,7 @@ const CheckpointKey = "capture.checkpoint"
 
 // StateBucket returns the name of the KV bucket that holds a source's
 // capture state.
-func StateBucket(source string) string { return "databus_" + source }
+func StateBucket(source string) string { return sdk.StateBucket(source) }
 
 // MsgID returns the deterministic Nats-Msg-Id of the event at pos.
 func MsgID(pos sdk.Position) string {

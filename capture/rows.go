@@ -36,13 +36,13 @@ func newTable(tm *replication.TableMapEvent, collations map[uint64]string, gener
 	if len(names) != int(tm.ColumnCount) {
 		return nil, fmt.Errorf("%w: table map of %s.%s has no column names: set binlog_row_metadata=FULL", ErrSourceSettings, tm.Schema, tm.Table)
 	}
-	t := &table{db: string(tm.Schema), name: string(tm.Table), tableMap: tm}
 	unsigned := tm.UnsignedMap()
 	colls := tm.CollationMap()
 	enumColls := tm.EnumSetCollationMap()
 	enums := tm.EnumStrValueMap()
 	sets := tm.SetStrValueMap()
-	for i := range int(tm.ColumnCount) {
+	cols := make([]rowcodec.Column, tm.ColumnCount)
+	for i := range cols {
 		typ, meta := realType(tm.ColumnType[i], tm.ColumnMeta[i])
 		c := rowcodec.Column{
 			Name:     names[i],
@@ -56,7 +56,7 @@ func newTable(tm *replication.TableMapEvent, collations map[uint64]string, gener
 		if coll, ok := colls[i]; ok {
 			cs, known := collations[coll]
 			if !known {
-				return nil, fmt.Errorf("%w: column %s.%s.%s has collation id %d unknown to the server", ErrUndecodable, t.db, t.name, c.Name, coll)
+				return nil, fmt.Errorf("%w: column %s.%s.%s has collation id %d unknown to the server", ErrUndecodable, tm.Schema, tm.Table, c.Name, coll)
 			}
 			c.Charset = cs
 		} else if coll, ok := enumColls[i]; ok {
@@ -64,16 +64,31 @@ func newTable(tm *replication.TableMapEvent, collations map[uint64]string, gener
 		} else if isBytesType(typ) {
 			c.Charset = "binary"
 		}
-		t.cols = append(t.cols, c)
+		cols[i] = c
+	}
+	pk := make([]int, len(tm.PrimaryKey))
+	for i, k := range tm.PrimaryKey {
+		pk[i] = int(k)
+	}
+	t := buildTable(string(tm.Schema), string(tm.Table), cols, pk, generated)
+	t.tableMap = tm
+	return t, nil
+}
+
+// buildTable assembles a table from its columns, the indexes of its
+// primary key columns and the names of its generated columns; binlog rows
+// and snapshot rows share it, so both encode the same way.
+func buildTable(db, name string, cols []rowcodec.Column, pk []int, generated map[string]bool) *table {
+	t := &table{db: db, name: name, cols: cols, pk: pk}
+	for _, c := range cols {
 		t.generated = append(t.generated, generated[c.Name])
 		t.quoted = append(t.quoted, append(appendJSONString(nil, c.Name), ':'))
 		t.wire = append(t.wire, sdk.Column{Name: c.Name, Type: c.TypeName(), Charset: c.Charset, Nullable: c.Nullable, Generated: generated[c.Name]})
 	}
-	for _, i := range tm.PrimaryKey {
-		t.pk = append(t.pk, int(i))
-		t.pkNames = append(t.pkNames, names[i])
+	for _, i := range pk {
+		t.pkNames = append(t.pkNames, cols[i].Name)
 	}
-	return t, nil
+	return t
 }
 
 // isBytesType reports types that hold bytes without a collation in the table

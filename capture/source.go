@@ -261,8 +261,13 @@ func failedChecks(checks []Check) error {
 	return fmt.Errorf("%w:\n  %s", ErrSourceSettings, strings.Join(msgs, "\n  "))
 }
 
+// querier is a *sql.DB or a *sql.Conn.
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
 // masterStatus returns the server's current binlog file and position.
-func masterStatus(ctx context.Context, db *sql.DB, info ServerInfo) (string, uint32, error) {
+func masterStatus(ctx context.Context, db querier, info ServerInfo) (string, uint32, error) {
 	q := "SHOW MASTER STATUS"
 	if !info.MariaDB && versionAtLeast(info.Version, 8, 4) {
 		q = "SHOW BINARY LOG STATUS"

@@ -28,12 +28,23 @@ const EnvPrefix = "DATABUS_"
 // own part of it.
 type Config struct {
 	// Source names the captured server in stream and subject names.
-	Source  string  `koanf:"source"`
-	DataDir string  `koanf:"data_dir"`
-	Log     Log     `koanf:"log"`
-	MySQL   MySQL   `koanf:"mysql"`
-	Capture Capture `koanf:"capture"`
-	NATS    NATS    `koanf:"nats"`
+	Source   string   `koanf:"source"`
+	DataDir  string   `koanf:"data_dir"`
+	Log      Log      `koanf:"log"`
+	MySQL    MySQL    `koanf:"mysql"`
+	Capture  Capture  `koanf:"capture"`
+	NATS     NATS     `koanf:"nats"`
+	Snapshot Snapshot `koanf:"snapshot"`
+}
+
+// Snapshot says when `databus run` takes snapshots and how many are kept.
+type Snapshot struct {
+	// OnStart takes a snapshot when capture starts and none exists.
+	OnStart bool `koanf:"on_start"`
+	// Interval takes one every interval; 0 disables the schedule.
+	Interval time.Duration `koanf:"interval"`
+	// Keep is how many complete snapshots are kept.
+	Keep int `koanf:"keep"`
 }
 
 // Log configures logging.
@@ -99,6 +110,7 @@ func Defaults() Config {
 			Listen: "127.0.0.1:4222",
 			Stream: Stream{Replicas: 1, DuplicateWindow: 10 * time.Minute},
 		},
+		Snapshot: Snapshot{OnStart: true, Keep: 2},
 	}
 }
 
@@ -129,6 +141,9 @@ func defaultsMap() map[string]any {
 		"nats.stream.max_age":          "0s",
 		"nats.stream.max_bytes":        d.NATS.Stream.MaxBytes,
 		"nats.stream.duplicate_window": d.NATS.Stream.DuplicateWindow.String(),
+		"snapshot.on_start":            d.Snapshot.OnStart,
+		"snapshot.interval":            "0s",
+		"snapshot.keep":                d.Snapshot.Keep,
 	}
 }
 
@@ -362,6 +377,12 @@ func (c Config) Validate() error {
 	}
 	if c.NATS.Stream.DuplicateWindow < time.Second {
 		return bad("nats.stream.duplicate_window", c.NATS.Stream.DuplicateWindow.String(), "must be at least 1s")
+	}
+	if c.Snapshot.Interval < 0 || (c.Snapshot.Interval > 0 && c.Snapshot.Interval < time.Minute) {
+		return bad("snapshot.interval", c.Snapshot.Interval.String(), "must be 0 (no schedule) or at least 1m")
+	}
+	if c.Snapshot.Keep < 1 {
+		return bad("snapshot.keep", strconv.Itoa(c.Snapshot.Keep), "must be at least 1")
 	}
 	if c.NATS.Stream.MaxAge < 0 {
 		return bad("nats.stream.max_age", c.NATS.Stream.MaxAge.String(), "must not be negative (0 keeps events forever)")

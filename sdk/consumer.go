@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -19,6 +20,7 @@ import (
 type Start struct {
 	kind int
 	seq  uint64
+	snap string
 }
 
 // Start points.
@@ -27,22 +29,40 @@ var (
 	StartBeginning = Start{kind: 0}
 	// StartNow reads only events published after the consumer is created.
 	StartNow = Start{kind: 1}
+	// StartSnapshot reads the latest complete snapshot (each table's schema,
+	// then its rows), then every change after it: no gap, no overlap.
+	StartSnapshot = Start{kind: 3}
 )
+
+// StartSnapshotID is [StartSnapshot] with a given snapshot rather than the
+// latest, e.g. to load the same snapshot again after a crash.
+func StartSnapshotID(id string) Start { return Start{kind: 3, snap: id} }
+
+// Kind returns "beginning", "now", "sequence" or "snapshot".
+func (s Start) Kind() string {
+	return [...]string{"beginning", "now", "sequence", "snapshot"}[s.kind]
+}
+
+// SnapshotID returns the snapshot a [StartSnapshotID] start point names.
+func (s Start) SnapshotID() string { return s.snap }
 
 // StartAtSequence begins at the given stream sequence (inclusive).
 func StartAtSequence(seq uint64) Start { return Start{kind: 2, seq: seq} }
 
-// ParseStart parses "beginning", "now" or a stream sequence number.
+// ParseStart parses "beginning", "now", "snapshot" or a stream sequence
+// number.
 func ParseStart(s string) (Start, error) {
 	switch s {
 	case "", "beginning":
 		return StartBeginning, nil
 	case "now":
 		return StartNow, nil
+	case "snapshot":
+		return StartSnapshot, nil
 	}
 	var seq uint64
 	if _, err := fmt.Sscan(s, &seq); err != nil || seq == 0 {
-		return Start{}, fmt.Errorf("start point %q: want beginning, now or a stream sequence number", s)
+		return Start{}, fmt.Errorf("start point %q: want beginning, now, snapshot or a stream sequence number", s)
 	}
 	return StartAtSequence(seq), nil
 }
@@ -89,8 +109,13 @@ type Consumer struct {
 	// chunks collects the parts of an event split over several messages.
 	chunks []byte
 	nChunk int
+	// snap hands out snapshot rows before the stream's messages.
+	snap *snapLoader
+	// create creates the JetStream consumer unless it exists.
+	create func(context.Context) error
 
 	closeOnce sync.Once
+	closed    atomic.Bool
 }
 
 // Message is one delivered event with its acknowledgement handle.
@@ -104,6 +129,9 @@ type Message struct {
 	// Delivered counts deliveries of this message, 1 the first time.
 	Delivered uint64
 	msg       jetstream.Msg
+	// snap and at are set for snapshot rows, which have no stream sequence.
+	snap *snapLoader
+	at   snapshotProgress
 }
 
 // Ack tells the server the application is done with the message and with
@@ -112,6 +140,10 @@ type Message struct {
 // the server: an acknowledgement lost in a crash means the message is
 // delivered again (at-least-once). [Message.AckSync] waits.
 func (m *Message) Ack(ctx context.Context) error {
+	if m.snap != nil {
+		m.snap.ack(m.at)
+		return nil
+	}
 	if err := m.msg.Ack(); err != nil {
 		return fmt.Errorf("acknowledging stream sequence %d: %w", m.Sequence, err)
 	}
@@ -120,6 +152,10 @@ func (m *Message) Ack(ctx context.Context) error {
 
 // AckSync is [Message.Ack] that waits until the server confirms.
 func (m *Message) AckSync(ctx context.Context) error {
+	if m.snap != nil {
+		m.snap.ack(m.at)
+		return m.snap.save(ctx, true)
+	}
 	if err := m.msg.DoubleAck(ctx); err != nil {
 		return fmt.Errorf("acknowledging stream sequence %d: %w", m.Sequence, err)
 	}
@@ -128,6 +164,9 @@ func (m *Message) AckSync(ctx context.Context) error {
 
 // Nak asks the server to deliver the message again, after delay.
 func (m *Message) Nak(delay time.Duration) error {
+	if m.snap != nil {
+		return errors.New("a snapshot row cannot be delivered again on its own: close the consumer without acknowledging it and connect again")
+	}
 	return m.msg.NakWithDelay(delay)
 }
 
@@ -190,6 +229,20 @@ func Connect(ctx context.Context, cfg Config) (*Consumer, error) {
 	case 2:
 		ccfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
 		ccfg.OptStartSeq = cfg.Start.seq
+	case 3:
+		keep := func(db, table string) bool {
+			return (len(cfg.Databases) == 0 && len(cfg.Tables) == 0) || slices.Contains(cfg.Databases, db) || slices.Contains(cfg.Tables, db+"."+table)
+		}
+		l, seq, done, err := startSnapshot(ctx, js, s, cfg, keep)
+		if err != nil {
+			c.Close()
+			return nil, err
+		}
+		if !done {
+			c.snap = l
+		}
+		ccfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		ccfg.OptStartSeq = seq
 	}
 	if c.durable {
 		existing, err := s.Consumer(ctx, cfg.Name)
@@ -206,22 +259,47 @@ func Connect(ctx context.Context, cfg Config) (*Consumer, error) {
 			return nil, fmt.Errorf("looking up consumer %s: %w", cfg.Name, err)
 		}
 	}
-	if c.cons == nil {
+	c.create = func(ctx context.Context) error {
+		if c.cons != nil {
+			return nil
+		}
+		var err error
 		c.cons, err = s.CreateOrUpdateConsumer(ctx, ccfg)
 		if err != nil {
-			c.Close()
-			return nil, fmt.Errorf("creating consumer %q on %s: %w", cfg.Name, stream, err)
+			return fmt.Errorf("creating consumer %q on %s: %w", cfg.Name, stream, err)
 		}
+		return nil
+	}
+	// An ephemeral consumer is created once its snapshot is loaded: the
+	// server would delete it as inactive during a long load.
+	if c.snap == nil || c.durable {
+		if err := c.create(ctx); err != nil {
+			c.Close()
+			return nil, err
+		}
+	}
+	if c.snap == nil { // else once the snapshot is loaded
+		if err := c.startDelivery(ctx); err != nil {
+			c.Close()
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+func (c *Consumer) startDelivery(ctx context.Context) error {
+	if err := c.create(ctx); err != nil {
+		return err
 	}
 	// Bound what the server pushes ahead by bytes, not count: a count of
 	// large events (or chunks of one) could exceed the server's per-client
 	// pending limit and get the connection closed as a slow consumer.
+	var err error
 	c.iter, err = c.cons.Messages(jetstream.PullMaxBytes(max(16<<20, 2*int(c.nc.MaxPayload()))))
 	if err != nil {
-		c.Close()
-		return nil, fmt.Errorf("starting delivery: %w", err)
+		return fmt.Errorf("starting delivery: %w", err)
 	}
-	return c, nil
+	return nil
 }
 
 // resume prepares an existing durable consumer for a new run. Events that
@@ -305,6 +383,12 @@ func filterSubjects(source string, dbs, tables []string) ([]string, error) {
 // Next blocks until the next event arrives, ctx ends, or the consumer is
 // closed ([ErrClosed]).
 func (c *Consumer) Next(ctx context.Context) (*Message, error) {
+	if c.snap != nil {
+		m, err := c.nextSnapshotRow(ctx)
+		if m != nil || err != nil {
+			return m, err
+		}
+	}
 	for {
 		m, err := c.iter.Next(jetstream.NextContext(ctx))
 		if err != nil {
@@ -358,6 +442,32 @@ func (c *Consumer) Next(ctx context.Context) (*Message, error) {
 	}
 }
 
+// nextSnapshotRow returns the next snapshot event, or nil when the
+// snapshot is loaded (and the consumer moves on to the stream).
+func (c *Consumer) nextSnapshotRow(ctx context.Context) (*Message, error) {
+	if c.closed.Load() {
+		return nil, ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := c.snap.save(ctx, false); err != nil {
+		return nil, err
+	}
+	ev, at, err := c.snap.row(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if ev != nil {
+		return &Message{Event: ev, Subject: Subject(ev.Source, ev.Database, ev.Table, ev.Op), Delivered: 1, snap: c.snap, at: at}, nil
+	}
+	if err := c.snap.finish(ctx); err != nil {
+		return nil, err
+	}
+	c.snap = nil
+	return nil, c.startDelivery(ctx)
+}
+
 // Events returns an iterator over messages; it ends when ctx ends or the
 // consumer is closed, and yields any other error once before ending.
 func (c *Consumer) Events(ctx context.Context) iter.Seq2[*Message, error] {
@@ -404,6 +514,13 @@ func (c *Consumer) Handle(ctx context.Context, h func(context.Context, *Event) e
 // safe to call more than once.
 func (c *Consumer) Close() {
 	c.closeOnce.Do(func() {
+		c.closed.Store(true)
+		if c.snap != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_ = c.snap.save(ctx, true)
+			cancel()
+			c.snap.closeObject()
+		}
 		if c.iter != nil {
 			c.iter.Stop()
 		}

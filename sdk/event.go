@@ -65,6 +65,10 @@ type Event struct {
 	Timestamp time.Time `json:"ts"`
 	// Txn places the event in its source transaction.
 	Txn Txn `json:"txn"`
+	// Snapshot marks events read from a snapshot rather than the binlog:
+	// each table's schema (a create_table DDL event), then its rows as
+	// inserts. Their Position is the snapshot's.
+	Snapshot bool `json:"snapshot,omitempty"`
 }
 
 // DDL describes a DDL statement.

@@ -44,7 +44,8 @@ func init() {
 	commands = []command{
 		{name: "run", summary: "capture the binlog into JetStream (embedded NATS unless nats.url is set)", run: cmdRun},
 		{name: "check", summary: "run the start-up checks without capturing and print what to fix", run: cmdCheck},
-		{name: "tail", summary: "print events as JSON lines (--from beginning|now, --db, --table)", run: cmdTail},
+		{name: "snapshot", summary: "take a consistent snapshot now, with progress (needs `databus run` capturing)", run: cmdSnapshot},
+		{name: "tail", summary: "print events as JSON lines (--from beginning|now|snapshot, --db, --table)", run: cmdTail},
 		{name: "apply", summary: "mirror the source into another MySQL/MariaDB server (--target DSN), exactly once", run: cmdApply},
 		{name: "status", summary: "print the capture checkpoint and the stream's state", run: cmdStatus},
 		{name: "version", summary: "print the version", run: cmdVersion},

@@ -59,7 +59,15 @@ func cmdRun(ctx context.Context, env *cmdEnv, args []string) error {
 	defer nc.Close()
 
 	c := capture.New(captureConfig(cfg, env.log), nc)
+	snapCtx, stopSnapshots := context.WithCancel(ctx)
+	snapDone := make(chan struct{})
+	go func() {
+		defer close(snapDone)
+		snapshots(snapCtx, cfg, env.log.With("component", "snapshot"), nc)
+	}()
 	err = c.Run(ctx)
+	stopSnapshots()
+	<-snapDone
 	if flushErr := nc.FlushTimeout(5 * time.Second); flushErr != nil && err == nil && !errors.Is(flushErr, nats.ErrConnectionClosed) {
 		env.log.Warn("flushing NATS connection at shutdown", "err", flushErr)
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -51,7 +52,44 @@ func cmdStatus(ctx context.Context, env *cmdEnv, args []string) error {
 			out["checkpoint"] = json.RawMessage(e.Value())
 		}
 	}
+	if snaps, err := snapshotList(ctx, js, cfg.Source); err == nil {
+		out["snapshots"] = snaps
+	}
 	enc := json.NewEncoder(env.stdout)
 	enc.SetIndent("", "  ")
 	return enc.Encode(out)
+}
+
+// snapshotList describes the complete snapshots of source, newest first.
+func snapshotList(ctx context.Context, js jetstream.JetStream, source string) ([]map[string]any, error) {
+	obs, err := js.ObjectStore(ctx, sdk.SnapshotBucket(source))
+	if err != nil {
+		return nil, err
+	}
+	objs, err := obs.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	latest := ""
+	if kv, err := js.KeyValue(ctx, sdk.StateBucket(source)); err == nil {
+		if e, err := kv.Get(ctx, sdk.LatestSnapshotKey); err == nil {
+			latest = string(e.Value())
+		}
+	}
+	var out []map[string]any
+	for i := len(objs) - 1; i >= 0; i-- {
+		id, ok := strings.CutSuffix(objs[i].Name, "/manifest.json")
+		if !ok {
+			continue
+		}
+		m, err := sdk.ReadManifest(ctx, js, source, id)
+		if err != nil {
+			continue
+		}
+		out = append(out, map[string]any{
+			"id": m.ID, "latest": m.ID == latest, "pos": m.Position.String(), "gtid_set": m.GTIDSet, "stream_seq": m.StreamSeq,
+			"tables": len(m.Tables), "rows": m.Rows, "stored_bytes": m.StoredBytes, "finished": m.Finished,
+		})
+	}
+	return out, nil
 }
