@@ -518,3 +518,38 @@ func loadWhileKilling(t *testing.T, db *testenv.MariaDB, txns int, write func(tx
 		}
 	}
 }
+
+func TestSnapshotCommandThenTailFromSnapshot(t *testing.T) {
+	db := testenv.StartMariaDB(t)
+	db.Exec(t, "CREATE DATABASE shop", "CREATE TABLE shop.orders (id INT PRIMARY KEY, total DECIMAL(10,2))",
+		"INSERT INTO shop.orders VALUES (1, 1.50), (2, 2.50)")
+	env, _ := captureEnv(t, db)
+	env = append(env, "DATABUS_SNAPSHOT_ON_START=false")
+	p := startDatabus(t, env, "run")
+	waitCapturing(t, env, p)
+	code, out := runDatabus(t, env, "snapshot")
+	if code != 0 || !strings.Contains(out, "snapshot ") || !strings.Contains(out, "2 rows") {
+		t.Fatalf("databus snapshot: exit %d\n%s", code, out)
+	}
+	db.Exec(t, "INSERT INTO shop.orders VALUES (3, 3.50)")
+	code, out = runDatabus(t, append(env, "DATABUS_LOG_LEVEL=warn"), "tail", "--from", "snapshot", "--count", "4")
+	if code != 0 {
+		t.Fatalf("tail --from snapshot: exit %d\n%s", code, out)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	var got []string
+	for _, l := range lines {
+		var ev sdk.Event
+		if err := json.Unmarshal([]byte(l), &ev); err != nil {
+			t.Fatalf("tail line %q: %v", l, err)
+		}
+		got = append(got, fmt.Sprintf("%s:%v:%v", ev.Op, ev.Key["id"], ev.Snapshot))
+	}
+	if want := "ddl:<nil>:true insert:1:true insert:2:true insert:3:false"; strings.Join(got, " ") != want {
+		t.Errorf("tail --from snapshot: got %s, want %s", strings.Join(got, " "), want)
+	}
+	code, out = runDatabus(t, env, "status")
+	if code != 0 || !strings.Contains(out, `"latest": true`) {
+		t.Errorf("status does not list the snapshot: exit %d\n%s", code, out)
+	}
+}

@@ -24,10 +24,9 @@ func cmdSnapshot(ctx context.Context, env *cmdEnv, args []string) error {
 		return usageError{fmt.Sprintf("snapshot takes no arguments, got %q", args)}
 	}
 	cfg := env.cfg
-	url := natsURL(cfg)
-	nc, err := nats.Connect(url, natsOptions(cfg, "databus-snapshot")...)
+	nc, err := connectRunning(cfg, "databus-snapshot")
 	if err != nil {
-		return fmt.Errorf("connecting to NATS at %s (is `databus run` running? see nats.url / nats.listen): %w", url, err)
+		return err
 	}
 	defer nc.Close()
 	show := progressPrinter(env.stderr, env.log)

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/databus/databus/capture"
+	"github.com/databus/databus/configs"
 	"github.com/databus/databus/sdk"
 )
 
@@ -19,10 +20,9 @@ func cmdStatus(ctx context.Context, env *cmdEnv, args []string) error {
 		return usageError{fmt.Sprintf("status takes no arguments, got %q", args)}
 	}
 	cfg := env.cfg
-	url := natsURL(cfg)
-	nc, err := nats.Connect(url, natsOptions(cfg, "databus-status")...)
+	nc, err := connectRunning(cfg, "databus-status")
 	if err != nil {
-		return fmt.Errorf("connecting to NATS at %s (is `databus run` running? see nats.url / nats.listen): %w", url, err)
+		return err
 	}
 	defer nc.Close()
 	js, err := jetstream.New(nc)
@@ -92,4 +92,14 @@ func snapshotList(ctx context.Context, js jetstream.JetStream, source string) ([
 		})
 	}
 	return out, nil
+}
+
+// connectRunning connects to the NATS server of the running `databus run`.
+func connectRunning(cfg configs.Config, name string) (*nats.Conn, error) {
+	url := natsURL(cfg)
+	nc, err := nats.Connect(url, natsOptions(cfg, name)...)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to NATS at %s (is `databus run` running? see nats.url / nats.listen): %w", url, err)
+	}
+	return nc, nil
 }
