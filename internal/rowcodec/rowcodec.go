@@ -185,7 +185,7 @@ func Encode(c *Column, v any) (Value, error) {
 		if int(i) > len(c.Enum) {
 			return Value{}, fmt.Errorf("enum index %d beyond the %d values in the table map", i, len(c.Enum))
 		}
-		return textValue(c.Enum[i-1]), nil
+		return labelValue(c.Charset, c.Enum[i-1])
 	case mysql.MYSQL_TYPE_SET:
 		i, ok := v.(int64)
 		if !ok {
@@ -199,7 +199,7 @@ func Encode(c *Column, v any) (Value, error) {
 			}
 			parts = append(parts, c.Set[b])
 		}
-		return textValue(strings.Join(parts, ",")), nil
+		return labelValue(c.Charset, strings.Join(parts, ","))
 	case mysql.MYSQL_TYPE_JSON:
 		b, err := asBytes(v)
 		if err != nil {
@@ -284,6 +284,16 @@ func ToUTF8(charset string, b []byte) (string, error) {
 		return string(s), nil
 	}
 	return "", fmt.Errorf("character set %s is not supported yet", charset)
+}
+
+// labelValue encodes ENUM and SET labels, which the table map holds in the
+// column's character set.
+func labelValue(charset, label string) (Value, error) {
+	s, err := ToUTF8(charset, []byte(label))
+	if err != nil {
+		return Value{}, err
+	}
+	return textValue(s), nil
 }
 
 func textValue(s string) Value {

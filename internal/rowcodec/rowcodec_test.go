@@ -29,6 +29,8 @@ func TestEncode(t *testing.T) {
 		{"zero date", Column{Type: mysql.MYSQL_TYPE_DATE}, "0000-00-00", "0000-00-00", "'0000-00-00'"},
 		{"enum", Column{Type: mysql.MYSQL_TYPE_ENUM, Enum: []string{"a", "b'c"}}, int64(2), "b'c", "'b''c'"},
 		{"set", Column{Type: mysql.MYSQL_TYPE_SET, Set: []string{"x", "y", "z"}}, int64(5), "x,z", "'x,z'"},
+		{"latin1 enum", Column{Type: mysql.MYSQL_TYPE_ENUM, Charset: "latin1", Enum: []string{"caf\xe9"}}, int64(1), "café", "_utf8mb4'café'"},
+		{"latin1 set", Column{Type: mysql.MYSQL_TYPE_SET, Charset: "latin1", Set: []string{"\xe9", "x"}}, int64(3), "é,x", "_utf8mb4'é,x'"},
 		{"empty set", Column{Type: mysql.MYSQL_TYPE_SET, Set: []string{"x"}}, int64(0), "", "''"},
 		{"utf8mb4 text", Column{Type: mysql.MYSQL_TYPE_VARCHAR, Charset: "utf8mb4"}, "héllo 😀", "héllo 😀", "_utf8mb4'héllo 😀'"},
 		{"backslash", Column{Type: mysql.MYSQL_TYPE_VARCHAR, Charset: "utf8mb4"}, `a\b`, `a\b`, "_utf8mb4 X'615c62'"},

@@ -2,113 +2,237 @@ package rowcodec
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
 
 	"github.com/go-mysql-org/go-mysql/mysql"
+	"golang.org/x/text/encoding/charmap"
 )
 
-// This file lets a snapshot, which reads rows with SELECT, describe and
-// decode them exactly as capture does from the binlog: ColumnFromSchema
-// builds the Column a binlog table map would give, and FromText turns a
-// text-protocol value into the Go value the binlog decoder would give, so
-// both go through [Encode].
+// This file lets a snapshot, which reads rows with a plain SELECT, describe
+// and decode them exactly as capture does from the binlog:
+//
+//   - [ColumnFromSchema] builds, from information_schema.COLUMNS, the Column
+//     that a binlog TABLE_MAP event (binlog_row_metadata=FULL) gives for the
+//     same column;
+//   - [SelectExpr] is the select-list expression that reads a column without
+//     loss in the text protocol;
+//   - [FromText] turns what that expression returns into the Go value that
+//     go-mysql's binlog decoder gives for the same stored value,
+//
+// so that snapshot rows and binlog rows go through [Encode] alike. The
+// session that reads the rows must have run SET NAMES binary (character
+// columns then arrive as their stored bytes) and SET time_zone = '+00:00'
+// (TIMESTAMP then reads as the UTC time capture emits).
 
-// ColumnFromSchema builds a column from its information_schema.COLUMNS
-// entry (DATA_TYPE, COLUMN_TYPE, CHARACTER_SET_NAME, IS_NULLABLE = "YES").
+// ColumnFromSchema builds a column from its information_schema.COLUMNS row:
+// DATA_TYPE, COLUMN_TYPE, CHARACTER_SET_NAME ("" when NULL) and
+// IS_NULLABLE = "YES". The result is the Column that capture builds from a
+// MariaDB table map of the same column: same Type, Meta, Unsigned, Charset,
+// Nullable, Enum and Set. A type databus cannot decode is an error naming
+// the column.
 func ColumnFromSchema(name, dataType, columnType, charset string, nullable bool) (Column, error) {
 	c := Column{Name: name, Nullable: nullable, Charset: charset}
-	ct := strings.ToLower(columnType)
-	c.Unsigned = strings.Contains(ct, "unsigned")
-	args := ""
-	if i := strings.IndexByte(ct, '('); i >= 0 {
-		if j := strings.LastIndexByte(ct, ')'); j > i {
-			args = columnType[i+1 : j]
+	args, attrs, err := splitColumnType(columnType)
+	if err != nil {
+		return Column{}, fmt.Errorf("column %s: type %q: %w", name, columnType, err)
+	}
+	bad := func(format string, a ...any) (Column, error) {
+		return Column{}, fmt.Errorf("column %s: type %q: %s", name, columnType, fmt.Sprintf(format, a...))
+	}
+	// number parses a length, precision or scale from the type's arguments.
+	number := func(s string) (uint16, error) {
+		n, err := strconv.ParseUint(strings.TrimSpace(s), 10, 16)
+		return uint16(n), err
+	}
+	// fsp is the fractional seconds precision of a temporal type.
+	fsp := func() (uint16, error) {
+		if args == "" {
+			return 0, nil
 		}
-	}
-	num := func(s string) uint16 {
-		n, _ := strconv.Atoi(strings.TrimSpace(s))
-		return uint16(n)
-	}
-	text := func(typ byte, meta uint16) {
-		c.Type, c.Meta = typ, meta
-		if c.Charset == "" {
-			c.Charset = "binary"
+		n, err := number(args)
+		if err != nil || n > 6 {
+			return 0, fmt.Errorf("fractional seconds precision %q", args)
 		}
+		return n, nil
 	}
-	switch strings.ToLower(dataType) {
-	case "tinyint":
-		c.Type = mysql.MYSQL_TYPE_TINY
-	case "smallint":
-		c.Type = mysql.MYSQL_TYPE_SHORT
-	case "mediumint":
-		c.Type = mysql.MYSQL_TYPE_INT24
-	case "int", "integer":
-		c.Type = mysql.MYSQL_TYPE_LONG
-	case "bigint":
-		c.Type = mysql.MYSQL_TYPE_LONGLONG
+	// octets is the byte length of a CHAR(n) or VARCHAR(n) column: the
+	// binlog describes them by it.
+	octets := func() (uint16, error) {
+		n, err := number(args)
+		if err != nil {
+			return 0, fmt.Errorf("length %q", args)
+		}
+		max, ok := charsetMaxLen[c.Charset]
+		if !ok {
+			return 0, fmt.Errorf("character set %q is unknown to databus", c.Charset)
+		}
+		return n * max, nil
+	}
+	// Only numeric types have a sign; ZEROFILL implies UNSIGNED.
+	unsigned := attrs["unsigned"] || attrs["zerofill"]
+
+	switch dt := strings.ToLower(dataType); dt {
+	case "tinyint", "smallint", "mediumint", "int", "integer", "bigint":
+		c.Type = map[string]byte{
+			"tinyint": mysql.MYSQL_TYPE_TINY, "smallint": mysql.MYSQL_TYPE_SHORT, "mediumint": mysql.MYSQL_TYPE_INT24,
+			"int": mysql.MYSQL_TYPE_LONG, "integer": mysql.MYSQL_TYPE_LONG, "bigint": mysql.MYSQL_TYPE_LONGLONG,
+		}[dt]
+		c.Unsigned = unsigned
 	case "decimal", "numeric":
 		p, s, _ := strings.Cut(args, ",")
-		c.Type, c.Meta = mysql.MYSQL_TYPE_NEWDECIMAL, num(p)<<8|num(s)
+		prec, err1 := number(p)
+		scale, err2 := number(s)
+		if err1 != nil || err2 != nil || prec > 65 || scale > 38 || scale > prec {
+			return bad("precision and scale %q", args)
+		}
+		c.Type, c.Meta, c.Unsigned = mysql.MYSQL_TYPE_NEWDECIMAL, prec<<8|scale, unsigned
 	case "float":
-		c.Type = mysql.MYSQL_TYPE_FLOAT
+		c.Type, c.Meta, c.Unsigned = mysql.MYSQL_TYPE_FLOAT, 4, unsigned // meta: the pack length
 	case "double", "real", "double precision":
-		c.Type = mysql.MYSQL_TYPE_DOUBLE
+		c.Type, c.Meta, c.Unsigned = mysql.MYSQL_TYPE_DOUBLE, 8, unsigned
 	case "bit":
-		n := num(args)
+		n, err := number(args)
+		if err != nil || n < 1 || n > 64 {
+			return bad("bit length %q", args)
+		}
+		// Meta holds whole bytes in the high byte, the remaining bits in
+		// the low one.
 		c.Type, c.Meta = mysql.MYSQL_TYPE_BIT, (n/8)<<8|n%8
 	case "date":
+		// MariaDB writes DATE columns as MYSQL_TYPE_DATE, in the 3-byte
+		// format MySQL calls NEWDATE.
 		c.Type = mysql.MYSQL_TYPE_DATE
-	case "datetime":
-		c.Type, c.Meta = mysql.MYSQL_TYPE_DATETIME2, num(args)
-	case "timestamp":
-		c.Type, c.Meta = mysql.MYSQL_TYPE_TIMESTAMP2, num(args)
-	case "time":
-		c.Type, c.Meta = mysql.MYSQL_TYPE_TIME2, num(args)
+	case "datetime", "timestamp", "time":
+		n, err := fsp()
+		if err != nil {
+			return bad("%v", err)
+		}
+		c.Type = map[string]byte{"datetime": mysql.MYSQL_TYPE_DATETIME2, "timestamp": mysql.MYSQL_TYPE_TIMESTAMP2, "time": mysql.MYSQL_TYPE_TIME2}[dt]
+		c.Meta = n
 	case "year":
-		c.Type = mysql.MYSQL_TYPE_YEAR
-	case "char":
-		text(mysql.MYSQL_TYPE_STRING, 0)
-	case "binary":
-		c.Charset = "binary"
-		text(mysql.MYSQL_TYPE_STRING, 0)
-	case "varchar":
-		text(mysql.MYSQL_TYPE_VARCHAR, 0)
-	case "varbinary":
-		c.Charset = "binary"
-		text(mysql.MYSQL_TYPE_VARCHAR, 0)
-	case "tinytext", "tinyblob":
-		text(mysql.MYSQL_TYPE_BLOB, 1)
-	case "text", "blob":
-		text(mysql.MYSQL_TYPE_BLOB, 2)
-	case "mediumtext", "mediumblob":
-		text(mysql.MYSQL_TYPE_BLOB, 3)
-	case "longtext", "longblob":
-		text(mysql.MYSQL_TYPE_BLOB, 4) // MariaDB's JSON is a LONGTEXT, in the binlog too
-	case "json":
-		c.Type = mysql.MYSQL_TYPE_JSON
-		c.Charset = ""
+		// YEAR is stored as an unsigned byte and the table map says so.
+		c.Type, c.Unsigned = mysql.MYSQL_TYPE_YEAR, true
+	case "char", "binary":
+		if dt == "binary" || c.Charset == "" {
+			c.Charset = "binary"
+		}
+		n, err := octets()
+		if err != nil {
+			return bad("%v", err)
+		}
+		c.Type, c.Meta = mysql.MYSQL_TYPE_STRING, stringMeta(mysql.MYSQL_TYPE_STRING, n)
+	case "varchar", "varbinary":
+		if dt == "varbinary" || c.Charset == "" {
+			c.Charset = "binary"
+		}
+		n, err := octets()
+		if err != nil {
+			return bad("%v", err)
+		}
+		c.Type, c.Meta = mysql.MYSQL_TYPE_VARCHAR, n
+	case "tinytext", "tinyblob", "text", "blob", "mediumtext", "mediumblob", "longtext", "longblob":
+		// The binlog has one BLOB type; its meta is the size of the length
+		// prefix, 1 to 4 bytes. MariaDB's JSON is a LONGTEXT, in the
+		// binlog too.
+		if strings.HasSuffix(dt, "blob") || c.Charset == "" {
+			c.Charset = "binary"
+		}
+		c.Type = mysql.MYSQL_TYPE_BLOB
+		c.Meta = map[string]uint16{"tiny": 1, "": 2, "medium": 3, "long": 4}[strings.TrimSuffix(strings.TrimSuffix(dt, "text"), "blob")]
 	case "enum", "set":
 		values, err := parseValueList(args)
 		if err != nil {
-			return Column{}, fmt.Errorf("column %s: %s values in %q: %w", name, dataType, columnType, err)
+			return bad("%s values: %v", dt, err)
 		}
-		if strings.EqualFold(dataType, "enum") {
+		// The table map holds the values in the column's character set;
+		// information_schema shows them in UTF-8.
+		if values, err = labelsInCharset(values, c.Charset); err != nil {
+			return bad("%v", err)
+		}
+		if dt == "enum" {
+			// Meta is the real type and the pack length: the index takes
+			// one byte up to 255 values, two beyond.
 			c.Type, c.Enum = mysql.MYSQL_TYPE_ENUM, values
+			c.Meta = uint16(mysql.MYSQL_TYPE_ENUM)<<8 | 1
+			if len(values) > 255 {
+				c.Meta++
+			}
 		} else {
+			// The bitmask takes 1, 2, 3, 4 or 8 bytes.
 			c.Type, c.Set = mysql.MYSQL_TYPE_SET, values
+			n := (len(values) + 7) / 8
+			if n > 4 {
+				n = 8
+			}
+			c.Meta = uint16(mysql.MYSQL_TYPE_SET)<<8 | uint16(n)
 		}
-	case "geometry", "point", "linestring", "polygon", "multipoint", "multilinestring", "multipolygon", "geometrycollection", "geomcollection":
-		c.Type, c.Charset = mysql.MYSQL_TYPE_GEOMETRY, "binary"
+	case "uuid", "inet6", "inet4":
+		// MariaDB's UUID, INET6 and INET4 travel in the binlog as the
+		// BINARY(16) or BINARY(4) they are stored as.
+		n := uint16(16)
+		if dt == "inet4" {
+			n = 4
+		}
+		c.Type, c.Meta, c.Charset = mysql.MYSQL_TYPE_STRING, stringMeta(mysql.MYSQL_TYPE_STRING, n), "binary"
+	case "json":
+		// MySQL's JSON (MariaDB's is a LONGTEXT).
+		c.Type, c.Meta, c.Charset = mysql.MYSQL_TYPE_JSON, 4, ""
+	case "geometry", "point", "linestring", "polygon", "multipoint", "multilinestring", "multipolygon",
+		"geometrycollection", "geomcollection":
+		// Geometry travels as a BLOB with a 4-byte length; MariaDB's table
+		// map gives it the binary collation.
+		c.Type, c.Meta, c.Charset = mysql.MYSQL_TYPE_GEOMETRY, 4, "binary"
 	default:
 		return Column{}, fmt.Errorf("column %s has type %s, which databus does not support", name, columnType)
 	}
 	return c, nil
 }
 
-// parseValueList parses the quoted list of an ENUM or SET column type:
-// 'a','b”c' (quotes doubled, backslashes escaped).
+// splitColumnType splits a COLUMN_TYPE such as "decimal(5,2) unsigned
+// zerofill" or "enum('a','b)')" into the text between the parentheses and
+// the set of attribute words after them.
+func splitColumnType(ct string) (args string, attrs map[string]bool, err error) {
+	rest := ct
+	if open := strings.IndexByte(ct, '('); open >= 0 {
+		// Find the closing parenthesis outside quotes: ENUM and SET
+		// values may hold any character.
+		quoted := false
+		end := -1
+		for i := open + 1; i < len(ct) && end < 0; i++ {
+			switch {
+			case quoted && ct[i] == '\\':
+				i++
+			case ct[i] == '\'':
+				quoted = !quoted // a doubled quote toggles twice
+			case !quoted && ct[i] == ')':
+				end = i
+			}
+		}
+		if end < 0 {
+			return "", nil, fmt.Errorf("unbalanced parentheses")
+		}
+		args, rest = ct[open+1:end], ct[end+1:]
+	} else if sp := strings.IndexByte(ct, ' '); sp >= 0 {
+		rest = ct[sp:]
+	} else {
+		rest = ""
+	}
+	attrs = map[string]bool{}
+	for _, w := range strings.Fields(strings.ToLower(rest)) {
+		attrs[w] = true
+	}
+	return args, attrs, nil
+}
+
+// parseValueList parses the values of an ENUM or SET column type as
+// information_schema shows them (MariaDB's append_unescaped): each value
+// quoted, a quote inside doubled, and a backslash, NUL, newline or carriage
+// return escaped with a backslash, as in
+//
+//	'a','it''s','back\\slash','line\nbreak'
 func parseValueList(s string) ([]string, error) {
 	var out []string
 	for i := 0; i < len(s); {
@@ -117,27 +241,25 @@ func parseValueList(s string) ([]string, error) {
 		}
 		var b strings.Builder
 		i++
+	value:
 		for {
 			if i >= len(s) {
 				return nil, fmt.Errorf("unterminated value")
 			}
-			ch := s[i]
-			if ch == '\'' && i+1 < len(s) && s[i+1] == '\'' {
+			switch ch := s[i]; {
+			case ch == '\'' && i+1 < len(s) && s[i+1] == '\'':
 				b.WriteByte('\'')
 				i += 2
-				continue
-			}
-			if ch == '\\' && i+1 < len(s) {
-				b.WriteByte(s[i+1])
-				i += 2
-				continue
-			}
-			if ch == '\'' {
+			case ch == '\'':
 				i++
-				break
+				break value
+			case ch == '\\' && i+1 < len(s):
+				b.WriteByte(unescape(s[i+1]))
+				i += 2
+			default:
+				b.WriteByte(ch)
+				i++
 			}
-			b.WriteByte(ch)
-			i++
 		}
 		out = append(out, b.String())
 		if i < len(s) {
@@ -150,40 +272,184 @@ func parseValueList(s string) ([]string, error) {
 	return out, nil
 }
 
-// SelectExpr returns the select-list expression that reads column c for
-// [FromText]: the quoted name, or a lossless conversion where the text
-// protocol would round (FLOAT prints only 6 significant digits).
-func SelectExpr(c *Column) string {
-	if c.Type == mysql.MYSQL_TYPE_FLOAT {
-		return "CAST(" + QuoteIdent(c.Name) + " AS DOUBLE)"
+// unescape returns the byte that backslash + c stands for in a quoted
+// string.
+func unescape(c byte) byte {
+	switch c {
+	case '0':
+		return 0
+	case 'n':
+		return '\n'
+	case 'r':
+		return '\r'
+	case 't':
+		return '\t'
+	case 'b':
+		return '\b'
+	case 'Z':
+		return 0x1A
 	}
-	return QuoteIdent(c.Name)
+	return c
 }
 
-// FromText turns the text-protocol bytes of column c, read with [SelectExpr]
-// on a session with SET NAMES binary and time_zone '+00:00', into the value
-// the binlog decoder gives for the same stored value; nil is NULL. The
-// result may alias raw.
+// labelsInCharset converts ENUM or SET values from UTF-8 to charset, the
+// form the table map gives them in. Only the character sets [ToUTF8]
+// knows are converted; ASCII values are the same in any other ASCII-based
+// one.
+func labelsInCharset(values []string, charset string) ([]string, error) {
+	switch charset {
+	case "utf8mb4", "utf8mb3", "utf8", "":
+		return values, nil
+	case "latin1":
+		out := make([]string, len(values))
+		for i, v := range values {
+			s, err := charmap.Windows1252.NewEncoder().String(v)
+			if err != nil {
+				return nil, fmt.Errorf("value %q is not latin1: %w", v, err)
+			}
+			out[i] = s
+		}
+		return out, nil
+	}
+	for _, v := range values {
+		for i := 0; i < len(v); i++ {
+			if v[i] >= 0x80 || !asciiBased(charset) {
+				return nil, fmt.Errorf("values in character set %s are not supported", charset)
+			}
+		}
+	}
+	return values, nil
+}
+
+// stringLength is the byte length of a CHAR or BINARY column from its
+// table map metadata (the inverse of [stringMeta]).
+func stringLength(meta uint16) uint16 {
+	return meta&0xFF | uint16((byte(meta>>8)&0x30)^0x30)<<4
+}
+
+// stringMeta is the table map metadata of a CHAR or BINARY column of n
+// bytes: the real type in the high byte, with bits 8 and 9 of the length
+// folded into it (inverted), and the low 8 bits of the length.
+func stringMeta(realType byte, n uint16) uint16 {
+	return uint16(realType^byte((n&0x300)>>4))<<8 | n&0xFF
+}
+
+// charsetMaxLen is the longest character, in bytes, of each character set
+// MariaDB knows (information_schema.CHARACTER_SETS.MAXLEN).
+var charsetMaxLen = map[string]uint16{
+	"armscii8": 1, "ascii": 1, "binary": 1, "cp1250": 1, "cp1251": 1, "cp1256": 1, "cp1257": 1, "cp850": 1,
+	"cp852": 1, "cp866": 1, "dec8": 1, "geostd8": 1, "greek": 1, "hebrew": 1, "hp8": 1, "keybcs2": 1,
+	"koi8r": 1, "koi8u": 1, "latin1": 1, "latin2": 1, "latin5": 1, "latin7": 1, "macce": 1, "macroman": 1,
+	"swe7": 1, "tis620": 1,
+	"big5": 2, "cp932": 2, "euckr": 2, "gb2312": 2, "gbk": 2, "sjis": 2, "ucs2": 2,
+	"eucjpms": 3, "ujis": 3, "utf8mb3": 3, "utf8": 3,
+	"utf16": 4, "utf16le": 4, "utf32": 4, "utf8mb4": 4,
+}
+
+// asciiBased reports whether a space is the byte 0x20 in charset, and no
+// other character ends with that byte.
+func asciiBased(charset string) bool {
+	switch charset {
+	case "ucs2", "utf16", "utf16le", "utf32":
+		return false
+	}
+	return true
+}
+
+// SelectExpr returns the select-list expression that reads column c for
+// [FromText]: the quoted name, or an expression where the column's own
+// text would lose information:
+//
+//   - FLOAT and DOUBLE as CAST(… AS DOUBLE): a FLOAT prints only 6
+//     significant digits and a DOUBLE(M,D) rounds to D decimals, while a
+//     double prints in full (the shortest text that reads back exactly);
+//   - YEAR as YEAR(…): YEAR(2) prints two digits, which cannot tell 2000
+//     from the zero year;
+//   - BINARY(n) as CAST(… AS BINARY(n)): the bytes of MariaDB's UUID,
+//     INET6 and INET4, which the binlog carries as BINARY, rather than
+//     their text (a no-op for a real BINARY);
+//   - ENUM and SET as CONCAT(… + 0, ',', …): the index or bitmask the
+//     binlog carries, then the value's text, which [FromText] checks
+//     against the column's values (information_schema cannot show
+//     characters beyond the Basic Multilingual Plane).
+func SelectExpr(c *Column) string {
+	name := QuoteIdent(c.Name)
+	switch c.Type {
+	case mysql.MYSQL_TYPE_FLOAT, mysql.MYSQL_TYPE_DOUBLE:
+		return "CAST(" + name + " AS DOUBLE)"
+	case mysql.MYSQL_TYPE_YEAR:
+		return "YEAR(" + name + ")"
+	case mysql.MYSQL_TYPE_STRING:
+		if c.Charset == "binary" {
+			return "CAST(" + name + " AS BINARY(" + strconv.Itoa(int(stringLength(c.Meta))) + "))"
+		}
+	case mysql.MYSQL_TYPE_ENUM, mysql.MYSQL_TYPE_SET:
+		return "CONCAT(" + name + "+0, ',', " + name + ")"
+	}
+	return name
+}
+
+// FromText turns the text-protocol bytes of column c, read with
+// [SelectExpr] on a session with SET NAMES binary and time_zone '+00:00',
+// into the value go-mysql's binlog decoder gives for the same stored value
+// (with capture's decoder settings: no ParseTime, no UseDecimal, UTC
+// timestamps); nil is NULL. The Go type is the decoder's too, except that
+// character and byte strings are always []byte, which [Encode] treats as it
+// treats a string. The result may alias raw.
 func FromText(c *Column, raw []byte) (any, error) {
 	if raw == nil {
 		return nil, nil
 	}
-	s := string(raw)
 	switch c.Type {
-	case mysql.MYSQL_TYPE_TINY, mysql.MYSQL_TYPE_SHORT, mysql.MYSQL_TYPE_INT24, mysql.MYSQL_TYPE_LONG, mysql.MYSQL_TYPE_LONGLONG, mysql.MYSQL_TYPE_YEAR:
-		if c.Unsigned {
-			return strconv.ParseUint(s, 10, 64)
+	case mysql.MYSQL_TYPE_VARCHAR, mysql.MYSQL_TYPE_VAR_STRING, mysql.MYSQL_TYPE_BLOB, mysql.MYSQL_TYPE_GEOMETRY,
+		mysql.MYSQL_TYPE_VECTOR:
+		return raw, nil // the stored bytes
+	case mysql.MYSQL_TYPE_STRING:
+		// The binlog carries CHAR and BINARY without their padding —
+		// trailing spaces, or zero bytes for BINARY — and so does the
+		// text protocol, but for CHAR under sql_mode PAD_CHAR_TO_FULL_LENGTH.
+		if c.Charset == "binary" {
+			return bytes.TrimRight(raw, "\x00"), nil
 		}
-		return strconv.ParseInt(s, 10, 64)
+		if asciiBased(c.Charset) {
+			return bytes.TrimRight(raw, " "), nil
+		}
+		return raw, nil
+	case mysql.MYSQL_TYPE_JSON:
+		return mysqlJSONFromText(raw)
+	}
+	s := string(raw) // every other value is short text
+	switch c.Type {
+	case mysql.MYSQL_TYPE_TINY, mysql.MYSQL_TYPE_SHORT, mysql.MYSQL_TYPE_INT24, mysql.MYSQL_TYPE_LONG, mysql.MYSQL_TYPE_LONGLONG:
+		return intFromText(c.Type, c.Unsigned, s)
+	case mysql.MYSQL_TYPE_YEAR:
+		// The decoder gives an int, 0 for the zero year. YEAR() gives 1900
+		// for the zero year of a YEAR(2), which holds no real 1900.
+		y, err := strconv.Atoi(s)
+		if err != nil {
+			return nil, fmt.Errorf("year %q: %w", s, err)
+		}
+		if y == 1900 {
+			y = 0
+		}
+		return y, nil
 	case mysql.MYSQL_TYPE_NEWDECIMAL:
-		return s, nil
+		return decimalFromText(s)
 	case mysql.MYSQL_TYPE_FLOAT:
+		// Read as a double (SelectExpr), which holds the float exactly.
 		f, err := strconv.ParseFloat(s, 64)
-		return float32(f), err
+		if err != nil {
+			return nil, err
+		}
+		if float64(float32(f)) != f {
+			return nil, fmt.Errorf("float value %s is not a single-precision number", s)
+		}
+		return float32(f), nil
 	case mysql.MYSQL_TYPE_DOUBLE:
 		return strconv.ParseFloat(s, 64)
 	case mysql.MYSQL_TYPE_BIT:
-		if len(raw) > 8 {
+		// BIT comes as its big-endian bytes.
+		if len(raw) == 0 || len(raw) > 8 {
 			return nil, fmt.Errorf("bit value of %d bytes", len(raw))
 		}
 		var v uint64
@@ -191,47 +457,185 @@ func FromText(c *Column, raw []byte) (any, error) {
 			v = v<<8 | uint64(b)
 		}
 		return int64(v), nil
-	case mysql.MYSQL_TYPE_TIMESTAMP, mysql.MYSQL_TYPE_TIMESTAMP2, mysql.MYSQL_TYPE_DATETIME, mysql.MYSQL_TYPE_DATETIME2,
-		mysql.MYSQL_TYPE_TIME, mysql.MYSQL_TYPE_TIME2, mysql.MYSQL_TYPE_DATE, mysql.MYSQL_TYPE_NEWDATE:
+	case mysql.MYSQL_TYPE_TIME, mysql.MYSQL_TYPE_TIME2:
+		// The decoder drops a fraction of zero ("12:00:00", not
+		// "12:00:00.000000"); DATETIME and TIMESTAMP keep theirs.
+		if whole, frac, ok := strings.Cut(s, "."); ok && strings.Trim(frac, "0") == "" {
+			return whole, nil
+		}
 		return s, nil
-	case mysql.MYSQL_TYPE_ENUM:
-		if s == "" {
-			return int64(0), nil
-		}
-		for i, v := range c.Enum {
-			if v == s {
-				return int64(i + 1), nil
-			}
-		}
-		return nil, fmt.Errorf("enum value %q is not among %q", s, c.Enum)
-	case mysql.MYSQL_TYPE_SET:
-		var mask int64
-		if s == "" {
-			return mask, nil
-		}
-		for part := range strings.SplitSeq(s, ",") {
-			i := indexOf(c.Set, part)
-			if i < 0 {
-				return nil, fmt.Errorf("set member %q is not among %q", part, c.Set)
-			}
-			mask |= 1 << i
-		}
-		return mask, nil
-	case mysql.MYSQL_TYPE_STRING:
-		if c.Charset == "binary" {
-			// BINARY(n) is padded with zero bytes; the binlog carries it
-			// without them (and the SQL pads them again).
-			return bytes.TrimRight(raw, "\x00"), nil
-		}
+	case mysql.MYSQL_TYPE_TIMESTAMP, mysql.MYSQL_TYPE_TIMESTAMP2, mysql.MYSQL_TYPE_DATETIME, mysql.MYSQL_TYPE_DATETIME2,
+		mysql.MYSQL_TYPE_DATE, mysql.MYSQL_TYPE_NEWDATE:
+		// The server prints them as the decoder does, zero dates and
+		// fractions to the column's precision included.
+		return s, nil
+	case mysql.MYSQL_TYPE_ENUM, mysql.MYSQL_TYPE_SET:
+		return enumFromText(c, s)
 	}
-	return raw, nil // strings, JSON, geometry: the stored bytes
+	return nil, fmt.Errorf("column type %s (code %d) is not supported", c.TypeName(), c.Type)
 }
 
-func indexOf(list []string, s string) int {
-	for i, v := range list {
-		if v == s {
-			return i
-		}
+// intFromText parses an integer into the Go type the binlog decoder gives
+// for the column type and sign.
+func intFromText(typ byte, unsigned bool, s string) (any, error) {
+	size := 64
+	switch typ {
+	case mysql.MYSQL_TYPE_TINY:
+		size = 8
+	case mysql.MYSQL_TYPE_SHORT:
+		size = 16
+	case mysql.MYSQL_TYPE_INT24:
+		size = 24
+	case mysql.MYSQL_TYPE_LONG:
+		size = 32
 	}
-	return -1
+	if unsigned {
+		// ParseUint accepts the leading zeros of ZEROFILL.
+		u, err := strconv.ParseUint(s, 10, size)
+		if err != nil {
+			return nil, err
+		}
+		switch size {
+		case 8:
+			return uint8(u), nil
+		case 16:
+			return uint16(u), nil
+		case 24, 32:
+			return uint32(u), nil
+		}
+		return u, nil
+	}
+	i, err := strconv.ParseInt(s, 10, size)
+	if err != nil {
+		return nil, err
+	}
+	switch size {
+	case 8:
+		return int8(i), nil
+	case 16:
+		return int16(i), nil
+	case 24, 32:
+		return int32(i), nil
+	}
+	return i, nil
+}
+
+// decimalFromText checks a DECIMAL's text and drops the leading zeros of
+// ZEROFILL: otherwise the server prints it as the decoder does, with the
+// column's scale ("-0.50", "7").
+func decimalFromText(s string) (string, error) {
+	digits := strings.TrimPrefix(s, "-")
+	intPart, frac, _ := strings.Cut(digits, ".")
+	if intPart == "" || strings.Trim(intPart, "0123456789") != "" || strings.Trim(frac, "0123456789") != "" ||
+		strings.HasSuffix(digits, ".") {
+		return "", fmt.Errorf("decimal value %q", s)
+	}
+	if trimmed := strings.TrimLeft(intPart, "0"); len(trimmed) < len(intPart) {
+		if trimmed == "" {
+			trimmed = "0"
+		}
+		s = s[:len(s)-len(digits)] + trimmed + digits[len(intPart):]
+	}
+	return s, nil
+}
+
+// enumFromText reads an ENUM's index or a SET's bitmask from "n,text" (see
+// [SelectExpr]) and checks that the column's values give the same text, so
+// that [Encode] writes what is stored. The index of an invalid ENUM value
+// is 0, with text "".
+func enumFromText(c *Column, s string) (any, error) {
+	num, text, ok := strings.Cut(s, ",")
+	if !ok {
+		return nil, fmt.Errorf("%s value %q is not number,text", c.TypeName(), s)
+	}
+	// A 64-value SET's bitmask prints signed when its top bit is set; the
+	// decoder gives it as an int64 either way.
+	var n int64
+	var err error
+	if strings.HasPrefix(num, "-") {
+		n, err = strconv.ParseInt(num, 10, 64)
+	} else {
+		var u uint64
+		u, err = strconv.ParseUint(num, 10, 64)
+		n = int64(u)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s number %q: %w", c.TypeName(), num, err)
+	}
+	var want string
+	if c.Type == mysql.MYSQL_TYPE_ENUM {
+		switch {
+		case n < 0 || n > int64(len(c.Enum)):
+			return nil, fmt.Errorf("enum index %d beyond the column's %d values", n, len(c.Enum))
+		case n > 0:
+			want = c.Enum[n-1]
+		}
+	} else {
+		var parts []string
+		for i := 0; i < 64; i++ {
+			if uint64(n)&(1<<i) == 0 {
+				continue
+			}
+			if i >= len(c.Set) {
+				return nil, fmt.Errorf("set bit %d beyond the column's %d values", i, len(c.Set))
+			}
+			parts = append(parts, c.Set[i])
+		}
+		want = strings.Join(parts, ",")
+	}
+	if text != want {
+		return nil, fmt.Errorf("%s value %d reads %q, but the column's values from information_schema make it %q "+
+			"(information_schema shows characters beyond the Basic Multilingual Plane as ?)", c.TypeName(), n, text, want)
+	}
+	return n, nil
+}
+
+// mysqlJSONFromText renders the text of a MySQL JSON value as go-mysql
+// renders its binary form: json.Marshal of the decoded document, so
+// compact, with object keys sorted and <, > and & escaped; integers as
+// integers, other numbers as float64. It cannot tell the DECIMAL, DATE,
+// TIME and DATETIME scalars that CAST(… AS JSON) stores, which go-mysql
+// renders as strings, from the JSON numbers and strings they print as.
+// MariaDB's JSON is a LONGTEXT and never comes here.
+func mysqlJSONFromText(raw []byte) (string, error) {
+	d := json.NewDecoder(bytes.NewReader(raw))
+	d.UseNumber()
+	var doc any
+	if err := d.Decode(&doc); err != nil {
+		return "", fmt.Errorf("JSON value: %w", err)
+	}
+	var number func(v any) (any, error)
+	number = func(v any) (any, error) {
+		switch x := v.(type) {
+		case json.Number:
+			if i, err := strconv.ParseInt(string(x), 10, 64); err == nil {
+				return i, nil
+			}
+			if u, err := strconv.ParseUint(string(x), 10, 64); err == nil {
+				return u, nil
+			}
+			return strconv.ParseFloat(string(x), 64)
+		case []any:
+			for i := range x {
+				var err error
+				if x[i], err = number(x[i]); err != nil {
+					return nil, err
+				}
+			}
+		case map[string]any:
+			for k := range x {
+				var err error
+				if x[k], err = number(x[k]); err != nil {
+					return nil, err
+				}
+			}
+		}
+		return v, nil
+	}
+	doc, err := number(doc)
+	if err != nil {
+		return "", fmt.Errorf("JSON value: %w", err)
+	}
+	out, err := json.Marshal(doc)
+	return string(out), err
 }
