@@ -2,6 +2,7 @@ package capture
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -33,7 +34,15 @@ type Config struct {
 	// CheckpointInterval is how often the checkpoint is saved while events
 	// flow; 1s when zero.
 	CheckpointInterval time.Duration
-	Logger             *slog.Logger
+	// Recover makes capture start from the server's current position,
+	// instead of stopping, when the checkpoint cannot be resumed because
+	// its binlog was purged ([ErrBinlogPurged]) or it belongs to another
+	// server ([ErrServerChanged]). OnRecover, if set, is then called with
+	// the reason: the changes in between are lost to the stream, so
+	// consumers need a new snapshot.
+	Recover   bool
+	OnRecover func(reason error)
+	Logger    *slog.Logger
 }
 
 // Capturer reads the source's binlog and publishes every change of the
@@ -158,6 +167,16 @@ func (c *Capturer) session(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	var recovered error
+	if cp != nil {
+		if err := resumable(cctx, db, c.cfg, info, *cp); err != nil {
+			if !c.cfg.Recover || !errors.Is(err, ErrBinlogPurged) && !errors.Is(err, ErrServerChanged) {
+				return err
+			}
+			c.log.Warn("the checkpoint cannot be resumed: capturing from the current position (recover)", "reason", err)
+			cp, recovered = nil, err
+		}
+	}
 	if cp == nil {
 		file, pos, err := masterStatus(cctx, db, info)
 		if err != nil {
@@ -169,10 +188,8 @@ func (c *Capturer) session(ctx context.Context) error {
 		}
 		c.log.Info("no checkpoint: starting at the current binlog position", "file", file, "offset", pos)
 	}
-	if cp.ServerID != info.ServerID || cp.ServerUUID != info.ServerUUID {
-		return fmt.Errorf("%w: checkpoint %s:%d was written for server_id %d (uuid %q), %s is server_id %d (uuid %q); "+
-			"positions of one server mean nothing on another: delete the state bucket %s to start capturing the new server from now",
-			ErrServerChanged, cp.File, cp.Offset, cp.ServerID, cp.ServerUUID, c.cfg.MySQL.Addr, info.ServerID, info.ServerUUID, StateBucket(c.cfg.Source))
+	if recovered != nil && c.cfg.OnRecover != nil {
+		c.cfg.OnRecover(recovered)
 	}
 	lastPos, lastSeq, complete, err := lastPublished(cctx, stream)
 	if err != nil {
@@ -326,6 +343,13 @@ func (r *reader) handle(e *replication.BinlogEvent) error {
 	switch ev := e.Event.(type) {
 	case *replication.RotateEvent:
 		r.file = string(ev.NextLogName)
+		if h.LogPos != 0 && !r.inTxn {
+			// The server moved to a new file (the rotate that starts
+			// every stream is artificial and has no position): checkpoint
+			// there, so an idle or filtered-out source never leaves the
+			// checkpoint in a file that may be purged.
+			r.pub.boundary(Checkpoint{File: r.file, Offset: uint32(ev.Position), ServerID: r.info.ServerID, ServerUUID: r.info.ServerUUID})
+		}
 	case *replication.GTIDEvent:
 		if u, err := uuid.FromBytes(ev.SID); err == nil {
 			r.gtid = fmt.Sprintf("%s:%d", u, ev.GNO)

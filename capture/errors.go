@@ -18,10 +18,14 @@ var (
 	ErrUndecodable = errors.New("cannot decode row")
 	// ErrServerChanged means the checkpoint belongs to another server.
 	ErrServerChanged = errors.New("source server changed")
+	// ErrBinlogPurged means the binlog file capture must resume from is no
+	// longer on the server: the changes since the checkpoint are lost to
+	// capture, and consumers need a new snapshot.
+	ErrBinlogPurged = errors.New("binlog needed to resume has been purged")
 )
 
 // fatal reports whether err must stop capture instead of being retried.
 func fatal(err error) bool {
 	return errors.Is(err, ErrAccessDenied) || errors.Is(err, ErrSourceSettings) ||
-		errors.Is(err, ErrUndecodable) || errors.Is(err, ErrServerChanged)
+		errors.Is(err, ErrUndecodable) || errors.Is(err, ErrServerChanged) || errors.Is(err, ErrBinlogPurged)
 }

@@ -129,7 +129,8 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	switch {
 	case errors.As(err, &ue), errors.As(err, &ce):
 		return exitConfig
-	case errors.Is(err, capture.ErrAccessDenied), errors.Is(err, capture.ErrSourceSettings), errors.Is(err, capture.ErrServerChanged):
+	case errors.Is(err, capture.ErrAccessDenied), errors.Is(err, capture.ErrSourceSettings), errors.Is(err, capture.ErrServerChanged),
+		errors.Is(err, capture.ErrBinlogPurged):
 		return exitSource
 	}
 	return exitRuntime
@@ -138,6 +139,7 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 // cmdFlags holds the command-specific flags, registered before the config
 // key flags.
 var cmdFlags = map[string]func(*flag.FlagSet){
+	"run":   runFlags,
 	"tail":  tailFlags,
 	"apply": applyFlags,
 }

@@ -553,3 +553,50 @@ func TestSnapshotCommandThenTailFromSnapshot(t *testing.T) {
 		t.Errorf("status does not list the snapshot: exit %d\n%s", code, out)
 	}
 }
+
+func TestPurgedBinlogExitsThreeThenRecoverTakesANewSnapshot(t *testing.T) {
+	db := testenv.StartMariaDB(t)
+	db.Exec(t, "CREATE DATABASE shop", "CREATE TABLE shop.orders (id INT PRIMARY KEY)", "INSERT INTO shop.orders VALUES (1)")
+	env, _ := captureEnv(t, db)
+	env = append(env, "DATABUS_SNAPSHOT_ON_START=false")
+	p := startDatabus(t, env, "run")
+	waitCapturing(t, env, p)
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	if code := p.wait(t, 30*time.Second); code != 0 {
+		t.Fatalf("exit code after SIGTERM: got %d\n%s", code, p.out.String())
+	}
+	// Written while databus is down, then purged from the binlog.
+	db.Exec(t, "INSERT INTO shop.orders VALUES (2)")
+	oldest := db.RotateAndPurge(t, 2)
+
+	code, out := runDatabus(t, env, "run")
+	if code != 3 || !strings.Contains(out, "purged") || !strings.Contains(out, oldest) || !strings.Contains(out, "--recover") {
+		t.Fatalf("run from a purged binlog: exit %d, want 3 and a message naming the oldest binlog %s and --recover:\n%s", code, oldest, out)
+	}
+	p = startDatabus(t, env, "run", "--recover")
+	waitCapturing(t, env, p)
+	testenv.Eventually(t, 60*time.Second, func() error {
+		code, out := runDatabus(t, env, "status")
+		if code != 0 || !strings.Contains(out, `"latest": true`) {
+			return fmt.Errorf("no snapshot after --recover: exit %d\n%s", code, out)
+		}
+		return nil
+	})
+	db.Exec(t, "INSERT INTO shop.orders VALUES (3)")
+	// The snapshot holds the row the stream lost; the stream goes on after it.
+	code, out = runDatabus(t, append(env, "DATABUS_LOG_LEVEL=warn"), "tail", "--from", "snapshot", "--count", "4")
+	if code != 0 {
+		t.Fatalf("tail --from snapshot: exit %d\n%s", code, out)
+	}
+	var got []string
+	for l := range strings.SplitSeq(strings.TrimSpace(out), "\n") {
+		ev, err := sdk.DecodeEvent([]byte(l))
+		if err != nil {
+			t.Fatalf("tail line %q: %v", l, err)
+		}
+		got = append(got, fmt.Sprintf("%s:%v:%v", ev.Op, ev.Key["id"], ev.Snapshot))
+	}
+	if want := "ddl:<nil>:true insert:1:true insert:2:true insert:3:false"; strings.Join(got, " ") != want {
+		t.Errorf("after --recover: got %s, want %s", strings.Join(got, " "), want)
+	}
+}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -14,6 +15,13 @@ import (
 	"github.com/databus/databus/capture"
 	"github.com/databus/databus/embedded"
 )
+
+var runOpts struct{ recover bool }
+
+func runFlags(fs *flag.FlagSet) {
+	fs.BoolVar(&runOpts.recover, "recover", false, "when the saved binlog position cannot be resumed (its binlog was purged, or the source is another server), "+
+		"capture from the current position and take a new snapshot instead of stopping; changes in between are not in the stream")
+}
 
 func cmdRun(ctx context.Context, env *cmdEnv, args []string) error {
 	if len(args) > 0 {
@@ -58,12 +66,23 @@ func cmdRun(ctx context.Context, env *cmdEnv, args []string) error {
 	}
 	defer nc.Close()
 
-	c := capture.New(captureConfig(cfg, env.log), nc)
+	ccfg := captureConfig(cfg, env.log)
+	// A recovery leaves a gap in the stream: a new snapshot lets consumers
+	// start again after it.
+	recovered := make(chan struct{}, 1)
+	ccfg.Recover = runOpts.recover
+	ccfg.OnRecover = func(error) {
+		select {
+		case recovered <- struct{}{}:
+		default:
+		}
+	}
+	c := capture.New(ccfg, nc)
 	snapCtx, stopSnapshots := context.WithCancel(ctx)
 	snapDone := make(chan struct{})
 	go func() {
 		defer close(snapDone)
-		snapshots(snapCtx, cfg, env.log.With("component", "snapshot"), nc)
+		snapshots(snapCtx, cfg, env.log.With("component", "snapshot"), nc, recovered)
 	}()
 	err = c.Run(ctx)
 	stopSnapshots()

@@ -90,7 +90,7 @@ func byteSize(n int64) string {
 // snapshots runs in `databus run`: a first snapshot when none exists, then
 // one every interval. A snapshot that fails is logged and retried at the
 // next occasion; capture goes on.
-func snapshots(ctx context.Context, cfg configs.Config, log *slog.Logger, nc *nats.Conn) {
+func snapshots(ctx context.Context, cfg configs.Config, log *slog.Logger, nc *nats.Conn, recovered <-chan struct{}) {
 	take := func() {
 		log.Info("snapshot starting")
 		man, err := capture.TakeSnapshot(ctx, captureConfig(cfg, log), nc, capture.SnapshotOptions{Keep: cfg.Snapshot.Keep,
@@ -119,16 +119,20 @@ func snapshots(ctx context.Context, cfg configs.Config, log *slog.Logger, nc *na
 			take()
 		}
 	}
-	if cfg.Snapshot.Interval <= 0 {
-		return
+	var tick <-chan time.Time
+	if cfg.Snapshot.Interval > 0 {
+		t := time.NewTicker(cfg.Snapshot.Interval)
+		defer t.Stop()
+		tick = t.C
 	}
-	t := time.NewTicker(cfg.Snapshot.Interval)
-	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-tick:
+			take()
+		case <-recovered:
+			log.Warn("taking a new snapshot: capture recovered from a checkpoint it could not resume")
 			take()
 		}
 	}

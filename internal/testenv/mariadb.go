@@ -333,3 +333,46 @@ func copyDir(src, dst string) error {
 		return os.WriteFile(target, b, 0o640)
 	})
 }
+
+// CurrentBinlog is the binlog file the server writes to now.
+func (m *MariaDB) CurrentBinlog(t testing.TB) string {
+	t.Helper()
+	var file, pos, doDB, ignoreDB string
+	if err := m.DB(t).QueryRow("SHOW MASTER STATUS").Scan(&file, &pos, &doDB, &ignoreDB); err != nil {
+		t.Fatal(err)
+	}
+	return file
+}
+
+// PurgeBinlogsTo purges the binlog files before file. The server keeps a
+// file a binlog dump thread still reads, and the thread of a stopped
+// capture ends only when the server notices: it purges until file is the
+// oldest left.
+func (m *MariaDB) PurgeBinlogsTo(t testing.TB, file string) {
+	t.Helper()
+	Eventually(t, 20*time.Second, func() error {
+		if _, err := m.DB(t).Exec("PURGE BINARY LOGS TO '" + file + "'"); err != nil {
+			return err
+		}
+		var first, size string
+		if err := m.DB(t).QueryRow("SHOW BINARY LOGS").Scan(&first, &size); err != nil {
+			return err
+		}
+		if first != file {
+			return fmt.Errorf("binlog %s is still there", first)
+		}
+		return nil
+	})
+}
+
+// RotateAndPurge starts n new binlog files and purges every file before
+// the newest, which it returns.
+func (m *MariaDB) RotateAndPurge(t testing.TB, n int) string {
+	t.Helper()
+	for range n {
+		m.Exec(t, "FLUSH BINARY LOGS")
+	}
+	cur := m.CurrentBinlog(t)
+	m.PurgeBinlogsTo(t, cur)
+	return cur
+}
