@@ -2,7 +2,8 @@
 # Runs the benchmark harness once and records the table in
 # docs/performance.md (between the bench markers). Sizes: BENCH_ROWS (row
 # changes in the pre-written binlog, default 300000), BENCH_BIG_TXN_ROWS
-# (default 1000000), BENCH_LATENCY_SECONDS (default 5).
+# (default 1000000), BENCH_LATENCY_SECONDS (default 5), BENCH_SNAPSHOT_ROWS
+# (inserts into the snapshotted tables, default 500000).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=$(mktemp)
@@ -20,11 +21,13 @@ END {
   if (pub != "" && (lim == "" || pub+0 < lim+0)) lim=pub
   s=v["Streaming","rows/s"]
   if (lim != "" && s != "") printf("| **streaming / lower limit** | %.0f%% (%.0f rows/s of %.0f) |\n", 100*s/lim, s, lim)
+  sn=v["Snapshot","rows/s"]; d=v["SnapshotMariadbDump","rows/s"]
+  if (sn != "" && d != "") printf("| **snapshot / mariadb-dump** | %.0f%% (%.0f rows/s of %.0f, %.1f MB/s of %.1f) |\n", 100*sn/d, sn, d, v["Snapshot","MB/s"], v["SnapshotMariadbDump","MB/s"])
 }' "$out")
 {
   echo "<!-- bench:start -->"
   echo "Measured $(date -u +%Y-%m-%d) on $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(free -g | awk '/Mem:/ {print $2}') GiB,"
-  echo "BENCH_ROWS=${BENCH_ROWS:-300000}, BENCH_BIG_TXN_ROWS=${BENCH_BIG_TXN_ROWS:-1000000}, one run of \`make bench\`:"
+  echo "BENCH_ROWS=${BENCH_ROWS:-300000}, BENCH_BIG_TXN_ROWS=${BENCH_BIG_TXN_ROWS:-1000000}, BENCH_SNAPSHOT_ROWS=${BENCH_SNAPSHOT_ROWS:-500000}, one run of \`make bench\`:"
   echo
   echo "| benchmark | result |"
   echo "| --- | --- |"

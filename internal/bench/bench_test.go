@@ -54,20 +54,24 @@ var (
 	fix     *fixture
 )
 
+// shopSchema creates the three tables of realistic width that writeLoad
+// fills.
+var shopSchema = []string{
+	"CREATE DATABASE shop",
+	`CREATE TABLE shop.customers (id BIGINT UNSIGNED PRIMARY KEY, email VARCHAR(120), name VARCHAR(80), country CHAR(2),
+	 created DATETIME(6), balance DECIMAL(14,2), flags INT UNSIGNED) DEFAULT CHARSET=utf8mb4`,
+	`CREATE TABLE shop.orders (id BIGINT UNSIGNED PRIMARY KEY, customer_id BIGINT UNSIGNED, status ENUM('new','paid','shipped','done'),
+	 total DECIMAL(12,2), currency CHAR(3), placed DATETIME(3), note VARCHAR(255), meta JSON, updated TIMESTAMP(3) NULL) DEFAULT CHARSET=utf8mb4`,
+	`CREATE TABLE shop.items (order_id BIGINT UNSIGNED, line INT, sku VARCHAR(32), qty INT, price DECIMAL(10,2), PRIMARY KEY (order_id, line))`,
+}
+
 // loadFixture writes BENCH_ROWS row changes (default 300k) across
 // three tables of realistic width, in transactions of 1 to 1000 rows.
 func loadFixture(b *testing.B) *fixture {
 	b.Helper()
 	fixOnce.Do(func() {
 		f := &fixture{db: testenv.StartMariaDB(&onceTB{b}, "--max-allowed-packet=256M")}
-		f.db.Exec(b,
-			"CREATE DATABASE shop",
-			`CREATE TABLE shop.customers (id BIGINT UNSIGNED PRIMARY KEY, email VARCHAR(120), name VARCHAR(80), country CHAR(2),
-			 created DATETIME(6), balance DECIMAL(14,2), flags INT UNSIGNED) DEFAULT CHARSET=utf8mb4`,
-			`CREATE TABLE shop.orders (id BIGINT UNSIGNED PRIMARY KEY, customer_id BIGINT UNSIGNED, status ENUM('new','paid','shipped','done'),
-			 total DECIMAL(12,2), currency CHAR(3), placed DATETIME(3), note VARCHAR(255), meta JSON, updated TIMESTAMP(3) NULL) DEFAULT CHARSET=utf8mb4`,
-			`CREATE TABLE shop.items (order_id BIGINT UNSIGNED, line INT, sku VARCHAR(32), qty INT, price DECIMAL(10,2), PRIMARY KEY (order_id, line))`,
-		)
+		f.db.Exec(b, shopSchema...)
 		f.start = masterPos(b, f.db.DB(b))
 		f.rows = writeLoad(b, f.db.DB(b), envInt("BENCH_ROWS", 300_000))
 		f.end = masterPos(b, f.db.DB(b))
@@ -79,17 +83,37 @@ func loadFixture(b *testing.B) *fixture {
 	return fix
 }
 
-// onceTB keeps the fixture's server alive for the whole process: cleanups
-// registered through it never run.
+// onceTB keeps a fixture's server alive for the whole process: cleanups
+// registered through it run in TestMain, after every benchmark.
 type onceTB struct{ testing.TB }
 
-func (o *onceTB) Cleanup(func()) {}
+var (
+	processCleanupsMu sync.Mutex
+	processCleanups   []func()
+)
+
+func (o *onceTB) Cleanup(f func()) {
+	processCleanupsMu.Lock()
+	defer processCleanupsMu.Unlock()
+	processCleanups = append(processCleanups, f)
+}
+
 func (o *onceTB) TempDir() string {
 	d, err := os.MkdirTemp("", "databus-bench-")
 	if err != nil {
 		o.Fatal(err)
 	}
+	o.Cleanup(func() { os.RemoveAll(d) })
 	return d
+}
+
+// TestMain stops the fixtures' servers once every benchmark has run.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	for _, f := range slices.Backward(processCleanups) {
+		f()
+	}
+	os.Exit(code)
 }
 
 func masterPos(b *testing.B, db *sql.DB) mysql.Position {
@@ -512,7 +536,7 @@ var (
 func buildBinary(b *testing.B) string {
 	b.Helper()
 	binOnce.Do(func() {
-		dir, _ := os.MkdirTemp("", "databus-bench-bin-")
+		dir := (&onceTB{b}).TempDir()
 		binPath = filepath.Join(dir, "databus")
 		if out, err := exec.Command("go", "build", "-o", binPath, "../../cmd/databus").CombinedOutput(); err != nil {
 			b.Fatalf("go build: %v\n%s", err, out)

@@ -1,0 +1,199 @@
+package bench
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/databus/databus/capture"
+	"github.com/databus/databus/internal/testenv"
+	"github.com/databus/databus/sdk"
+)
+
+// tableFixture is a server whose shop tables hold about
+// BENCH_SNAPSHOT_ROWS rows, for the snapshot benchmarks. Its binlog is not
+// read: capture starts at its end.
+type tableFixture struct {
+	db *testenv.MariaDB
+	// rows is the number of rows in the tables.
+	rows int64
+	// dataBytes is the tables' information_schema DATA_LENGTH after
+	// ANALYZE TABLE: the one definition of MB in both snapshot
+	// benchmarks.
+	dataBytes int64
+}
+
+var (
+	tableOnce sync.Once
+	tableFix  *tableFixture
+)
+
+// loadTables fills the shop tables of a server of their own with
+// writeLoad's rows, BENCH_SNAPSHOT_ROWS inserts (default 500k) and the
+// updates and deletes that follow them.
+func loadTables(b *testing.B) *tableFixture {
+	b.Helper()
+	tableOnce.Do(func() {
+		f := &tableFixture{db: testenv.StartMariaDB(&onceTB{b}, "--max-allowed-packet=256M")}
+		f.db.Exec(b, shopSchema...)
+		db := f.db.DB(b)
+		writeLoad(b, db, envInt("BENCH_SNAPSHOT_ROWS", 500_000))
+		f.db.Exec(b, "ANALYZE TABLE shop.customers, shop.orders, shop.items")
+		err := db.QueryRow("SELECT (SELECT COUNT(*) FROM shop.customers) + (SELECT COUNT(*) FROM shop.orders) + (SELECT COUNT(*) FROM shop.items)").Scan(&f.rows)
+		if err != nil {
+			b.Fatalf("counting the rows: %v", err)
+		}
+		if err := db.QueryRow("SELECT SUM(DATA_LENGTH) FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'shop'").Scan(&f.dataBytes); err != nil {
+			b.Fatalf("reading the tables' DATA_LENGTH: %v", err)
+		}
+		tableFix = f
+	})
+	if tableFix == nil {
+		b.Fatal("table fixture failed to load")
+	}
+	return tableFix
+}
+
+// report reports the rate of reading every row of the fixture in el.
+func (f *tableFixture) report(b *testing.B, el time.Duration) {
+	b.ReportMetric(float64(f.rows)/el.Seconds(), "rows/s")
+	b.ReportMetric(float64(f.dataBytes)/1e6/el.Seconds(), "MB/s")
+	b.ReportMetric(float64(f.dataBytes)/1e6, "table-MB")
+}
+
+// checkSnapshot fails the benchmark unless man holds every row of the
+// fixture.
+func (f *tableFixture) checkSnapshot(b *testing.B, man *sdk.Manifest) {
+	b.Helper()
+	if man.Rows != f.rows {
+		b.Fatalf("snapshot %s holds %d rows, want %d", man.ID, man.Rows, f.rows)
+	}
+	b.ReportMetric(float64(man.StoredBytes)/1e6, "stored-MB")
+}
+
+// captureIdle starts a JetStream and an in-process capture of the
+// fixture's server, which a snapshot needs for its handoff. Nothing writes
+// while the snapshot runs, so capture is idle.
+func captureIdle(b *testing.B, f *tableFixture) (*testenv.JetStream, *testenv.Capture) {
+	b.Helper()
+	js := testenv.StartJetStream(b)
+	cfg := testenv.CaptureConfig(f.db)
+	cfg.Source = "snap"
+	c := testenv.NewCapture(cfg, js.Conn(b))
+	c.Start(b)
+	return js, c
+}
+
+// runMeasured runs cmd to completion and returns how long it took and its
+// peak RSS in MiB. The peak is VmHWM sampled from /proc every 10ms: the
+// rusage of a child of a Go process includes the parent's peak, as the
+// child starts as a clone sharing the parent's memory.
+func runMeasured(cmd *exec.Cmd) (time.Duration, float64, error) {
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return 0, 0, err
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	peak := 0
+	for {
+		select {
+		case err := <-done:
+			return time.Since(start), float64(peak) / 1024, err
+		case <-tick.C:
+			peak = max(peak, peakRSS(cmd.Process.Pid))
+		}
+	}
+}
+
+// BenchmarkSnapshot runs `databus snapshot` (the binary; capture runs in
+// the harness process, idle) of the fixture's tables into a file-backed
+// JetStream Object Store, and reports rows/s, MB/s of table data and the
+// binary's peak RSS.
+func BenchmarkSnapshot(b *testing.B) {
+	f := loadTables(b)
+	bin := buildBinary(b)
+	for b.Loop() {
+		js, c := captureIdle(b, f)
+		cmd := exec.Command(bin, "snapshot")
+		cmd.Env = append(os.Environ(), "DATABUS_SOURCE="+c.Config.Source, "DATABUS_MYSQL_ADDR="+f.db.Addr(), "DATABUS_NATS_URL="+js.URL,
+			"DATABUS_DATA_DIR="+b.TempDir(), "DATABUS_LOG_LEVEL=warn")
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		el, rss, err := runMeasured(cmd)
+		if err != nil {
+			b.Fatalf("databus snapshot: %v\n%s", err, out.Bytes())
+		}
+		f.checkSnapshot(b, latestSnapshot(b, c.NC, c.Config.Source))
+		f.report(b, el)
+		b.ReportMetric(rss, "peak-RSS-MiB")
+	}
+}
+
+// BenchmarkSnapshotInProcess is BenchmarkSnapshot with [capture.TakeSnapshot]
+// in the test process, for profiling (-cpuprofile, -memprofile).
+func BenchmarkSnapshotInProcess(b *testing.B) {
+	f := loadTables(b)
+	for b.Loop() {
+		_, c := captureIdle(b, f)
+		start := time.Now()
+		man, err := capture.TakeSnapshot(b.Context(), c.Config, c.NC, capture.SnapshotOptions{})
+		el := time.Since(start)
+		if err != nil {
+			b.Fatal(err)
+		}
+		f.checkSnapshot(b, man)
+		f.report(b, el)
+	}
+}
+
+// BenchmarkSnapshotMariadbDump runs `mariadb-dump --single-transaction` of
+// the same tables, over TCP like databus, to /dev/null: the yardstick for
+// BenchmarkSnapshot.
+func BenchmarkSnapshotMariadbDump(b *testing.B) {
+	dump, err := exec.LookPath("mariadb-dump")
+	if err != nil {
+		b.Fatalf("mariadb-dump is needed to compare snapshots with: %v (Debian/Ubuntu: apt-get install mariadb-client)", err)
+	}
+	f := loadTables(b)
+	host, port := splitAddr(b, f.db.Addr())
+	null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer null.Close()
+	for b.Loop() {
+		cmd := exec.Command(dump, "--single-transaction", "--protocol=TCP", "--host="+host, "--port="+strconv.Itoa(int(port)), "--user=root", "shop")
+		var stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = null, &stderr
+		el, rss, err := runMeasured(cmd)
+		if err != nil {
+			b.Fatalf("mariadb-dump: %v\n%s", err, stderr.Bytes())
+		}
+		f.report(b, el)
+		b.ReportMetric(rss, "peak-RSS-MiB")
+	}
+}
+
+// latestSnapshot returns the manifest of source's latest snapshot.
+func latestSnapshot(b *testing.B, nc *nats.Conn, source string) *sdk.Manifest {
+	b.Helper()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	man, err := sdk.LatestSnapshot(b.Context(), js, source)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return man
+}
