@@ -92,7 +92,14 @@ type Config struct {
 	// AckWait is how long the server waits for an [Message.Ack] before
 	// delivering the event again; 30s when zero.
 	AckWait time.Duration
+	// MaxTxnEvents is the most events [Consumer.NextTxn] holds at once: a
+	// larger transaction is handed over in parts. 5,000 when zero; at most
+	// 10,000 (the events the server lets a consumer hold unacknowledged).
+	MaxTxnEvents int
 }
+
+// maxAckPending is how many events a consumer may hold unacknowledged.
+const maxAckPending = 10_000
 
 // Consumer reads events of one source. It is safe to call [Consumer.Close]
 // from another goroutine; Next, Events and Handle are meant for one
@@ -106,6 +113,15 @@ type Consumer struct {
 	// lastSeq is the stream sequence of the newest message handed to the
 	// application; redeliveries at or below it are dropped.
 	lastSeq uint64
+	// acked is the newest stream sequence the application acknowledged.
+	acked atomic.Uint64
+	// stream and filtered serve [Consumer.NextTxn].
+	stream   jetstream.Stream
+	source   string
+	filtered bool
+	maxTxn   int
+	// pending is a message NextTxn read ahead of its transaction.
+	pending *Message
 	// chunks collects the parts of an event split over several messages.
 	chunks []byte
 	nChunk int
@@ -129,6 +145,7 @@ type Message struct {
 	// Delivered counts deliveries of this message, 1 the first time.
 	Delivered uint64
 	msg       jetstream.Msg
+	c         *Consumer
 	// snap and at are set for snapshot rows, which have no stream sequence.
 	snap *snapLoader
 	at   snapshotProgress
@@ -147,7 +164,18 @@ func (m *Message) Ack(ctx context.Context) error {
 	if err := m.msg.Ack(); err != nil {
 		return fmt.Errorf("acknowledging stream sequence %d: %w", m.Sequence, err)
 	}
+	m.acked()
 	return nil
+}
+
+// acked records that m and everything before it are acknowledged.
+func (m *Message) acked() {
+	for {
+		old := m.c.acked.Load()
+		if m.Sequence <= old || m.c.acked.CompareAndSwap(old, m.Sequence) {
+			return
+		}
+	}
 }
 
 // AckSync is [Message.Ack] that waits until the server confirms.
@@ -159,6 +187,7 @@ func (m *Message) AckSync(ctx context.Context) error {
 	if err := m.msg.DoubleAck(ctx); err != nil {
 		return fmt.Errorf("acknowledging stream sequence %d: %w", m.Sequence, err)
 	}
+	m.acked()
 	return nil
 }
 
@@ -184,7 +213,13 @@ func Connect(ctx context.Context, cfg Config) (*Consumer, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Consumer{nc: cfg.Conn, durable: cfg.Name != ""}
+	switch {
+	case cfg.MaxTxnEvents == 0:
+		cfg.MaxTxnEvents = 5000
+	case cfg.MaxTxnEvents < 0 || cfg.MaxTxnEvents > maxAckPending:
+		return nil, fmt.Errorf("MaxTxnEvents %d: want 1 to %d", cfg.MaxTxnEvents, maxAckPending)
+	}
+	c := &Consumer{nc: cfg.Conn, durable: cfg.Name != "", filtered: len(filters) > 0, maxTxn: cfg.MaxTxnEvents}
 	if c.nc == nil {
 		url := cfg.URL
 		if url == "" {
@@ -211,11 +246,12 @@ func Connect(ctx context.Context, cfg Config) (*Consumer, error) {
 		}
 		return nil, fmt.Errorf("looking up stream %s: %w", stream, err)
 	}
+	c.stream, c.source = s, cfg.Source
 	ccfg := jetstream.ConsumerConfig{
 		Durable:        cfg.Name,
-		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckPolicy:      jetstream.AckAllPolicy, // an Ack covers every event before it
 		AckWait:        cfg.AckWait,
-		MaxAckPending:  10_000,
+		MaxAckPending:  maxAckPending,
 		FilterSubjects: filters,
 	}
 	if !c.durable {
@@ -313,7 +349,7 @@ func resume(ctx context.Context, s jetstream.Stream, existing jetstream.Consumer
 	if err != nil {
 		return nil, err
 	}
-	if info.NumAckPending == 0 && slices.Equal(normalizeFilters(info.Config), filters) {
+	if info.NumAckPending == 0 && slices.Equal(normalizeFilters(info.Config), filters) && info.Config.AckPolicy == jetstream.AckAllPolicy {
 		return existing, nil
 	}
 	cfg := info.Config
@@ -405,8 +441,12 @@ func (c *Consumer) Next(ctx context.Context) (*Message, error) {
 			return nil, fmt.Errorf("reading delivery metadata of %s: %w", m.Subject(), err)
 		}
 		if meta.Sequence.Stream <= c.lastSeq {
-			// A redelivery of an event already handed to the application;
-			// its acknowledgement (cumulative) will cover it.
+			// A redelivery of an event already handed to the application:
+			// its acknowledgement (cumulative) covers it, or already did
+			// and was lost, in which case it is sent again.
+			if meta.Sequence.Stream <= c.acked.Load() {
+				_ = m.Ack()
+			}
 			continue
 		}
 		data := m.Data()
@@ -438,6 +478,7 @@ func (c *Consumer) Next(ctx context.Context) (*Message, error) {
 			Sequence:  meta.Sequence.Stream,
 			Delivered: meta.NumDelivered,
 			msg:       m,
+			c:         c,
 		}, nil
 	}
 }

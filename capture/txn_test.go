@@ -1,0 +1,102 @@
+package capture_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/databus/databus/capture"
+	"github.com/databus/databus/sdk"
+)
+
+// nextTxn returns the next transaction of c as "ID-less" text: each event
+// as op:table:id, then "+" when the transaction is complete.
+func nextTxn(t *testing.T, c *sdk.Consumer) (*sdk.Transaction, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	tx, err := c.NextTxn(ctx)
+	if err != nil {
+		t.Fatalf("NextTxn: %v", err)
+	}
+	var parts []string
+	for _, e := range tx.Events() {
+		if e.Txn.ID != tx.ID {
+			t.Errorf("event of transaction %s in transaction %s", e.Txn.ID, tx.ID)
+		}
+		parts = append(parts, fmt.Sprintf("%s:%s:%v", e.Op, e.Table, e.Key["id"]))
+	}
+	s := strings.Join(parts, " ")
+	if tx.Complete {
+		s += " +"
+	}
+	return tx, s
+}
+
+func TestNextTxnHandsOverWholeTransactions(t *testing.T) {
+	r := newRig(t)
+	r.db.Exec(t, "CREATE DATABASE app",
+		"CREATE TABLE app.a (id INT PRIMARY KEY)", "CREATE TABLE app.b (id INT PRIMARY KEY)",
+		"INSERT INTO app.a VALUES (1)")
+	r.Start(t)
+	if _, err := capture.TakeSnapshot(t.Context(), r.Config, r.nc, capture.SnapshotOptions{}); err != nil {
+		t.Fatalf("TakeSnapshot: %v", err)
+	}
+	all := r.consumer(t, sdk.Config{Name: "all", Start: sdk.StartSnapshot, Tables: []string{"app.a", "app.b"}})
+	// Filters that cover everything captured are still filters: use a
+	// consumer without any as well.
+	whole := r.consumer(t, sdk.Config{Name: "whole", Start: sdk.StartNow})
+	onlyA := r.consumer(t, sdk.Config{Name: "only-a", Start: sdk.StartNow, Tables: []string{"app.a"}})
+	parts := r.consumer(t, sdk.Config{Start: sdk.StartNow, MaxTxnEvents: 4})
+
+	r.db.Exec(t,
+		"BEGIN", "INSERT INTO app.a VALUES (2), (3)", "INSERT INTO app.b VALUES (2)", "COMMIT",
+		"INSERT INTO app.a VALUES (4), (5), (6), (7), (8), (9), (10), (11), (12), (13)",
+		"BEGIN", "INSERT INTO app.b VALUES (3)", "INSERT INTO app.a VALUES (14)", "COMMIT",
+		"BEGIN", "INSERT INTO app.a VALUES (15)", "INSERT INTO app.b VALUES (4)", "COMMIT",
+	)
+	tx, got := nextTxn(t, all)
+	if !strings.HasPrefix(tx.ID, "snapshot:") || got != "ddl:a:<nil> insert:a:1 ddl:b:<nil> +" {
+		t.Errorf("snapshot as one transaction: got %s %q", tx.ID, got)
+	}
+	want := []string{
+		"insert:a:2 insert:a:3 insert:b:2 +",
+		"insert:a:4 insert:a:5 insert:a:6 insert:a:7 insert:a:8 insert:a:9 insert:a:10 insert:a:11 insert:a:12 insert:a:13 +",
+		"insert:b:3 insert:a:14 +",
+	}
+	for _, c := range []*sdk.Consumer{all, whole} {
+		for i, w := range want {
+			tx, got := nextTxn(t, c)
+			if got != w {
+				t.Errorf("transaction %d: got %q, want %q", i, got, w)
+			}
+			if i == 0 {
+				if err := tx.Ack(t.Context()); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	// The last event of the first and the last transaction is not for
+	// this consumer: each still ends, at the next transaction or, with
+	// nothing after it, when capture has moved past it.
+	for i, w := range []string{"insert:a:2 insert:a:3 +", want[1], "insert:a:14 +", "insert:a:15 +"} {
+		if _, got := nextTxn(t, onlyA); got != w {
+			t.Errorf("filtered transaction %d: got %q, want %q", i, got, w)
+		}
+	}
+	for i, w := range []string{want[0], "insert:a:4 insert:a:5 insert:a:6 insert:a:7", "insert:a:8 insert:a:9 insert:a:10 insert:a:11", "insert:a:12 insert:a:13 +"} {
+		if _, got := nextTxn(t, parts); got != w {
+			t.Errorf("part %d of a transaction larger than MaxTxnEvents: got %q, want %q", i, got, w)
+		}
+	}
+	// The acknowledgement of the first transaction covers all its events:
+	// a durable consumer connected again resumes after it.
+	all.Close()
+	again := r.consumer(t, sdk.Config{Name: "all", Tables: []string{"app.a", "app.b"}})
+	if _, got := nextTxn(t, again); got != want[1] {
+		t.Errorf("after reconnecting: got %q, want %q", got, want[1])
+	}
+}
