@@ -447,7 +447,7 @@ func (r *reader) rows(h *replication.EventHeader, ev *replication.RowsEvent) err
 		return nil
 	}
 	t := r.tables[ev.TableID]
-	if t == nil || t.tableMap != ev.Table {
+	if t == nil || !sameShape(t.tableMap, ev.Table) {
 		gen, err := r.generated(db, name)
 		if err != nil {
 			return fmt.Errorf("%w: reading generated columns of %s.%s: %v", ErrUnreachable, db, name, err)

@@ -1,7 +1,9 @@
 package capture
 
 import (
+	"bytes"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/go-mysql-org/go-mysql/mysql"
@@ -89,6 +91,27 @@ func buildTable(db, name string, cols []rowcodec.Column, pk []int, generated map
 		t.pkNames = append(t.pkNames, cols[i].Name)
 	}
 	return t
+}
+
+// sameShape reports whether a table built from table map a is the one
+// newTable builds from b: it compares everything newTable reads. The server
+// writes a table map before the rows of every transaction, so comparing
+// keeps one table (and its cached JSON heads and generated columns) across
+// transactions instead of rebuilding it each time.
+func sameShape(a, b *replication.TableMapEvent) bool {
+	if a == b {
+		return true
+	}
+	strs := func(x, y [][]byte) bool { return slices.EqualFunc(x, y, bytes.Equal) }
+	return bytes.Equal(a.Schema, b.Schema) && bytes.Equal(a.Table, b.Table) &&
+		bytes.Equal(a.ColumnType, b.ColumnType) && slices.Equal(a.ColumnMeta, b.ColumnMeta) &&
+		bytes.Equal(a.NullBitmap, b.NullBitmap) && bytes.Equal(a.SignednessBitmap, b.SignednessBitmap) &&
+		slices.Equal(a.DefaultCharset, b.DefaultCharset) && slices.Equal(a.ColumnCharset, b.ColumnCharset) &&
+		slices.Equal(a.EnumSetDefaultCharset, b.EnumSetDefaultCharset) &&
+		slices.Equal(a.EnumSetColumnCharset, b.EnumSetColumnCharset) &&
+		strs(a.ColumnName, b.ColumnName) && slices.EqualFunc(a.EnumStrValue, b.EnumStrValue, strs) &&
+		slices.EqualFunc(a.SetStrValue, b.SetStrValue, strs) &&
+		slices.Equal(a.PrimaryKey, b.PrimaryKey)
 }
 
 // isBytesType reports types that hold bytes without a collation in the table
