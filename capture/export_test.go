@@ -12,7 +12,8 @@ import (
 // PublishAfterRestart publishes ev as a capture session that just started
 // would: it reads where the stream ends, then publishes ev in messages of
 // at most maxData bytes. crashAfter > 0 publishes only that many chunks of
-// ev, as a capture killed in the middle of a large event would.
+// ev, as a capture killed in the middle of a large event would. ev is the
+// last event of its transaction.
 func PublishAfterRestart(ctx context.Context, js jetstream.JetStream, source string, ev sdk.Event, maxData, crashAfter int) error {
 	stream, kv, err := ensureStream(ctx, js, source, StreamConfig{DuplicateWindow: time.Minute})
 	if err != nil {
@@ -26,6 +27,7 @@ func PublishAfterRestart(ctx context.Context, js jetstream.JetStream, source str
 		maxData: maxData, queue: make(chan pending, 64), crashAfter: crashAfter}
 	done := make(chan error, 1)
 	go func() { done <- p.acks(ctx, time.Hour) }()
+	ev.Txn.Last = true
 	err = p.publish(&outEvent{ev: ev})
 	close(p.queue)
 	if aerr := <-done; err == nil {

@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/databus/databus/sdk"
 )
@@ -167,18 +169,34 @@ func lastPublished(ctx context.Context, s jetstream.Stream) (pos *sdk.Position, 
 	return &ev.Position, last, true, nil
 }
 
-// pending is one entry of the in-order acknowledgement queue: a publish to
-// wait for, or a transaction boundary whose checkpoint becomes durable once
-// everything before it is acknowledged.
+// pending is one entry of the in-order acknowledgement queue: a publish
+// whose acknowledgement confirms it and every message sent since the
+// previous such publish (size bytes in all), or a transaction boundary whose
+// checkpoint becomes durable once everything before it is acknowledged.
 type pending struct {
-	fut jetstream.PubAckFuture
-	cp  *Checkpoint
+	fut  jetstream.PubAckFuture
+	size int64
+	cp   *Checkpoint
 }
+
+// Acknowledgements are asked for on the last message of every transaction
+// and at least every ackEveryMsgs messages or ackEveryBytes bytes; at most
+// publishWindow bytes (or two messages, if larger) are unacknowledged.
+const (
+	ackEveryMsgs  = 128
+	ackEveryBytes = 1 << 20
+	publishWindow = 16 << 20
+	// maxReusedBuf is the largest event buffer kept for the next event.
+	maxReusedBuf = 1 << 20
+)
 
 // publisher publishes events in order. Every message carries the stream
 // sequence it expects to follow (Nats-Expected-Last-Sequence), so a lost or
 // reordered publish can never leave a gap: the server rejects everything
-// after it and capture restarts from the checkpoint.
+// after it and capture restarts from the checkpoint. That chain also lets
+// one acknowledgement vouch for every message before it: only the last
+// message of a transaction, and every ackEveryMsgs-th, asks for one; the
+// others are plain NATS publishes on the same connection, in order.
 type publisher struct {
 	js     jetstream.JetStream
 	kv     jetstream.KeyValue
@@ -194,6 +212,15 @@ type publisher struct {
 	// maxData is the largest message body; larger events are chunked.
 	maxData int
 	queue   chan pending
+	// window bounds the bytes published and not yet acknowledged; made on
+	// the first publish. unackedMsgs and unackedBytes count what was sent
+	// since the last message that asked for an acknowledgement.
+	window       *semaphore.Weighted
+	unackedMsgs  int
+	unackedBytes int64
+	// buf is reused for every event's JSON: NATS copies the message out
+	// before a publish returns.
+	buf []byte
 	// crashAfter, in tests only, fails every publish after that many
 	// messages.
 	crashAfter, sent int
@@ -208,16 +235,21 @@ func (p *publisher) publish(o *outEvent) error {
 		}
 	}
 	p.skipThrough = nil
-	data, err := o.encode(make([]byte, 0, 512+len(o.head)+len(o.body)))
+	data, err := o.encode(p.buf[:0])
 	if err != nil {
 		return fmt.Errorf("encoding event at %s: %w", ev.Position, err)
 	}
+	if cap(data) <= maxReusedBuf {
+		p.buf = data
+	}
 	subject, id := sdk.Subject(p.source, ev.Database, ev.Table, ev.Op), MsgID(ev.Position)
 	if len(data) <= p.maxData {
-		return p.send(subject, id, data, "")
+		return p.send(subject, id, data, "", ev.Txn.Last)
 	}
 	// Larger than a NATS message: consecutive chunks on the same subject,
-	// which the SDK reassembles (docs/events.md).
+	// which the SDK reassembles (docs/events.md). Every chunk is
+	// acknowledged: they are large, and a capture killed mid-event leaves
+	// exactly the chunks the stream holds.
 	// Chunk ids name the attempt (the stream sequence of its first chunk):
 	// after a crash mid-event the chunks are published again and must not
 	// be dropped as duplicates of the incomplete first attempt.
@@ -225,37 +257,66 @@ func (p *publisher) publish(o *outEvent) error {
 	attempt := "@" + strconv.FormatUint(p.expected+1, 10)
 	for i := 1; i <= n; i++ {
 		part := data[(i-1)*p.maxData : min(i*p.maxData, len(data))]
-		if err := p.send(subject, id+"#"+strconv.Itoa(i)+attempt, part, strconv.Itoa(i)+"/"+strconv.Itoa(n)); err != nil {
+		if err := p.send(subject, id+"#"+strconv.Itoa(i)+attempt, part, strconv.Itoa(i)+"/"+strconv.Itoa(n), true); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// send publishes one message that must follow the previous one directly.
-func (p *publisher) send(subject, id string, data []byte, chunk string) error {
+// send publishes one message that must follow the previous one directly,
+// asking for an acknowledgement when ack is set or enough went without
+// one. It blocks while the window is full.
+func (p *publisher) send(subject, id string, data []byte, chunk string, ack bool) error {
 	if p.crashAfter > 0 && p.sent >= p.crashAfter {
 		return errTestCrash
 	}
 	p.sent++
-	msg := nats.NewMsg(subject)
-	msg.Data = data
-	msg.Header.Set(jetstream.MsgIDHeader, id)
+	if p.window == nil {
+		p.window = semaphore.NewWeighted(max(publishWindow, 2*int64(p.maxData)))
+	}
+	size := int64(len(data))
+	// Never fails: the context does not end, and the acks loop keeps
+	// releasing after an error (see acks).
+	_ = p.window.Acquire(context.Background(), size)
+	p.unackedMsgs++
+	p.unackedBytes += size
+	ack = ack || p.unackedMsgs >= ackEveryMsgs || p.unackedBytes >= ackEveryBytes
+
+	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{
+		jetstream.MsgIDHeader:           {id},
+		jetstream.ExpectedLastSeqHeader: {strconv.FormatUint(p.expected, 10)},
+	}}
 	if chunk != "" {
 		msg.Header.Set(sdk.ChunkHeader, chunk)
 	}
-	fut, err := p.js.PublishMsgAsync(msg, jetstream.WithExpectLastSequence(p.expected))
+	if !ack {
+		if err := p.js.Conn().PublishMsg(msg); err != nil {
+			return fmt.Errorf("publishing %s: %w", id, err)
+		}
+		p.expected++
+		return nil
+	}
+	// The future keeps msg for retries: it must own its data.
+	msg.Data = slices.Clone(data)
+	fut, err := p.js.PublishMsgAsync(msg)
 	if err != nil {
 		return fmt.Errorf("publishing %s: %w", id, err)
 	}
 	p.expected++
-	p.queue <- pending{fut: fut}
+	p.queue <- pending{fut: fut, size: p.unackedBytes}
+	p.unackedMsgs, p.unackedBytes = 0, 0
 	return nil
 }
 
 // boundary queues a checkpoint that becomes durable after every publish
-// queued before it is acknowledged.
+// queued before it is acknowledged. A transaction's last event asks for an
+// acknowledgement, so one covers every message before the boundary; were
+// some not covered, the checkpoint is skipped: a later one follows.
 func (p *publisher) boundary(cp Checkpoint) {
+	if p.unackedMsgs > 0 {
+		return
+	}
 	cp.StreamSeq = p.expected
 	p.queue <- pending{cp: &cp}
 }
@@ -263,7 +324,18 @@ func (p *publisher) boundary(cp Checkpoint) {
 // acks waits for acknowledgements in publish order and saves the
 // checkpoint of each completed transaction, at most every interval and
 // once more when the queue is closed. It returns the first publish error.
-func (p *publisher) acks(ctx context.Context, interval time.Duration) error {
+func (p *publisher) acks(ctx context.Context, interval time.Duration) (err error) {
+	defer func() {
+		if err != nil {
+			// Drain the rest so the reader is never blocked, but keep the
+			// checkpoint where it is.
+			go func() {
+				for item := range p.queue {
+					p.acked(item)
+				}
+			}()
+		}
+	}()
 	var (
 		latest *Checkpoint
 		saved  time.Time
@@ -289,13 +361,9 @@ func (p *publisher) acks(ctx context.Context, interval time.Duration) error {
 			if item.fut != nil {
 				select {
 				case <-item.fut.Ok():
+					p.acked(item)
 				case err := <-item.fut.Err():
-					// Drain the rest so the reader is never blocked, but
-					// keep the checkpoint where it is.
-					go func() {
-						for range p.queue {
-						}
-					}()
+					p.acked(item)
 					return fmt.Errorf("publish of %s not acknowledged: %w", item.fut.Msg().Header.Get(jetstream.MsgIDHeader), err)
 				}
 				continue
@@ -311,5 +379,12 @@ func (p *publisher) acks(ctx context.Context, interval time.Duration) error {
 				return err
 			}
 		}
+	}
+}
+
+// acked frees the window of the messages item's publish covered.
+func (p *publisher) acked(item pending) {
+	if item.fut != nil {
+		p.window.Release(item.size)
 	}
 }
