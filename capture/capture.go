@@ -119,6 +119,13 @@ func (c *Capturer) Run(ctx context.Context) error {
 		if fatal(err) {
 			return err
 		}
+		if storageFull(err) {
+			err = fmt.Errorf("JetStream has no room for more events (free the NATS server's disk or raise its max_store); "+
+				"capture keeps its checkpoint and goes on when there is room: %w", err)
+			c.mu.Lock()
+			c.status.LastError = err.Error()
+			c.mu.Unlock()
+		}
 		if time.Since(started) > time.Minute {
 			backoff = 500 * time.Millisecond
 		}
@@ -469,4 +476,21 @@ func (r *reader) rows(h *replication.EventHeader, ev *replication.RowsEvent) err
 		}
 	}
 	return nil
+}
+
+// JetStream error codes for a server without room (nats-server's
+// JSStorageResourcesExceededErr and JSInsufficientResourcesErr).
+const (
+	errCodeStorageExceeded       jetstream.ErrorCode = 10047
+	errCodeInsufficientResources jetstream.ErrorCode = 10023
+)
+
+// storageFull reports whether err is JetStream refusing a message for lack
+// of storage.
+func storageFull(err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.ErrorCode == errCodeStorageExceeded || apiErr.ErrorCode == errCodeInsufficientResources
+	}
+	return err != nil && strings.Contains(err.Error(), "insufficient storage")
 }
