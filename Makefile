@@ -3,7 +3,7 @@ GO      ?= go
 BIN     := bin/databus
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: build test test-short demo lint bench fuzz clean
+.PHONY: build test test-short soak demo lint bench fuzz clean
 
 build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/databus
@@ -13,6 +13,15 @@ test:
 	scripts/ensure-mariadb.sh
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 15m ./...
+
+# The crash harness (cmd/databus/crash_test.go) for longer: 200 random
+# kill -9 and restarts of databus run, databus apply, the source mariadbd
+# and nats-server under load, then exact comparison of source and target.
+# `make test` runs it with 8 cycles. CRASH_SEED=N repeats a run.
+CRASH_CYCLES ?= 200
+soak:
+	scripts/ensure-mariadb.sh
+	CRASH_CYCLES=$(CRASH_CYCLES) $(GO) test -count=1 -run '^TestCrashHarness$$' -timeout 2h -v ./cmd/databus
 
 # Unit tests only: no MariaDB needed.
 test-short:

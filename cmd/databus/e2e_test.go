@@ -25,31 +25,43 @@ import (
 	"github.com/databus/databus/sdk"
 )
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
+// builds holds the binaries built by goBuild, by package.
+var builds sync.Map // string -> *build
+
+type build struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// goBuild builds the command pkg (a package path of this module or of a
+// module in go.mod) once per test process and returns the binary's path.
+func goBuild(t *testing.T, name, pkg string) string {
+	t.Helper()
+	v, _ := builds.LoadOrStore(pkg, &build{})
+	b := v.(*build)
+	b.once.Do(func() {
+		dir, err := os.MkdirTemp("", "databus-bin-")
+		if err != nil {
+			b.err = err
+			return
+		}
+		b.path = filepath.Join(dir, name)
+		out, err := exec.Command("go", "build", "-o", b.path, pkg).CombinedOutput()
+		if err != nil {
+			b.err = fmt.Errorf("go build %s: %v (the module cache needs it: go mod download)\n%s", pkg, err, out)
+		}
+	})
+	if b.err != nil {
+		t.Fatal(b.err)
+	}
+	return b.path
+}
 
 // binary builds cmd/databus once per test process.
 func binary(t *testing.T) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "databus-bin-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "databus")
-		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
+	return goBuild(t, "databus", ".")
 }
 
 // proc is a databus process.
@@ -81,7 +93,13 @@ func (s *syncBuffer) String() string {
 // environment; the process is killed when the test ends.
 func startDatabus(t *testing.T, env []string, args ...string) *proc {
 	t.Helper()
-	cmd := exec.Command(binary(t), args...)
+	return startProcess(t, binary(t), env, args...)
+}
+
+// startProcess starts bin as startDatabus starts databus.
+func startProcess(t *testing.T, bin string, env []string, args ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "DATABUS_") {
 			cmd.Env = append(cmd.Env, kv)
