@@ -136,18 +136,66 @@ func (a *Applier) checkpoint(ctx context.Context) (seq uint64, loading string, o
 const snapshotMark = "loading snapshot "
 
 // Run applies events until ctx ends (returning nil) or an event fails to
-// apply (returning an error naming the event).
+// apply (returning an error naming the event). When receiving from the
+// stream fails (NATS restarted and the consumer is gone or silent), Run
+// rolls back the open transaction and resumes after the target's
+// checkpoint, as a restart of the process would, retrying until NATS is
+// back; NATS unreachable at the start is an error.
 func (a *Applier) Run(ctx context.Context) error {
 	if err := a.db.PingContext(ctx); err != nil {
 		return fmt.Errorf("%w: connecting: %v", ErrBadTarget, err)
 	}
+	retrying := false
+	backoff := time.Second
+	for {
+		err := a.session(ctx)
+		var se *streamError
+		if !errors.As(err, &se) || ctx.Err() != nil || !se.receiving && !retrying {
+			return err
+		}
+		if se.receiving {
+			backoff = time.Second
+		}
+		retrying = true
+		a.log.Warn("stream interrupted: resuming after the target's checkpoint", "err", se.err, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 10*time.Second)
+	}
+}
+
+// streamError is a failure to reach or read the stream; receiving is
+// true when it broke while events were being received.
+type streamError struct {
+	err       error
+	receiving bool
+}
+
+func (e *streamError) Error() string { return e.err.Error() }
+func (e *streamError) Unwrap() error { return e.err }
+
+// lostStream reports whether err, from receiving, is NATS or JetStream
+// failing (missed heartbeats, consumer gone, connection closed) rather
+// than an event that cannot be decoded.
+func lostStream(err error) bool {
+	var jsErr jetstream.JetStreamError
+	return errors.As(err, &jsErr) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrConnectionClosed) ||
+		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrDisconnected)
+}
+
+// session connects to the stream, resumes after the target's checkpoint
+// and applies events until ctx ends or an error.
+func (a *Applier) session(ctx context.Context) error {
 	seq, loading, ok, err := a.checkpoint(ctx)
 	if err != nil {
 		return err
 	}
 	nc, err := nats.Connect(a.cfg.NATSURL, a.cfg.NATSOptions...)
 	if err != nil {
-		return fmt.Errorf("connecting to NATS at %s: %w", a.cfg.NATSURL, err)
+		return &streamError{err: fmt.Errorf("connecting to NATS at %s: %w", a.cfg.NATSURL, err)}
 	}
 	defer nc.Close()
 	start := a.cfg.Start
@@ -195,7 +243,10 @@ func (a *Applier) Run(ctx context.Context) error {
 		Start: start, Databases: a.cfg.Databases, Tables: a.cfg.Tables,
 	})
 	if err != nil {
-		return err
+		if errors.Is(err, sdk.ErrNoStream) {
+			return err
+		}
+		return &streamError{err: err}
 	}
 	defer c.Close()
 
@@ -231,6 +282,9 @@ func (a *Applier) Run(ctx context.Context) error {
 			}
 			if ctx.Err() != nil || errors.Is(err, sdk.ErrClosed) {
 				return nil
+			}
+			if lostStream(err) {
+				return &streamError{err: err, receiving: true}
 			}
 			return err
 		}
