@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/databus/databus/capture"
 	"github.com/databus/databus/sdk"
 )
@@ -98,5 +100,50 @@ func TestNextTxnHandsOverWholeTransactions(t *testing.T) {
 	again := r.consumer(t, sdk.Config{Name: "all", Tables: []string{"app.a", "app.b"}})
 	if _, got := nextTxn(t, again); got != want[1] {
 		t.Errorf("after reconnecting: got %q, want %q", got, want[1])
+	}
+}
+
+func TestConsumersCarryOnByThemselvesAfterNATSRestarts(t *testing.T) {
+	r := newRig(t)
+	r.db.Exec(t, "CREATE DATABASE app", "CREATE TABLE app.t (id INT PRIMARY KEY)")
+	r.Start(t)
+	durable := r.consumer(t, sdk.Config{Name: "d", Start: sdk.StartBeginning})
+	ephemeral := r.consumer(t, sdk.Config{Start: sdk.StartNow, Tables: []string{"app.t"}})
+	r.db.Exec(t, "INSERT INTO app.t VALUES (1)", "INSERT INTO app.t VALUES (2)")
+	for _, c := range []*sdk.Consumer{durable, ephemeral} {
+		read(t, c, 2)
+	}
+	// NATS restarts; then the consumers are lost on the server (deleted,
+	// as after a failover to a server without them).
+	for round := range 2 {
+		if round == 0 {
+			r.js.Restart(t)
+		} else {
+			js, err := jetstream.New(r.nc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, err := js.Stream(t.Context(), sdk.StreamName(r.Config.Source))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for name := range s.ConsumerNames(t.Context()).Name() {
+				if err := s.DeleteConsumer(t.Context(), name); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		first := 3 + 2*round
+		r.db.Exec(t, fmt.Sprintf("INSERT INTO app.t VALUES (%d)", first), fmt.Sprintf("INSERT INTO app.t VALUES (%d)", first+1))
+		for name, c := range map[string]*sdk.Consumer{"durable": durable, "ephemeral": ephemeral} {
+			var got []string
+			for _, e := range read(t, c, 2) {
+				got = append(got, fmt.Sprint(e.Key["id"]))
+			}
+			if want := fmt.Sprintf("%d %d", first, first+1); strings.Join(got, " ") != want {
+				t.Errorf("%s consumer after round %d: got ids %v, want %s", name, round+1, got, want)
+			}
+			none(t, c)
+		}
 	}
 }

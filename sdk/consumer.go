@@ -122,6 +122,10 @@ type Consumer struct {
 	maxTxn   int
 	// pending is a message NextTxn read ahead of its transaction.
 	pending *Message
+	// ccfg is the consumer's configuration, to create it again after the
+	// acknowledged floor it had when bound (or the last acknowledgement).
+	ccfg  jetstream.ConsumerConfig
+	floor uint64
 	// chunks collects the parts of an event split over several messages.
 	chunks []byte
 	nChunk int
@@ -295,6 +299,7 @@ func Connect(ctx context.Context, cfg Config) (*Consumer, error) {
 			return nil, fmt.Errorf("looking up consumer %s: %w", cfg.Name, err)
 		}
 	}
+	c.ccfg = ccfg
 	c.create = func(ctx context.Context) error {
 		if c.cons != nil {
 			return nil
@@ -327,6 +332,9 @@ func (c *Consumer) startDelivery(ctx context.Context) error {
 	if err := c.create(ctx); err != nil {
 		return err
 	}
+	if info := c.cons.CachedInfo(); info != nil {
+		c.floor = max(c.floor, info.AckFloor.Stream)
+	}
 	// Bound what the server pushes ahead by bytes, not count: a count of
 	// large events (or chunks of one) could exceed the server's per-client
 	// pending limit and get the connection closed as a slow consumer.
@@ -335,6 +343,62 @@ func (c *Consumer) startDelivery(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("starting delivery: %w", err)
 	}
+	return nil
+}
+
+// lostDelivery reports whether err means the server stopped delivering to
+// this consumer (a NATS restart or failover, the consumer deleted) rather
+// than a problem with the events.
+func lostDelivery(err error) bool {
+	return errors.Is(err, jetstream.ErrNoHeartbeat) || errors.Is(err, jetstream.ErrConsumerDeleted) ||
+		errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, nats.ErrConnectionClosed) ||
+		errors.Is(err, nats.ErrDisconnected) || errors.Is(err, jetstream.ErrServerShutdown)
+}
+
+// restartDelivery binds the consumer again after the server stopped
+// delivering to it, retrying with backoff until it succeeds or ctx ends.
+// A consumer the server lost is created again after the last acknowledged
+// event; events handed over since are skipped when they come again.
+func (c *Consumer) restartDelivery(ctx context.Context, cause error) error {
+	c.iter.Stop()
+	backoff := 250 * time.Millisecond
+	for {
+		err := c.rebind(ctx)
+		if err == nil {
+			if err = c.startDelivery(ctx); err == nil {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("receiving event: %w (binding the consumer again: %w)", cause, err)
+		case <-time.After(backoff):
+		}
+		if c.closed.Load() {
+			return ErrClosed
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+func (c *Consumer) rebind(ctx context.Context) error {
+	if c.durable {
+		cons, err := c.stream.Consumer(ctx, c.ccfg.Durable)
+		if err == nil {
+			c.cons = cons
+			return nil
+		}
+		if !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return err
+		}
+	}
+	cfg := c.ccfg
+	cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, max(c.acked.Load(), c.floor)+1
+	cons, err := c.stream.CreateOrUpdateConsumer(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	c.cons = cons
 	return nil
 }
 
@@ -428,11 +492,17 @@ func (c *Consumer) Next(ctx context.Context) (*Message, error) {
 	for {
 		m, err := c.iter.Next(jetstream.NextContext(ctx))
 		if err != nil {
-			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) || c.closed.Load() {
 				return nil, ErrClosed
 			}
 			if ctxErr := ctx.Err(); ctxErr != nil {
 				return nil, ctxErr
+			}
+			if lostDelivery(err) {
+				if err := c.restartDelivery(ctx, err); err != nil {
+					return nil, err
+				}
+				continue
 			}
 			return nil, fmt.Errorf("receiving event: %w", err)
 		}

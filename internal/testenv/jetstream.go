@@ -4,6 +4,7 @@ import (
 	"net"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -16,6 +17,7 @@ type JetStream struct {
 	Server   *embedded.Server
 	URL      string
 	StoreDir string
+	cfg      embedded.Config
 }
 
 // StartJetStream starts an embedded JetStream server on a free loopback
@@ -37,8 +39,21 @@ func StartJetStream(t testing.TB, cfg ...embedded.Config) *JetStream {
 	if err != nil {
 		t.Fatalf("starting embedded JetStream: %v", err)
 	}
-	t.Cleanup(s.Close)
-	return &JetStream{Server: s, URL: s.ClientURL(), StoreDir: c.StoreDir}
+	j := &JetStream{Server: s, URL: s.ClientURL(), StoreDir: c.StoreDir, cfg: c}
+	t.Cleanup(func() { j.Server.Close() })
+	return j
+}
+
+// Restart stops the server and starts it again on the same address and
+// store, as after a crash or an upgrade.
+func (j *JetStream) Restart(t testing.TB) {
+	t.Helper()
+	j.Server.Close()
+	var err error
+	Eventually(t, 10*time.Second, func() error {
+		j.Server, err = embedded.Start(j.cfg)
+		return err
+	})
 }
 
 // Conn connects a client, closed when the test ends.
