@@ -88,7 +88,7 @@ func (t *table) head(source string, op sdk.Op) []byte {
 }
 
 // appendImage appends a row image as a JSON object in column order.
-func (t *table) appendImage(buf []byte, img image) []byte {
+func (t *table) appendImage(buf []byte, img *image) []byte {
 	buf = append(buf, '{')
 	for i := range t.cols {
 		if i > 0 {
@@ -102,7 +102,7 @@ func (t *table) appendImage(buf []byte, img image) []byte {
 
 // appendKey appends the primary key object of img, or nothing when the
 // table has no primary key; it reports whether it wrote.
-func (t *table) appendKey(buf []byte, img image) ([]byte, bool) {
+func (t *table) appendKey(buf []byte, img *image) ([]byte, bool) {
 	if len(t.pk) == 0 {
 		return buf, false
 	}
@@ -137,7 +137,7 @@ const hexDigits = "0123456789abcdef"
 // appendJSONString appends s as a JSON string. s is valid UTF-8 (rowcodec
 // guarantees it); only quotes, backslashes and control characters are
 // escaped.
-func appendJSONString(buf []byte, s string) []byte {
+func appendJSONString[S ~string | ~[]byte](buf []byte, s S) []byte {
 	buf = append(buf, '"')
 	start := 0
 	for i := 0; i < len(s); i++ {

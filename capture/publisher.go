@@ -281,7 +281,10 @@ func (p *publisher) send(subject, id string, data []byte, chunk string, ack bool
 	_ = p.window.Acquire(context.Background(), size)
 	p.unackedMsgs++
 	p.unackedBytes += size
-	ack = ack || p.unackedMsgs >= ackEveryMsgs || p.unackedBytes >= ackEveryBytes
+	// The first message asks too: a server that refuses every message (a
+	// full stream) then says why, instead of only that the next one does
+	// not follow it.
+	ack = ack || p.sent == 1 || p.unackedMsgs >= ackEveryMsgs || p.unackedBytes >= ackEveryBytes
 
 	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{
 		jetstream.MsgIDHeader:           {id},

@@ -28,6 +28,10 @@ type table struct {
 	quoted  [][]byte
 	heads   map[sdk.Op][]byte
 	pkNames []string
+	// idents holds each column's quoted SQL identifier; insertHead,
+	// updateHead and deleteHead the start of each statement on the table.
+	idents                             []string
+	insertHead, updateHead, deleteHead string
 	// tableMap is the event this shape was built from, to notice changes.
 	tableMap *replication.TableMapEvent
 }
@@ -90,6 +94,16 @@ func buildTable(db, name string, cols []rowcodec.Column, pk []int, generated map
 	for _, i := range pk {
 		t.pkNames = append(t.pkNames, cols[i].Name)
 	}
+	var written []string
+	for i, c := range cols {
+		t.idents = append(t.idents, rowcodec.QuoteIdent(c.Name))
+		if !t.generated[i] {
+			written = append(written, t.idents[i])
+		}
+	}
+	t.insertHead = "INSERT INTO " + t.qualified() + " (" + strings.Join(written, ",") + ") VALUES ("
+	t.updateHead = "UPDATE " + t.qualified() + " SET "
+	t.deleteHead = "DELETE FROM " + t.qualified()
 	return t
 }
 
@@ -145,161 +159,171 @@ type image struct {
 	sql  []string
 }
 
-func (t *table) encode(row []any, pos sdk.Position) (image, error) {
+// encode fills img with the encoded values of row, reusing its slices.
+func (t *table) encode(img *image, row []any, pos sdk.Position) error {
 	if len(row) != len(t.cols) {
-		return image{}, fmt.Errorf("%w: %s.%s at %s: row image has %d values, table map %d columns", ErrUndecodable, t.db, t.name, pos, len(row), len(t.cols))
+		return fmt.Errorf("%w: %s.%s at %s: row image has %d values, table map %d columns", ErrUndecodable, t.db, t.name, pos, len(row), len(t.cols))
 	}
-	img := image{json: make([]any, len(row)), sql: make([]string, len(row))}
+	img.json, img.sql = slices.Grow(img.json[:0], len(row))[:len(row)], slices.Grow(img.sql[:0], len(row))[:len(row)]
 	for i, v := range row {
 		ev, err := rowcodec.Encode(&t.cols[i], v)
 		if err != nil {
-			return image{}, fmt.Errorf("%w: %s.%s column %s (%s) at %s: %v", ErrUndecodable, t.db, t.name, t.cols[i].Name, t.cols[i].TypeName(), pos, err)
+			return fmt.Errorf("%w: %s.%s column %s (%s) at %s: %v", ErrUndecodable, t.db, t.name, t.cols[i].Name, t.cols[i].TypeName(), pos, err)
 		}
 		img.json[i] = ev.JSON
 		img.sql[i] = ev.SQL
 	}
-	return img, nil
+	return nil
 }
 
-// where builds the WHERE clause identifying the row of img: by primary key,
-// or by every column with LIMIT 1 when there is none.
-func (t *table) where(img image) string {
-	var b strings.Builder
-	b.WriteString(" WHERE ")
+// appendWhere appends the WHERE clause identifying the row of img: by
+// primary key, or by every column with LIMIT 1 when there is none.
+func (t *table) appendWhere(buf []byte, img *image) []byte {
+	buf = append(buf, " WHERE "...)
 	if len(t.pk) > 0 {
 		for n, i := range t.pk {
 			if n > 0 {
-				b.WriteString(" AND ")
+				buf = append(buf, " AND "...)
 			}
-			b.WriteString(rowcodec.QuoteIdent(t.cols[i].Name))
-			b.WriteString("=")
-			b.WriteString(t.matchLiteral(i, img.sql[i]))
+			buf = append(buf, t.idents[i]...)
+			buf = append(buf, '=')
+			buf = t.appendMatch(buf, i, img.sql[i])
 		}
-		return b.String()
+		return buf
 	}
-	for i, c := range t.cols {
+	for i := range t.cols {
 		if i > 0 {
-			b.WriteString(" AND ")
+			buf = append(buf, " AND "...)
 		}
-		b.WriteString(rowcodec.QuoteIdent(c.Name))
-		b.WriteString("<=>")
-		b.WriteString(t.matchLiteral(i, img.sql[i]))
+		buf = append(buf, t.idents[i]...)
+		buf = append(buf, "<=>"...)
+		buf = t.appendMatch(buf, i, img.sql[i])
 	}
-	b.WriteString(" LIMIT 1")
-	return b.String()
+	return append(buf, " LIMIT 1"...)
 }
 
-// matchLiteral returns the literal to compare column i with in a WHERE
+// appendMatch appends the literal to compare column i with in a WHERE
 // clause. A FLOAT column compares as a double, so its literal is cast to
 // FLOAT to match the stored value exactly.
-func (t *table) matchLiteral(i int, lit string) string {
+func (t *table) appendMatch(buf []byte, i int, lit string) []byte {
 	if t.cols[i].Type == mysql.MYSQL_TYPE_FLOAT && lit != "NULL" {
-		return "CAST(" + lit + " AS FLOAT)"
+		buf = append(buf, "CAST("...)
+		buf = append(buf, lit...)
+		return append(buf, " AS FLOAT)"...)
 	}
-	return lit
+	return append(buf, lit...)
 }
 
-func (t *table) insertSQL(img image) string {
-	var cols, vals strings.Builder
-	for i, c := range t.cols {
-		if t.generated[i] {
-			continue
-		}
-		if cols.Len() > 0 {
-			cols.WriteByte(',')
-			vals.WriteByte(',')
-		}
-		cols.WriteString(rowcodec.QuoteIdent(c.Name))
-		vals.WriteString(img.sql[i])
-	}
-	return "INSERT INTO " + t.qualified() + " (" + cols.String() + ") VALUES (" + vals.String() + ")"
-}
-
-func (t *table) updateSQL(before, after image) string {
-	var b strings.Builder
-	b.WriteString("UPDATE ")
-	b.WriteString(t.qualified())
-	b.WriteString(" SET ")
+// appendInsertSQL appends the INSERT statement of img.
+func (t *table) appendInsertSQL(buf []byte, img *image) []byte {
+	buf = append(buf, t.insertHead...)
 	first := true
-	for i, c := range t.cols {
+	for i := range t.cols {
 		if t.generated[i] {
 			continue
 		}
 		if !first {
-			b.WriteByte(',')
+			buf = append(buf, ',')
 		}
 		first = false
-		b.WriteString(rowcodec.QuoteIdent(c.Name))
-		b.WriteByte('=')
-		b.WriteString(after.sql[i])
+		buf = append(buf, img.sql[i]...)
 	}
-	b.WriteString(t.where(before))
-	return b.String()
+	return append(buf, ')')
 }
 
-func (t *table) deleteSQL(before image) string {
-	return "DELETE FROM " + t.qualified() + t.where(before)
+// appendUpdateSQL appends the UPDATE statement that turns before into
+// after.
+func (t *table) appendUpdateSQL(buf []byte, before, after *image) []byte {
+	buf = append(buf, t.updateHead...)
+	first := true
+	for i := range t.cols {
+		if t.generated[i] {
+			continue
+		}
+		if !first {
+			buf = append(buf, ',')
+		}
+		first = false
+		buf = append(buf, t.idents[i]...)
+		buf = append(buf, '=')
+		buf = append(buf, after.sql[i]...)
+	}
+	return t.appendWhere(buf, before)
+}
+
+// appendDeleteSQL appends the DELETE statement of before.
+func (t *table) appendDeleteSQL(buf []byte, before *image) []byte {
+	buf = append(buf, t.deleteHead...)
+	return t.appendWhere(buf, before)
 }
 
 // rowEvents turns one binlog rows event into databus events, one per row.
+// The events' bodies share one buffer.
 func (t *table) rowEvents(kind replication.EventType, rows [][]any, base sdk.Event) ([]outEvent, error) {
-	var out []outEvent
 	step := 1
 	switch kind {
 	case replication.UPDATE_ROWS_EVENTv0, replication.UPDATE_ROWS_EVENTv1, replication.UPDATE_ROWS_EVENTv2, replication.PARTIAL_UPDATE_ROWS_EVENT,
 		replication.MARIADB_UPDATE_ROWS_COMPRESSED_EVENT_V1:
 		step = 2
 	}
+	out := make([]outEvent, 0, len(rows)/step)
+	var (
+		first, after image
+		bodies, sql  []byte
+		ends         []int
+	)
 	for i := 0; i+step-1 < len(rows); i += step {
 		o := outEvent{ev: base}
 		o.ev.Database, o.ev.Table = t.db, t.name
 		o.ev.Position.Row = i / step
-		first, err := t.encode(rows[i], o.ev.Position)
-		if err != nil {
+		if err := t.encode(&first, rows[i], o.ev.Position); err != nil {
 			return nil, err
 		}
-		var body []byte
-		var sql string
 		switch {
 		case step == 2:
-			after, err := t.encode(rows[i+1], o.ev.Position)
-			if err != nil {
+			if err := t.encode(&after, rows[i+1], o.ev.Position); err != nil {
 				return nil, err
 			}
 			o.ev.Op = sdk.OpUpdate
-			body = t.appendFields(body, after, &first, &after)
-			sql = t.updateSQL(first, after)
+			bodies = t.appendFields(bodies, &after, &first, &after)
+			sql = t.appendUpdateSQL(sql[:0], &first, &after)
 		case isDelete(kind):
 			o.ev.Op = sdk.OpDelete
-			body = t.appendFields(body, first, &first, nil)
-			sql = t.deleteSQL(first)
+			bodies = t.appendFields(bodies, &first, &first, nil)
+			sql = t.appendDeleteSQL(sql[:0], &first)
 		default:
 			o.ev.Op = sdk.OpInsert
-			body = t.appendFields(body, first, nil, &first)
-			sql = t.insertSQL(first)
+			bodies = t.appendFields(bodies, &first, nil, &first)
+			sql = t.appendInsertSQL(sql[:0], &first)
 		}
-		body = append(body, `"sql":`...)
-		o.body = appendJSONString(body, sql)
+		bodies = append(bodies, `"sql":`...)
+		bodies = appendJSONString(bodies, sql)
+		ends = append(ends, len(bodies))
 		o.head = t.head(base.Source, o.ev.Op)
 		out = append(out, o)
+	}
+	start := 0
+	for i, end := range ends {
+		out[i].body = bodies[start:end:end]
+		start = end
 	}
 	return out, nil
 }
 
 // appendFields appends the key (from keyImg), before and after fields, each
 // followed by a comma.
-func (t *table) appendFields(buf []byte, keyImg image, before, after *image) []byte {
+func (t *table) appendFields(buf []byte, keyImg, before, after *image) []byte {
 	buf, wrote := t.appendKey(buf, keyImg)
 	if wrote {
 		buf = append(buf, ',')
 	}
 	if before != nil {
 		buf = append(buf, `"before":`...)
-		buf = append(t.appendImage(buf, *before), ',')
+		buf = append(t.appendImage(buf, before), ',')
 	}
 	if after != nil {
 		buf = append(buf, `"after":`...)
-		buf = append(t.appendImage(buf, *after), ',')
+		buf = append(t.appendImage(buf, after), ',')
 	}
 	return buf
 }
