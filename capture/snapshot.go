@@ -1,7 +1,8 @@
 package capture
 
 import (
-	"compress/gzip"
+	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"database/sql"
@@ -12,14 +13,18 @@ import (
 	"hash"
 	"io"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-mysql-org/go-mysql/replication"
 	"github.com/go-sql-driver/mysql"
+	"github.com/klauspost/compress/gzip"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/databus/databus/internal/ddl"
 	"github.com/databus/databus/internal/rowcodec"
@@ -45,8 +50,12 @@ type SnapshotOptions struct {
 	// HandoffTimeout bounds the wait for capture to publish every change
 	// up to the snapshot's position; 2 minutes when zero.
 	HandoffTimeout time.Duration
+	// Parallel is how many tables are read at the same time, each on a
+	// connection of its own inside the same read view; the number of CPUs,
+	// at most 4, when zero. 1 reads the tables one after the other.
+	Parallel int
 	// Progress, when set, is called about every second and after each
-	// table.
+	// table, from one goroutine at a time.
 	Progress func(SnapshotProgress)
 }
 
@@ -59,6 +68,10 @@ type SnapshotProgress struct {
 	Rows  int64
 	// RowsEstimate is the server's estimate of the rows to read.
 	RowsEstimate int64
+	// Readers is how many tables are read at the same time:
+	// SnapshotOptions.Parallel, or fewer when there are fewer tables or
+	// when writes kept committing while the read views were opened.
+	Readers int
 	Bytes        int64
 	Elapsed      time.Duration
 	// Phase is "reading", "handoff" (waiting for capture to reach the
@@ -89,6 +102,9 @@ func TakeSnapshot(ctx context.Context, cfg Config, nc *nats.Conn, opt SnapshotOp
 	}
 	if opt.HandoffTimeout <= 0 {
 		opt.HandoffTimeout = 2 * time.Minute
+	}
+	if opt.Parallel <= 0 {
+		opt.Parallel = min(runtime.NumCPU(), 4)
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -150,9 +166,16 @@ type snapshotter struct {
 	kv     jetstream.KeyValue
 	obs    jetstream.ObjectStore
 	stream jetstream.Stream
-	man    sdk.Manifest
-	prog   SnapshotProgress
-	shown  time.Time
+	// bufs holds the buffers of lines on their way to the compressor; nil
+	// ones are allocated on first use. Their number bounds the memory.
+	bufs chan []byte
+
+	// mu guards man's totals, prog and shown while tables are read in
+	// parallel.
+	mu    sync.Mutex
+	man   sdk.Manifest
+	prog  SnapshotProgress
+	shown time.Time
 }
 
 type snapshotLock struct {
@@ -310,32 +333,46 @@ func (s *snapshotter) take(ctx context.Context) error {
 		return err
 	}
 	defer db.Close()
+	db.SetMaxOpenConns(s.opt.Parallel + 1)
 	info, err := inspect(ctx, db)
 	if err != nil {
 		return err
 	}
-	conn, err := db.Conn(ctx)
-	if err != nil {
-		return classify(s.cfg.MySQL, err)
-	}
-	defer conn.Close()
-	if err := s.begin(ctx, conn, info); err != nil {
-		return err
-	}
-	tables, err := s.tables(ctx, conn)
+	conns, err := s.begin(ctx, db, info)
 	if err != nil {
 		return err
 	}
-	s.prog.Tables, s.prog.Phase = len(tables), "reading"
-	for i := range tables {
-		if err := s.readTable(ctx, conn, tables[i]); err != nil {
-			return err
+	defer func() {
+		for _, c := range conns {
+			c.Close()
 		}
-		s.prog.TablesDone++
-		s.report(true)
+	}()
+	tables, err := s.tables(ctx, conns[0])
+	if err != nil {
+		return err
 	}
-	if _, err := conn.ExecContext(ctx, "COMMIT"); err != nil {
-		return fmt.Errorf("ending the snapshot transaction: %w", err)
+	for len(conns) > max(len(tables), 1) {
+		last := conns[len(conns)-1]
+		_, _ = last.ExecContext(ctx, "ROLLBACK")
+		last.Close()
+		conns = conns[:len(conns)-1]
+	}
+	s.prog.Tables, s.prog.Readers, s.prog.Phase = len(tables), len(conns), "reading"
+	s.man.Tables = make([]sdk.SnapshotTable, len(tables))
+	for i := range tables {
+		tables[i].index = i
+	}
+	s.bufs = make(chan []byte, 3*len(conns))
+	for range cap(s.bufs) {
+		s.bufs <- nil
+	}
+	if err := s.readTables(ctx, conns, tables); err != nil {
+		return err
+	}
+	for _, c := range conns {
+		if _, err := c.ExecContext(ctx, "COMMIT"); err != nil {
+			return fmt.Errorf("ending the snapshot transaction: %w", err)
+		}
 	}
 	s.prog.Phase = "handoff"
 	s.report(true)
@@ -356,68 +393,166 @@ func (s *snapshotter) take(ctx context.Context) error {
 	return nil
 }
 
-// begin opens the consistent read view and records the binlog position and
-// GTID set it matches. MariaDB reports the position of a consistent
-// snapshot without any lock; MySQL needs FLUSH TABLES WITH READ LOCK for
-// the moment it takes to start the transaction.
-func (s *snapshotter) begin(ctx context.Context, conn *sql.Conn, info ServerInfo) error {
-	for _, q := range []string{
-		"SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ",
-		"SET NAMES binary",
-		"SET time_zone = '+00:00'",
-		"SET SESSION net_write_timeout = 3600",
-	} {
-		if _, err := conn.ExecContext(ctx, q); err != nil {
-			return fmt.Errorf("%s: %w", q, err)
+// begin opens the consistent read view on up to opt.Parallel connections
+// and records the binlog position and GTID set it matches. MariaDB reports
+// the position of a consistent snapshot without any lock; MySQL needs FLUSH
+// TABLES WITH READ LOCK for the moment it takes to start the transactions.
+func (s *snapshotter) begin(ctx context.Context, db *sql.DB, info ServerInfo) ([]*sql.Conn, error) {
+	conns := make([]*sql.Conn, 0, s.opt.Parallel)
+	closeAll := func() {
+		for _, c := range conns {
+			_, _ = c.ExecContext(context.WithoutCancel(ctx), "ROLLBACK")
+			c.Close()
+		}
+	}
+	for range s.opt.Parallel {
+		conn, err := db.Conn(ctx)
+		if err != nil {
+			closeAll()
+			return nil, classify(s.cfg.MySQL, err)
+		}
+		conns = append(conns, conn)
+		for _, q := range []string{
+			"SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ",
+			"SET NAMES binary",
+			"SET time_zone = '+00:00'",
+			"SET SESSION net_write_timeout = 3600",
+		} {
+			if _, err := conn.ExecContext(ctx, q); err != nil {
+				closeAll()
+				return nil, fmt.Errorf("%s: %w", q, err)
+			}
 		}
 	}
 	pos := sdk.Position{ServerID: info.ServerID, ServerUUID: info.ServerUUID}
+	var err error
 	if info.Flavor() == "mariadb" {
-		if _, err := conn.ExecContext(ctx, "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY"); err != nil {
-			return fmt.Errorf("starting the snapshot transaction: %w", err)
-		}
-		var name, file, offset string
-		if err := conn.QueryRowContext(ctx, "SHOW STATUS LIKE 'binlog_snapshot_file'").Scan(&name, &file); err != nil {
-			return fmt.Errorf("reading binlog_snapshot_file: %w", err)
-		}
-		if err := conn.QueryRowContext(ctx, "SHOW STATUS LIKE 'binlog_snapshot_position'").Scan(&name, &offset); err != nil {
-			return fmt.Errorf("reading binlog_snapshot_position: %w", err)
-		}
-		if _, err := fmt.Sscan(offset, &pos.Offset); err != nil || file == "" {
-			return fmt.Errorf("%w: the server reports no binlog snapshot position (file %q, offset %q): is log_bin on?", ErrSourceSettings, file, offset)
-		}
-		pos.File = file
-		var gtids sql.NullString
-		if err := conn.QueryRowContext(ctx, "SELECT BINLOG_GTID_POS(?, ?)", file, pos.Offset).Scan(&gtids); err == nil {
-			s.man.GTIDSet = gtids.String
-		}
-	} else {
-		if _, err := conn.ExecContext(ctx, "FLUSH TABLES WITH READ LOCK"); err != nil {
-			return fmt.Errorf("FLUSH TABLES WITH READ LOCK (needs the RELOAD privilege): %w", err)
-		}
-		_, err := conn.ExecContext(ctx, "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+		var kept int
+		kept, pos.File, pos.Offset, err = beginMariaDB(ctx, conns)
 		if err == nil {
-			var file string
-			file, pos.Offset, err = masterStatus(ctx, conn, info)
-			pos.File = file
-			if err == nil {
-				_ = conn.QueryRowContext(ctx, "SELECT @@GLOBAL.gtid_executed").Scan(&s.man.GTIDSet)
+			for _, c := range conns[kept:] {
+				_, _ = c.ExecContext(ctx, "ROLLBACK")
+				c.Close()
+			}
+			conns = conns[:kept]
+			var gtids sql.NullString
+			if err := conns[0].QueryRowContext(ctx, "SELECT BINLOG_GTID_POS(?, ?)", pos.File, pos.Offset).Scan(&gtids); err == nil {
+				s.man.GTIDSet = gtids.String
 			}
 		}
-		if _, uerr := conn.ExecContext(ctx, "UNLOCK TABLES"); err == nil {
-			err = uerr
-		}
-		if err != nil {
-			return fmt.Errorf("starting the snapshot transaction: %w", err)
-		}
+	} else {
+		pos.File, pos.Offset, err = s.beginMySQL(ctx, conns, info)
+	}
+	if err != nil {
+		closeAll()
+		return nil, err
 	}
 	s.man.Position = pos
-	return nil
+	return conns, nil
+}
+
+// snapshotAttempts is how often MariaDB's parallel read views are opened
+// again when writes committed between them.
+const snapshotAttempts = 5
+
+// beginMariaDB starts a consistent snapshot on every connection at the same
+// moment and returns the binlog position of the read view. MariaDB gives
+// each connection a view of its own: views with the same binlog snapshot
+// position hold the same committed transactions (the position is taken
+// under the lock that orders commits), so the connections are reordered to
+// put the largest group of equal positions first and kept is its size. When
+// writes committed between the views, they are opened again, up to
+// snapshotAttempts times; then the group (at worst one connection) is used.
+func beginMariaDB(ctx context.Context, conns []*sql.Conn) (kept int, file string, offset uint32, err error) {
+	type view struct {
+		file   string
+		offset uint32
+	}
+	views := make([]view, len(conns))
+	for attempt := 1; ; attempt++ {
+		var g errgroup.Group
+		for i, conn := range conns {
+			g.Go(func() error {
+				if _, err := conn.ExecContext(ctx, "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY"); err != nil {
+					return fmt.Errorf("starting the snapshot transaction: %w", err)
+				}
+				var name, file, offset string
+				if err := conn.QueryRowContext(ctx, "SHOW STATUS LIKE 'binlog_snapshot_file'").Scan(&name, &file); err != nil {
+					return fmt.Errorf("reading binlog_snapshot_file: %w", err)
+				}
+				if err := conn.QueryRowContext(ctx, "SHOW STATUS LIKE 'binlog_snapshot_position'").Scan(&name, &offset); err != nil {
+					return fmt.Errorf("reading binlog_snapshot_position: %w", err)
+				}
+				views[i] = view{file: file}
+				if _, err := fmt.Sscan(offset, &views[i].offset); err != nil || file == "" {
+					return fmt.Errorf("%w: the server reports no binlog snapshot position (file %q, offset %q): is log_bin on?", ErrSourceSettings, file, offset)
+				}
+				return nil
+			})
+		}
+		if err := g.Wait(); err != nil {
+			return 0, "", 0, err
+		}
+		count := map[view]int{}
+		best := views[0]
+		for _, v := range views {
+			count[v]++
+			if count[v] > count[best] {
+				best = v
+			}
+		}
+		if count[best] == len(conns) || attempt == snapshotAttempts {
+			reordered := make([]*sql.Conn, 0, len(conns))
+			for _, same := range []bool{true, false} {
+				for i, v := range views {
+					if (v == best) == same {
+						reordered = append(reordered, conns[i])
+					}
+				}
+			}
+			copy(conns, reordered)
+			return count[best], best.file, best.offset, nil
+		}
+		for _, conn := range conns {
+			if _, err := conn.ExecContext(ctx, "ROLLBACK"); err != nil {
+				return 0, "", 0, fmt.Errorf("retrying the snapshot transaction: %w", err)
+			}
+		}
+	}
+}
+
+// beginMySQL starts a consistent snapshot on every connection under FLUSH
+// TABLES WITH READ LOCK, so that all see the same transactions, and returns
+// the binlog position they match.
+func (s *snapshotter) beginMySQL(ctx context.Context, conns []*sql.Conn, info ServerInfo) (file string, offset uint32, err error) {
+	if _, err := conns[0].ExecContext(ctx, "FLUSH TABLES WITH READ LOCK"); err != nil {
+		return "", 0, fmt.Errorf("FLUSH TABLES WITH READ LOCK (needs the RELOAD privilege): %w", err)
+	}
+	for _, conn := range conns {
+		if _, err = conn.ExecContext(ctx, "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY"); err != nil {
+			break
+		}
+	}
+	if err == nil {
+		file, offset, err = masterStatus(ctx, conns[0], info)
+		if err == nil {
+			_ = conns[0].QueryRowContext(ctx, "SELECT @@GLOBAL.gtid_executed").Scan(&s.man.GTIDSet)
+		}
+	}
+	if _, uerr := conns[0].ExecContext(ctx, "UNLOCK TABLES"); err == nil {
+		err = uerr
+	}
+	if err != nil {
+		return "", 0, fmt.Errorf("starting the snapshot transaction: %w", err)
+	}
+	return file, offset, nil
 }
 
 type snapTable struct {
 	t        *table
 	estimate int64
+	// index is the table's place in the manifest.
+	index int
 }
 
 // tables lists the captured base tables with their columns and keys.
@@ -534,10 +669,41 @@ func changedTableErr(t *table, err error) error {
 	return fmt.Errorf("reading %s: %w", t.qualified(), err)
 }
 
-// readTable writes one table's schema and rows.
-func (s *snapshotter) readTable(ctx context.Context, conn *sql.Conn, st snapTable) error {
+// readTables reads the tables, each of the connections one table at a
+// time; in parallel the largest tables go first.
+func (s *snapshotter) readTables(ctx context.Context, conns []*sql.Conn, tables []snapTable) error {
+	order := make([]int, len(tables))
+	for i := range order {
+		order[i] = i
+	}
+	if len(conns) > 1 {
+		slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(tables[b].estimate, tables[a].estimate) })
+	}
+	next := make(chan int, len(order))
+	for _, i := range order {
+		next <- i
+	}
+	close(next)
+	g, gctx := errgroup.WithContext(ctx)
+	for _, conn := range conns {
+		g.Go(func() error {
+			for i := range next {
+				if err := s.readTable(gctx, conn, tables[i]); err != nil {
+					return err
+				}
+				s.progress(true, func(p *SnapshotProgress) { p.TablesDone++ })
+			}
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+// readTable writes one table's schema and rows into s.man.Tables[st.index].
+// Several run at the same time, each on its own connection.
+func (s *snapshotter) readTable(ctx context.Context, conn *sql.Conn, st snapTable) (err error) {
 	t := st.t
-	s.prog.Table = t.db + "." + t.name
+	s.progress(false, func(p *SnapshotProgress) { p.Table = t.db + "." + t.name })
 	var name, create string
 	if err := conn.QueryRowContext(ctx, "SHOW CREATE TABLE "+t.qualified()).Scan(&name, &create); err != nil {
 		return changedTableErr(t, err)
@@ -570,7 +736,13 @@ func (s *snapshotter) readTable(ctx context.Context, conn *sql.Conn, st snapTabl
 	base := sdk.Event{Version: sdk.FormatVersion, Source: s.cfg.Source, Position: s.man.Position,
 		Timestamp: s.man.Started, Txn: sdk.Txn{ID: "snapshot:" + s.man.ID}, Snapshot: true}
 	var w *objectWriter
+	defer func() {
+		if w != nil && err != nil {
+			w.abort(err)
+		}
+	}()
 	var line []byte
+	var pendRows, pendBytes int64
 	for rows.Next() {
 		if err := rows.Scan(dest...); err != nil {
 			return changedTableErr(t, err)
@@ -592,36 +764,42 @@ func (s *snapshotter) readTable(ctx context.Context, conn *sql.Conn, st snapTabl
 		}
 		line = append(line, '\n')
 		if w == nil {
-			w = s.newObject(ctx, fmt.Sprintf("%s/data/%05d-%06d.jsonl.gz", s.man.ID, len(s.man.Tables), len(entry.Objects)))
+			w = s.newObject(ctx, fmt.Sprintf("%s/data/%05d-%06d.jsonl.gz", s.man.ID, st.index, len(entry.Objects)))
 		}
-		if err := w.write(line); err != nil {
+		if err := w.write(ctx, line); err != nil {
 			return err
 		}
 		entry.Rows++
-		s.prog.Rows++
-		s.prog.Bytes += int64(len(line))
+		pendRows++
+		pendBytes += int64(len(line))
 		if w.bytes >= s.opt.ObjectBytes {
-			if err := s.closeObject(w, &entry); err != nil {
+			err := s.closeObject(w, &entry)
+			w = nil
+			if err != nil {
 				return err
 			}
-			w = nil
 		}
-		s.report(false)
+		if pendRows == 1000 {
+			s.progress(false, func(p *SnapshotProgress) { p.Rows += pendRows; p.Bytes += pendBytes })
+			pendRows, pendBytes = 0, 0
+		}
 	}
 	if err := rows.Err(); err != nil {
-		if w != nil {
-			w.abort(err)
-		}
 		return changedTableErr(t, err)
 	}
 	if w != nil {
-		if err := s.closeObject(w, &entry); err != nil {
+		err := s.closeObject(w, &entry)
+		w = nil
+		if err != nil {
 			return err
 		}
 	}
-	s.man.Tables = append(s.man.Tables, entry)
+	s.man.Tables[st.index] = entry
+	s.progress(false, func(p *SnapshotProgress) { p.Rows += pendRows; p.Bytes += pendBytes })
+	s.mu.Lock()
 	s.man.Rows += entry.Rows
 	s.man.Bytes += entry.Bytes
+	s.mu.Unlock()
 	return nil
 }
 
@@ -638,66 +816,185 @@ func qualifyCreate(create string, t *table) string {
 	return create
 }
 
-// objectWriter streams gzip-compressed lines into one Object Store object.
+// chunkBytes is the size of the buffers of lines handed from a table's
+// reader to the goroutine compressing and storing its object.
+const chunkBytes = 1 << 20
+
+// objectWriter streams lines into one Object Store object. The reading
+// goroutine appends lines to a buffer taken from the snapshot's pool and
+// hands full buffers over; the goroutine storing the object hashes and
+// compresses them as the Object Store reads, and returns them to the pool.
+// Reading MySQL and compressing thus run at the same time, with at most the
+// pool's buffers in flight.
 type objectWriter struct {
 	name  string
-	pw    *io.PipeWriter
-	gz    *gzip.Writer
-	sum   hash.Hash
+	pool  chan []byte
+	buf   []byte
+	full  chan []byte
+	stop  chan struct{} // closed by abort, after abortErr is set
 	rows  int64
 	bytes int64
-	done  chan putResult
-}
 
-type putResult struct {
-	info *jetstream.ObjectInfo
-	err  error
+	abortErr error
+	// finished is closed when the object is stored or has failed; info,
+	// sum and err are set before.
+	finished chan struct{}
+	info     *jetstream.ObjectInfo
+	sum      []byte
+	err      error
 }
 
 func (s *snapshotter) newObject(ctx context.Context, name string) *objectWriter {
-	pr, pw := io.Pipe()
-	w := &objectWriter{name: name, pw: pw, sum: sha256.New(), done: make(chan putResult, 1)}
-	w.gz, _ = gzip.NewWriterLevel(pw, gzip.BestSpeed)
+	w := &objectWriter{name: name, pool: s.bufs, full: make(chan []byte, 2), stop: make(chan struct{}), finished: make(chan struct{})}
 	go func() {
-		info, err := s.obs.Put(ctx, jetstream.ObjectMeta{Name: name}, pr)
-		pr.CloseWithError(err)
-		w.done <- putResult{info, err}
+		defer close(w.finished)
+		r := &compressor{w: w, sum: sha256.New()}
+		r.gz, _ = gzip.NewWriterLevel(&r.out, gzip.BestSpeed)
+		w.info, w.err = s.obs.Put(ctx, jetstream.ObjectMeta{Name: name}, r)
+		w.sum = r.sum.Sum(nil)
 	}()
 	return w
 }
 
-func (w *objectWriter) write(line []byte) error {
-	if _, err := w.gz.Write(line); err != nil {
-		return fmt.Errorf("storing snapshot object %s: %w", w.name, err)
+// write appends line to the object.
+func (w *objectWriter) write(ctx context.Context, line []byte) error {
+	if w.buf == nil {
+		select {
+		case w.buf = <-w.pool:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if w.buf == nil {
+			w.buf = make([]byte, 0, chunkBytes+chunkBytes/8)
+		}
 	}
-	w.sum.Write(line)
+	w.buf = append(w.buf, line...)
 	w.rows++
 	w.bytes += int64(len(line))
+	if len(w.buf) >= chunkBytes {
+		return w.flush()
+	}
 	return nil
 }
 
+// flush hands the buffer to the storing goroutine.
+func (w *objectWriter) flush() error {
+	if len(w.buf) == 0 {
+		return nil
+	}
+	select {
+	case w.full <- w.buf:
+		w.buf = nil
+		return nil
+	case <-w.finished:
+		if w.err == nil {
+			w.err = errors.New("stored before its end")
+		}
+		return fmt.Errorf("storing snapshot object %s: %w", w.name, w.err)
+	}
+}
+
+// release returns a buffer to the pool; a buffer grown by a huge row is
+// dropped so that the pool stays small.
+func (w *objectWriter) release(b []byte) {
+	if cap(b) > 4*chunkBytes {
+		b = nil
+	}
+	w.pool <- b[:0]
+}
+
+// abort stops storing the object (the Object Store deletes what it stored)
+// and returns its buffers to the pool.
 func (w *objectWriter) abort(err error) {
-	w.pw.CloseWithError(err)
-	<-w.done
+	w.abortErr = err
+	close(w.stop)
+	<-w.finished
+	for {
+		select {
+		case b := <-w.full:
+			w.release(b)
+		default:
+			if w.buf != nil {
+				w.release(w.buf)
+				w.buf = nil
+			}
+			return
+		}
+	}
 }
 
 func (s *snapshotter) closeObject(w *objectWriter, entry *sdk.SnapshotTable) error {
-	err := w.gz.Close()
-	w.pw.CloseWithError(err)
-	res := <-w.done
+	err := w.flush()
+	if w.buf != nil {
+		w.release(w.buf)
+		w.buf = nil
+	}
 	if err == nil {
-		err = res.err
+		close(w.full)
+		<-w.finished
+		err = w.err
 	}
 	if err != nil {
 		return fmt.Errorf("storing snapshot object %s (is the JetStream store full?): %w", w.name, err)
 	}
-	entry.Objects = append(entry.Objects, sdk.SnapshotObject{Name: w.name, Rows: w.rows, Bytes: w.bytes, SHA256: hex.EncodeToString(w.sum.Sum(nil))})
+	entry.Objects = append(entry.Objects, sdk.SnapshotObject{Name: w.name, Rows: w.rows, Bytes: w.bytes, SHA256: hex.EncodeToString(w.sum)})
 	entry.Bytes += w.bytes
-	s.man.StoredBytes += int64(res.info.Size)
+	s.mu.Lock()
+	s.man.StoredBytes += int64(w.info.Size)
+	s.mu.Unlock()
 	return nil
 }
 
+// compressor is the io.Reader the Object Store reads an object from: the
+// gzip of the buffers handed over, hashed and compressed as they are read.
+type compressor struct {
+	w   *objectWriter
+	gz  *gzip.Writer
+	out bytes.Buffer
+	sum hash.Hash
+	eof bool
+}
+
+func (r *compressor) Read(p []byte) (int, error) {
+	for r.out.Len() == 0 && !r.eof {
+		select {
+		case b, ok := <-r.w.full:
+			if !ok {
+				if err := r.gz.Close(); err != nil {
+					return 0, err
+				}
+				r.eof = true
+				continue
+			}
+			r.sum.Write(b)
+			_, err := r.gz.Write(b)
+			r.w.release(b)
+			if err != nil {
+				return 0, err
+			}
+		case <-r.w.stop:
+			return 0, r.w.abortErr
+		}
+	}
+	if r.out.Len() == 0 {
+		return 0, io.EOF
+	}
+	return r.out.Read(p)
+}
+
+// report calls opt.Progress when forced or a second after the last time.
 func (s *snapshotter) report(force bool) {
+	s.progress(force, nil)
+}
+
+// progress applies f to the progress and reports it when due; it is safe
+// to call from the goroutines reading tables.
+func (s *snapshotter) progress(force bool, f func(*SnapshotProgress)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if f != nil {
+		f(&s.prog)
+	}
 	if s.opt.Progress == nil || (!force && time.Since(s.shown) < time.Second) {
 		return
 	}

@@ -45,6 +45,9 @@ type Snapshot struct {
 	Interval time.Duration `koanf:"interval"`
 	// Keep is how many complete snapshots are kept.
 	Keep int `koanf:"keep"`
+	// Parallel is how many tables a snapshot reads at the same time; 0
+	// picks the number of CPUs, at most 4.
+	Parallel int `koanf:"parallel"`
 }
 
 // Log configures logging.
@@ -144,6 +147,7 @@ func defaultsMap() map[string]any {
 		"snapshot.on_start":            d.Snapshot.OnStart,
 		"snapshot.interval":            "0s",
 		"snapshot.keep":                d.Snapshot.Keep,
+		"snapshot.parallel":            d.Snapshot.Parallel,
 	}
 }
 
@@ -383,6 +387,9 @@ func (c Config) Validate() error {
 	}
 	if c.Snapshot.Keep < 1 {
 		return bad("snapshot.keep", strconv.Itoa(c.Snapshot.Keep), "must be at least 1")
+	}
+	if c.Snapshot.Parallel < 0 || c.Snapshot.Parallel > 64 {
+		return bad("snapshot.parallel", strconv.Itoa(c.Snapshot.Parallel), "want 0 (automatic) to 64")
 	}
 	if c.NATS.Stream.MaxAge < 0 {
 		return bad("nats.stream.max_age", c.NATS.Stream.MaxAge.String(), "must not be negative (0 keeps events forever)")

@@ -30,7 +30,7 @@ func cmdSnapshot(ctx context.Context, env *cmdEnv, args []string) error {
 	}
 	defer nc.Close()
 	show := progressPrinter(env.stderr, env.log)
-	man, err := capture.TakeSnapshot(ctx, captureConfig(cfg, env.log), nc, capture.SnapshotOptions{Keep: cfg.Snapshot.Keep, Progress: show})
+	man, err := capture.TakeSnapshot(ctx, captureConfig(cfg, env.log), nc, capture.SnapshotOptions{Keep: cfg.Snapshot.Keep, Parallel: cfg.Snapshot.Parallel, Progress: show})
 	if err != nil {
 		return err
 	}
@@ -93,7 +93,7 @@ func byteSize(n int64) string {
 func snapshots(ctx context.Context, cfg configs.Config, log *slog.Logger, nc *nats.Conn, recovered <-chan struct{}) {
 	take := func() {
 		log.Info("snapshot starting")
-		man, err := capture.TakeSnapshot(ctx, captureConfig(cfg, log), nc, capture.SnapshotOptions{Keep: cfg.Snapshot.Keep,
+		man, err := capture.TakeSnapshot(ctx, captureConfig(cfg, log), nc, capture.SnapshotOptions{Keep: cfg.Snapshot.Keep, Parallel: cfg.Snapshot.Parallel,
 			Progress: func(p capture.SnapshotProgress) {
 				if p.Phase == "reading" {
 					log.Info("snapshot progress", "id", p.ID, "tables", fmt.Sprintf("%d/%d", p.TablesDone, p.Tables), "rows", p.Rows)
