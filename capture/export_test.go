@@ -35,3 +35,34 @@ func PublishAfterRestart(ctx context.Context, js jetstream.JetStream, source str
 	}
 	return err
 }
+
+// PublishTransaction publishes evs as one transaction of a capture session
+// that just started, then queues next as its checkpoint, and returns the
+// first error of publishing or of an acknowledgement.
+func PublishTransaction(ctx context.Context, js jetstream.JetStream, source string, evs []sdk.Event, next Checkpoint) error {
+	stream, kv, err := ensureStream(ctx, js, source, StreamConfig{DuplicateWindow: time.Minute})
+	if err != nil {
+		return err
+	}
+	_, seq, _, err := lastPublished(ctx, stream)
+	if err != nil {
+		return err
+	}
+	p := &publisher{js: js, kv: kv, source: source, expected: seq, maxData: 1 << 20, queue: make(chan pending, 64)}
+	done := make(chan error, 1)
+	go func() { done <- p.acks(ctx, time.Hour) }()
+	for i := range evs {
+		evs[i].Txn = sdk.Txn{ID: "txn", Seq: i, Last: i == len(evs)-1}
+		if err = p.publish(&outEvent{ev: evs[i]}); err != nil {
+			break
+		}
+	}
+	if err == nil {
+		p.boundary(next)
+	}
+	close(p.queue)
+	if aerr := <-done; err == nil {
+		err = aerr
+	}
+	return err
+}
