@@ -72,8 +72,8 @@ type SnapshotProgress struct {
 	// SnapshotOptions.Parallel, or fewer when there are fewer tables or
 	// when writes kept committing while the read views were opened.
 	Readers int
-	Bytes        int64
-	Elapsed      time.Duration
+	Bytes   int64
+	Elapsed time.Duration
 	// Phase is "reading", "handoff" (waiting for capture to reach the
 	// snapshot's position) or "done".
 	Phase string
@@ -347,8 +347,14 @@ func (s *snapshotter) take(ctx context.Context) error {
 			c.Close()
 		}
 	}()
+	if testHookViewOpened != nil {
+		testHookViewOpened()
+	}
 	tables, err := s.tables(ctx, conns[0])
 	if err != nil {
+		return err
+	}
+	if err := s.holdTables(ctx, conns[0], info, tables); err != nil {
 		return err
 	}
 	for len(conns) > max(len(tables), 1) {
@@ -657,6 +663,103 @@ func queryEach(ctx context.Context, conn *sql.Conn, q string, f func([]string) e
 		}
 	}
 	return rows.Err()
+}
+
+// testHookViewOpened, in tests only, runs right after a snapshot opened
+// its read view.
+var testHookViewOpened func()
+
+// holdTables keeps the schema of every table as the read view sees it
+// until the snapshot ends. Opening a table inside the transaction takes a
+// metadata lock that makes DDL on it wait for the snapshot's end; a DDL
+// statement that slipped in between the opening of the read view and these
+// locks would leave the schema newer than the rows, so the binlog between
+// the two is checked for one.
+func (s *snapshotter) holdTables(ctx context.Context, conn *sql.Conn, info ServerInfo, tables []snapTable) error {
+	for _, st := range tables {
+		rows, err := conn.QueryContext(ctx, "SELECT 1 FROM "+st.t.qualified()+" LIMIT 0")
+		if err != nil {
+			return changedTableErr(st.t, err)
+		}
+		rows.Close()
+	}
+	file, offset, err := masterStatus(ctx, conn, info)
+	if err != nil {
+		return err
+	}
+	from := s.man.Position
+	for from.File != file || from.Offset < offset {
+		stmt, next, err := ddlIn(ctx, conn, from, file, offset)
+		if err != nil {
+			return err
+		}
+		if stmt != "" {
+			return fmt.Errorf("a DDL statement ran while the snapshot started (%q): run the snapshot again", stmt)
+		}
+		if next == from {
+			break
+		}
+		from = next
+	}
+	return nil
+}
+
+// ddlIn looks for a DDL statement among up to 1000 binlog events from at,
+// not beyond endFile:endOffset. It returns the first one found and where
+// the next look starts: the next file once at's file is read to its end.
+func ddlIn(ctx context.Context, conn *sql.Conn, at sdk.Position, endFile string, endOffset uint32) (string, sdk.Position, error) {
+	rows, err := conn.QueryContext(ctx, fmt.Sprintf("SHOW BINLOG EVENTS IN %s FROM %d LIMIT 1000", rowcodec.QuoteString(at.File), at.Offset))
+	if err != nil {
+		return "", at, fmt.Errorf("reading the binlog the snapshot started in (needs BINLOG MONITOR on MariaDB, REPLICATION SLAVE on MySQL): %w", err)
+	}
+	defer rows.Close()
+	n := 0
+	for rows.Next() {
+		var logName, typ, serverID, info string
+		var pos, end uint32
+		if err := rows.Scan(&logName, &pos, &typ, &serverID, &end, &info); err != nil {
+			return "", at, fmt.Errorf("SHOW BINLOG EVENTS: %w", err)
+		}
+		n++
+		if at.File == endFile && pos >= endOffset {
+			return "", sdk.Position{File: endFile, Offset: endOffset}, rows.Err()
+		}
+		if typ == "Query" && isDDL(info) {
+			return info, at, nil
+		}
+		at.Offset = end
+	}
+	if err := rows.Err(); err != nil {
+		return "", at, err
+	}
+	if n < 1000 && at.File != endFile {
+		// The end of this file: go on with the next one.
+		files, err := binaryLogs(ctx, conn)
+		if err != nil {
+			return "", at, err
+		}
+		if i := slices.Index(files, at.File); i >= 0 && i+1 < len(files) {
+			return "", sdk.Position{File: files[i+1], Offset: 4}, nil
+		}
+	}
+	return "", at, nil
+}
+
+// isDDL tells a DDL statement from the statements that frame row changes
+// in the binlog.
+func isDDL(info string) bool {
+	stmt := strings.TrimSpace(info)
+	if strings.HasPrefix(stmt, "use ") {
+		if _, rest, ok := strings.Cut(stmt, ";"); ok {
+			stmt = strings.TrimSpace(rest)
+		}
+	}
+	word, _, _ := strings.Cut(strings.ToUpper(stmt), " ")
+	switch word {
+	case "BEGIN", "COMMIT", "ROLLBACK", "XA", "SAVEPOINT", "":
+		return false
+	}
+	return true
 }
 
 // changedTableErr explains the errors InnoDB gives when a table changed

@@ -1,0 +1,156 @@
+package capture_test
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/databus/databus/capture"
+	"github.com/databus/databus/sdk"
+)
+
+// pausedSnapshot starts a snapshot that stops, holding its read view and
+// its lock, once it has read `after` tables; resume lets it go on. The
+// returned channel yields its result.
+func pausedSnapshot(t *testing.T, r *rig, after int) (resume func(), result <-chan error) {
+	t.Helper()
+	paused, release := make(chan struct{}), make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		_, err := capture.TakeSnapshot(t.Context(), r.Config, r.nc, capture.SnapshotOptions{
+			Progress: func(p capture.SnapshotProgress) {
+				if p.Phase == "reading" && p.TablesDone == after && paused != nil {
+					close(paused)
+					paused = nil
+					<-release
+				}
+			},
+		})
+		done <- err
+	}()
+	select {
+	case <-paused:
+	case err := <-done:
+		t.Fatalf("snapshot ended before pausing: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("snapshot did not reach its pause within 30s")
+	}
+	return func() { close(release) }, done
+}
+
+func latestID(t *testing.T, r *rig) string {
+	t.Helper()
+	js, err := jetstream.New(r.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	man, err := sdk.LatestSnapshot(t.Context(), js, r.Config.Source)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return man.ID
+}
+
+func waitResult(t *testing.T, result <-chan error) error {
+	t.Helper()
+	select {
+	case err := <-result:
+		return err
+	case <-time.After(60 * time.Second):
+		t.Fatal("snapshot did not end within 60s")
+	}
+	return nil
+}
+
+func TestSnapshotWhileOneRunsIsRefused(t *testing.T) {
+	r := newRig(t)
+	r.db.Exec(t, "CREATE DATABASE app", "CREATE TABLE app.a (id INT PRIMARY KEY)", "INSERT INTO app.a VALUES (1)")
+	r.Start(t)
+	resume, result := pausedSnapshot(t, r, 0)
+	_, err := capture.TakeSnapshot(t.Context(), r.Config, r.nc, capture.SnapshotOptions{})
+	if !errors.Is(err, capture.ErrSnapshotRunning) || !strings.Contains(err.Error(), "wait for it to finish") {
+		t.Errorf("second snapshot while one runs: got %v, want ErrSnapshotRunning saying to wait", err)
+	}
+	resume()
+	if err := waitResult(t, result); err != nil {
+		t.Fatalf("the running snapshot failed: %v", err)
+	}
+	// The lock is released with the snapshot.
+	if _, err := capture.TakeSnapshot(t.Context(), r.Config, r.nc, capture.SnapshotOptions{}); err != nil {
+		t.Errorf("snapshot after the first finished: %v", err)
+	}
+}
+
+// A DDL statement on a table the snapshot covers waits until the snapshot
+// ends, and then reaches consumers after the snapshot's rows: a consumer
+// starting from the snapshot sees the old schema, its rows, then the DDL.
+func TestDDLDuringSnapshotWaitsAndFollowsIt(t *testing.T) {
+	r := newRig(t)
+	r.db.Exec(t, "CREATE DATABASE app",
+		"CREATE TABLE app.a (id INT PRIMARY KEY)", "INSERT INTO app.a VALUES (1)",
+		"CREATE TABLE app.b (id INT PRIMARY KEY, v INT)", "INSERT INTO app.b VALUES (1, 1)")
+	r.Start(t)
+	resume, result := pausedSnapshot(t, r, 1) // one table read, one not yet
+	altered := make(chan error, 1)
+	go func() {
+		_, err := r.db.DB(t).ExecContext(t.Context(), "ALTER TABLE app.b ADD COLUMN extra INT NOT NULL DEFAULT 7")
+		altered <- err
+	}()
+	select {
+	case err := <-altered:
+		t.Fatalf("ALTER of a table the snapshot holds did not wait for it: %v", err)
+	case <-time.After(time.Second):
+	}
+	resume()
+	if err := waitResult(t, result); err != nil {
+		t.Fatalf("snapshot: %v", err)
+	}
+	if err := <-altered; err != nil {
+		t.Fatal(err)
+	}
+	c := r.consumer(t, sdk.Config{Start: sdk.StartSnapshot})
+	var got []string
+	for _, e := range read(t, c, 5) {
+		got = append(got, fmt.Sprintf("%s:%s:%v", e.Op, e.Table, strings.Contains(e.SQL, "extra")))
+	}
+	if want := "ddl:a:false insert:a:false ddl:b:false insert:b:false ddl:b:true"; strings.Join(got, " ") != want {
+		t.Errorf("got %s, want %s", strings.Join(got, " "), want)
+	}
+}
+
+// A DDL statement that ran between the opening of the read view and the
+// locks on the tables' schema abandons the snapshot: its schema would be
+// newer than its rows.
+func TestDDLAsTheSnapshotStartsAbandonsItAndKeepsThePreviousLatest(t *testing.T) {
+	for name, change := range map[string]string{
+		"drop":       "DROP TABLE app.b",
+		"add_column": "ALTER TABLE app.b ADD COLUMN extra INT NOT NULL DEFAULT 7",
+		"truncate":   "TRUNCATE TABLE app.b",
+	} {
+		t.Run(name, func(t *testing.T) {
+			r := newRig(t)
+			r.db.Exec(t, "CREATE DATABASE app",
+				"CREATE TABLE app.a (id INT PRIMARY KEY)", "INSERT INTO app.a VALUES (1)",
+				"CREATE TABLE app.b (id INT PRIMARY KEY, v INT)", "INSERT INTO app.b VALUES (1, 1)")
+			r.Start(t)
+			if _, err := capture.TakeSnapshot(t.Context(), r.Config, r.nc, capture.SnapshotOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			previous := latestID(t, r)
+			time.Sleep(1100 * time.Millisecond) // snapshot ids have a resolution of one second
+			capture.SetSnapshotViewOpenedHook(func() { r.db.Exec(t, change) })
+			defer capture.SetSnapshotViewOpenedHook(nil)
+			_, err := capture.TakeSnapshot(t.Context(), r.Config, r.nc, capture.SnapshotOptions{})
+			if !errors.Is(err, capture.ErrSnapshotAbandoned) || !strings.Contains(err.Error(), "app") || !strings.Contains(err.Error(), "run the snapshot again") {
+				t.Fatalf("snapshot with %q as it starts: got %v, want ErrSnapshotAbandoned naming the statement and saying to run it again", change, err)
+			}
+			if got := latestID(t, r); got != previous {
+				t.Errorf("latest snapshot is %s, want the previous %s", got, previous)
+			}
+		})
+	}
+}
