@@ -266,11 +266,13 @@ func (t *table) rowEvents(kind replication.EventType, rows [][]any, base sdk.Eve
 		replication.MARIADB_UPDATE_ROWS_COMPRESSED_EVENT_V1:
 		step = 2
 	}
-	out := make([]outEvent, 0, len(rows)/step)
+	n := len(rows) / step
+	out := make([]outEvent, 0, n)
+	ends := make([]int, 0, n)
 	var (
 		first, after image
-		bodies, sql  []byte
-		ends         []int
+		bodies       []byte
+		sql          = make([]byte, 0, 1024)
 	)
 	for i := 0; i+step-1 < len(rows); i += step {
 		o := outEvent{ev: base}
@@ -299,6 +301,10 @@ func (t *table) rowEvents(kind replication.EventType, rows [][]any, base sdk.Eve
 		bodies = append(bodies, `"sql":`...)
 		bodies = appendJSONString(bodies, sql)
 		ends = append(ends, len(bodies))
+		if len(ends) == 1 {
+			// Rows of one event are alike: make room for the others.
+			bodies = slices.Grow(bodies, len(bodies)*(n-1))
+		}
 		o.head = t.head(base.Source, o.ev.Op)
 		out = append(out, o)
 	}
