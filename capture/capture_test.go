@@ -272,22 +272,10 @@ func TestResumesAfterStopWithoutLossOrDuplicates(t *testing.T) {
 	if err := r.Stop(t); err != nil {
 		t.Fatal(err)
 	}
-	js, _ := jetstream.New(r.nc)
-	kv, err := js.KeyValue(t.Context(), capture.StateBucket("test"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := kv.Get(t.Context(), capture.CheckpointKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cp capture.Checkpoint
-	if err := json.Unmarshal(e.Value(), &cp); err != nil {
-		t.Fatal(err)
-	}
+	cp := savedCheckpoint(t, r)
 	cp.Offset = 4
 	b, _ := json.Marshal(cp)
-	if _, err := kv.Put(t.Context(), capture.CheckpointKey, b); err != nil {
+	if _, err := stateKV(t, r).Put(t.Context(), capture.CheckpointKey, b); err != nil {
 		t.Fatal(err)
 	}
 	r.Start(t)

@@ -16,7 +16,8 @@ import (
 	"github.com/databus/databus/sdk"
 )
 
-func savedCheckpoint(t *testing.T, r *rig) capture.Checkpoint {
+// stateKV is the capture state bucket of r's source.
+func stateKV(t *testing.T, r *rig) jetstream.KeyValue {
 	t.Helper()
 	js, err := jetstream.New(r.nc)
 	if err != nil {
@@ -26,7 +27,12 @@ func savedCheckpoint(t *testing.T, r *rig) capture.Checkpoint {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := kv.Get(t.Context(), capture.CheckpointKey)
+	return kv
+}
+
+func savedCheckpoint(t *testing.T, r *rig) capture.Checkpoint {
+	t.Helper()
+	e, err := stateKV(t, r).Get(t.Context(), capture.CheckpointKey)
 	if err != nil {
 		t.Fatal(err)
 	}

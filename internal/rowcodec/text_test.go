@@ -210,64 +210,6 @@ func TestFromText(t *testing.T) {
 // decoding (TABLE_MAP + WRITE_ROWS through go-mysql, configured as capture
 // configures it) give identical columns and values.
 
-// tortureDDL and tortureRows are capture's torture table (capture/types_test.go).
-const tortureDDL = `CREATE TABLE torture.t (
- id INT NOT NULL PRIMARY KEY,
- ti TINYINT, tiu TINYINT UNSIGNED, si SMALLINT, siu SMALLINT UNSIGNED, mi MEDIUMINT, miu MEDIUMINT UNSIGNED,
- i INT, iu INT UNSIGNED, bi BIGINT, biu BIGINT UNSIGNED,
- d65 DECIMAL(65,30), d0 DECIMAL(20,0), dn DECIMAL(5,2),
- f FLOAT, dbl DOUBLE,
- b1 BIT(1), b13 BIT(13), b64 BIT(64),
- dt DATE, dtm0 DATETIME, dtm6 DATETIME(6), ts0 TIMESTAMP NULL DEFAULT NULL, ts6 TIMESTAMP(6) NULL DEFAULT NULL,
- tm TIME, tm6 TIME(6), yr YEAR,
- c CHAR(10), vc VARCHAR(300), tx TEXT, lt LONGTEXT, l1 VARCHAR(50) CHARACTER SET latin1,
- bn BINARY(8), vb VARBINARY(300), bl BLOB, lb LONGBLOB,
- j JSON, e ENUM('a','b','c d'), st SET('x','y','z'),
- g GEOMETRY, pt POINT,
- gv BIGINT AS (i + 1) VIRTUAL, gs BIGINT AS (i * 2) STORED
-) DEFAULT CHARSET=utf8mb4`
-
-const tortureCols = "id,ti,tiu,si,siu,mi,miu,i,iu,bi,biu,d65,d0,dn,f,dbl,b1,b13,b64,dt,dtm0,dtm6,ts0,ts6,tm,tm6,yr,c,vc,tx,lt,l1,bn,vb,bl,lb,j,e,st,g,pt"
-
-var tortureRows = []string{
-	`(1,-128,0,-32768,0,-8388608,0,-2147483648,0,-9223372036854775808,0,
-	 '-99999999999999999999999999999999999.999999999999999999999999999999',-99999999999999999999,-999.99,
-	 -3.40282e38,-1.7976931348623157e308,0,0,0,
-	 '0000-00-00','0000-00-00 00:00:00','0000-00-00 00:00:00.000000','1970-01-01 05:30:01','1970-01-01 05:30:01.000001',
-	 '-838:59:59','-838:59:58.999999',1901,
-	 '', '', '', '', '', '', '', '', '',
-	 '{}','a','',ST_GeomFromText('POINT(0 0)'),ST_GeomFromText('POINT(-1.5 2.25)'))`,
-	`(2,127,255,32767,65535,8388607,16777215,2147483647,4294967295,9223372036854775807,18446744073709551615,
-	 '99999999999999999999999999999999999.999999999999999999999999999999',99999999999999999999,999.99,
-	 3.40282e38,1.7976931348623157e308,1,8191,18446744073709551615,
-	 '9999-12-31','9999-12-31 23:59:59','9999-12-31 23:59:59.999999','2038-01-19 03:14:07','2038-01-19 03:14:07.999999',
-	 '838:59:59','838:59:58.999999',2155,
-	 'quote''s','back\\slash "dq" \0 nul \n\r\t \Z end','😀 emoji 𝄞 ünïcödé 中文','` + strings.Repeat("long text ", 3000) + `','café ÿ €',
-	 X'00FF00FF00FF00FF',X'00010203FEFF5C27',X'C328',REPEAT(X'DEADBEEF',100000),
-	 '{"a":[1,2.5,"x",null,true],"big":123456789012345678901234567890,"u":"\\u00e9😀","nested":{"k":{}}}','c d','x,y,z',
-	 ST_GeomFromText('POLYGON((0 0,10 0,10 10,0 10,0 0),(2 2,3 2,3 3,2 3,2 2))'),ST_GeomFromText('POINT(1e10 -1e-10)'))`,
-	`(3,1,2,3,4,5,6,7,8,9,10,'0.000000000000000000000000000001',0,0.01,
-	 0.1,0.1,1,1,1,
-	 '2024-00-00','2024-02-29 12:00:00','2024-02-29 12:00:00.5','2024-06-01 12:00:00','2024-06-01 12:00:00.123456',
-	 '00:00:00','100:00:00.000001',0,
-	 'a','b','c','d','e',X'61',X'62',X'63',X'64',
-	 'null','b','x',NULL,NULL)`,
-	`(4,` + strings.Repeat("NULL,", 39) + `NULL)`,
-	// Values the brief names beyond capture's rows.
-	`(5,0,0,0,0,0,0,0,0,0,0,'-0.000000000000000000000000000001',-1,-0.5,
-	 1.2345678,3.4028235e38,0,4096,9223372036854775808,
-	 '0001-01-01','2024-00-00 00:00:00','2024-01-01 00:00:00.000000','2024-01-01 00:00:00','2024-01-01 00:00:00.000000',
-	 '-00:00:01','-00:00:00.000001',2000,
-	 'pad  ','trailing  ',X'F09F9880','',X'80',X'41000000',X'00',X'00',X'',
-	 '[]','c d','y,z',ST_GeomFromText('LINESTRING(0 0,1 1)'),ST_GeomFromText('POINT(0.1 0.2)'))`,
-	`(6,-1,1,-1,1,-1,1,-1,1,-1,1,'0',12345678901234567890,0,
-	 1.17549435e-38,2.2250738585072014e-308,1,1,1,
-	 '2024-02-29','0000-01-01 00:00:00','1000-01-01 00:00:00.000001','1970-01-01 00:00:01','2038-01-19 03:14:07.000000',
-	 '24:00:00','12:34:56.000000',1970,
-	 'é','\\','\0','a\0b',X'9F',X'0000000000000000',X'00FF',X'FFFE',X'00',
-	 '"str"','b','x,z',ST_GeomFromText('MULTIPOINT(1 1,2 2)'),ST_GeomFromText('POINT(-0 0)'))`,
-}
-
 // extraDDL has the types and shapes capture's torture table lacks.
 var extraDDL = `CREATE TABLE torture.extra (
  id INT NOT NULL PRIMARY KEY,
@@ -439,7 +381,7 @@ func randomRows(r *rand.Rand, n int) []string {
 func TestSnapshotDecodingEqualsBinlogDecoding(t *testing.T) {
 	m := testenv.StartMariaDB(t)
 	db := m.DB(t)
-	m.Exec(t, "CREATE DATABASE torture", tortureDDL, extraDDL, randomDDL, "CREATE TABLE torture.done (id INT)")
+	m.Exec(t, "CREATE DATABASE torture", testenv.TortureDDL, extraDDL, randomDDL, "CREATE TABLE torture.done (id INT)")
 	collations := map[uint64]string{}
 	queryRows(t, db, "SELECT ID, CHARACTER_SET_NAME FROM information_schema.COLLATIONS WHERE ID IS NOT NULL", func(v []string) {
 		id, _ := strconv.ParseUint(v[0], 10, 64)
@@ -473,7 +415,7 @@ func TestSnapshotDecodingEqualsBinlogDecoding(t *testing.T) {
 	// TIMESTAMP values.
 	const randomCount = 500
 	session := "SET SESSION sql_mode = ''; SET SESSION time_zone = '+05:30'; "
-	stmts := []string{session + "INSERT INTO torture.t (" + tortureCols + ") VALUES " + strings.Join(tortureRows, ",")}
+	stmts := []string{session + "INSERT INTO torture.t (" + testenv.TortureCols + ") VALUES " + strings.Join(testenv.TortureRows, ",")}
 	for _, s := range append(insertExtra(extraCols), randomRows(rand.New(rand.NewPCG(seed, 1)), randomCount)...) {
 		stmts = append(stmts, session+s)
 	}
@@ -493,7 +435,7 @@ func TestSnapshotDecodingEqualsBinlogDecoding(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for table, rows := range map[string]int{"t": len(tortureRows), "extra": len(extraRows), "rnd": randomCount} {
+	for table, rows := range map[string]int{"t": len(testenv.TortureRows), "extra": len(extraRows), "rnd": randomCount} {
 		bt := binlog[table]
 		if bt == nil {
 			bt = &binlogTable{}
