@@ -2,6 +2,7 @@ package capture
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -175,13 +176,24 @@ func (c *Capturer) session(ctx context.Context) error {
 		return err
 	}
 	var recovered error
+	var byGTID mysql.GTIDSet
 	if cp != nil {
-		if err := resumable(cctx, db, c.cfg, info, *cp); err != nil {
-			if !c.cfg.Recover || !errors.Is(err, ErrBinlogPurged) && !errors.Is(err, ErrServerChanged) {
-				return err
+		err := resumable(cctx, db, c.cfg, info, *cp)
+		switch {
+		case err == nil:
+		case errors.Is(err, ErrServerChanged) && info.MariaDB && cp.GTIDSet != "":
+			// Another server of the same replication domain (after a
+			// failover): resume after the checkpoint's GTIDs.
+			if byGTID, err = mysql.ParseMariadbGTIDSet(cp.GTIDSet); err != nil {
+				return fmt.Errorf("checkpoint GTID set %q: %w", cp.GTIDSet, err)
 			}
+			c.log.Warn("source server changed: resuming by GTID", "gtid_set", cp.GTIDSet,
+				"old_server_id", cp.ServerID, "server_id", info.ServerID)
+		case c.cfg.Recover && (errors.Is(err, ErrBinlogPurged) || errors.Is(err, ErrServerChanged)):
 			c.log.Warn("the checkpoint cannot be resumed: capturing from the current position (recover)", "reason", err)
 			cp, recovered = nil, err
+		default:
+			return err
 		}
 	}
 	if cp == nil {
@@ -205,6 +217,18 @@ func (c *Capturer) session(ctx context.Context) error {
 	if lastPos != nil && lastPos.ServerID != info.ServerID {
 		lastPos = nil
 	}
+	var skipTxn map[string]int
+	if byGTID != nil {
+		// What the old server published after the checkpoint comes again
+		// from this one under the same GTIDs, at other positions.
+		if skipTxn, err = publishedAfter(cctx, c.nc, c.cfg.Source, cp.StreamSeq, lastSeq); err != nil {
+			return err
+		}
+	}
+	gtidSet, err := c.gtidSet(cctx, db, info, cp, byGTID)
+	if err != nil {
+		return err
+	}
 
 	host, portStr, _ := net.SplitHostPort(c.cfg.MySQL.Addr)
 	port, _ := strconv.Atoi(portStr)
@@ -223,19 +247,24 @@ func (c *Capturer) session(ctx context.Context) error {
 		EventCacheCount:         256, // bounded read-ahead: memory stays flat
 	})
 	defer syncer.Close()
-	streamer, err := syncer.StartSync(mysql.Position{Name: cp.File, Pos: cp.Offset})
-	if err != nil {
-		return fmt.Errorf("%w: starting binlog stream at %s:%d: %v", ErrUnreachable, cp.File, cp.Offset, err)
+	var streamer *replication.BinlogStreamer
+	if byGTID != nil {
+		streamer, err = syncer.StartSyncGTID(byGTID)
+	} else {
+		streamer, err = syncer.StartSync(mysql.Position{Name: cp.File, Pos: cp.Offset})
 	}
-	c.log.Info("capturing", "server", info.Version, "file", cp.File, "offset", cp.Offset, "stream_last_seq", lastSeq)
+	if err != nil {
+		return fmt.Errorf("%w: starting binlog stream at %s:%d (GTIDs %s): %v", ErrUnreachable, cp.File, cp.Offset, cp.GTIDSet, err)
+	}
+	c.log.Info("capturing", "server", info.Version, "file", cp.File, "offset", cp.Offset, "gtid_set", gtidSet, "stream_last_seq", lastSeq)
 
 	pub := &publisher{
 		js: js, kv: kv, source: c.cfg.Source, log: c.log,
-		expected: lastSeq, skipThrough: lastPos, skipPartial: !complete,
+		expected: lastSeq, skipThrough: lastPos, skipPartial: !complete, skipTxn: skipTxn,
 		maxData: int(c.nc.MaxPayload()) - 16<<10, // room for headers
 		queue:   make(chan pending, 8192),
 	}
-	r := &reader{cfg: c.cfg, log: c.log, info: info, pub: pub, file: cp.File, tables: map[uint64]*table{}, status: c,
+	r := &reader{cfg: c.cfg, log: c.log, info: info, pub: pub, file: cp.File, tables: map[uint64]*table{}, status: c, gtidSet: gtidSet,
 		generated: func(db, table string) (map[string]bool, error) { return generatedColumns(ctx, dbh, db, table) }}
 
 	g, gctx := errgroup.WithContext(ctx)
@@ -279,12 +308,14 @@ type reader struct {
 	// generated looks up the generated columns of a table.
 	generated func(db, table string) (map[string]bool, error)
 
-	inTxn  bool
-	txnID  string
-	gtid   string
-	seq    int
-	held   *outEvent
-	lastTS time.Time
+	inTxn bool
+	txnID string
+	gtid  string
+	// gtidSet is MariaDB's GTID position after the last transaction read.
+	gtidSet mysql.GTIDSet
+	seq     int
+	held    *outEvent
+	lastTS  time.Time
 }
 
 func (r *reader) position(h *replication.EventHeader) sdk.Position {
@@ -327,13 +358,23 @@ func (r *reader) commit(next uint32) error {
 			return err
 		}
 	}
-	r.pub.boundary(Checkpoint{File: r.file, Offset: next, GTID: r.gtid, ServerID: r.info.ServerID, ServerUUID: r.info.ServerUUID})
+	r.pub.boundary(r.checkpoint(next))
 	r.status.mu.Lock()
 	r.status.status.Position = sdk.Position{File: r.file, Offset: next, GTID: r.gtid, ServerID: r.info.ServerID, ServerUUID: r.info.ServerUUID}
 	r.status.status.Published = r.pub.expected
 	r.status.mu.Unlock()
 	r.inTxn, r.held, r.seq, r.gtid = false, nil, 0, ""
 	return nil
+}
+
+// checkpoint is where a restart resumes when everything read so far is
+// published: offset in the current file.
+func (r *reader) checkpoint(offset uint32) Checkpoint {
+	cp := Checkpoint{File: r.file, Offset: offset, GTID: r.gtid, ServerID: r.info.ServerID, ServerUUID: r.info.ServerUUID}
+	if r.gtidSet != nil {
+		cp.GTIDSet = r.gtidSet.String()
+	}
+	return cp
 }
 
 func (r *reader) base(h *replication.EventHeader) sdk.Event {
@@ -355,7 +396,7 @@ func (r *reader) handle(e *replication.BinlogEvent) error {
 			// every stream is artificial and has no position): checkpoint
 			// there, so an idle or filtered-out source never leaves the
 			// checkpoint in a file that may be purged.
-			r.pub.boundary(Checkpoint{File: r.file, Offset: uint32(ev.Position), ServerID: r.info.ServerID, ServerUUID: r.info.ServerUUID})
+			r.pub.boundary(r.checkpoint(uint32(ev.Position)))
 		}
 	case *replication.GTIDEvent:
 		if u, err := uuid.FromBytes(ev.SID); err == nil {
@@ -365,6 +406,11 @@ func (r *reader) handle(e *replication.BinlogEvent) error {
 		r.begin(h)
 	case *replication.MariadbGTIDEvent:
 		r.gtid = ev.GTID.String()
+		if r.gtidSet != nil {
+			if err := r.gtidSet.Update(r.gtid); err != nil {
+				return fmt.Errorf("GTID %s at %s:%d: %w", r.gtid, r.file, h.LogPos, err)
+			}
+		}
 		r.inTxn = false
 		r.begin(h)
 	case *replication.QueryEvent:
@@ -493,4 +539,57 @@ func storageFull(err error) bool {
 		return apiErr.ErrorCode == errCodeStorageExceeded || apiErr.ErrorCode == errCodeInsufficientResources
 	}
 	return err != nil && strings.Contains(err.Error(), "insufficient storage")
+}
+
+// gtidSet is MariaDB's GTID position at cp (nil on MySQL): byGTID when
+// resuming by GTID, else what the server says of cp's file and offset.
+func (c *Capturer) gtidSet(ctx context.Context, db *sql.DB, info ServerInfo, cp *Checkpoint, byGTID mysql.GTIDSet) (mysql.GTIDSet, error) {
+	if !info.MariaDB {
+		return nil, nil
+	}
+	if byGTID != nil {
+		return byGTID.Clone(), nil
+	}
+	var pos sql.NullString
+	if err := db.QueryRowContext(ctx, "SELECT BINLOG_GTID_POS(?, ?)", cp.File, cp.Offset).Scan(&pos); err != nil {
+		return nil, fmt.Errorf("reading the GTID position of %s:%d: %w", cp.File, cp.Offset, err)
+	}
+	set, err := mysql.ParseMariadbGTIDSet(pos.String)
+	if err != nil {
+		return nil, fmt.Errorf("GTID position %q of %s:%d: %w", pos.String, cp.File, cp.Offset, err)
+	}
+	return set, nil
+}
+
+// publishedAfter reads the stream's events after sequence from through
+// to and returns, by transaction (GTID), the highest Txn.Seq among them.
+func publishedAfter(ctx context.Context, nc *nats.Conn, source string, from, to uint64) (map[string]int, error) {
+	if to <= from {
+		return nil, nil
+	}
+	c, err := sdk.Connect(ctx, sdk.Config{Conn: nc, Source: source, Start: sdk.StartAtSequence(from + 1)})
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	out := map[string]int{}
+	for {
+		// The newest message may be a chunk of an event never finished:
+		// the stream has nothing more to give when Next waits in vain.
+		wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		m, err := c.Next(wctx)
+		cancel()
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			return out, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading what the previous server published after stream sequence %d: %w", from, err)
+		}
+		if seq, ok := out[m.Event.Txn.ID]; !ok || m.Event.Txn.Seq > seq {
+			out[m.Event.Txn.ID] = m.Event.Txn.Seq
+		}
+		if m.Sequence >= to {
+			return out, nil
+		}
+	}
 }

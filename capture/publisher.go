@@ -29,9 +29,12 @@ type StreamConfig struct {
 // Checkpoint is where capture resumes: the start of the first transaction
 // not yet fully acknowledged by JetStream.
 type Checkpoint struct {
-	File       string    `json:"file"`
-	Offset     uint32    `json:"offset"`
-	GTID       string    `json:"last_gtid,omitempty"`
+	File   string `json:"file"`
+	Offset uint32 `json:"offset"`
+	GTID   string `json:"last_gtid,omitempty"`
+	// GTIDSet is MariaDB's GTID position at the checkpoint (the last GTID
+	// of each domain), with which capture resumes on another server.
+	GTIDSet    string    `json:"gtid_set,omitempty"`
 	ServerID   uint32    `json:"server_id"`
 	ServerUUID string    `json:"server_uuid,omitempty"`
 	StreamSeq  uint64    `json:"stream_seq"`
@@ -209,6 +212,9 @@ type publisher struct {
 	// skipPartial: its event's chunks were not all published).
 	skipThrough *sdk.Position
 	skipPartial bool
+	// skipTxn, after a switch to another server, holds the transactions
+	// (by GTID) whose events up to the given Txn.Seq are in the stream.
+	skipTxn map[string]int
 	// maxData is the largest message body; larger events are chunked.
 	maxData int
 	queue   chan pending
@@ -228,6 +234,9 @@ type publisher struct {
 
 func (p *publisher) publish(o *outEvent) error {
 	ev := &o.ev
+	if last, ok := p.skipTxn[ev.Txn.ID]; ok && ev.Txn.Seq <= last {
+		return nil
+	}
 	if p.skipThrough != nil {
 		c := ev.Position.Compare(*p.skipThrough)
 		if c < 0 || c == 0 && !p.skipPartial {
