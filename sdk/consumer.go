@@ -126,6 +126,9 @@ type Consumer struct {
 	// acknowledged floor it had when bound (or the last acknowledgement).
 	ccfg  jetstream.ConsumerConfig
 	floor uint64
+	// reconnects is the connection's reconnect count when delivery
+	// started.
+	reconnects uint64
 	// chunks collects the parts of an event split over several messages.
 	chunks []byte
 	nChunk int
@@ -335,6 +338,7 @@ func (c *Consumer) startDelivery(ctx context.Context) error {
 	if info := c.cons.CachedInfo(); info != nil {
 		c.floor = max(c.floor, info.AckFloor.Stream)
 	}
+	c.reconnects = c.nc.Stats().Reconnects
 	// Bound what the server pushes ahead by bytes, not count: a count of
 	// large events (or chunks of one) could exceed the server's per-client
 	// pending limit and get the connection closed as a slow consumer.
@@ -346,13 +350,15 @@ func (c *Consumer) startDelivery(ctx context.Context) error {
 	return nil
 }
 
+var errReconnected = errors.New("reconnected to NATS")
+
 // lostDelivery reports whether err means the server stopped delivering to
 // this consumer (a NATS restart or failover, the consumer deleted) rather
 // than a problem with the events.
 func lostDelivery(err error) bool {
 	return errors.Is(err, jetstream.ErrNoHeartbeat) || errors.Is(err, jetstream.ErrConsumerDeleted) ||
-		errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, nats.ErrConnectionClosed) ||
-		errors.Is(err, nats.ErrDisconnected) || errors.Is(err, jetstream.ErrServerShutdown)
+		errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, nats.ErrDisconnected) ||
+		errors.Is(err, jetstream.ErrServerShutdown)
 }
 
 // restartDelivery binds the consumer again after the server stopped
@@ -381,19 +387,29 @@ func (c *Consumer) restartDelivery(ctx context.Context, cause error) error {
 	}
 }
 
+// rebind replaces the server's consumer with one that starts right after
+// the last acknowledged event. After a reconnect the server's record of
+// what it delivered cannot be trusted: messages in flight when the
+// connection broke count as delivered, and a cumulative acknowledgement of
+// a later event would cover them without the application having seen them.
 func (c *Consumer) rebind(ctx context.Context) error {
-	if c.durable {
-		cons, err := c.stream.Consumer(ctx, c.ccfg.Durable)
-		if err == nil {
-			c.cons = cons
-			return nil
+	floor := max(c.acked.Load(), c.floor)
+	name := c.ccfg.Durable
+	if !c.durable && c.cons != nil {
+		name = c.cons.CachedInfo().Name
+	}
+	if name != "" {
+		if old, err := c.stream.Consumer(ctx, name); err == nil {
+			if info, err := old.Info(ctx); err == nil {
+				floor = max(floor, info.AckFloor.Stream)
+			}
 		}
-		if !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		if err := c.stream.DeleteConsumer(ctx, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 			return err
 		}
 	}
 	cfg := c.ccfg
-	cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, max(c.acked.Load(), c.floor)+1
+	cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, floor+1
 	cons, err := c.stream.CreateOrUpdateConsumer(ctx, cfg)
 	if err != nil {
 		return err
@@ -505,6 +521,14 @@ func (c *Consumer) Next(ctx context.Context) (*Message, error) {
 				continue
 			}
 			return nil, fmt.Errorf("receiving event: %w", err)
+		}
+		if n := c.nc.Stats().Reconnects; n != c.reconnects {
+			// Messages may have been lost in flight: deliver again from
+			// the last acknowledged event (this one included).
+			if err := c.restartDelivery(ctx, errReconnected); err != nil {
+				return nil, err
+			}
+			continue
 		}
 		meta, err := m.Metadata()
 		if err != nil {
