@@ -44,6 +44,10 @@ type Config struct {
 	Recover   bool
 	OnRecover func(reason error)
 	Logger    *slog.Logger
+
+	// crashAfter, in tests only, makes a session fail every publish after
+	// that many messages, as a killed capture would stop (see fatal).
+	crashAfter int
 }
 
 // Capturer reads the source's binlog and publishes every change of the
@@ -258,11 +262,19 @@ func (c *Capturer) session(ctx context.Context) error {
 	}
 	c.log.Info("capturing", "server", info.Version, "file", cp.File, "offset", cp.Offset, "gtid_set", gtidSet, "stream_last_seq", lastSeq)
 
+	// A NATS server before 2.12 ignores allow_atomic: the stream says
+	// whether it took effect.
+	atomic := stream.CachedInfo().Config.AllowAtomicPublish
+	if c.cfg.Stream.AtomicTransactions && !atomic {
+		c.log.Warn("the NATS server does not support atomic batch publish (2.12+ needed): a consumer can see part of a transaction")
+	}
 	pub := &publisher{
 		js: js, kv: kv, source: c.cfg.Source, log: c.log,
 		expected: lastSeq, skipThrough: lastPos, skipPartial: !complete, skipTxn: skipTxn,
-		maxData: int(c.nc.MaxPayload()) - 16<<10, // room for headers
-		queue:   make(chan pending, 8192),
+		maxData:    int(c.nc.MaxPayload()) - 16<<10, // room for headers
+		queue:      make(chan pending, 8192),
+		atomic:     atomic,
+		crashAfter: c.cfg.crashAfter,
 	}
 	r := &reader{cfg: c.cfg, log: c.log, info: info, pub: pub, file: cp.File, tables: map[uint64]*table{}, status: c, gtidSet: gtidSet,
 		generated: func(db, table string) (map[string]bool, error) { return generatedColumns(ctx, dbh, db, table) }}

@@ -26,6 +26,7 @@ var (
 
 // fatal reports whether err must stop capture instead of being retried.
 func fatal(err error) bool {
-	return errors.Is(err, ErrAccessDenied) || errors.Is(err, ErrSourceSettings) ||
+	// errTestCrash stands for a kill: no retry.
+	return errors.Is(err, errTestCrash) || errors.Is(err, ErrAccessDenied) || errors.Is(err, ErrSourceSettings) ||
 		errors.Is(err, ErrUndecodable) || errors.Is(err, ErrServerChanged) || errors.Is(err, ErrBinlogPurged)
 }

@@ -66,3 +66,9 @@ func PublishTransaction(ctx context.Context, js jetstream.JetStream, source stri
 	}
 	return err
 }
+
+// CrashAfter makes capture stop, as if killed, after publishing n messages
+// of a session; 0 turns it off.
+func CrashAfter(n int) func(*Config) {
+	return func(c *Config) { c.crashAfter = n }
+}

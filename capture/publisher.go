@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 	"golang.org/x/sync/semaphore"
 
 	"github.com/databus/databus/sdk"
@@ -24,6 +25,9 @@ type StreamConfig struct {
 	MaxAge          time.Duration
 	MaxBytes        int64
 	DuplicateWindow time.Duration
+	// AtomicTransactions publishes each transaction as a JetStream atomic
+	// batch (NATS 2.12+), so that no consumer ever sees part of it.
+	AtomicTransactions bool
 }
 
 // Checkpoint is where capture resumes: the start of the first transaction
@@ -66,6 +70,9 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, source string, sc
 		MaxBytes:    sc.MaxBytes,
 		Duplicates:  sc.DuplicateWindow,
 		Discard:     jetstream.DiscardOld,
+		// Allowed on an existing stream too; turning it off again is
+		// harmless (only in-progress batches are dropped).
+		AllowAtomicPublish: sc.AtomicTransactions,
 	}
 	if cfg.MaxBytes == 0 {
 		cfg.MaxBytes = -1
@@ -191,6 +198,30 @@ const (
 	publishWindow = 16 << 20
 	// maxReusedBuf is the largest event buffer kept for the next event.
 	maxReusedBuf = 1 << 20
+	// ackStallWait is how long a publish waits for a free slot when the
+	// client has its maximum of acknowledgements pending; the same as the
+	// acknowledgement timeout capture sets.
+	ackStallWait = 30 * time.Second
+)
+
+// Atomic batches (see [publisher.sendBatched]) are committed at the end of
+// a transaction or once they hold maxBatchMsgs messages (the NATS server's
+// default limit, jetstream.limits.max_batch_size) or maxBatchBytes bytes.
+// Every batch therefore fits the publish window with room to spare: at most
+// maxBatchBytes plus one message, and the window holds two messages. A
+// batch is also committed before a gap of batchIdle between two of its
+// messages: the server abandons a batch that receives nothing for 10s.
+const (
+	maxBatchMsgs  = 1000
+	maxBatchBytes = publishWindow / 2
+	batchIdle     = 5 * time.Second
+)
+
+// JetStream atomic batch headers (ADR-50); nats.go has no API for them.
+const (
+	batchIDHeader     = "Nats-Batch-Id"
+	batchSeqHeader    = "Nats-Batch-Sequence"
+	batchCommitHeader = "Nats-Batch-Commit"
 )
 
 // publisher publishes events in order. Every message carries the stream
@@ -200,6 +231,9 @@ const (
 // one acknowledgement vouch for every message before it: only the last
 // message of a transaction, and every ackEveryMsgs-th, asks for one; the
 // others are plain NATS publishes on the same connection, in order.
+//
+// With atomic set, messages are sent in atomic batches instead, one per
+// transaction when it fits (see sendBatched).
 type publisher struct {
 	js     jetstream.JetStream
 	kv     jetstream.KeyValue
@@ -224,12 +258,25 @@ type publisher struct {
 	window       *semaphore.Weighted
 	unackedMsgs  int
 	unackedBytes int64
+	// atomic publishes in atomic batches; batch is the open one.
+	atomic bool
+	batch  openBatch
 	// buf is reused for every event's JSON: NATS copies the message out
 	// before a publish returns.
 	buf []byte
 	// crashAfter, in tests only, fails every publish after that many
 	// messages.
 	crashAfter, sent int
+}
+
+// openBatch is an atomic batch that is not committed yet; its zero value
+// is no batch.
+type openBatch struct {
+	id      string // unique per attempt: a batch left open by a crash is dropped by the server
+	n       int    // messages sent in it
+	bytes   int64
+	subject string // of the last message, for an end-of-batch commit
+	last    time.Time
 }
 
 func (p *publisher) publish(o *outEvent) error {
@@ -253,7 +300,18 @@ func (p *publisher) publish(o *outEvent) error {
 	}
 	subject, id := sdk.Subject(p.source, ev.Database, ev.Table, ev.Op), MsgID(ev.Position)
 	if len(data) <= p.maxData {
-		return p.send(subject, id, data, "", ev.Txn.Last)
+		// The last message of a transaction with no batch open (a
+		// transaction of one message) is atomic without a batch, which
+		// would cost the server a staging store of its own.
+		if p.atomic && (p.batch.id != "" || !ev.Txn.Last) {
+			return p.sendBatched(subject, id, data, ev.Txn.Last)
+		}
+		return p.send(p.newMsg(subject, id, data), true, ev.Txn.Last)
+	}
+	// Chunks are never part of an atomic batch: what was batched of the
+	// transaction so far is committed first.
+	if err := p.endBatch(); err != nil {
+		return err
 	}
 	// Larger than a NATS message: consecutive chunks on the same subject,
 	// which the SDK reassembles (docs/events.md). Every chunk is
@@ -266,17 +324,88 @@ func (p *publisher) publish(o *outEvent) error {
 	attempt := "@" + strconv.FormatUint(p.expected+1, 10)
 	for i := 1; i <= n; i++ {
 		part := data[(i-1)*p.maxData : min(i*p.maxData, len(data))]
-		if err := p.send(subject, id+"#"+strconv.Itoa(i)+attempt, part, strconv.Itoa(i)+"/"+strconv.Itoa(n), true); err != nil {
+		msg := p.newMsg(subject, id+"#"+strconv.Itoa(i)+attempt, part)
+		msg.Header.Set(sdk.ChunkHeader, strconv.Itoa(i)+"/"+strconv.Itoa(n))
+		if err := p.send(msg, true, true); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// send publishes one message that must follow the previous one directly,
-// asking for an acknowledgement when ack is set or enough went without
-// one. It blocks while the window is full.
-func (p *publisher) send(subject, id string, data []byte, chunk string, ack bool) error {
+// newMsg returns the message of one event (or chunk) with its id, following
+// the stream's last sequence directly.
+func (p *publisher) newMsg(subject, id string, data []byte) *nats.Msg {
+	return &nats.Msg{Subject: subject, Data: data, Header: nats.Header{
+		jetstream.MsgIDHeader:           {id},
+		jetstream.ExpectedLastSeqHeader: {strconv.FormatUint(p.expected, 10)},
+	}}
+}
+
+// sendBatched publishes one message in the open atomic batch, opening one
+// if there is none, and commits the batch with it when it ends the
+// transaction or fills the batch. The server stages a batch's messages and
+// stores all of them, consecutively, when the commit arrives, or none: a
+// consumer never sees part of a transaction that fits one batch. A larger
+// transaction is published as several consecutive batches.
+//
+// Only the first message of a batch carries Nats-Expected-Last-Sequence (the
+// server refuses it on later ones); the server checks it at the commit, so
+// the chain of expected sequences still runs from batch to batch, and a gap
+// inside a batch (a lost message) makes the server drop the whole batch.
+// Only the commit asks for an acknowledgement: it confirms every message of
+// the batch, and every earlier one. The Nats-Msg-Id of every message is
+// checked against the duplicate window at the commit too, where a repeat
+// fails the whole batch instead of being dropped alone; capture then
+// restarts and skips what the stream holds, as after any failed publish.
+func (p *publisher) sendBatched(subject, id string, data []byte, last bool) error {
+	if p.batch.id != "" && time.Since(p.batch.last) >= batchIdle {
+		if err := p.endBatch(); err != nil {
+			return err
+		}
+	}
+	if p.batch.id == "" {
+		p.batch = openBatch{id: nuid.Next()}
+	}
+	b := &p.batch
+	b.n++
+	b.bytes += int64(len(data))
+	b.subject, b.last = subject, time.Now()
+	msg := p.newMsg(subject, id, data)
+	if b.n > 1 {
+		msg.Header.Del(jetstream.ExpectedLastSeqHeader)
+	}
+	msg.Header.Set(batchIDHeader, b.id)
+	msg.Header.Set(batchSeqHeader, strconv.Itoa(b.n))
+	commit := last || b.n >= maxBatchMsgs || b.bytes >= maxBatchBytes
+	if commit {
+		msg.Header.Set(batchCommitHeader, "1")
+		p.batch = openBatch{}
+	}
+	return p.send(msg, true, commit)
+}
+
+// endBatch commits the open batch, if any, with an end-of-batch message,
+// which the server does not store.
+func (p *publisher) endBatch() error {
+	b := p.batch
+	if b.id == "" {
+		return nil
+	}
+	p.batch = openBatch{}
+	return p.send(&nats.Msg{Subject: b.subject, Header: nats.Header{
+		batchIDHeader:     {b.id},
+		batchSeqHeader:    {strconv.Itoa(b.n + 1)},
+		batchCommitHeader: {"eob"},
+	}}, false, true)
+}
+
+// send publishes msg, which the stream stores as the message after the
+// previous one unless it is not stored (an end-of-batch commit), asking
+// for an acknowledgement when ack is set or, outside atomic batches, when
+// enough went without one. It blocks while the window is full.
+func (p *publisher) send(msg *nats.Msg, stored, ack bool) error {
+	id := msg.Header.Get(jetstream.MsgIDHeader)
 	if p.crashAfter > 0 && p.sent >= p.crashAfter {
 		return errTestCrash
 	}
@@ -284,7 +413,7 @@ func (p *publisher) send(subject, id string, data []byte, chunk string, ack bool
 	if p.window == nil {
 		p.window = semaphore.NewWeighted(max(publishWindow, 2*int64(p.maxData)))
 	}
-	size := int64(len(data))
+	size := int64(len(msg.Data))
 	// Never fails: the context does not end, and the acks loop keeps
 	// releasing after an error (see acks).
 	_ = p.window.Acquire(context.Background(), size)
@@ -292,15 +421,10 @@ func (p *publisher) send(subject, id string, data []byte, chunk string, ack bool
 	p.unackedBytes += size
 	// The first message asks too: a server that refuses every message (a
 	// full stream) then says why, instead of only that the next one does
-	// not follow it.
-	ack = ack || p.sent == 1 || p.unackedMsgs >= ackEveryMsgs || p.unackedBytes >= ackEveryBytes
-
-	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{
-		jetstream.MsgIDHeader:           {id},
-		jetstream.ExpectedLastSeqHeader: {strconv.FormatUint(p.expected, 10)},
-	}}
-	if chunk != "" {
-		msg.Header.Set(sdk.ChunkHeader, chunk)
+	// not follow it. Inside an atomic batch only the commit is answered
+	// with an acknowledgement, and it says why.
+	if msg.Header.Get(batchIDHeader) == "" {
+		ack = ack || p.sent == 1 || p.unackedMsgs >= ackEveryMsgs || p.unackedBytes >= ackEveryBytes
 	}
 	if !ack {
 		if err := p.js.Conn().PublishMsg(msg); err != nil {
@@ -310,12 +434,18 @@ func (p *publisher) send(subject, id string, data []byte, chunk string, ack bool
 		return nil
 	}
 	// The future keeps msg for retries: it must own its data.
-	msg.Data = slices.Clone(data)
-	fut, err := p.js.PublishMsgAsync(msg)
+	msg.Data = slices.Clone(msg.Data)
+	// With the client's maximum of acknowledgements pending, wait for the
+	// server (as long as for an acknowledgement) instead of failing after
+	// the default 200ms: a server busy committing atomic batches answers
+	// in bursts.
+	fut, err := p.js.PublishMsgAsync(msg, jetstream.WithStallWait(ackStallWait))
 	if err != nil {
 		return fmt.Errorf("publishing %s: %w", id, err)
 	}
-	p.expected++
+	if stored {
+		p.expected++
+	}
 	p.queue <- pending{fut: fut, size: p.unackedBytes}
 	p.unackedMsgs, p.unackedBytes = 0, 0
 	return nil
@@ -376,7 +506,12 @@ func (p *publisher) acks(ctx context.Context, interval time.Duration) (err error
 					p.acked(item)
 				case err := <-item.fut.Err():
 					p.acked(item)
-					return fmt.Errorf("publish of %s not acknowledged: %w", item.fut.Msg().Header.Get(jetstream.MsgIDHeader), err)
+					h := item.fut.Msg().Header
+					what := h.Get(jetstream.MsgIDHeader)
+					if b := h.Get(batchIDHeader); b != "" {
+						what = "batch " + b + " (ending with " + what + ")"
+					}
+					return fmt.Errorf("publish of %s not acknowledged: %w", what, err)
 				}
 				continue
 			}

@@ -75,6 +75,9 @@ type Capture struct {
 	Databases []string `koanf:"databases"`
 	Tables    []string `koanf:"tables"`
 	Exclude   []string `koanf:"exclude"`
+	// AtomicTransactions publishes every transaction that fits a JetStream
+	// atomic batch as one (NATS 2.12+): no consumer sees part of it.
+	AtomicTransactions bool `koanf:"atomic_transactions"`
 }
 
 // NATS says which NATS server to use and how the stream is kept.
@@ -134,6 +137,7 @@ func defaultsMap() map[string]any {
 		"capture.databases":            d.Capture.Databases,
 		"capture.tables":               d.Capture.Tables,
 		"capture.exclude":              d.Capture.Exclude,
+		"capture.atomic_transactions":  d.Capture.AtomicTransactions,
 		"nats.listen":                  d.NATS.Listen,
 		"nats.url":                     d.NATS.URL,
 		"nats.user":                    d.NATS.User,

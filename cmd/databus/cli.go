@@ -223,6 +223,7 @@ func captureConfig(cfg configs.Config, log *slog.Logger) capture.Config {
 		Stream: capture.StreamConfig{
 			Replicas: cfg.NATS.Stream.Replicas, MaxAge: cfg.NATS.Stream.MaxAge,
 			MaxBytes: cfg.NATS.Stream.MaxBytes, DuplicateWindow: cfg.NATS.Stream.DuplicateWindow,
+			AtomicTransactions: cfg.Capture.AtomicTransactions,
 		},
 		RetryMax: cfg.MySQL.RetryMax,
 		Logger:   log,

@@ -100,6 +100,9 @@ func TestCrashHarness(t *testing.T) {
 
 	env, _ := captureEnv(t, src)
 	env = append(env, "DATABUS_NATS_URL="+ns.url, "DATABUS_LOG_LEVEL=info")
+	if os.Getenv("CRASH_ATOMIC") != "" { // capture.atomic_transactions, opt-in
+		env = append(env, "DATABUS_CAPTURE_ATOMIC_TRANSACTIONS=true")
+	}
 	run := logs.track("run", startDatabus(t, env, "run"))
 	waitCapturing(t, env, run)
 	applyArgs := []string{"apply", "--target", dst.DSN(""), "--from", "now", "--progress", "1s"}
