@@ -125,7 +125,7 @@ func (c *Capturer) Run(ctx context.Context) error {
 			return err
 		}
 		if storageFull(err) {
-			err = fmt.Errorf("JetStream has no room for more events (free the NATS server's disk or raise its max_store); "+
+			err = fmt.Errorf("JetStream has no room for more events (raise nats.max_store or the account's JetStream storage limit, or free the NATS server's disk); "+
 				"capture keeps its checkpoint and goes on when there is room: %w", err)
 			c.mu.Lock()
 			c.status.LastError = err.Error()
@@ -537,10 +537,12 @@ func (r *reader) rows(h *replication.EventHeader, ev *replication.RowsEvent) err
 }
 
 // JetStream error codes for a server without room (nats-server's
-// JSStorageResourcesExceededErr and JSInsufficientResourcesErr).
+// JSStorageResourcesExceededErr, JSInsufficientResourcesErr and
+// JSAccountResourcesExceededErr).
 const (
 	errCodeStorageExceeded       jetstream.ErrorCode = 10047
 	errCodeInsufficientResources jetstream.ErrorCode = 10023
+	errCodeAccountLimits         jetstream.ErrorCode = 10002
 )
 
 // storageFull reports whether err is JetStream refusing a message for lack
@@ -548,7 +550,11 @@ const (
 func storageFull(err error) bool {
 	var apiErr *jetstream.APIError
 	if errors.As(err, &apiErr) {
-		return apiErr.ErrorCode == errCodeStorageExceeded || apiErr.ErrorCode == errCodeInsufficientResources
+		switch apiErr.ErrorCode {
+		case errCodeStorageExceeded, errCodeInsufficientResources, errCodeAccountLimits:
+			return true
+		}
+		return false
 	}
 	return err != nil && strings.Contains(err.Error(), "insufficient storage")
 }

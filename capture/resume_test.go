@@ -199,3 +199,42 @@ func TestFailoverToAReplicaResumesByGTID(t *testing.T) {
 		t.Errorf("checkpoint after the failover is for server %d, want the replica (2)", cp.ServerID)
 	}
 }
+
+// JetStream without room: capture stops publishing, keeps its checkpoint,
+// says why, and goes on by itself once there is room again.
+func TestJetStreamFullStopsCaptureUntilThereIsRoom(t *testing.T) {
+	r := newRig(t)
+	r.db.Exec(t, "CREATE DATABASE app", "CREATE TABLE app.t (id INT PRIMARY KEY, b LONGBLOB)")
+	r.Start(t)
+	c := r.consumer(t, sdk.Config{Name: "app", Start: sdk.StartBeginning, Tables: []string{"app.t"}})
+	r.db.Exec(t, "INSERT INTO app.t VALUES (1, 'x')")
+	read(t, c, 1)
+	cp := savedCheckpoint(t, r)
+
+	if err := r.js.Server.LimitStore(4 << 20); err != nil {
+		t.Fatal(err)
+	}
+	const rows = 16 // of 512 KiB: more than the room left
+	for i := 2; i <= rows; i++ {
+		r.db.Exec(t, fmt.Sprintf("INSERT INTO app.t VALUES (%d, REPEAT('x', 512 * 1024))", i))
+	}
+	testenv.Eventually(t, 30*time.Second, func() error {
+		if msg := r.Status().LastError; !strings.Contains(msg, "no room") {
+			return fmt.Errorf("status does not say JetStream is full: %q", msg)
+		}
+		return nil
+	})
+	if got := savedCheckpoint(t, r); got.File == cp.File && got.Offset < cp.Offset {
+		t.Errorf("checkpoint went back from %s:%d to %s:%d", cp.File, cp.Offset, got.File, got.Offset)
+	}
+	if err := r.js.Server.LimitStore(-1); err != nil {
+		t.Fatal(err)
+	}
+	evs := read(t, c, rows-1)
+	none(t, c)
+	for i, e := range evs {
+		if got := fmt.Sprint(e.Key["id"]); got != fmt.Sprint(i+2) {
+			t.Fatalf("event %d after the store had room again: id %s, want %d", i, got, i+2)
+		}
+	}
+}

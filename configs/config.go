@@ -88,6 +88,9 @@ type NATS struct {
 	Password string `koanf:"password"`
 	Token    string `koanf:"token"`
 	Creds    string `koanf:"creds"`
+	// MaxStore caps the embedded server's JetStream storage in bytes (0:
+	// the disk is the limit).
+	MaxStore int64  `koanf:"max_store"`
 	Stream   Stream `koanf:"stream"`
 }
 
@@ -144,6 +147,7 @@ func defaultsMap() map[string]any {
 		"nats.password":                d.NATS.Password,
 		"nats.token":                   d.NATS.Token,
 		"nats.creds":                   d.NATS.Creds,
+		"nats.max_store":               d.NATS.MaxStore,
 		"nats.stream.replicas":         d.NATS.Stream.Replicas,
 		"nats.stream.max_age":          "0s",
 		"nats.stream.max_bytes":        d.NATS.Stream.MaxBytes,
@@ -397,6 +401,9 @@ func (c Config) Validate() error {
 	}
 	if c.NATS.Stream.MaxAge < 0 {
 		return bad("nats.stream.max_age", c.NATS.Stream.MaxAge.String(), "must not be negative (0 keeps events forever)")
+	}
+	if c.NATS.MaxStore < 0 {
+		return bad("nats.max_store", strconv.FormatInt(c.NATS.MaxStore, 10), "must not be negative (0 means the disk is the limit)")
 	}
 	if c.NATS.Stream.MaxBytes < 0 {
 		return bad("nats.stream.max_bytes", strconv.FormatInt(c.NATS.Stream.MaxBytes, 10), "must not be negative (0 means no limit)")

@@ -25,6 +25,9 @@ type Config struct {
 	User, Password, Token string
 	// Name is the server name; "databus" when empty.
 	Name string
+	// MaxStore caps the JetStream file storage of the server's clients in
+	// bytes ([Server.LimitStore]); 0 leaves it to the disk.
+	MaxStore int64
 }
 
 // Server is a running embedded NATS server.
@@ -83,7 +86,23 @@ func Start(cfg Config) (*Server, error) {
 		ns.Shutdown()
 		return nil, fmt.Errorf("embedded NATS on %s did not become ready within 10s", cfg.Listen)
 	}
-	return &Server{ns: ns}, nil
+	srv := &Server{ns: ns}
+	if cfg.MaxStore > 0 {
+		if err := srv.LimitStore(cfg.MaxStore); err != nil {
+			srv.Close()
+			return nil, fmt.Errorf("limiting JetStream storage to %d bytes (nats.max_store): %w", cfg.MaxStore, err)
+		}
+	}
+	return srv, nil
+}
+
+// LimitStore caps the JetStream file storage of the server's clients (its
+// global account) at bytes; -1 removes the cap. Publishes beyond it are
+// refused with "resource limits exceeded for account".
+func (s *Server) LimitStore(bytes int64) error {
+	return s.ns.GlobalAccount().UpdateJetStreamLimits(map[string]server.JetStreamAccountLimits{
+		"": {MaxMemory: -1, MaxStore: bytes, MaxStreams: -1, MaxConsumers: -1, MaxAckPending: -1, MemoryMaxStreamBytes: -1, StoreMaxStreamBytes: -1},
+	})
 }
 
 // ClientURL returns the URL clients connect to.

@@ -42,7 +42,7 @@ func cmdRun(ctx context.Context, env *cmdEnv, args []string) error {
 			Listen:   cfg.NATS.Listen,
 			StoreDir: filepath.Join(cfg.DataDir, "nats"),
 			User:     cfg.NATS.User, Password: cfg.NATS.Password, Token: cfg.NATS.Token,
-			Name: "databus-" + cfg.Source,
+			Name: "databus-" + cfg.Source, MaxStore: cfg.NATS.MaxStore,
 		})
 		if err != nil {
 			return err
