@@ -147,3 +147,45 @@ func TestConsumersCarryOnByThemselvesAfterNATSRestarts(t *testing.T) {
 		}
 	}
 }
+
+// An application that stores each event's sequence with its effects
+// resumes from its own position, not from the server's acknowledgements.
+func TestResumeStartsAfterTheApplicationsOwnPosition(t *testing.T) {
+	r := newRig(t)
+	r.db.Exec(t, "CREATE DATABASE app", "CREATE TABLE app.t (id INT PRIMARY KEY)")
+	r.Start(t)
+	r.db.Exec(t, "INSERT INTO app.t VALUES (1)", "INSERT INTO app.t VALUES (2)", "INSERT INTO app.t VALUES (3)",
+		"INSERT INTO app.t VALUES (4)", "INSERT INTO app.t VALUES (5)")
+	var stored uint64 // the application's database
+	seqs := map[string]uint64{}
+	cfg := sdk.Config{Name: "app", Start: sdk.StartBeginning, Tables: []string{"app.t"},
+		Resume: func(context.Context) (uint64, error) { return stored, nil }}
+	ids := func(c *sdk.Consumer, n int) string {
+		var out []string
+		for _, e := range read(t, c, n) {
+			out = append(out, fmt.Sprint(e.Key["id"]))
+		}
+		return strings.Join(out, " ")
+	}
+
+	c := r.consumer(t, cfg)
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	for range 3 { // effects stored, nothing acknowledged
+		m, err := c.Next(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stored, seqs[fmt.Sprint(m.Event.Key["id"])] = m.Sequence, m.Sequence
+	}
+	c.Close()
+	if got := ids(r.consumer(t, cfg), 2); got != "4 5" {
+		t.Errorf("after storing event 3 without acknowledging it: got %s, want 4 5", got)
+	}
+	// The application's store lost events 2 and 3 (a restore), while the
+	// server has every event acknowledged: the application wins.
+	stored = seqs["1"]
+	if got := ids(r.consumer(t, cfg), 4); got != "2 3 4 5" {
+		t.Errorf("after the application's position went back: got %s, want 2 3 4 5", got)
+	}
+}

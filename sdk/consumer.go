@@ -92,6 +92,14 @@ type Config struct {
 	// AckWait is how long the server waits for an [Message.Ack] before
 	// delivering the event again; 30s when zero.
 	AckWait time.Duration
+	// Resume, when set, returns the stream sequence of the last event whose
+	// effects the application has stored (0 when none). Store
+	// [Message.Sequence] in the same database transaction as the event's
+	// effects and return it here: the consumer then starts right after it,
+	// whatever Start, Name and the server's acknowledgements say, so a crash
+	// of the application, NATS or databus neither loses nor repeats an
+	// effect (exactly-once effects; `databus apply` works this way).
+	Resume func(ctx context.Context) (uint64, error)
 	// MaxTxnEvents is the most events [Consumer.NextTxn] holds at once: a
 	// larger transaction is handed over in parts. 5,000 when zero; at most
 	// 10,000 (the events the server lets a consumer hold unacknowledged).
@@ -226,6 +234,16 @@ func Connect(ctx context.Context, cfg Config) (*Consumer, error) {
 	case cfg.MaxTxnEvents < 0 || cfg.MaxTxnEvents > maxAckPending:
 		return nil, fmt.Errorf("MaxTxnEvents %d: want 1 to %d", cfg.MaxTxnEvents, maxAckPending)
 	}
+	var resumeAt uint64
+	if cfg.Resume != nil {
+		seq, err := cfg.Resume(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("reading the application's position (Resume): %w", err)
+		}
+		if seq > 0 {
+			cfg.Start, resumeAt = StartAtSequence(seq+1), seq+1
+		}
+	}
 	c := &Consumer{nc: cfg.Conn, durable: cfg.Name != "", filtered: len(filters) > 0, maxTxn: cfg.MaxTxnEvents}
 	if c.nc == nil {
 		url := cfg.URL
@@ -290,6 +308,12 @@ func Connect(ctx context.Context, cfg Config) (*Consumer, error) {
 	if c.durable {
 		existing, err := s.Consumer(ctx, cfg.Name)
 		switch {
+		case err == nil && resumeAt > 0:
+			// The application's own position wins over the server's.
+			if err := s.DeleteConsumer(ctx, cfg.Name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+				c.Close()
+				return nil, fmt.Errorf("replacing consumer %s: %w", cfg.Name, err)
+			}
 		case err == nil:
 			c.cons, err = resume(ctx, s, existing, filters)
 			if err != nil {
