@@ -14,7 +14,6 @@ import (
 	"github.com/databus/databus/sdk"
 )
 
-
 func TestEveryTypeRoundTripsThroughTheEmittedSQL(t *testing.T) {
 	r, target := newMirror(t, "CREATE DATABASE torture", testenv.TortureDDL)
 	c := r.consumer(t, sdk.Config{Start: sdk.StartBeginning, Tables: []string{"torture.t"}})
