@@ -112,6 +112,10 @@ func (c *Capturer) Run(ctx context.Context) error {
 	for {
 		started := time.Now()
 		err := c.session(ctx)
+		if storageFull(err) {
+			err = fmt.Errorf("JetStream has no room for more events (raise nats.max_store or the account's JetStream storage limit, or free the NATS server's disk); "+
+				"capture keeps its checkpoint and goes on when there is room: %w", err)
+		}
 		c.mu.Lock()
 		c.status.Streaming = false
 		if err != nil {
@@ -123,13 +127,6 @@ func (c *Capturer) Run(ctx context.Context) error {
 		}
 		if fatal(err) {
 			return err
-		}
-		if storageFull(err) {
-			err = fmt.Errorf("JetStream has no room for more events (raise nats.max_store or the account's JetStream storage limit, or free the NATS server's disk); "+
-				"capture keeps its checkpoint and goes on when there is room: %w", err)
-			c.mu.Lock()
-			c.status.LastError = err.Error()
-			c.mu.Unlock()
 		}
 		if time.Since(started) > time.Minute {
 			backoff = 500 * time.Millisecond
