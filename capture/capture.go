@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/databus/databus/internal/ddl"
+	"github.com/databus/databus/internal/rowevent"
 	"github.com/databus/databus/sdk"
 )
 
@@ -273,7 +274,7 @@ func (c *Capturer) session(ctx context.Context) error {
 		atomic:     atomic,
 		crashAfter: c.cfg.crashAfter,
 	}
-	r := &reader{cfg: c.cfg, log: c.log, info: info, pub: pub, file: cp.File, tables: map[uint64]*table{}, status: c, gtidSet: gtidSet,
+	r := &reader{cfg: c.cfg, log: c.log, info: info, pub: pub, file: cp.File, tables: map[uint64]*binlogTable{}, status: c, gtidSet: gtidSet,
 		generated: func(db, table string) (map[string]bool, error) { return generatedColumns(ctx, dbh, db, table) }}
 
 	g, gctx := errgroup.WithContext(ctx)
@@ -313,7 +314,7 @@ type reader struct {
 	status *Capturer
 
 	file   string
-	tables map[uint64]*table
+	tables map[uint64]*binlogTable
 	// generated looks up the generated columns of a table.
 	generated func(db, table string) (map[string]bool, error)
 
@@ -323,7 +324,7 @@ type reader struct {
 	// gtidSet is MariaDB's GTID position after the last transaction read.
 	gtidSet mysql.GTIDSet
 	seq     int
-	held    *outEvent
+	held    *rowevent.Event
 	lastTS  time.Time
 }
 
@@ -346,8 +347,8 @@ func (r *reader) begin(h *replication.EventHeader) {
 // emit numbers ev within its transaction and publishes the event held
 // before it: the newest is held back until it is known whether it is the
 // transaction's last.
-func (r *reader) emit(o outEvent) error {
-	o.ev.Txn = sdk.Txn{ID: r.txnID, Seq: r.seq}
+func (r *reader) emit(o rowevent.Event) error {
+	o.Txn = sdk.Txn{ID: r.txnID, Seq: r.seq}
 	r.seq++
 	if r.held != nil {
 		if err := r.pub.publish(r.held); err != nil {
@@ -362,7 +363,7 @@ func (r *reader) emit(o outEvent) error {
 // where a restart resumes.
 func (r *reader) commit(next uint32) error {
 	if r.held != nil {
-		r.held.ev.Txn.Last = true
+		r.held.Txn.Last = true
 		if err := r.pub.publish(r.held); err != nil {
 			return err
 		}
@@ -449,7 +450,7 @@ func (r *reader) query(h *replication.EventHeader, q *replication.QueryEvent) er
 	r.begin(h)
 	if !isAccountStatement(upper) {
 		if ev, ok := r.ddlEvent(h, stmt, string(q.Schema)); ok {
-			if err := r.emit(outEvent{ev: ev}); err != nil {
+			if err := r.emit(rowevent.Event{Event: ev}); err != nil {
 				return err
 			}
 		}
@@ -521,7 +522,7 @@ func (r *reader) rows(h *replication.EventHeader, ev *replication.RowsEvent) err
 		r.tables[ev.TableID] = t
 	}
 	r.begin(h)
-	events, err := t.rowEvents(h.EventType, ev.Rows, r.base(h))
+	events, err := t.Events(rowsOp(h.EventType), ev.Rows, r.base(h))
 	if err != nil {
 		return err
 	}

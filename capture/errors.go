@@ -1,6 +1,10 @@
 package capture
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/databus/databus/internal/rowcodec"
+)
 
 // Errors returned by capture. Match them with [errors.Is].
 var (
@@ -15,7 +19,7 @@ var (
 	ErrSourceSettings = errors.New("mysql source is not set up for capture")
 	// ErrUndecodable means a row could not be represented exactly; capture
 	// stops rather than publish a wrong value.
-	ErrUndecodable = errors.New("cannot decode row")
+	ErrUndecodable = rowcodec.ErrUndecodable
 	// ErrServerChanged means the checkpoint belongs to another server.
 	ErrServerChanged = errors.New("source server changed")
 	// ErrBinlogPurged means the binlog file capture must resume from is no

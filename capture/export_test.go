@@ -6,6 +6,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/databus/databus/internal/rowevent"
 	"github.com/databus/databus/sdk"
 )
 
@@ -28,7 +29,7 @@ func PublishAfterRestart(ctx context.Context, js jetstream.JetStream, source str
 	done := make(chan error, 1)
 	go func() { done <- p.acks(ctx, time.Hour) }()
 	ev.Txn.Last = true
-	err = p.publish(&outEvent{ev: ev})
+	err = p.publish(&rowevent.Event{Event: ev})
 	close(p.queue)
 	if aerr := <-done; err == nil {
 		err = aerr
@@ -53,7 +54,7 @@ func PublishTransaction(ctx context.Context, js jetstream.JetStream, source stri
 	go func() { done <- p.acks(ctx, time.Hour) }()
 	for i := range evs {
 		evs[i].Txn = sdk.Txn{ID: "txn", Seq: i, Last: i == len(evs)-1}
-		if err = p.publish(&outEvent{ev: evs[i]}); err != nil {
+		if err = p.publish(&rowevent.Event{Event: evs[i]}); err != nil {
 			break
 		}
 	}

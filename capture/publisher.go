@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nuid"
 	"golang.org/x/sync/semaphore"
 
+	"github.com/databus/databus/internal/rowevent"
 	"github.com/databus/databus/sdk"
 )
 
@@ -279,8 +280,8 @@ type openBatch struct {
 	last    time.Time
 }
 
-func (p *publisher) publish(o *outEvent) error {
-	ev := &o.ev
+func (p *publisher) publish(o *rowevent.Event) error {
+	ev := &o.Event
 	if last, ok := p.skipTxn[ev.Txn.ID]; ok && ev.Txn.Seq <= last {
 		return nil
 	}
@@ -291,7 +292,7 @@ func (p *publisher) publish(o *outEvent) error {
 		}
 	}
 	p.skipThrough = nil
-	data, err := o.encode(p.buf[:0])
+	data, err := o.AppendJSON(p.buf[:0])
 	if err != nil {
 		return fmt.Errorf("encoding event at %s: %w", ev.Position, err)
 	}

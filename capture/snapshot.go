@@ -19,7 +19,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/go-mysql-org/go-mysql/replication"
 	"github.com/go-sql-driver/mysql"
 	"github.com/klauspost/compress/gzip"
 	"github.com/nats-io/nats.go"
@@ -28,6 +27,7 @@ import (
 
 	"github.com/databus/databus/internal/ddl"
 	"github.com/databus/databus/internal/rowcodec"
+	"github.com/databus/databus/internal/rowevent"
 	"github.com/databus/databus/sdk"
 )
 
@@ -555,7 +555,7 @@ func (s *snapshotter) beginMySQL(ctx context.Context, conns []*sql.Conn, info Se
 }
 
 type snapTable struct {
-	t        *table
+	t        *rowevent.Table
 	estimate int64
 	// index is the table's place in the manifest.
 	index int
@@ -628,7 +628,7 @@ func (s *snapshotter) tables(ctx context.Context, conn *sql.Conn) ([]snapTable, 
 			}
 			pk = append(pk, i)
 		}
-		out = append(out, snapTable{t: buildTable(k.db, k.name, cols[k], pk, generated[k]), estimate: estimates[k]})
+		out = append(out, snapTable{t: rowevent.NewTable(k.db, k.name, cols[k], pk, generated[k]), estimate: estimates[k]})
 	}
 	return out, nil
 }
@@ -677,7 +677,7 @@ var testHookViewOpened func()
 // the two is checked for one.
 func (s *snapshotter) holdTables(ctx context.Context, conn *sql.Conn, info ServerInfo, tables []snapTable) error {
 	for _, st := range tables {
-		rows, err := conn.QueryContext(ctx, "SELECT 1 FROM "+st.t.qualified()+" LIMIT 0")
+		rows, err := conn.QueryContext(ctx, "SELECT 1 FROM "+st.t.Qualified()+" LIMIT 0")
 		if err != nil {
 			return changedTableErr(st.t, err)
 		}
@@ -764,12 +764,12 @@ func isDDL(info string) bool {
 
 // changedTableErr explains the errors InnoDB gives when a table changed
 // after the snapshot's read view was opened.
-func changedTableErr(t *table, err error) error {
+func changedTableErr(t *rowevent.Table, err error) error {
 	var me *mysql.MySQLError
 	if errors.As(err, &me) && (me.Number == 1412 || me.Number == 1146) {
-		return fmt.Errorf("table %s was altered, created or dropped while the snapshot was being read (%v): run the snapshot again", t.qualified(), err)
+		return fmt.Errorf("table %s was altered, created or dropped while the snapshot was being read (%v): run the snapshot again", t.Qualified(), err)
 	}
-	return fmt.Errorf("reading %s: %w", t.qualified(), err)
+	return fmt.Errorf("reading %s: %w", t.Qualified(), err)
 }
 
 // readTables reads the tables, each of the connections one table at a
@@ -806,22 +806,23 @@ func (s *snapshotter) readTables(ctx context.Context, conns []*sql.Conn, tables 
 // Several run at the same time, each on its own connection.
 func (s *snapshotter) readTable(ctx context.Context, conn *sql.Conn, st snapTable) (err error) {
 	t := st.t
-	s.progress(false, func(p *SnapshotProgress) { p.Table = t.db + "." + t.name })
+	cols := t.Columns()
+	s.progress(false, func(p *SnapshotProgress) { p.Table = t.Database() + "." + t.Name() })
 	var name, create string
-	if err := conn.QueryRowContext(ctx, "SHOW CREATE TABLE "+t.qualified()).Scan(&name, &create); err != nil {
+	if err := conn.QueryRowContext(ctx, "SHOW CREATE TABLE "+t.Qualified()).Scan(&name, &create); err != nil {
 		return changedTableErr(t, err)
 	}
-	entry := sdk.SnapshotTable{Database: t.db, Table: t.name, CreateSQL: qualifyCreate(create, t), Columns: t.wire, PrimaryKey: t.pkNames}
+	entry := sdk.SnapshotTable{Database: t.Database(), Table: t.Name(), CreateSQL: qualifyCreate(create, t), Columns: t.WireColumns(), PrimaryKey: t.PrimaryKeyNames()}
 
-	exprs := make([]string, len(t.cols))
-	for i := range t.cols {
-		exprs[i] = rowcodec.SelectExpr(&t.cols[i])
+	exprs := make([]string, len(cols))
+	for i := range cols {
+		exprs[i] = rowcodec.SelectExpr(&cols[i])
 	}
-	q := "SELECT " + strings.Join(exprs, ", ") + " FROM " + t.qualified()
-	if len(t.pk) > 0 {
-		keys := make([]string, len(t.pk))
-		for i, k := range t.pk {
-			keys[i] = rowcodec.QuoteIdent(t.cols[k].Name)
+	q := "SELECT " + strings.Join(exprs, ", ") + " FROM " + t.Qualified()
+	if pk := t.PrimaryKey(); len(pk) > 0 {
+		keys := make([]string, len(pk))
+		for i, k := range pk {
+			keys[i] = rowcodec.QuoteIdent(cols[k].Name)
 		}
 		q += " ORDER BY " + strings.Join(keys, ", ")
 	}
@@ -830,12 +831,12 @@ func (s *snapshotter) readTable(ctx context.Context, conn *sql.Conn, st snapTabl
 		return changedTableErr(t, err)
 	}
 	defer rows.Close()
-	raw := make([]sql.RawBytes, len(t.cols))
-	dest := make([]any, len(t.cols))
+	raw := make([]sql.RawBytes, len(cols))
+	dest := make([]any, len(cols))
 	for i := range raw {
 		dest[i] = &raw[i]
 	}
-	vals := make([]any, len(t.cols))
+	vals := make([]any, len(cols))
 	base := sdk.Event{Version: sdk.FormatVersion, Source: s.cfg.Source, Position: s.man.Position,
 		Timestamp: s.man.Started, Txn: sdk.Txn{ID: "snapshot:" + s.man.ID}, Snapshot: true}
 	var w *objectWriter
@@ -851,18 +852,18 @@ func (s *snapshotter) readTable(ctx context.Context, conn *sql.Conn, st snapTabl
 			return changedTableErr(t, err)
 		}
 		for i := range raw {
-			v, err := rowcodec.FromText(&t.cols[i], raw[i])
+			v, err := rowcodec.FromText(&cols[i], raw[i])
 			if err != nil {
-				return fmt.Errorf("%w: %s column %s (%s): %v", ErrUndecodable, t.qualified(), t.cols[i].Name, t.cols[i].TypeName(), err)
+				return fmt.Errorf("%w: %s column %s (%s): %v", ErrUndecodable, t.Qualified(), cols[i].Name, cols[i].TypeName(), err)
 			}
 			vals[i] = v
 		}
-		evs, err := t.rowEvents(replication.WRITE_ROWS_EVENTv2, [][]any{vals}, base)
+		evs, err := t.Events(sdk.OpInsert, [][]any{vals}, base)
 		if err != nil {
 			return err
 		}
-		evs[0].ev.Txn.Seq = int(entry.Rows)
-		if line, err = evs[0].encode(line[:0]); err != nil {
+		evs[0].Txn.Seq = int(entry.Rows)
+		if line, err = evs[0].AppendJSON(line[:0]); err != nil {
 			return err
 		}
 		line = append(line, '\n')
@@ -908,12 +909,12 @@ func (s *snapshotter) readTable(ctx context.Context, conn *sql.Conn, st snapTabl
 
 // qualifyCreate turns SHOW CREATE TABLE's output into a statement that
 // runs on a target without USE and without failing when the table exists.
-func qualifyCreate(create string, t *table) string {
-	prefix := "CREATE TABLE " + rowcodec.QuoteIdent(t.name) + " "
+func qualifyCreate(create string, t *rowevent.Table) string {
+	prefix := "CREATE TABLE " + rowcodec.QuoteIdent(t.Name()) + " "
 	if rest, ok := strings.CutPrefix(create, prefix); ok {
-		return "CREATE TABLE IF NOT EXISTS " + t.qualified() + " " + rest
+		return "CREATE TABLE IF NOT EXISTS " + t.Qualified() + " " + rest
 	}
-	if r := ddl.Qualify(create, t.db); r.Qualified {
+	if r := ddl.Qualify(create, t.Database()); r.Qualified {
 		return r.SQL
 	}
 	return create

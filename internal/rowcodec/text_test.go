@@ -639,40 +639,9 @@ func readBinlog(t *testing.T, m *testenv.MariaDB, pos mysql.Position, schema, se
 // capture's newTable (capture/rows.go) does.
 func binlogColumns(t *testing.T, tm *replication.TableMapEvent, collations map[uint64]string) []rowcodec.Column {
 	t.Helper()
-	names := tm.ColumnNameString()
-	if len(names) != int(tm.ColumnCount) {
-		t.Fatalf("table map of %s has no column names", tm.Table)
-	}
-	unsigned := tm.UnsignedMap()
-	colls := tm.CollationMap()
-	enumColls := tm.EnumSetCollationMap()
-	enums := tm.EnumStrValueMap()
-	sets := tm.SetStrValueMap()
-	cols := make([]rowcodec.Column, tm.ColumnCount)
-	for i := range cols {
-		typ, meta := tm.ColumnType[i], tm.ColumnMeta[i]
-		if typ == mysql.MYSQL_TYPE_STRING && meta >= 256 {
-			if b0 := byte(meta >> 8); b0 == mysql.MYSQL_TYPE_ENUM || b0 == mysql.MYSQL_TYPE_SET {
-				typ = b0
-			}
-		}
-		c := rowcodec.Column{Name: names[i], Type: typ, Meta: meta, Unsigned: unsigned[i], Enum: enums[i], Set: sets[i]}
-		_, c.Nullable = tm.Nullable(i)
-		if coll, ok := colls[i]; ok {
-			cs, known := collations[coll]
-			if !known {
-				t.Fatalf("column %s: collation %d unknown", c.Name, coll)
-			}
-			c.Charset = cs
-		} else if coll, ok := enumColls[i]; ok {
-			c.Charset = collations[coll]
-		} else {
-			switch typ {
-			case mysql.MYSQL_TYPE_BLOB, mysql.MYSQL_TYPE_VARCHAR, mysql.MYSQL_TYPE_VAR_STRING, mysql.MYSQL_TYPE_STRING:
-				c.Charset = "binary"
-			}
-		}
-		cols[i] = c
+	cols, err := rowcodec.ColumnsFromTableMap(tm, collations)
+	if err != nil {
+		t.Fatalf("table map of %s: %v", tm.Table, err)
 	}
 	return cols
 }

@@ -1,4 +1,4 @@
-package capture
+package rowevent
 
 import (
 	"encoding/json"
@@ -8,20 +8,22 @@ import (
 	"github.com/databus/databus/sdk"
 )
 
-// outEvent is an event on its way to JetStream. Row events carry their
-// row-specific JSON already encoded (body) after a per-table cached head,
-// which keeps encoding off the reflection path; DDL events are marshalled
-// from ev. Both produce the JSON of [sdk.Event].
-type outEvent struct {
-	ev   sdk.Event
+// Event is an event on its way to the stream. Row events made by
+// [Table.Events] carry their row-specific JSON already encoded after a
+// per-table cached head, which keeps encoding off the reflection path;
+// other events (DDL: Event{Event: ev}) are marshalled from the embedded
+// [sdk.Event]. Both produce the JSON of [sdk.Event]. Of a row event, only
+// Position, Timestamp, Txn and Snapshot may be changed after it is made.
+type Event struct {
+	sdk.Event
 	head []byte // `{"v":…,"source":…,"op":…,"db":…,"table":…,"columns":…,"pk":…`
 	body []byte // `"key":…,"before":…,"after":…,"sql":…`
 }
 
-// encode appends the event's JSON to buf.
-func (o *outEvent) encode(buf []byte) ([]byte, error) {
+// AppendJSON appends the event's JSON to buf.
+func (o *Event) AppendJSON(buf []byte) ([]byte, error) {
 	if o.head == nil {
-		b, err := json.Marshal(&o.ev)
+		b, err := json.Marshal(&o.Event)
 		if err != nil {
 			return buf, err
 		}
@@ -30,7 +32,7 @@ func (o *outEvent) encode(buf []byte) ([]byte, error) {
 	buf = append(buf, o.head...)
 	buf = append(buf, ',')
 	buf = append(buf, o.body...)
-	p := &o.ev.Position
+	p := &o.Position
 	buf = append(buf, `,"pos":{"file":`...)
 	buf = appendJSONString(buf, p.File)
 	buf = append(buf, `,"offset":`...)
@@ -48,17 +50,17 @@ func (o *outEvent) encode(buf []byte) ([]byte, error) {
 		buf = appendJSONString(buf, p.ServerUUID)
 	}
 	buf = append(buf, `},"ts":"`...)
-	buf = o.ev.Timestamp.AppendFormat(buf, time.RFC3339Nano)
+	buf = o.Timestamp.AppendFormat(buf, time.RFC3339Nano)
 	buf = append(buf, `","txn":{"id":`...)
-	buf = appendJSONString(buf, o.ev.Txn.ID)
+	buf = appendJSONString(buf, o.Txn.ID)
 	buf = append(buf, `,"seq":`...)
-	buf = strconv.AppendInt(buf, int64(o.ev.Txn.Seq), 10)
-	if o.ev.Txn.Last {
+	buf = strconv.AppendInt(buf, int64(o.Txn.Seq), 10)
+	if o.Txn.Last {
 		buf = append(buf, `,"last":true}`...)
 	} else {
 		buf = append(buf, `,"last":false}`...)
 	}
-	if o.ev.Snapshot {
+	if o.Snapshot {
 		buf = append(buf, `,"snapshot":true`...)
 	}
 	buf = append(buf, '}')
@@ -66,7 +68,10 @@ func (o *outEvent) encode(buf []byte) ([]byte, error) {
 }
 
 // head returns the cached JSON head of the table's events of op.
-func (t *table) head(source string, op sdk.Op) []byte {
+func (t *Table) head(source string, op sdk.Op) []byte {
+	if source != t.headSource {
+		t.heads, t.headSource = nil, source
+	}
 	if h, ok := t.heads[op]; ok {
 		return h
 	}
@@ -88,7 +93,7 @@ func (t *table) head(source string, op sdk.Op) []byte {
 }
 
 // appendImage appends a row image as a JSON object in column order.
-func (t *table) appendImage(buf []byte, img *image) []byte {
+func (t *Table) appendImage(buf []byte, img *image) []byte {
 	buf = append(buf, '{')
 	for i := range t.cols {
 		if i > 0 {
@@ -102,7 +107,7 @@ func (t *table) appendImage(buf []byte, img *image) []byte {
 
 // appendKey appends the primary key object of img, or nothing when the
 // table has no primary key; it reports whether it wrote.
-func (t *table) appendKey(buf []byte, img *image) ([]byte, bool) {
+func (t *Table) appendKey(buf []byte, img *image) ([]byte, bool) {
 	if len(t.pk) == 0 {
 		return buf, false
 	}

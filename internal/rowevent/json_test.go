@@ -1,4 +1,4 @@
-package capture
+package rowevent
 
 import (
 	"encoding/json"
