@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/databus/databus/internal/bus"
 	"github.com/databus/databus/internal/ddl"
 	"github.com/databus/databus/internal/rowevent"
 	"github.com/databus/databus/sdk"
@@ -30,7 +31,7 @@ type Config struct {
 	Source string
 	MySQL  MySQLConfig
 	Filter Filter
-	Stream StreamConfig
+	Stream bus.StreamConfig
 	// RetryMax is the longest wait between reconnection attempts.
 	RetryMax time.Duration
 	// CheckpointInterval is how often the checkpoint is saved while events
@@ -113,7 +114,7 @@ func (c *Capturer) Run(ctx context.Context) error {
 	for {
 		started := time.Now()
 		err := c.session(ctx)
-		if storageFull(err) {
+		if bus.StorageFull(err) {
 			err = fmt.Errorf("JetStream has no room for more events (raise nats.max_store or the account's JetStream storage limit, or free the NATS server's disk); "+
 				"capture keeps its checkpoint and goes on when there is room: %w", err)
 		}
@@ -169,11 +170,11 @@ func (c *Capturer) session(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("opening JetStream: %w", err)
 	}
-	stream, kv, err := ensureStream(cctx, js, c.cfg.Source, c.cfg.Stream)
+	stream, kv, err := bus.Ensure(cctx, js, c.cfg.Source, c.cfg.Stream)
 	if err != nil {
 		return err
 	}
-	cp, err := loadCheckpoint(cctx, kv)
+	cp, err := bus.LoadCheckpoint(cctx, kv)
 	if err != nil {
 		return err
 	}
@@ -203,8 +204,8 @@ func (c *Capturer) session(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		cp = &Checkpoint{File: file, Offset: pos, ServerID: info.ServerID, ServerUUID: info.ServerUUID}
-		if err := saveCheckpoint(cctx, kv, *cp); err != nil {
+		cp = &bus.Checkpoint{File: file, Offset: pos, ServerID: info.ServerID, ServerUUID: info.ServerUUID}
+		if err := bus.SaveCheckpoint(cctx, kv, *cp); err != nil {
 			return err
 		}
 		c.log.Info("no checkpoint: starting at the current binlog position", "file", file, "offset", pos)
@@ -212,7 +213,7 @@ func (c *Capturer) session(ctx context.Context) error {
 	if recovered != nil && c.cfg.OnRecover != nil {
 		c.cfg.OnRecover(recovered)
 	}
-	lastPos, lastSeq, complete, err := lastPublished(cctx, stream)
+	lastPos, lastSeq, complete, err := bus.LastPublished(cctx, stream)
 	if err != nil {
 		return err
 	}
@@ -379,8 +380,8 @@ func (r *reader) commit(next uint32) error {
 
 // checkpoint is where a restart resumes when everything read so far is
 // published: offset in the current file.
-func (r *reader) checkpoint(offset uint32) Checkpoint {
-	cp := Checkpoint{File: r.file, Offset: offset, GTID: r.gtid, ServerID: r.info.ServerID, ServerUUID: r.info.ServerUUID}
+func (r *reader) checkpoint(offset uint32) bus.Checkpoint {
+	cp := bus.Checkpoint{File: r.file, Offset: offset, GTID: r.gtid, ServerID: r.info.ServerID, ServerUUID: r.info.ServerUUID}
 	if r.gtidSet != nil {
 		cp.GTIDSet = r.gtidSet.String()
 	}
@@ -534,32 +535,9 @@ func (r *reader) rows(h *replication.EventHeader, ev *replication.RowsEvent) err
 	return nil
 }
 
-// JetStream error codes for a server without room (nats-server's
-// JSStorageResourcesExceededErr, JSInsufficientResourcesErr and
-// JSAccountResourcesExceededErr).
-const (
-	errCodeStorageExceeded       jetstream.ErrorCode = 10047
-	errCodeInsufficientResources jetstream.ErrorCode = 10023
-	errCodeAccountLimits         jetstream.ErrorCode = 10002
-)
-
-// storageFull reports whether err is JetStream refusing a message for lack
-// of storage.
-func storageFull(err error) bool {
-	var apiErr *jetstream.APIError
-	if errors.As(err, &apiErr) {
-		switch apiErr.ErrorCode {
-		case errCodeStorageExceeded, errCodeInsufficientResources, errCodeAccountLimits:
-			return true
-		}
-		return false
-	}
-	return err != nil && strings.Contains(err.Error(), "insufficient storage")
-}
-
 // gtidSet is MariaDB's GTID position at cp (nil on MySQL): byGTID when
 // resuming by GTID, else what the server says of cp's file and offset.
-func (c *Capturer) gtidSet(ctx context.Context, db *sql.DB, info ServerInfo, cp *Checkpoint, byGTID mysql.GTIDSet) (mysql.GTIDSet, error) {
+func (c *Capturer) gtidSet(ctx context.Context, db *sql.DB, info ServerInfo, cp *bus.Checkpoint, byGTID mysql.GTIDSet) (mysql.GTIDSet, error) {
 	if !info.MariaDB {
 		return nil, nil
 	}

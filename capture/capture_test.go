@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/databus/databus/capture"
+	"github.com/databus/databus/internal/bus"
 	"github.com/databus/databus/internal/testenv"
 	"github.com/databus/databus/sdk"
 )
@@ -275,7 +276,7 @@ func TestResumesAfterStopWithoutLossOrDuplicates(t *testing.T) {
 	cp := savedCheckpoint(t, r)
 	cp.Offset = 4
 	b, _ := json.Marshal(cp)
-	if _, err := stateKV(t, r).Put(t.Context(), capture.CheckpointKey, b); err != nil {
+	if _, err := stateKV(t, r).Put(t.Context(), bus.CheckpointKey, b); err != nil {
 		t.Fatal(err)
 	}
 	r.Start(t)
@@ -327,7 +328,7 @@ func TestRefusesUnsafeSettings(t *testing.T) {
 			js := testenv.StartJetStream(t)
 			err := capture.New(capture.Config{
 				Source: "test", MySQL: capture.MySQLConfig{Addr: db.Addr(), User: "root"},
-				Stream: capture.StreamConfig{Replicas: 1, DuplicateWindow: time.Minute},
+				Stream: bus.StreamConfig{Replicas: 1, DuplicateWindow: time.Minute},
 			}, js.Conn(t)).Run(t.Context())
 			if !errors.Is(err, capture.ErrSourceSettings) {
 				t.Fatalf("got %v, want ErrSourceSettings", err)
@@ -346,7 +347,7 @@ func TestRefusesBadCredentialsAndMissingPrivileges(t *testing.T) {
 	run := func(user, pw string) error {
 		return capture.New(capture.Config{
 			Source: "test", MySQL: capture.MySQLConfig{Addr: db.Addr(), User: user, Password: pw},
-			Stream: capture.StreamConfig{Replicas: 1, DuplicateWindow: time.Minute},
+			Stream: bus.StreamConfig{Replicas: 1, DuplicateWindow: time.Minute},
 		}, js.Conn(t)).Run(t.Context())
 	}
 	if err := run("reader", "wrong"); !errors.Is(err, capture.ErrAccessDenied) {

@@ -12,7 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/databus/databus/capture"
+	"github.com/databus/databus/internal/bus"
 	"github.com/databus/databus/internal/testenv"
 	"github.com/databus/databus/sdk"
 )
@@ -186,11 +186,11 @@ func TestReplayFromBeforeALTERsDecodesWithTheOldSchema(t *testing.T) {
 	first := r.Status().Position // not yet set: read the checkpoint instead
 	_ = first
 	js, _ := jetstream.New(r.nc)
-	kv, err := js.KeyValue(t.Context(), capture.StateBucket("test"))
+	kv, err := js.KeyValue(t.Context(), sdk.StateBucket("test"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	start, err := kv.Get(t.Context(), capture.CheckpointKey)
+	start, err := kv.Get(t.Context(), bus.CheckpointKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,18 +209,18 @@ func TestReplayFromBeforeALTERsDecodesWithTheOldSchema(t *testing.T) {
 
 	// A second capture of the same server, starting from the position
 	// before every ALTER, long after they all happened.
-	var cp capture.Checkpoint
+	var cp bus.Checkpoint
 	if err := json.Unmarshal(start.Value(), &cp); err != nil {
 		t.Fatal(err)
 	}
 	cfg := testenv.CaptureConfig(r.db)
 	cfg.Source = "replay"
 	cfg.MySQL.ServerID = 4242
-	replayKV, err := js.CreateKeyValue(t.Context(), jetstream.KeyValueConfig{Bucket: capture.StateBucket("replay"), History: 1, Storage: jetstream.FileStorage})
+	replayKV, err := js.CreateKeyValue(t.Context(), jetstream.KeyValueConfig{Bucket: sdk.StateBucket("replay"), History: 1, Storage: jetstream.FileStorage})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := replayKV.Put(t.Context(), capture.CheckpointKey, start.Value()); err != nil {
+	if _, err := replayKV.Put(t.Context(), bus.CheckpointKey, start.Value()); err != nil {
 		t.Fatal(err)
 	}
 	replay := testenv.NewCapture(cfg, r.nc)

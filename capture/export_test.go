@@ -6,6 +6,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/databus/databus/internal/bus"
 	"github.com/databus/databus/internal/rowevent"
 	"github.com/databus/databus/sdk"
 )
@@ -16,11 +17,11 @@ import (
 // ev, as a capture killed in the middle of a large event would. ev is the
 // last event of its transaction.
 func PublishAfterRestart(ctx context.Context, js jetstream.JetStream, source string, ev sdk.Event, maxData, crashAfter int) error {
-	stream, kv, err := ensureStream(ctx, js, source, StreamConfig{DuplicateWindow: time.Minute})
+	stream, kv, err := bus.Ensure(ctx, js, source, bus.StreamConfig{DuplicateWindow: time.Minute})
 	if err != nil {
 		return err
 	}
-	pos, seq, complete, err := lastPublished(ctx, stream)
+	pos, seq, complete, err := bus.LastPublished(ctx, stream)
 	if err != nil {
 		return err
 	}
@@ -40,12 +41,12 @@ func PublishAfterRestart(ctx context.Context, js jetstream.JetStream, source str
 // PublishTransaction publishes evs as one transaction of a capture session
 // that just started, then queues next as its checkpoint, and returns the
 // first error of publishing or of an acknowledgement.
-func PublishTransaction(ctx context.Context, js jetstream.JetStream, source string, evs []sdk.Event, next Checkpoint) error {
-	stream, kv, err := ensureStream(ctx, js, source, StreamConfig{DuplicateWindow: time.Minute})
+func PublishTransaction(ctx context.Context, js jetstream.JetStream, source string, evs []sdk.Event, next bus.Checkpoint) error {
+	stream, kv, err := bus.Ensure(ctx, js, source, bus.StreamConfig{DuplicateWindow: time.Minute})
 	if err != nil {
 		return err
 	}
-	_, seq, _, err := lastPublished(ctx, stream)
+	_, seq, _, err := bus.LastPublished(ctx, stream)
 	if err != nil {
 		return err
 	}

@@ -2,8 +2,6 @@ package capture
 
 import (
 	"testing"
-
-	"github.com/databus/databus/sdk"
 )
 
 func TestFilter(t *testing.T) {
@@ -40,18 +38,5 @@ func TestFilter(t *testing.T) {
 	f := Filter{Tables: []string{"shop.orders"}}
 	if !f.Database("shop") || f.Database("crm") {
 		t.Errorf("Database: a table filter must select its database and only it")
-	}
-}
-
-func TestParseMsgIDReversesMsgID(t *testing.T) {
-	pos := sdk.Position{ServerID: 7, File: "bin:log.000012", Offset: 4096, Row: 3}
-	for _, id := range []string{MsgID(pos), MsgID(pos) + "#2@17"} {
-		got, err := parseMsgID(id)
-		if err != nil || got != pos {
-			t.Errorf("parseMsgID(%q) = %+v, %v; want %+v", id, got, err, pos)
-		}
-	}
-	if _, err := parseMsgID("not-an-id"); err == nil {
-		t.Error("parseMsgID accepted a malformed id")
 	}
 }

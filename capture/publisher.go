@@ -2,13 +2,11 @@ package capture
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -16,169 +14,12 @@ import (
 	"github.com/nats-io/nuid"
 	"golang.org/x/sync/semaphore"
 
+	"github.com/databus/databus/internal/bus"
 	"github.com/databus/databus/internal/rowevent"
 	"github.com/databus/databus/sdk"
 )
 
-// StreamConfig configures the source's JetStream stream.
-type StreamConfig struct {
-	Replicas        int
-	MaxAge          time.Duration
-	MaxBytes        int64
-	DuplicateWindow time.Duration
-	// AtomicTransactions publishes each transaction as a JetStream atomic
-	// batch (NATS 2.12+), so that no consumer ever sees part of it.
-	AtomicTransactions bool
-}
-
-// Checkpoint is where capture resumes: the start of the first transaction
-// not yet fully acknowledged by JetStream.
-type Checkpoint struct {
-	File   string `json:"file"`
-	Offset uint32 `json:"offset"`
-	GTID   string `json:"last_gtid,omitempty"`
-	// GTIDSet is MariaDB's GTID position at the checkpoint (the last GTID
-	// of each domain), with which capture resumes on another server.
-	GTIDSet    string    `json:"gtid_set,omitempty"`
-	ServerID   uint32    `json:"server_id"`
-	ServerUUID string    `json:"server_uuid,omitempty"`
-	StreamSeq  uint64    `json:"stream_seq"`
-	Updated    time.Time `json:"updated"`
-}
-
-// CheckpointKey is the key of the checkpoint in the state bucket.
-const CheckpointKey = "capture.checkpoint"
-
-// StateBucket returns the name of the KV bucket that holds a source's
-// capture state.
-func StateBucket(source string) string { return sdk.StateBucket(source) }
-
-// MsgID returns the deterministic Nats-Msg-Id of the event at pos.
-func MsgID(pos sdk.Position) string {
-	return strconv.FormatUint(uint64(pos.ServerID), 10) + ":" + pos.File + ":" +
-		strconv.FormatUint(uint64(pos.Offset), 10) + ":" + strconv.Itoa(pos.Row)
-}
-
-// ensureStream creates or updates the source's stream and state bucket.
-func ensureStream(ctx context.Context, js jetstream.JetStream, source string, sc StreamConfig) (jetstream.Stream, jetstream.KeyValue, error) {
-	cfg := jetstream.StreamConfig{
-		Name:        sdk.StreamName(source),
-		Description: "databus change events of source " + source,
-		Subjects:    []string{sdk.StreamSubjects(source)},
-		Storage:     jetstream.FileStorage,
-		Replicas:    sc.Replicas,
-		MaxAge:      sc.MaxAge,
-		MaxBytes:    sc.MaxBytes,
-		Duplicates:  sc.DuplicateWindow,
-		Discard:     jetstream.DiscardOld,
-		// Allowed on an existing stream too; turning it off again is
-		// harmless (only in-progress batches are dropped).
-		AllowAtomicPublish: sc.AtomicTransactions,
-	}
-	if cfg.MaxBytes == 0 {
-		cfg.MaxBytes = -1
-	}
-	s, err := js.CreateOrUpdateStream(ctx, cfg)
-	if err != nil {
-		return nil, nil, fmt.Errorf("creating stream %s: %w", cfg.Name, err)
-	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      StateBucket(source),
-		Description: "databus capture state of source " + source,
-		History:     1,
-		Replicas:    sc.Replicas,
-		Storage:     jetstream.FileStorage,
-	})
-	if err != nil {
-		return nil, nil, fmt.Errorf("creating state bucket %s: %w", StateBucket(source), err)
-	}
-	return s, kv, nil
-}
-
-// loadCheckpoint returns the saved checkpoint, or nil when there is none.
-func loadCheckpoint(ctx context.Context, kv jetstream.KeyValue) (*Checkpoint, error) {
-	e, err := kv.Get(ctx, CheckpointKey)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("reading checkpoint: %w", err)
-	}
-	var cp Checkpoint
-	if err := json.Unmarshal(e.Value(), &cp); err != nil {
-		return nil, fmt.Errorf("checkpoint in bucket %s is corrupt: %w", kv.Bucket(), err)
-	}
-	return &cp, nil
-}
-
-func saveCheckpoint(ctx context.Context, kv jetstream.KeyValue, cp Checkpoint) error {
-	cp.Updated = time.Now().UTC()
-	b, err := json.Marshal(cp)
-	if err != nil {
-		return err
-	}
-	if _, err := kv.Put(ctx, CheckpointKey, b); err != nil {
-		return fmt.Errorf("saving checkpoint %s:%d: %w", cp.File, cp.Offset, err)
-	}
-	return nil
-}
-
 var errTestCrash = errors.New("test crash")
-
-// parseMsgID reverses [MsgID] (ignoring a chunk suffix "#i@attempt").
-func parseMsgID(id string) (sdk.Position, error) {
-	id, _, _ = strings.Cut(id, "#")
-	parts := strings.Split(id, ":")
-	if len(parts) < 4 {
-		return sdk.Position{}, fmt.Errorf("message id %q is not server:file:offset:row", id)
-	}
-	n := len(parts)
-	sid, err1 := strconv.ParseUint(parts[0], 10, 32)
-	off, err2 := strconv.ParseUint(parts[n-2], 10, 32)
-	row, err3 := strconv.Atoi(parts[n-1])
-	if err := errors.Join(err1, err2, err3); err != nil {
-		return sdk.Position{}, fmt.Errorf("message id %q: %w", id, err)
-	}
-	return sdk.Position{ServerID: uint32(sid), File: strings.Join(parts[1:n-2], ":"), Offset: uint32(off), Row: row}, nil
-}
-
-// lastPublished returns the position of the newest event in the stream and
-// the stream's last sequence, or a nil position when the stream holds none.
-// complete is false when the newest message is a chunk of an event whose
-// other chunks were never published: that event must be published again.
-func lastPublished(ctx context.Context, s jetstream.Stream) (pos *sdk.Position, seq uint64, complete bool, err error) {
-	info, err := s.Info(ctx)
-	if err != nil {
-		return nil, 0, false, fmt.Errorf("reading stream info: %w", err)
-	}
-	last := info.State.LastSeq
-	if info.State.Msgs == 0 {
-		return nil, last, true, nil
-	}
-	m, err := s.GetMsg(ctx, last)
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return nil, last, true, nil
-	}
-	if err != nil {
-		return nil, 0, false, fmt.Errorf("reading stream message %d: %w", last, err)
-	}
-	if chunk := m.Header.Get(sdk.ChunkHeader); chunk != "" {
-		p, err := parseMsgID(m.Header.Get(jetstream.MsgIDHeader))
-		if err != nil {
-			return nil, 0, false, fmt.Errorf("last stream message %d: %w", last, err)
-		}
-		i, n, err := sdk.ParseChunk(chunk)
-		if err != nil {
-			return nil, 0, false, fmt.Errorf("last stream message %d: %w", last, err)
-		}
-		return &p, last, i == n, nil
-	}
-	ev, err := sdk.DecodeEvent(m.Data)
-	if err != nil {
-		return nil, 0, false, fmt.Errorf("last stream message %d: %w", last, err)
-	}
-	return &ev.Position, last, true, nil
-}
 
 // pending is one entry of the in-order acknowledgement queue: a publish
 // whose acknowledgement confirms it and every message sent since the
@@ -187,7 +28,7 @@ func lastPublished(ctx context.Context, s jetstream.Stream) (pos *sdk.Position, 
 type pending struct {
 	fut  jetstream.PubAckFuture
 	size int64
-	cp   *Checkpoint
+	cp   *bus.Checkpoint
 }
 
 // Acknowledgements are asked for on the last message of every transaction
@@ -299,7 +140,7 @@ func (p *publisher) publish(o *rowevent.Event) error {
 	if cap(data) <= maxReusedBuf {
 		p.buf = data
 	}
-	subject, id := sdk.Subject(p.source, ev.Database, ev.Table, ev.Op), MsgID(ev.Position)
+	subject, id := sdk.Subject(p.source, ev.Database, ev.Table, ev.Op), bus.MsgID(ev.Position)
 	if len(data) <= p.maxData {
 		// The last message of a transaction with no batch open (a
 		// transaction of one message) is atomic without a batch, which
@@ -322,10 +163,10 @@ func (p *publisher) publish(o *rowevent.Event) error {
 	// after a crash mid-event the chunks are published again and must not
 	// be dropped as duplicates of the incomplete first attempt.
 	n := (len(data) + p.maxData - 1) / p.maxData
-	attempt := "@" + strconv.FormatUint(p.expected+1, 10)
+	attempt := p.expected + 1
 	for i := 1; i <= n; i++ {
 		part := data[(i-1)*p.maxData : min(i*p.maxData, len(data))]
-		msg := p.newMsg(subject, id+"#"+strconv.Itoa(i)+attempt, part)
+		msg := p.newMsg(subject, bus.ChunkID(id, i, attempt), part)
 		msg.Header.Set(sdk.ChunkHeader, strconv.Itoa(i)+"/"+strconv.Itoa(n))
 		if err := p.send(msg, true, true); err != nil {
 			return err
@@ -456,7 +297,7 @@ func (p *publisher) send(msg *nats.Msg, stored, ack bool) error {
 // queued before it is acknowledged. A transaction's last event asks for an
 // acknowledgement, so one covers every message before the boundary; were
 // some not covered, the checkpoint is skipped: a later one follows.
-func (p *publisher) boundary(cp Checkpoint) {
+func (p *publisher) boundary(cp bus.Checkpoint) {
 	if p.unackedMsgs > 0 {
 		return
 	}
@@ -480,7 +321,7 @@ func (p *publisher) acks(ctx context.Context, interval time.Duration) (err error
 		}
 	}()
 	var (
-		latest *Checkpoint
+		latest *bus.Checkpoint
 		saved  time.Time
 	)
 	flush := func() error {
@@ -489,7 +330,7 @@ func (p *publisher) acks(ctx context.Context, interval time.Duration) (err error
 		}
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
-		err := saveCheckpoint(sctx, p.kv, *latest)
+		err := bus.SaveCheckpoint(sctx, p.kv, *latest)
 		latest, saved = nil, time.Now()
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/databus/databus/capture"
+	"github.com/databus/databus/internal/bus"
 	"github.com/databus/databus/internal/testenv"
 	"github.com/databus/databus/sdk"
 )
@@ -27,8 +28,8 @@ func TestDroppedUnacknowledgedMessageFailsItsTransaction(t *testing.T) {
 			Key: map[string]any{"id": offset}, After: map[string]any{"id": offset},
 			Position: sdk.Position{ServerID: 1, File: "mysql-bin.000001", Offset: offset}}
 	}
-	checkpoint := func(offset uint32) capture.Checkpoint {
-		return capture.Checkpoint{File: "mysql-bin.000001", Offset: offset, ServerID: 1}
+	checkpoint := func(offset uint32) bus.Checkpoint {
+		return bus.Checkpoint{File: "mysql-bin.000001", Offset: offset, ServerID: 1}
 	}
 	if err := capture.PublishTransaction(ctx, jsc, "chain", []sdk.Event{event(100)}, checkpoint(150)); err != nil {
 		t.Fatal(err)
@@ -40,15 +41,15 @@ func TestDroppedUnacknowledgedMessageFailsItsTransaction(t *testing.T) {
 		t.Fatal("a transaction missing a message was acknowledged")
 	}
 
-	kv, err := jsc.KeyValue(ctx, capture.StateBucket("chain"))
+	kv, err := jsc.KeyValue(ctx, sdk.StateBucket("chain"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := kv.Get(ctx, capture.CheckpointKey)
+	e, err := kv.Get(ctx, bus.CheckpointKey)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var cp capture.Checkpoint
+	var cp bus.Checkpoint
 	if err := json.Unmarshal(e.Value(), &cp); err != nil {
 		t.Fatal(err)
 	}

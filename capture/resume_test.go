@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/databus/databus/capture"
+	"github.com/databus/databus/internal/bus"
 	"github.com/databus/databus/internal/testenv"
 	"github.com/databus/databus/sdk"
 )
@@ -23,20 +24,20 @@ func stateKV(t *testing.T, r *rig) jetstream.KeyValue {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kv, err := js.KeyValue(t.Context(), capture.StateBucket(r.Config.Source))
+	kv, err := js.KeyValue(t.Context(), sdk.StateBucket(r.Config.Source))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return kv
 }
 
-func savedCheckpoint(t *testing.T, r *rig) capture.Checkpoint {
+func savedCheckpoint(t *testing.T, r *rig) bus.Checkpoint {
 	t.Helper()
-	e, err := stateKV(t, r).Get(t.Context(), capture.CheckpointKey)
+	e, err := stateKV(t, r).Get(t.Context(), bus.CheckpointKey)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var cp capture.Checkpoint
+	var cp bus.Checkpoint
 	if err := json.Unmarshal(e.Value(), &cp); err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +168,7 @@ func TestFailoverToAReplicaResumesByGTID(t *testing.T) {
 	cp.GTIDSet = fmt.Sprintf("%d-%d-%d", domain, server, seq-3)
 	cp.StreamSeq -= 6 // three transactions of two rows
 	b, _ := json.Marshal(cp)
-	if _, err := stateKV(t, r).Put(t.Context(), capture.CheckpointKey, b); err != nil {
+	if _, err := stateKV(t, r).Put(t.Context(), bus.CheckpointKey, b); err != nil {
 		t.Fatal(err)
 	}
 	write(primary, 3) // published by nobody yet

@@ -25,6 +25,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/databus/databus/internal/bus"
 	"github.com/databus/databus/internal/ddl"
 	"github.com/databus/databus/internal/rowcodec"
 	"github.com/databus/databus/internal/rowevent"
@@ -80,7 +81,6 @@ type SnapshotProgress struct {
 }
 
 const (
-	snapshotLockKey   = "snapshot.running"
 	lockStaleAfter    = 30 * time.Second
 	lockHeartbeat     = 5 * time.Second
 	systemSchemasList = "'mysql','information_schema','performance_schema','sys'"
@@ -110,7 +110,7 @@ func TakeSnapshot(ctx context.Context, cfg Config, nc *nats.Conn, opt SnapshotOp
 	if err != nil {
 		return nil, fmt.Errorf("opening JetStream: %w", err)
 	}
-	stream, kv, err := ensureStream(ctx, js, cfg.Source, cfg.Stream)
+	stream, kv, err := bus.Ensure(ctx, js, cfg.Source, cfg.Stream)
 	if err != nil {
 		return nil, err
 	}
@@ -195,9 +195,9 @@ func (s *snapshotter) lock(ctx context.Context) (unlock func(), err error) {
 		b, _ := json.Marshal(me)
 		return b
 	}
-	rev, err := s.kv.Create(ctx, snapshotLockKey, value())
+	rev, err := s.kv.Create(ctx, bus.SnapshotLockKey, value())
 	if errors.Is(err, jetstream.ErrKeyExists) {
-		e, gerr := s.kv.Get(ctx, snapshotLockKey)
+		e, gerr := s.kv.Get(ctx, bus.SnapshotLockKey)
 		if gerr != nil {
 			return nil, fmt.Errorf("reading the snapshot lock: %w", gerr)
 		}
@@ -207,7 +207,7 @@ func (s *snapshotter) lock(ctx context.Context) (unlock func(), err error) {
 			return nil, fmt.Errorf("%w: snapshot %s of source %s, started by pid %d on %s, was alive %s ago; wait for it to finish",
 				ErrSnapshotRunning, other.ID, s.cfg.Source, other.PID, other.Host, age.Round(time.Second))
 		}
-		rev, err = s.kv.Update(ctx, snapshotLockKey, value(), e.Revision())
+		rev, err = s.kv.Update(ctx, bus.SnapshotLockKey, value(), e.Revision())
 	}
 	if err != nil {
 		return nil, fmt.Errorf("taking the snapshot lock: %w", err)
@@ -223,7 +223,7 @@ func (s *snapshotter) lock(ctx context.Context) (unlock func(), err error) {
 			case <-stop:
 				return
 			case <-t.C:
-				if r, err := s.kv.Update(ctx, snapshotLockKey, value(), rev); err == nil {
+				if r, err := s.kv.Update(ctx, bus.SnapshotLockKey, value(), rev); err == nil {
 					rev = r
 				}
 			}
@@ -232,7 +232,7 @@ func (s *snapshotter) lock(ctx context.Context) (unlock func(), err error) {
 	return func() {
 		close(stop)
 		<-done
-		_ = s.kv.Delete(context.WithoutCancel(ctx), snapshotLockKey, jetstream.LastRevision(rev))
+		_ = s.kv.Delete(context.WithoutCancel(ctx), bus.SnapshotLockKey, jetstream.LastRevision(rev))
 	}, nil
 }
 
@@ -1116,7 +1116,7 @@ func (s *snapshotter) handoff(ctx context.Context) (uint64, error) {
 	deadline := time.Now().Add(s.opt.HandoffTimeout)
 	var hi uint64
 	for {
-		cp, err := loadCheckpoint(ctx, s.kv)
+		cp, err := bus.LoadCheckpoint(ctx, s.kv)
 		if err != nil {
 			return 0, err
 		}
@@ -1124,7 +1124,7 @@ func (s *snapshotter) handoff(ctx context.Context) (uint64, error) {
 			hi = cp.StreamSeq
 			break
 		}
-		last, seq, _, err := lastPublished(ctx, s.stream)
+		last, seq, _, err := bus.LastPublished(ctx, s.stream)
 		if err != nil {
 			return 0, err
 		}
@@ -1182,9 +1182,9 @@ func (s *snapshotter) positionFrom(ctx context.Context, seq, end uint64) (uint64
 		if err != nil {
 			return 0, sdk.Position{}, false, fmt.Errorf("reading stream message %d: %w", seq, err)
 		}
-		pos, err := parseMsgID(m.Header.Get(jetstream.MsgIDHeader))
+		pos, err := bus.MsgPosition(m)
 		if err != nil {
-			return 0, sdk.Position{}, false, fmt.Errorf("stream message %d: %w", seq, err)
+			return 0, sdk.Position{}, false, err
 		}
 		return seq, pos, true, nil
 	}

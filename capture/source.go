@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+
+	"github.com/databus/databus/internal/bus"
 )
 
 // MySQLConfig says how to reach the source server.
@@ -329,7 +331,7 @@ func binaryLogs(ctx context.Context, db querier) ([]string, error) {
 // by info: the checkpoint was written for this server
 // ([ErrServerChanged]) and its binlog file is still there
 // ([ErrBinlogPurged]). The errors name what is missing and the recovery.
-func resumable(ctx context.Context, db querier, cfg Config, info ServerInfo, cp Checkpoint) error {
+func resumable(ctx context.Context, db querier, cfg Config, info ServerInfo, cp bus.Checkpoint) error {
 	const recovery = "start databus run once with --recover to capture from the current position " +
 		"and take a new snapshot (consumers that need every row start again from it)"
 	if cp.ServerID != info.ServerID || cp.ServerUUID != info.ServerUUID {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/databus/databus/capture"
 	"github.com/databus/databus/configs"
+	"github.com/databus/databus/internal/bus"
 )
 
 // Exit codes, documented in the README.
@@ -220,7 +221,7 @@ func captureConfig(cfg configs.Config, log *slog.Logger) capture.Config {
 			ServerID: cfg.MySQL.ServerID, ConnectTimeout: cfg.MySQL.ConnectTimeout,
 		},
 		Filter: capture.Filter{Databases: cfg.Capture.Databases, Tables: cfg.Capture.Tables, Exclude: cfg.Capture.Exclude},
-		Stream: capture.StreamConfig{
+		Stream: bus.StreamConfig{
 			Replicas: cfg.NATS.Stream.Replicas, MaxAge: cfg.NATS.Stream.MaxAge,
 			MaxBytes: cfg.NATS.Stream.MaxBytes, DuplicateWindow: cfg.NATS.Stream.DuplicateWindow,
 			AtomicTransactions: cfg.Capture.AtomicTransactions,

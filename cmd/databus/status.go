@@ -10,8 +10,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/databus/databus/capture"
 	"github.com/databus/databus/configs"
+	"github.com/databus/databus/internal/bus"
 	"github.com/databus/databus/sdk"
 )
 
@@ -46,9 +46,9 @@ func cmdStatus(ctx context.Context, env *cmdEnv, args []string) error {
 			"first_seq": info.State.FirstSeq, "last_seq": info.State.LastSeq, "consumers": info.State.Consumers,
 		}
 	}
-	kv, err := js.KeyValue(ctx, capture.StateBucket(cfg.Source))
+	kv, err := js.KeyValue(ctx, sdk.StateBucket(cfg.Source))
 	if err == nil {
-		if e, err := kv.Get(ctx, capture.CheckpointKey); err == nil {
+		if e, err := kv.Get(ctx, bus.CheckpointKey); err == nil {
 			out["checkpoint"] = json.RawMessage(e.Value())
 		}
 	}

@@ -28,7 +28,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/databus/databus/capture"
+	"github.com/databus/databus/internal/bus"
 	"github.com/databus/databus/internal/testenv"
 	"github.com/databus/databus/sdk"
 )
@@ -472,11 +472,11 @@ func kvCheckpoint(nc *nats.Conn, source string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	kv, err := js.KeyValue(context.Background(), capture.StateBucket(source))
+	kv, err := js.KeyValue(context.Background(), sdk.StateBucket(source))
 	if err != nil {
 		return nil, err
 	}
-	e, err := kv.Get(context.Background(), capture.CheckpointKey)
+	e, err := kv.Get(context.Background(), bus.CheckpointKey)
 	if err != nil {
 		return nil, err
 	}
@@ -487,12 +487,12 @@ func kvCheckpoint(nc *nats.Conn, source string) ([]byte, error) {
 func seedCheckpoint(b *testing.B, nc *nats.Conn, source string, f *fixture) {
 	b.Helper()
 	js, _ := jetstream.New(nc)
-	kv, err := js.CreateKeyValue(context.Background(), jetstream.KeyValueConfig{Bucket: capture.StateBucket(source), History: 1, Storage: jetstream.FileStorage})
+	kv, err := js.CreateKeyValue(context.Background(), jetstream.KeyValueConfig{Bucket: sdk.StateBucket(source), History: 1, Storage: jetstream.FileStorage})
 	if err != nil {
 		b.Fatal(err)
 	}
-	cp, _ := json.Marshal(capture.Checkpoint{File: f.start.Name, Offset: f.start.Pos, ServerID: f.db.ServerID})
-	if _, err := kv.Put(context.Background(), capture.CheckpointKey, cp); err != nil {
+	cp, _ := json.Marshal(bus.Checkpoint{File: f.start.Name, Offset: f.start.Pos, ServerID: f.db.ServerID})
+	if _, err := kv.Put(context.Background(), bus.CheckpointKey, cp); err != nil {
 		b.Fatal(err)
 	}
 }

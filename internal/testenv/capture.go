@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/databus/databus/capture"
+	"github.com/databus/databus/internal/bus"
 )
 
 // Capture runs a capturer in the test process.
@@ -30,7 +31,7 @@ func CaptureConfig(db *MariaDB) capture.Config {
 	return capture.Config{
 		Source:             "test",
 		MySQL:              capture.MySQLConfig{Addr: db.Addr(), User: "root", ConnectTimeout: 5 * time.Second},
-		Stream:             capture.StreamConfig{Replicas: 1, DuplicateWindow: time.Minute},
+		Stream:             bus.StreamConfig{Replicas: 1, DuplicateWindow: time.Minute},
 		RetryMax:           time.Second,
 		CheckpointInterval: 50 * time.Millisecond,
 		Logger:             slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),

@@ -1,0 +1,91 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/databus/databus/sdk"
+)
+
+// MsgID returns the deterministic Nats-Msg-Id of the event at pos:
+// "server_id:file:offset:row". A chunk of a large event adds "#i@attempt".
+func MsgID(pos sdk.Position) string {
+	return strconv.FormatUint(uint64(pos.ServerID), 10) + ":" + pos.File + ":" +
+		strconv.FormatUint(uint64(pos.Offset), 10) + ":" + strconv.Itoa(pos.Row)
+}
+
+// ChunkID returns the Nats-Msg-Id of chunk i of the event with id, in the
+// publish attempt that starts at stream sequence attempt.
+func ChunkID(id string, i int, attempt uint64) string {
+	return id + "#" + strconv.Itoa(i) + "@" + strconv.FormatUint(attempt, 10)
+}
+
+// ParseMsgID reverses [MsgID] (ignoring a chunk suffix).
+func ParseMsgID(id string) (sdk.Position, error) {
+	id, _, _ = strings.Cut(id, "#")
+	parts := strings.Split(id, ":")
+	if len(parts) < 4 {
+		return sdk.Position{}, fmt.Errorf("message id %q is not server:file:offset:row", id)
+	}
+	n := len(parts)
+	sid, err1 := strconv.ParseUint(parts[0], 10, 32)
+	off, err2 := strconv.ParseUint(parts[n-2], 10, 32)
+	row, err3 := strconv.Atoi(parts[n-1])
+	if err := errors.Join(err1, err2, err3); err != nil {
+		return sdk.Position{}, fmt.Errorf("message id %q: %w", id, err)
+	}
+	return sdk.Position{ServerID: uint32(sid), File: strings.Join(parts[1:n-2], ":"), Offset: uint32(off), Row: row}, nil
+}
+
+// MsgPosition returns the position of the event stream message m carries,
+// from its Nats-Msg-Id.
+func MsgPosition(m *jetstream.RawStreamMsg) (sdk.Position, error) {
+	pos, err := ParseMsgID(m.Header.Get(jetstream.MsgIDHeader))
+	if err != nil {
+		return sdk.Position{}, fmt.Errorf("stream message %d: %w", m.Sequence, err)
+	}
+	return pos, nil
+}
+
+// LastPublished returns the position of the newest event in the stream and
+// the stream's last sequence, or a nil position when the stream holds none.
+// complete is false when the newest message is a chunk of an event whose
+// other chunks were never published: that event must be published again.
+func LastPublished(ctx context.Context, s jetstream.Stream) (pos *sdk.Position, seq uint64, complete bool, err error) {
+	info, err := s.Info(ctx)
+	if err != nil {
+		return nil, 0, false, fmt.Errorf("reading stream info: %w", err)
+	}
+	last := info.State.LastSeq
+	if info.State.Msgs == 0 {
+		return nil, last, true, nil
+	}
+	m, err := s.GetMsg(ctx, last)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, last, true, nil
+	}
+	if err != nil {
+		return nil, 0, false, fmt.Errorf("reading stream message %d: %w", last, err)
+	}
+	if chunk := m.Header.Get(sdk.ChunkHeader); chunk != "" {
+		p, err := MsgPosition(m)
+		if err != nil {
+			return nil, 0, false, err
+		}
+		i, n, err := sdk.ParseChunk(chunk)
+		if err != nil {
+			return nil, 0, false, fmt.Errorf("last stream message %d: %w", last, err)
+		}
+		return &p, last, i == n, nil
+	}
+	ev, err := sdk.DecodeEvent(m.Data)
+	if err != nil {
+		return nil, 0, false, fmt.Errorf("last stream message %d: %w", last, err)
+	}
+	return &ev.Position, last, true, nil
+}
