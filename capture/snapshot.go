@@ -248,8 +248,8 @@ func (s *snapshotter) snapshotIDs(ctx context.Context) (map[string]bool, error) 
 	}
 	ids := map[string]bool{}
 	for _, o := range objs {
-		id, rest, _ := strings.Cut(o.Name, "/")
-		ids[id] = ids[id] || rest == "manifest.json"
+		id, manifest := sdk.SnapshotOfObject(o.Name)
+		ids[id] = ids[id] || manifest
 	}
 	return ids, nil
 }
@@ -301,7 +301,7 @@ func (s *snapshotter) prune(ctx context.Context) error {
 		return nil
 	}
 	pinned := map[string]bool{}
-	keys, err := s.kv.ListKeysFiltered(ctx, "consumer.*.snapshot")
+	keys, err := s.kv.ListKeysFiltered(ctx, sdk.SnapshotProgressKeys)
 	if err != nil {
 		return fmt.Errorf("listing consumer snapshot progress: %w", err)
 	}
@@ -310,10 +310,7 @@ func (s *snapshotter) prune(ctx context.Context) error {
 		if err != nil {
 			continue
 		}
-		var p struct {
-			Snapshot string `json:"snapshot"`
-			Done     bool   `json:"done"`
-		}
+		var p sdk.SnapshotProgress
 		if json.Unmarshal(e.Value(), &p) == nil && !p.Done {
 			pinned[p.Snapshot] = true
 		}
@@ -838,7 +835,7 @@ func (s *snapshotter) readTable(ctx context.Context, conn *sql.Conn, st snapTabl
 	}
 	vals := make([]any, len(cols))
 	base := sdk.Event{Version: sdk.FormatVersion, Source: s.cfg.Source, Position: s.man.Position,
-		Timestamp: s.man.Started, Txn: sdk.Txn{ID: "snapshot:" + s.man.ID}, Snapshot: true}
+		Timestamp: s.man.Started, Txn: sdk.Txn{ID: sdk.SnapshotTxnID(s.man.ID)}, Snapshot: true}
 	var w *objectWriter
 	defer func() {
 		if w != nil && err != nil {
@@ -868,7 +865,7 @@ func (s *snapshotter) readTable(ctx context.Context, conn *sql.Conn, st snapTabl
 		}
 		line = append(line, '\n')
 		if w == nil {
-			w = s.newObject(ctx, fmt.Sprintf("%s/data/%05d-%06d.jsonl.gz", s.man.ID, st.index, len(entry.Objects)))
+			w = s.newObject(ctx, sdk.SnapshotObjectName(s.man.ID, st.index, len(entry.Objects)))
 		}
 		if err := w.write(ctx, line); err != nil {
 			return err

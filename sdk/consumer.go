@@ -163,7 +163,7 @@ type Message struct {
 	c         *Consumer
 	// snap and at are set for snapshot rows, which have no stream sequence.
 	snap *snapLoader
-	at   snapshotProgress
+	at   SnapshotProgress
 }
 
 // Ack tells the server the application is done with the message and with

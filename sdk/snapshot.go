@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -27,9 +28,32 @@ func SnapshotBucket(source string) string { return "databus_" + source + "_snaps
 // manifest, so it never names a partial snapshot.
 const LatestSnapshotKey = "snapshot.latest"
 
+// manifestSuffix ends the name of every snapshot's manifest object.
+const manifestSuffix = "/manifest.json"
+
 // ManifestName returns the object name of snapshot id's manifest; its data
-// objects are named "<id>/data/…".
-func ManifestName(id string) string { return id + "/manifest.json" }
+// objects are named "<id>/data/…" ([SnapshotObjectName]).
+func ManifestName(id string) string { return id + manifestSuffix }
+
+// SnapshotObjectName returns the name of data object part of the table at
+// index table of snapshot id's manifest: "<id>/data/TTTTT-PPPPPP.jsonl.gz".
+func SnapshotObjectName(id string, table, part int) string {
+	return fmt.Sprintf("%s/data/%05d-%06d.jsonl.gz", id, table, part)
+}
+
+// SnapshotOfObject returns the id of the snapshot an object of
+// [SnapshotBucket] belongs to, and whether it is that snapshot's manifest.
+func SnapshotOfObject(name string) (id string, manifest bool) {
+	if id, ok := strings.CutSuffix(name, manifestSuffix); ok {
+		return id, true
+	}
+	id, _, _ = strings.Cut(name, "/")
+	return id, false
+}
+
+// SnapshotTxnID returns the transaction id ([Txn.ID]) of the events of
+// snapshot id.
+func SnapshotTxnID(id string) string { return "snapshot:" + id }
 
 // Manifest describes one complete snapshot (docs/snapshots.md).
 type Manifest struct {
@@ -127,11 +151,12 @@ func ReadManifest(ctx context.Context, js jetstream.JetStream, source, id string
 	return &m, nil
 }
 
-// snapshotProgress is where a durable consumer is in loading a snapshot,
-// kept in [StateBucket] under "consumer.<name>.snapshot". Table and Object
-// index the manifest (filtered tables included); Row counts the lines of
-// that object already acknowledged.
-type snapshotProgress struct {
+// SnapshotProgress is where a durable consumer is in loading a snapshot,
+// kept as JSON in [StateBucket] under [SnapshotProgressKey]. Table and
+// Object index the manifest (filtered tables included); Row counts the
+// lines of that object already acknowledged. A snapshot that a consumer is
+// loading (Done false) is never pruned.
+type SnapshotProgress struct {
 	Snapshot string `json:"snapshot"`
 	Table    int    `json:"table"`
 	Object   int    `json:"object"`
@@ -139,7 +164,13 @@ type snapshotProgress struct {
 	Done     bool   `json:"done"`
 }
 
-func progressKey(consumer string) string { return "consumer." + consumer + ".snapshot" }
+// SnapshotProgressKey returns the key of durable consumer's
+// [SnapshotProgress]; [SnapshotProgressKeys] matches every consumer's.
+func SnapshotProgressKey(consumer string) string { return "consumer." + consumer + ".snapshot" }
+
+// SnapshotProgressKeys is the KV key filter that matches the
+// [SnapshotProgress] of every durable consumer.
+const SnapshotProgressKeys = "consumer.*.snapshot"
 
 // snapLoader hands out the rows of a snapshot, in manifest order, before
 // the consumer's stream messages.
@@ -150,8 +181,8 @@ type snapLoader struct {
 	man  *Manifest
 	keep func(db, table string) bool
 
-	next   snapshotProgress // the row Next hands out next
-	acked  snapshotProgress // just after the newest acknowledged row
+	next   SnapshotProgress // the row Next hands out next
+	acked  SnapshotProgress // just after the newest acknowledged row
 	dirty  bool
 	saved  time.Time
 	schema bool // the table's schema event was handed out
@@ -164,7 +195,7 @@ type snapLoader struct {
 }
 
 // row returns the next snapshot event, or nil when the snapshot is done.
-func (l *snapLoader) row(ctx context.Context) (*Event, snapshotProgress, error) {
+func (l *snapLoader) row(ctx context.Context) (*Event, SnapshotProgress, error) {
 	for l.next.Table < len(l.man.Tables) {
 		t := &l.man.Tables[l.next.Table]
 		if !l.keep(t.Database, t.Table) {
@@ -209,7 +240,7 @@ func (l *snapLoader) row(ctx context.Context) (*Event, snapshotProgress, error) 
 
 func (l *snapLoader) nextTable() {
 	l.closeObject()
-	l.next = snapshotProgress{Snapshot: l.man.ID, Table: l.next.Table + 1}
+	l.next = SnapshotProgress{Snapshot: l.man.ID, Table: l.next.Table + 1}
 	l.schema = false
 }
 
@@ -222,7 +253,7 @@ func (l *snapLoader) schemaEvent(t *SnapshotTable) *Event {
 			Tables: []TableRef{{DB: t.Database, Table: t.Table}}},
 		Position:  l.man.Position,
 		Timestamp: l.man.Started,
-		Txn:       Txn{ID: "snapshot:" + l.man.ID},
+		Txn:       Txn{ID: SnapshotTxnID(l.man.ID)},
 	}
 }
 
@@ -261,7 +292,7 @@ func (l *snapLoader) closeObject() {
 }
 
 // ack records that the application is done with the row before at.
-func (l *snapLoader) ack(at snapshotProgress) {
+func (l *snapLoader) ack(at SnapshotProgress) {
 	l.acked, l.dirty = at, true
 }
 
@@ -282,7 +313,7 @@ func (l *snapLoader) save(ctx context.Context, force bool) error {
 // finish marks the snapshot loaded for good.
 func (l *snapLoader) finish(ctx context.Context) error {
 	l.closeObject()
-	l.acked, l.dirty = snapshotProgress{Snapshot: l.man.ID, Table: len(l.man.Tables), Done: true}, true
+	l.acked, l.dirty = SnapshotProgress{Snapshot: l.man.ID, Table: len(l.man.Tables), Done: true}, true
 	return l.save(ctx, true)
 }
 
@@ -295,9 +326,9 @@ func startSnapshot(ctx context.Context, js jetstream.JetStream, s jetstream.Stre
 	if err != nil {
 		return nil, 0, false, fmt.Errorf("%w of source %q: opening bucket %s: %v", ErrNoSnapshot, cfg.Source, StateBucket(cfg.Source), err)
 	}
-	var prog snapshotProgress
+	var prog SnapshotProgress
 	if cfg.Name != "" {
-		e, err := kv.Get(ctx, progressKey(cfg.Name))
+		e, err := kv.Get(ctx, SnapshotProgressKey(cfg.Name))
 		switch {
 		case err == nil:
 			if err := json.Unmarshal(e.Value(), &prog); err != nil {
@@ -337,7 +368,7 @@ func startSnapshot(ctx context.Context, js jetstream.JetStream, s jetstream.Stre
 	l = &snapLoader{obs: obs, kv: kv, man: man, keep: keep, next: prog, acked: prog, saved: time.Now()}
 	l.next.Snapshot, l.acked.Snapshot = man.ID, man.ID
 	if cfg.Name != "" {
-		l.key = progressKey(cfg.Name)
+		l.key = SnapshotProgressKey(cfg.Name)
 		l.dirty = true
 		if err := l.save(ctx, true); err != nil { // pins the snapshot against pruning
 			return nil, 0, false, err

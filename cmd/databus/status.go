@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -78,8 +77,8 @@ func snapshotList(ctx context.Context, js jetstream.JetStream, source string) ([
 	}
 	var out []map[string]any
 	for i := len(objs) - 1; i >= 0; i-- {
-		id, ok := strings.CutSuffix(objs[i].Name, "/manifest.json")
-		if !ok {
+		id, manifest := sdk.SnapshotOfObject(objs[i].Name)
+		if !manifest {
 			continue
 		}
 		m, err := sdk.ReadManifest(ctx, js, source, id)
