@@ -21,6 +21,8 @@ import (
 
 	"github.com/databus/databus/internal/bus"
 	"github.com/databus/databus/internal/ddl"
+	"github.com/databus/databus/internal/filter"
+	"github.com/databus/databus/internal/mysqlsrc"
 	"github.com/databus/databus/internal/rowevent"
 	"github.com/databus/databus/sdk"
 )
@@ -29,8 +31,8 @@ import (
 type Config struct {
 	// Source names the captured server in stream and subject names.
 	Source string
-	MySQL  MySQLConfig
-	Filter Filter
+	MySQL  mysqlsrc.Config
+	Filter filter.Filter
 	Stream bus.StreamConfig
 	// RetryMax is the longest wait between reconnection attempts.
 	RetryMax time.Duration
@@ -78,7 +80,7 @@ type Status struct {
 // New returns a capturer publishing through nc.
 func New(cfg Config, nc *nats.Conn) *Capturer {
 	if cfg.MySQL.ServerID == 0 {
-		cfg.MySQL.ServerID = DeriveServerID(cfg.Source)
+		cfg.MySQL.ServerID = mysqlsrc.DeriveServerID(cfg.Source)
 	}
 	if cfg.RetryMax == 0 {
 		cfg.RetryMax = 30 * time.Second
@@ -148,21 +150,21 @@ func (c *Capturer) Run(ctx context.Context) error {
 func (c *Capturer) session(ctx context.Context) error {
 	cctx, cancel := context.WithTimeout(ctx, c.cfg.MySQL.ConnectTimeout+5*time.Second)
 	defer cancel()
-	dbh, err := connect(cctx, c.cfg.MySQL)
+	dbh, err := mysqlsrc.Connect(cctx, c.cfg.MySQL)
 	if err != nil {
 		return err
 	}
 	defer dbh.Close()
 	db := dbh
-	info, err := inspect(cctx, db)
+	info, err := mysqlsrc.Inspect(cctx, db)
 	if err != nil {
 		return err
 	}
-	checks, err := preflight(cctx, db, c.cfg.MySQL, info)
+	checks, err := mysqlsrc.Preflight(cctx, db, c.cfg.MySQL, info)
 	if err != nil {
 		return err
 	}
-	if err := failedChecks(checks); err != nil {
+	if err := mysqlsrc.FailedChecks(checks); err != nil {
 		return err
 	}
 
@@ -200,7 +202,7 @@ func (c *Capturer) session(ctx context.Context) error {
 		}
 	}
 	if cp == nil {
-		file, pos, err := masterStatus(cctx, db, info)
+		file, pos, err := mysqlsrc.MasterStatus(cctx, db, info)
 		if err != nil {
 			return err
 		}
@@ -276,7 +278,7 @@ func (c *Capturer) session(ctx context.Context) error {
 		crashAfter: c.cfg.crashAfter,
 	}
 	r := &reader{cfg: c.cfg, log: c.log, info: info, pub: pub, file: cp.File, tables: map[uint64]*binlogTable{}, status: c, gtidSet: gtidSet,
-		generated: func(db, table string) (map[string]bool, error) { return generatedColumns(ctx, dbh, db, table) }}
+		generated: func(db, table string) (map[string]bool, error) { return mysqlsrc.GeneratedColumns(ctx, dbh, db, table) }}
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return pub.acks(gctx, c.cfg.CheckpointInterval) })
@@ -310,7 +312,7 @@ func (c *Capturer) session(ctx context.Context) error {
 type reader struct {
 	cfg    Config
 	log    *slog.Logger
-	info   ServerInfo
+	info   mysqlsrc.ServerInfo
 	pub    *publisher
 	status *Capturer
 
@@ -537,7 +539,7 @@ func (r *reader) rows(h *replication.EventHeader, ev *replication.RowsEvent) err
 
 // gtidSet is MariaDB's GTID position at cp (nil on MySQL): byGTID when
 // resuming by GTID, else what the server says of cp's file and offset.
-func (c *Capturer) gtidSet(ctx context.Context, db *sql.DB, info ServerInfo, cp *bus.Checkpoint, byGTID mysql.GTIDSet) (mysql.GTIDSet, error) {
+func (c *Capturer) gtidSet(ctx context.Context, db *sql.DB, info mysqlsrc.ServerInfo, cp *bus.Checkpoint, byGTID mysql.GTIDSet) (mysql.GTIDSet, error) {
 	if !info.MariaDB {
 		return nil, nil
 	}

@@ -17,6 +17,8 @@ import (
 
 	"github.com/databus/databus/capture"
 	"github.com/databus/databus/internal/bus"
+	"github.com/databus/databus/internal/filter"
+	"github.com/databus/databus/internal/mysqlsrc"
 	"github.com/databus/databus/internal/testenv"
 	"github.com/databus/databus/sdk"
 )
@@ -200,7 +202,7 @@ func TestSQLAppliesToAnotherServer(t *testing.T) {
 
 func TestFiltersAndSubjects(t *testing.T) {
 	r := newRig(t, func(c *capture.Config) {
-		c.Filter = capture.Filter{Databases: []string{"crm"}, Tables: []string{"shop.orders", "`my.db`.`t 1`"}, Exclude: []string{"crm.secret"}}
+		c.Filter = filter.Filter{Databases: []string{"crm"}, Tables: []string{"shop.orders", "`my.db`.`t 1`"}, Exclude: []string{"crm.secret"}}
 	})
 	r.db.Exec(t,
 		"CREATE DATABASE shop", "CREATE DATABASE crm", "CREATE DATABASE other", "CREATE DATABASE `my.db`",
@@ -327,7 +329,7 @@ func TestRefusesUnsafeSettings(t *testing.T) {
 			db := testenv.StartMariaDB(t, tt.extra...)
 			js := testenv.StartJetStream(t)
 			err := capture.New(capture.Config{
-				Source: "test", MySQL: capture.MySQLConfig{Addr: db.Addr(), User: "root"},
+				Source: "test", MySQL: mysqlsrc.Config{Addr: db.Addr(), User: "root"},
 				Stream: bus.StreamConfig{Replicas: 1, DuplicateWindow: time.Minute},
 			}, js.Conn(t)).Run(t.Context())
 			if !errors.Is(err, capture.ErrSourceSettings) {
@@ -346,7 +348,7 @@ func TestRefusesBadCredentialsAndMissingPrivileges(t *testing.T) {
 	db.Exec(t, "CREATE USER 'reader'@'%' IDENTIFIED BY 'pw'", "GRANT SELECT ON *.* TO 'reader'@'%'")
 	run := func(user, pw string) error {
 		return capture.New(capture.Config{
-			Source: "test", MySQL: capture.MySQLConfig{Addr: db.Addr(), User: user, Password: pw},
+			Source: "test", MySQL: mysqlsrc.Config{Addr: db.Addr(), User: user, Password: pw},
 			Stream: bus.StreamConfig{Replicas: 1, DuplicateWindow: time.Minute},
 		}, js.Conn(t)).Run(t.Context())
 	}
@@ -358,7 +360,7 @@ func TestRefusesBadCredentialsAndMissingPrivileges(t *testing.T) {
 		t.Errorf("missing privileges: got %v, want ErrSourceSettings naming REPLICATION SLAVE", err)
 	}
 	db.Exec(t, "GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO 'reader'@'%'")
-	checks, err := capture.CheckSource(t.Context(), capture.MySQLConfig{Addr: db.Addr(), User: "reader", Password: "pw", ConnectTimeout: 5 * time.Second})
+	checks, err := mysqlsrc.CheckSource(t.Context(), mysqlsrc.Config{Addr: db.Addr(), User: "reader", Password: "pw", ConnectTimeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package capture
 import (
 	"errors"
 
+	"github.com/databus/databus/internal/mysqlsrc"
 	"github.com/databus/databus/internal/rowcodec"
 )
 
@@ -10,13 +11,13 @@ import (
 var (
 	// ErrAccessDenied means the source refused the credentials; retrying
 	// does not help.
-	ErrAccessDenied = errors.New("mysql access denied")
+	ErrAccessDenied = mysqlsrc.ErrAccessDenied
 	// ErrUnreachable means the source could not be reached; capture retries
 	// with backoff.
-	ErrUnreachable = errors.New("mysql unreachable")
+	ErrUnreachable = mysqlsrc.ErrUnreachable
 	// ErrSourceSettings means a server setting or privilege makes capture
 	// impossible or lossy; the message names the setting and the fix.
-	ErrSourceSettings = errors.New("mysql source is not set up for capture")
+	ErrSourceSettings = mysqlsrc.ErrSourceSettings
 	// ErrUndecodable means a row could not be represented exactly; capture
 	// stops rather than publish a wrong value.
 	ErrUndecodable = rowcodec.ErrUndecodable

@@ -27,6 +27,8 @@ import (
 
 	"github.com/databus/databus/internal/bus"
 	"github.com/databus/databus/internal/ddl"
+	"github.com/databus/databus/internal/filter"
+	"github.com/databus/databus/internal/mysqlsrc"
 	"github.com/databus/databus/internal/rowcodec"
 	"github.com/databus/databus/internal/rowevent"
 	"github.com/databus/databus/sdk"
@@ -81,10 +83,18 @@ type SnapshotProgress struct {
 }
 
 const (
-	lockStaleAfter    = 30 * time.Second
-	lockHeartbeat     = 5 * time.Second
-	systemSchemasList = "'mysql','information_schema','performance_schema','sys'"
+	lockStaleAfter = 30 * time.Second
+	lockHeartbeat  = 5 * time.Second
 )
+
+// systemSchemasList is filter.SystemDatabases as an SQL list.
+var systemSchemasList = func() string {
+	quoted := make([]string, len(filter.SystemDatabases))
+	for i, db := range filter.SystemDatabases {
+		quoted[i] = rowcodec.QuoteString(db)
+	}
+	return strings.Join(quoted, ",")
+}()
 
 // TakeSnapshot reads every captured table of the source inside one
 // consistent read view, stores the rows in the source's Object Store bucket
@@ -325,13 +335,13 @@ func (s *snapshotter) prune(ctx context.Context) error {
 
 // take reads the tables and publishes the snapshot.
 func (s *snapshotter) take(ctx context.Context) error {
-	db, err := connect(ctx, s.cfg.MySQL)
+	db, err := mysqlsrc.Connect(ctx, s.cfg.MySQL)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
 	db.SetMaxOpenConns(s.opt.Parallel + 1)
-	info, err := inspect(ctx, db)
+	info, err := mysqlsrc.Inspect(ctx, db)
 	if err != nil {
 		return err
 	}
@@ -400,7 +410,7 @@ func (s *snapshotter) take(ctx context.Context) error {
 // and records the binlog position and GTID set it matches. MariaDB reports
 // the position of a consistent snapshot without any lock; MySQL needs FLUSH
 // TABLES WITH READ LOCK for the moment it takes to start the transactions.
-func (s *snapshotter) begin(ctx context.Context, db *sql.DB, info ServerInfo) ([]*sql.Conn, error) {
+func (s *snapshotter) begin(ctx context.Context, db *sql.DB, info mysqlsrc.ServerInfo) ([]*sql.Conn, error) {
 	conns := make([]*sql.Conn, 0, s.opt.Parallel)
 	closeAll := func() {
 		for _, c := range conns {
@@ -412,7 +422,7 @@ func (s *snapshotter) begin(ctx context.Context, db *sql.DB, info ServerInfo) ([
 		conn, err := db.Conn(ctx)
 		if err != nil {
 			closeAll()
-			return nil, classify(s.cfg.MySQL, err)
+			return nil, mysqlsrc.Classify(s.cfg.MySQL, err)
 		}
 		conns = append(conns, conn)
 		for _, q := range []string{
@@ -527,7 +537,7 @@ func beginMariaDB(ctx context.Context, conns []*sql.Conn) (kept int, file string
 // beginMySQL starts a consistent snapshot on every connection under FLUSH
 // TABLES WITH READ LOCK, so that all see the same transactions, and returns
 // the binlog position they match.
-func (s *snapshotter) beginMySQL(ctx context.Context, conns []*sql.Conn, info ServerInfo) (file string, offset uint32, err error) {
+func (s *snapshotter) beginMySQL(ctx context.Context, conns []*sql.Conn, info mysqlsrc.ServerInfo) (file string, offset uint32, err error) {
 	if _, err := conns[0].ExecContext(ctx, "FLUSH TABLES WITH READ LOCK"); err != nil {
 		return "", 0, fmt.Errorf("FLUSH TABLES WITH READ LOCK (needs the RELOAD privilege): %w", err)
 	}
@@ -537,7 +547,7 @@ func (s *snapshotter) beginMySQL(ctx context.Context, conns []*sql.Conn, info Se
 		}
 	}
 	if err == nil {
-		file, offset, err = masterStatus(ctx, conns[0], info)
+		file, offset, err = mysqlsrc.MasterStatus(ctx, conns[0], info)
 		if err == nil {
 			_ = conns[0].QueryRowContext(ctx, "SELECT @@GLOBAL.gtid_executed").Scan(&s.man.GTIDSet)
 		}
@@ -672,7 +682,7 @@ var testHookViewOpened func()
 // statement that slipped in between the opening of the read view and these
 // locks would leave the schema newer than the rows, so the binlog between
 // the two is checked for one.
-func (s *snapshotter) holdTables(ctx context.Context, conn *sql.Conn, info ServerInfo, tables []snapTable) error {
+func (s *snapshotter) holdTables(ctx context.Context, conn *sql.Conn, info mysqlsrc.ServerInfo, tables []snapTable) error {
 	for _, st := range tables {
 		rows, err := conn.QueryContext(ctx, "SELECT 1 FROM "+st.t.Qualified()+" LIMIT 0")
 		if err != nil {
@@ -680,7 +690,7 @@ func (s *snapshotter) holdTables(ctx context.Context, conn *sql.Conn, info Serve
 		}
 		rows.Close()
 	}
-	file, offset, err := masterStatus(ctx, conn, info)
+	file, offset, err := mysqlsrc.MasterStatus(ctx, conn, info)
 	if err != nil {
 		return err
 	}
@@ -731,7 +741,7 @@ func ddlIn(ctx context.Context, conn *sql.Conn, at sdk.Position, endFile string,
 	}
 	if n < 1000 && at.File != endFile {
 		// The end of this file: go on with the next one.
-		files, err := binaryLogs(ctx, conn)
+		files, err := mysqlsrc.BinaryLogs(ctx, conn)
 		if err != nil {
 			return "", at, err
 		}

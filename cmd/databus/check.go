@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/databus/databus/capture"
+	"github.com/databus/databus/internal/mysqlsrc"
 )
 
 // errChecksFailed is returned by check when any check failed.
@@ -21,7 +22,7 @@ func cmdCheck(ctx context.Context, env *cmdEnv, args []string) error {
 	}
 	cfg := env.cfg
 	ok := true
-	print := func(c capture.Check) {
+	print := func(c mysqlsrc.Check) {
 		mark := "ok  "
 		if !c.OK {
 			mark, ok = "FAIL", false
@@ -33,9 +34,9 @@ func cmdCheck(ctx context.Context, env *cmdEnv, args []string) error {
 	}
 	mcfg := captureConfig(cfg, env.log).MySQL
 	if mcfg.ServerID == 0 {
-		mcfg.ServerID = capture.DeriveServerID(cfg.Source)
+		mcfg.ServerID = mysqlsrc.DeriveServerID(cfg.Source)
 	}
-	checks, err := capture.CheckSource(ctx, mcfg)
+	checks, err := mysqlsrc.CheckSource(ctx, mcfg)
 	for _, c := range checks {
 		print(c)
 	}
@@ -43,14 +44,14 @@ func cmdCheck(ctx context.Context, env *cmdEnv, args []string) error {
 		return err
 	}
 
-	dd := capture.Check{Name: "data_dir", OK: true, Detail: cfg.DataDir + " is writable"}
+	dd := mysqlsrc.Check{Name: "data_dir", OK: true, Detail: cfg.DataDir + " is writable"}
 	if err := checkDataDir(cfg.DataDir); err != nil {
-		dd = capture.Check{Name: "data_dir", Detail: err.Error(), Fix: "create it with write permission for databus or set data_dir"}
+		dd = mysqlsrc.Check{Name: "data_dir", Detail: err.Error(), Fix: "create it with write permission for databus or set data_dir"}
 	}
 	print(dd)
 
 	if cfg.NATS.URL != "" {
-		c := capture.Check{Name: "nats reachable", Detail: cfg.NATS.URL, Fix: "check nats.url and the NATS credentials (nats.user/password, nats.token, nats.creds)"}
+		c := mysqlsrc.Check{Name: "nats reachable", Detail: cfg.NATS.URL, Fix: "check nats.url and the NATS credentials (nats.user/password, nats.token, nats.creds)"}
 		nc, err := nats.Connect(cfg.NATS.URL, append(natsOptions(cfg, "databus-check"), nats.Timeout(5*time.Second))...)
 		if err == nil {
 			_, jerr := nc.JetStream()
@@ -65,7 +66,7 @@ func cmdCheck(ctx context.Context, env *cmdEnv, args []string) error {
 		}
 		print(c)
 	} else {
-		c := capture.Check{Name: "nats.listen free", OK: true, Detail: cfg.NATS.Listen + " is free for the embedded server",
+		c := mysqlsrc.Check{Name: "nats.listen free", OK: true, Detail: cfg.NATS.Listen + " is free for the embedded server",
 			Fix: "stop the process using it or set nats.listen to a free address"}
 		l, err := net.Listen("tcp", cfg.NATS.Listen)
 		if err != nil {

@@ -18,6 +18,8 @@ import (
 	"github.com/databus/databus/capture"
 	"github.com/databus/databus/configs"
 	"github.com/databus/databus/internal/bus"
+	"github.com/databus/databus/internal/filter"
+	"github.com/databus/databus/internal/mysqlsrc"
 )
 
 // Exit codes, documented in the README.
@@ -216,11 +218,11 @@ func checkDataDir(dir string) error {
 func captureConfig(cfg configs.Config, log *slog.Logger) capture.Config {
 	return capture.Config{
 		Source: cfg.Source,
-		MySQL: capture.MySQLConfig{
+		MySQL: mysqlsrc.Config{
 			Addr: cfg.MySQL.Addr, User: cfg.MySQL.User, Password: cfg.MySQL.Password,
 			ServerID: cfg.MySQL.ServerID, ConnectTimeout: cfg.MySQL.ConnectTimeout,
 		},
-		Filter: capture.Filter{Databases: cfg.Capture.Databases, Tables: cfg.Capture.Tables, Exclude: cfg.Capture.Exclude},
+		Filter: filter.Filter{Databases: cfg.Capture.Databases, Tables: cfg.Capture.Tables, Exclude: cfg.Capture.Exclude},
 		Stream: bus.StreamConfig{
 			Replicas: cfg.NATS.Stream.Replicas, MaxAge: cfg.NATS.Stream.MaxAge,
 			MaxBytes: cfg.NATS.Stream.MaxBytes, DuplicateWindow: cfg.NATS.Stream.DuplicateWindow,

@@ -12,6 +12,7 @@ import (
 
 	"github.com/databus/databus/capture"
 	"github.com/databus/databus/internal/bus"
+	"github.com/databus/databus/internal/mysqlsrc"
 )
 
 // Capture runs a capturer in the test process.
@@ -30,7 +31,7 @@ type Capture struct {
 func CaptureConfig(db *MariaDB) capture.Config {
 	return capture.Config{
 		Source:             "test",
-		MySQL:              capture.MySQLConfig{Addr: db.Addr(), User: "root", ConnectTimeout: 5 * time.Second},
+		MySQL:              mysqlsrc.Config{Addr: db.Addr(), User: "root", ConnectTimeout: 5 * time.Second},
 		Stream:             bus.StreamConfig{Replicas: 1, DuplicateWindow: time.Minute},
 		RetryMax:           time.Second,
 		CheckpointInterval: 50 * time.Millisecond,

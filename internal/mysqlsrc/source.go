@@ -1,4 +1,4 @@
-package capture
+package mysqlsrc
 
 import (
 	"context"
@@ -7,17 +7,14 @@ import (
 	"fmt"
 	"hash/fnv"
 	"net"
-	"slices"
 	"strings"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
-
-	"github.com/databus/databus/internal/bus"
 )
 
-// MySQLConfig says how to reach the source server.
-type MySQLConfig struct {
+// Config says how to reach the source server.
+type Config struct {
 	Addr     string
 	User     string
 	Password string
@@ -56,7 +53,7 @@ func (s ServerInfo) Flavor() string {
 }
 
 // openDB opens a database/sql handle on the source.
-func openDB(cfg MySQLConfig) (*sql.DB, error) {
+func openDB(cfg Config) (*sql.DB, error) {
 	mc := mysql.NewConfig()
 	mc.User = cfg.User
 	mc.Passwd = cfg.Password
@@ -75,21 +72,23 @@ func openDB(cfg MySQLConfig) (*sql.DB, error) {
 	return db, nil
 }
 
-// connect opens and pings the source. It returns [ErrAccessDenied] for bad
+// Connect opens and pings the source. It returns [ErrAccessDenied] for bad
 // credentials and [ErrUnreachable] for network failures.
-func connect(ctx context.Context, cfg MySQLConfig) (*sql.DB, error) {
+func Connect(ctx context.Context, cfg Config) (*sql.DB, error) {
 	db, err := openDB(cfg)
 	if err != nil {
 		return nil, err
 	}
 	if err := db.PingContext(ctx); err != nil {
 		_ = db.Close()
-		return nil, classify(cfg, err)
+		return nil, Classify(cfg, err)
 	}
 	return db, nil
 }
 
-func classify(cfg MySQLConfig, err error) error {
+// Classify wraps an error of talking to the source: [ErrAccessDenied] for
+// refused credentials, [ErrUnreachable] for network failures.
+func Classify(cfg Config, err error) error {
 	var me *mysql.MySQLError
 	if errors.As(err, &me) {
 		switch me.Number {
@@ -117,8 +116,8 @@ func variable(ctx context.Context, db *sql.DB, name string) (string, bool, error
 	return v, true, nil
 }
 
-// inspect reads the server facts databus needs.
-func inspect(ctx context.Context, db *sql.DB) (ServerInfo, error) {
+// Inspect reads the server facts databus needs.
+func Inspect(ctx context.Context, db *sql.DB) (ServerInfo, error) {
 	var info ServerInfo
 	if err := db.QueryRowContext(ctx, "SELECT VERSION(), @@server_id").Scan(&info.Version, &info.ServerID); err != nil {
 		return info, fmt.Errorf("reading server version: %w", err)
@@ -170,7 +169,7 @@ var settingChecks = []struct {
 // Preflight runs every start-up check against an open connection and
 // returns all results; the error is non-nil only when checking itself
 // failed.
-func preflight(ctx context.Context, db *sql.DB, cfg MySQLConfig, info ServerInfo) ([]Check, error) {
+func Preflight(ctx context.Context, db *sql.DB, cfg Config, info ServerInfo) ([]Check, error) {
 	var checks []Check
 	for _, s := range settingChecks {
 		v, ok, err := variable(ctx, db, s.name)
@@ -208,7 +207,7 @@ func preflight(ctx context.Context, db *sql.DB, cfg MySQLConfig, info ServerInfo
 }
 
 // grantsCheck looks for the replication privileges in SHOW GRANTS.
-func grantsCheck(ctx context.Context, db *sql.DB, cfg MySQLConfig) Check {
+func grantsCheck(ctx context.Context, db *sql.DB, cfg Config) Check {
 	c := Check{
 		Name: "privileges",
 		Fix: fmt.Sprintf("GRANT SELECT, RELOAD, REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO '%s'@'%%' "+
@@ -250,8 +249,8 @@ func grantsCheck(ctx context.Context, db *sql.DB, cfg MySQLConfig) Check {
 	return c
 }
 
-// failedChecks turns failed checks into one error, or nil.
-func failedChecks(checks []Check) error {
+// FailedChecks turns failed checks into one error, or nil.
+func FailedChecks(checks []Check) error {
 	var msgs []string
 	for _, c := range checks {
 		if !c.OK {
@@ -264,13 +263,13 @@ func failedChecks(checks []Check) error {
 	return fmt.Errorf("%w:\n  %s", ErrSourceSettings, strings.Join(msgs, "\n  "))
 }
 
-// querier is a *sql.DB or a *sql.Conn.
-type querier interface {
+// Querier is a *sql.DB or a *sql.Conn.
+type Querier interface {
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 }
 
-// masterStatus returns the server's current binlog file and position.
-func masterStatus(ctx context.Context, db querier, info ServerInfo) (string, uint32, error) {
+// MasterStatus returns the server's current binlog file and position.
+func MasterStatus(ctx context.Context, db Querier, info ServerInfo) (string, uint32, error) {
 	q := "SHOW MASTER STATUS"
 	if !info.MariaDB && versionAtLeast(info.Version, 8, 4) {
 		q = "SHOW BINARY LOG STATUS"
@@ -300,8 +299,8 @@ func masterStatus(ctx context.Context, db querier, info ServerInfo) (string, uin
 	return file, pos, nil
 }
 
-// binaryLogs lists the binlog files the server still has, oldest first.
-func binaryLogs(ctx context.Context, db querier) ([]string, error) {
+// BinaryLogs lists the binlog files the server still has, oldest first.
+func BinaryLogs(ctx context.Context, db Querier) ([]string, error) {
 	rows, err := db.QueryContext(ctx, "SHOW BINARY LOGS")
 	if err != nil {
 		return nil, fmt.Errorf("SHOW BINARY LOGS: %w", err)
@@ -327,38 +326,6 @@ func binaryLogs(ctx context.Context, db querier) ([]string, error) {
 	return files, rows.Err()
 }
 
-// resumable checks that capture can resume at cp on the server described
-// by info: the checkpoint was written for this server
-// ([ErrServerChanged]) and its binlog file is still there
-// ([ErrBinlogPurged]). The errors name what is missing and the recovery.
-func resumable(ctx context.Context, db querier, cfg Config, info ServerInfo, cp bus.Checkpoint) error {
-	const recovery = "start databus run once with --recover to capture from the current position " +
-		"and take a new snapshot (consumers that need every row start again from it)"
-	if cp.ServerID != info.ServerID || cp.ServerUUID != info.ServerUUID {
-		return fmt.Errorf("%w: checkpoint %s:%d was written for server_id %d (uuid %q), %s is server_id %d (uuid %q); "+
-			"positions of one server mean nothing on another: %s",
-			ErrServerChanged, cp.File, cp.Offset, cp.ServerID, cp.ServerUUID, cfg.MySQL.Addr, info.ServerID, info.ServerUUID, recovery)
-	}
-	files, err := binaryLogs(ctx, db)
-	if err != nil {
-		return err
-	}
-	if slices.Contains(files, cp.File) {
-		return nil
-	}
-	gtid, oldest := "", "none"
-	if cp.GTID != "" {
-		gtid = " (GTID " + cp.GTID + ")"
-	}
-	if len(files) > 0 {
-		oldest = files[0]
-	}
-	return fmt.Errorf("%w: capture must resume at %s:%d%s but %s no longer has %s (oldest binlog: %s); "+
-		"the changes since then cannot be captured. Keep binlogs longer than databus can be down "+
-		"(expire_logs_days / binlog_expire_logs_seconds), and %s",
-		ErrBinlogPurged, cp.File, cp.Offset, gtid, cfg.MySQL.Addr, cp.File, oldest, recovery)
-}
-
 func versionAtLeast(v string, major, minor int) bool {
 	var a, b int
 	if _, err := fmt.Sscanf(v, "%d.%d", &a, &b); err != nil {
@@ -378,31 +345,31 @@ func DeriveServerID(source string) uint32 {
 // CheckSource connects to the source and runs every start-up check without
 // capturing. It returns the checks run so far and an error when the
 // server cannot be reached at all.
-func CheckSource(ctx context.Context, cfg MySQLConfig) ([]Check, error) {
+func CheckSource(ctx context.Context, cfg Config) ([]Check, error) {
 	if cfg.ServerID == 0 {
 		cfg.ServerID = DeriveServerID("default")
 	}
-	db, err := connect(ctx, cfg)
+	db, err := Connect(ctx, cfg)
 	if err != nil {
 		return []Check{{Name: "mysql reachable", Detail: err.Error(), Fix: "check mysql.addr, mysql.user and mysql.password"}}, err
 	}
 	defer db.Close()
-	info, err := inspect(ctx, db)
+	info, err := Inspect(ctx, db)
 	if err != nil {
 		return nil, err
 	}
 	checks := []Check{{Name: "mysql reachable", OK: true, Detail: fmt.Sprintf("%s at %s", info.Version, cfg.Addr)}}
-	more, err := preflight(ctx, db, cfg, info)
+	more, err := Preflight(ctx, db, cfg, info)
 	if err != nil {
 		return checks, err
 	}
 	return append(checks, more...), nil
 }
 
-// generatedColumns returns the generated columns of db.table as the server
+// GeneratedColumns returns the generated columns of db.table as the server
 // describes them now. The binlog does not mark them, and SQL must not write
 // them.
-func generatedColumns(ctx context.Context, db *sql.DB, schema, table string) (map[string]bool, error) {
+func GeneratedColumns(ctx context.Context, db *sql.DB, schema, table string) (map[string]bool, error) {
 	rows, err := db.QueryContext(ctx, "SELECT COLUMN_NAME FROM information_schema.COLUMNS "+
 		"WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND EXTRA LIKE '%GENERATED%'", schema, table)
 	if err != nil {

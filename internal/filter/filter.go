@@ -1,4 +1,4 @@
-package capture
+package filter
 
 import (
 	"path"
@@ -6,8 +6,9 @@ import (
 	"strings"
 )
 
-// systemDatabases are never captured unless named explicitly.
-var systemDatabases = []string{"mysql", "information_schema", "performance_schema", "sys"}
+// SystemDatabases are the server's own databases, never captured unless
+// named explicitly.
+var SystemDatabases = []string{"mysql", "information_schema", "performance_schema", "sys"}
 
 // Filter selects the captured tables. Databases and Tables add up; an empty
 // Filter captures every database but the system ones. Exclude wins over
@@ -70,7 +71,7 @@ func (f Filter) selects(db, table string) bool {
 		return false
 	}
 	if len(f.Databases) == 0 && len(f.Tables) == 0 {
-		return !slices.Contains(systemDatabases, db)
+		return !slices.Contains(SystemDatabases, db)
 	}
 	for _, d := range f.Databases {
 		if match(d, db) {
