@@ -2,7 +2,6 @@ package apply_test
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"testing"
 	"time"
@@ -11,16 +10,6 @@ import (
 	"github.com/databus/databus/internal/testenv"
 	"github.com/databus/databus/sdk"
 )
-
-func checksum(t *testing.T, db *sql.DB, table string) string {
-	t.Helper()
-	var name string
-	var sum sql.NullString
-	if err := db.QueryRow("CHECKSUM TABLE "+table).Scan(&name, &sum); err != nil {
-		t.Fatalf("CHECKSUM TABLE %s: %v", table, err)
-	}
-	return name + "=" + sum.String
-}
 
 // runApplier runs an applier until the returned stop is called.
 func runApplier(t *testing.T, cfg apply.Config) (stop func() apply.Progress) {
@@ -100,7 +89,7 @@ func TestApplyMirrorsDMLAndDDLAcrossRestarts(t *testing.T) {
 	})
 	p := stop()
 	for _, table := range []string{"shop.orders", "shop.order_items"} {
-		if a, b := checksum(t, src.DB(t), table), checksum(t, dst.DB(t), table); a != b {
+		if a, b := src.Checksum(t, table), dst.Checksum(t, table); a != b {
 			t.Errorf("source %s, target %s", a, b)
 		}
 	}

@@ -11,9 +11,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/databus/databus/apply"
-	"github.com/databus/databus/capture"
 	"github.com/databus/databus/internal/testenv"
 	"github.com/databus/databus/sdk"
+	"github.com/databus/databus/snapshot"
 )
 
 // A snapshot taken while writes go on, loaded into an empty target and
@@ -89,9 +89,9 @@ func TestSnapshotUnderWriteLoadThenChangesMirrorsExactly(t *testing.T) {
 		}
 	}()
 
-	man, err := capture.TakeSnapshot(t.Context(), ccfg, nc, capture.SnapshotOptions{ObjectBytes: 64 << 10})
+	man, err := snapshot.Take(t.Context(), testenv.SnapshotConfig(ccfg), nc, snapshot.Options{ObjectBytes: 64 << 10})
 	if err != nil {
-		t.Fatalf("TakeSnapshot: %v", err)
+		t.Fatalf("snapshot.Take: %v", err)
 	}
 	atSnapshot := written.Load()
 	var accounts *sdk.SnapshotTable
@@ -140,7 +140,7 @@ func TestSnapshotUnderWriteLoadThenChangesMirrorsExactly(t *testing.T) {
 		t.Fatal(err)
 	}
 	testenv.Eventually(t, 120*time.Second, func() error {
-		a, b := checksum(t, db, "app.accounts"), checksum(t, dst.DB(t), "app.accounts")
+		a, b := src.Checksum(t, "app.accounts"), dst.Checksum(t, "app.accounts")
 		if a != b {
 			return fmt.Errorf("accounts: source %s, target %s", a, b)
 		}
@@ -148,7 +148,7 @@ func TestSnapshotUnderWriteLoadThenChangesMirrorsExactly(t *testing.T) {
 	})
 	stop()
 	for _, table := range []string{"app.accounts", "app.events", "app.empty", "app.pairs"} {
-		if a, b := checksum(t, db, table), checksum(t, dst.DB(t), table); a != b {
+		if a, b := src.Checksum(t, table), dst.Checksum(t, table); a != b {
 			t.Errorf("after snapshot + changes: source %s, target %s", a, b)
 		}
 	}

@@ -64,11 +64,11 @@ func TestKilledMidTransactionLeavesAllOrNothingOfIt(t *testing.T) {
 		t.Run(fmt.Sprintf("atomic=%v", tc.atomic), func(t *testing.T) {
 			// Killed after both messages of the first transaction and
 			// three of the second.
-			r := newRig(t, capture.CrashAfter(len(first)+3), func(c *capture.Config) { c.Stream.AtomicTransactions = tc.atomic })
-			r.db.Exec(t, "CREATE DATABASE app",
+			r := testenv.NewRig(t, capture.CrashAfter(len(first)+3), func(c *capture.Config) { c.Stream.AtomicTransactions = tc.atomic })
+			r.DB.Exec(t, "CREATE DATABASE app",
 				"CREATE TABLE app.a (id INT PRIMARY KEY, v INT)", "CREATE TABLE app.b (id INT PRIMARY KEY, v INT)")
 			r.Start(t)
-			r.db.Exec(t,
+			r.DB.Exec(t,
 				"BEGIN", "INSERT INTO app.a VALUES (1, 0)", "INSERT INTO app.b VALUES (1, 0)", "COMMIT",
 				"BEGIN", "INSERT INTO app.a VALUES (2, 0), (3, 0)", "INSERT INTO app.b VALUES (2, 0)",
 				"UPDATE app.a SET v = 1 WHERE id = 3", "DELETE FROM app.b WHERE id = 1", "COMMIT")
@@ -81,7 +81,7 @@ func TestKilledMidTransactionLeavesAllOrNothingOfIt(t *testing.T) {
 			if err := r.Stop(t); err == nil || !strings.Contains(err.Error(), "test crash") {
 				t.Fatalf("capture stopped with %v, want the simulated crash", err)
 			}
-			js, err := jetstream.New(r.nc)
+			js, err := jetstream.New(r.NC)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -125,17 +125,17 @@ func TestKilledMidTransactionLeavesAllOrNothingOfIt(t *testing.T) {
 // after it form another, and the transaction still arrives whole and in
 // order.
 func TestTransactionWithAChunkedRowArrivesWholeInOrder(t *testing.T) {
-	r := &rig{db: testenv.StartMariaDB(t, "--max-allowed-packet=128M"), js: testenv.StartJetStream(t)}
-	r.nc = r.js.Conn(t)
-	cfg := testenv.CaptureConfig(r.db)
+	r := &testenv.Rig{DB: testenv.StartMariaDB(t, "--max-allowed-packet=128M"), JS: testenv.StartJetStream(t)}
+	r.NC = r.JS.Conn(t)
+	cfg := testenv.CaptureConfig(r.DB)
 	cfg.Stream.AtomicTransactions = true
-	r.Capture = testenv.NewCapture(cfg, r.nc)
-	r.db.Exec(t, "CREATE DATABASE big", "CREATE TABLE big.files (id INT PRIMARY KEY, body LONGBLOB)")
+	r.Capture = testenv.NewCapture(cfg, r.NC)
+	r.DB.Exec(t, "CREATE DATABASE big", "CREATE TABLE big.files (id INT PRIMARY KEY, body LONGBLOB)")
 	r.Start(t)
-	c := r.consumer(t, sdk.Config{Start: sdk.StartNow})
+	c := r.Consumer(t, sdk.Config{Start: sdk.StartNow})
 
 	blob := strings.Repeat("0123456789abcdef", 1<<20) // 16 MiB: several chunks
-	tx, err := r.db.DB(t).Begin()
+	tx, err := r.DB.DB(t).Begin()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +154,7 @@ func TestTransactionWithAChunkedRowArrivesWholeInOrder(t *testing.T) {
 	if err := tx.Commit(); err != nil {
 		t.Fatal(err)
 	}
-	r.db.Exec(t, "INSERT INTO big.files VALUES (6, 'e'), (7, 'f')")
+	r.DB.Exec(t, "INSERT INTO big.files VALUES (6, 'e'), (7, 'f')")
 	for i, want := range []string{
 		"insert:files:1 insert:files:2 insert:files:3 insert:files:4 insert:files:5 +",
 		"insert:files:6 insert:files:7 +",

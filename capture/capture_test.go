@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/databus/databus/capture"
@@ -23,85 +22,25 @@ import (
 	"github.com/databus/databus/sdk"
 )
 
-// rig is one source server, one JetStream and a capturer between them.
-type rig struct {
-	db *testenv.MariaDB
-	js *testenv.JetStream
-	nc *nats.Conn
-	*testenv.Capture
-}
-
-func newRig(t *testing.T, mutate ...func(*capture.Config)) *rig {
-	t.Helper()
-	r := &rig{db: testenv.StartMariaDB(t), js: testenv.StartJetStream(t)}
-	r.nc = r.js.Conn(t)
-	cfg := testenv.CaptureConfig(r.db)
-	for _, m := range mutate {
-		m(&cfg)
-	}
-	r.Capture = testenv.NewCapture(cfg, r.nc)
-	return r
-}
-
 // newMirror returns a started rig and a target server, both prepared with
 // the same statements.
-func newMirror(t *testing.T, setup ...string) (*rig, *testenv.MariaDB) {
+func newMirror(t *testing.T, setup ...string) (*testenv.Rig, *testenv.MariaDB) {
 	t.Helper()
-	r := newRig(t)
+	r := testenv.NewRig(t)
 	target := testenv.StartMariaDB(t)
-	r.db.Exec(t, setup...)
+	r.DB.Exec(t, setup...)
 	target.Exec(t, setup...)
 	r.Start(t)
 	return r, target
 }
 
-func (r *rig) consumer(t *testing.T, cfg sdk.Config) *sdk.Consumer {
-	t.Helper()
-	cfg.Conn, cfg.Source = r.nc, r.Config.Source
-	c, err := sdk.Connect(t.Context(), cfg)
-	if err != nil {
-		t.Fatalf("sdk.Connect: %v", err)
-	}
-	t.Cleanup(c.Close)
-	return c
-}
-
-// read takes n events from c, acknowledging each, and fails after 20s.
-func read(t *testing.T, c *sdk.Consumer, n int) []*sdk.Event {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
-	defer cancel()
-	var out []*sdk.Event
-	for len(out) < n {
-		m, err := c.Next(ctx)
-		if err != nil {
-			t.Fatalf("after %d of %d events: %v", len(out), n, err)
-		}
-		if err := m.Ack(ctx); err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, m.Event)
-	}
-	return out
-}
-
-// none checks that no further event arrives within a short while.
-func none(t *testing.T, c *sdk.Consumer) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 700*time.Millisecond)
-	defer cancel()
-	if m, err := c.Next(ctx); err == nil {
-		t.Fatalf("unexpected extra event: %s %s.%s %s", m.Event.Op, m.Event.Database, m.Event.Table, m.Event.SQL)
-	}
-}
-
 func TestRowChangesInCommitOrder(t *testing.T) {
-	r := newRig(t)
-	r.db.Exec(t, "CREATE DATABASE shop",
+	r := testenv.NewRig(t)
+	r.DB.Exec(t, "CREATE DATABASE shop",
 		"CREATE TABLE shop.orders (id INT PRIMARY KEY, customer VARCHAR(40), total DECIMAL(12,2), placed DATETIME(6), note TEXT NULL) DEFAULT CHARSET=utf8mb4")
 	r.Start(t)
-	c := r.consumer(t, sdk.Config{Name: "app", Start: sdk.StartBeginning, Tables: []string{"shop.orders"}})
-	r.db.Exec(t,
+	c := r.Consumer(t, sdk.Config{Name: "app", Start: sdk.StartBeginning, Tables: []string{"shop.orders"}})
+	r.DB.Exec(t,
 		"INSERT INTO shop.orders VALUES (1, 'Ann', 10.50, '2024-02-29 23:59:59.999999', NULL), (2, 'Bob ''the'' 😀', -0.01, '1999-01-01 00:00:00', 'multi\nline')",
 		"BEGIN",
 		"UPDATE shop.orders SET total = total + 1 WHERE id IN (1, 2)",
@@ -109,8 +48,8 @@ func TestRowChangesInCommitOrder(t *testing.T) {
 		"INSERT INTO shop.orders VALUES (3, 'Cy', 0, '2000-01-01 00:00:00', '')",
 		"COMMIT",
 	)
-	evs := read(t, c, 6)
-	none(t, c)
+	evs := testenv.Read(t, c, 6)
+	testenv.None(t, c)
 
 	type row struct {
 		op       sdk.Op
@@ -166,7 +105,7 @@ func TestRowChangesInCommitOrder(t *testing.T) {
 		t.Errorf("columns: pk %v columns %+v", ins.PrimaryKey, ins.Columns)
 	}
 	p := ins.Position
-	if !strings.HasPrefix(p.File, "mysql-bin.") || p.Offset == 0 || p.GTID == "" || p.ServerID != r.db.ServerID || p.Row != 1 {
+	if !strings.HasPrefix(p.File, "mysql-bin.") || p.Offset == 0 || p.GTID == "" || p.ServerID != r.DB.ServerID || p.Row != 1 {
 		t.Errorf("position: got %+v", p)
 	}
 	if time.Since(ins.Timestamp) > time.Minute || ins.Timestamp.Location() != time.UTC {
@@ -177,34 +116,26 @@ func TestRowChangesInCommitOrder(t *testing.T) {
 func TestSQLAppliesToAnotherServer(t *testing.T) {
 	r, target := newMirror(t, "CREATE DATABASE shop",
 		"CREATE TABLE shop.t (id BIGINT UNSIGNED NOT NULL, name VARCHAR(100), amount DECIMAL(20,6), at DATETIME(3), n INT, PRIMARY KEY (id)) DEFAULT CHARSET=utf8mb4")
-	c := r.consumer(t, sdk.Config{Start: sdk.StartBeginning, Tables: []string{"shop.t"}})
-	r.db.Exec(t,
+	c := r.Consumer(t, sdk.Config{Start: sdk.StartBeginning, Tables: []string{"shop.t"}})
+	r.DB.Exec(t,
 		"INSERT INTO shop.t VALUES (18446744073709551615, 'back\\\\slash ''q'' \\0 nul', 123456789012.123456, '2024-01-01 10:00:00.5', -2147483648), (1, NULL, 0, NULL, NULL)",
 		"UPDATE shop.t SET name = 'ünïcödé', id = 7 WHERE id = 1",
 		"DELETE FROM shop.t WHERE id = 18446744073709551615",
 		"INSERT INTO shop.t VALUES (9, '\\r\\n\\t\\Z', -0.000001, '0000-00-00 00:00:00', 2147483647)",
 	)
-	for _, e := range read(t, c, 5) {
+	for _, e := range testenv.Read(t, c, 5) {
 		target.Exec(t, e.SQL)
 	}
-	checksum := func(m *testenv.MariaDB) string {
-		var name string
-		var sum any
-		if err := m.DB(t).QueryRow("CHECKSUM TABLE shop.t").Scan(&name, &sum); err != nil {
-			t.Fatal(err)
-		}
-		return fmt.Sprint(sum)
-	}
-	if a, b := checksum(r.db), checksum(target); a != b {
+	if a, b := r.DB.Checksum(t, "shop.t"), target.Checksum(t, "shop.t"); a != b {
 		t.Errorf("CHECKSUM TABLE: source %s, target %s", a, b)
 	}
 }
 
 func TestFiltersAndSubjects(t *testing.T) {
-	r := newRig(t, func(c *capture.Config) {
+	r := testenv.NewRig(t, func(c *capture.Config) {
 		c.Filter = filter.Filter{Databases: []string{"crm"}, Tables: []string{"shop.orders", "`my.db`.`t 1`"}, Exclude: []string{"crm.secret"}}
 	})
-	r.db.Exec(t,
+	r.DB.Exec(t,
 		"CREATE DATABASE shop", "CREATE DATABASE crm", "CREATE DATABASE other", "CREATE DATABASE `my.db`",
 		"CREATE TABLE shop.orders (id INT PRIMARY KEY)", "CREATE TABLE shop.skipped (id INT PRIMARY KEY)",
 		"CREATE TABLE crm.people (id INT PRIMARY KEY)", "CREATE TABLE crm.secret (id INT PRIMARY KEY)",
@@ -213,21 +144,21 @@ func TestFiltersAndSubjects(t *testing.T) {
 	r.Start(t)
 
 	// A plain NATS subscriber on one table's subject gets only that table.
-	sub, err := r.nc.SubscribeSync("databus.test.my%2Edb.t%201.>")
+	sub, err := r.NC.SubscribeSync("databus.test.my%2Edb.t%201.>")
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := r.consumer(t, sdk.Config{Start: sdk.StartNow})
-	r.db.Exec(t,
+	c := r.Consumer(t, sdk.Config{Start: sdk.StartNow})
+	r.DB.Exec(t,
 		"INSERT INTO shop.orders VALUES (1)", "INSERT INTO shop.skipped VALUES (1)",
 		"INSERT INTO crm.people VALUES (1)", "INSERT INTO crm.secret VALUES (1)",
 		"INSERT INTO other.x VALUES (1)", "INSERT INTO `my.db`.`t 1` VALUES (1)",
 	)
 	var got []string
-	for _, e := range read(t, c, 3) {
+	for _, e := range testenv.Read(t, c, 3) {
 		got = append(got, e.Database+"."+e.Table)
 	}
-	none(t, c)
+	testenv.None(t, c)
 	if want := []string{"shop.orders", "crm.people", "my.db.t 1"}; !slices.Equal(got, want) {
 		t.Errorf("captured tables: got %q, want %q", got, want)
 	}
@@ -244,27 +175,27 @@ func TestFiltersAndSubjects(t *testing.T) {
 }
 
 func TestResumesAfterStopWithoutLossOrDuplicates(t *testing.T) {
-	r := newRig(t)
-	r.db.Exec(t, "CREATE DATABASE app", "CREATE TABLE app.ledger (id INT PRIMARY KEY)")
+	r := testenv.NewRig(t)
+	r.DB.Exec(t, "CREATE DATABASE app", "CREATE TABLE app.ledger (id INT PRIMARY KEY)")
 	r.Start(t)
 	next := 0
 	write := func(n int) {
 		for range n {
 			next++
-			r.db.Exec(t, fmt.Sprintf("INSERT INTO app.ledger VALUES (%d)", next))
+			r.DB.Exec(t, fmt.Sprintf("INSERT INTO app.ledger VALUES (%d)", next))
 		}
 	}
 	write(20)
-	c := r.consumer(t, sdk.Config{Name: "ledger", Start: sdk.StartBeginning, Tables: []string{"app.ledger"}})
-	read(t, c, 20)
+	c := r.Consumer(t, sdk.Config{Name: "ledger", Start: sdk.StartBeginning, Tables: []string{"app.ledger"}})
+	testenv.Read(t, c, 20)
 	if err := r.Stop(t); err != nil {
 		t.Fatalf("capture stopped with %v", err)
 	}
 	write(30) // written while capture is down
 	r.Start(t)
 	write(10)
-	evs := read(t, c, 40)
-	none(t, c)
+	evs := testenv.Read(t, c, 40)
+	testenv.None(t, c)
 	for i, e := range evs {
 		if got, want := fmt.Sprint(e.Key["id"]), fmt.Sprint(21+i); got != want {
 			t.Fatalf("event %d: id %s, want %s", i, got, want)
@@ -283,20 +214,20 @@ func TestResumesAfterStopWithoutLossOrDuplicates(t *testing.T) {
 	}
 	r.Start(t)
 	write(1)
-	if got := read(t, c, 1)[0].Key["id"]; fmt.Sprint(got) != "61" {
+	if got := testenv.Read(t, c, 1)[0].Key["id"]; fmt.Sprint(got) != "61" {
 		t.Errorf("after rewinding the checkpoint: got id %v, want 61 (nothing republished)", got)
 	}
-	none(t, c)
+	testenv.None(t, c)
 }
 
 func TestRetriesWhileMySQLIsDown(t *testing.T) {
-	r := newRig(t)
-	r.db.Exec(t, "CREATE DATABASE app", "CREATE TABLE app.t (id INT PRIMARY KEY)")
+	r := testenv.NewRig(t)
+	r.DB.Exec(t, "CREATE DATABASE app", "CREATE TABLE app.t (id INT PRIMARY KEY)")
 	r.Start(t)
-	c := r.consumer(t, sdk.Config{Start: sdk.StartNow})
-	r.db.Exec(t, "INSERT INTO app.t VALUES (1)")
-	read(t, c, 1)
-	r.db.Kill(t)
+	c := r.Consumer(t, sdk.Config{Start: sdk.StartNow})
+	r.DB.Exec(t, "INSERT INTO app.t VALUES (1)")
+	testenv.Read(t, c, 1)
+	r.DB.Kill(t)
 	testenv.Eventually(t, 20*time.Second, func() error {
 		if r.Status().Streaming {
 			return errors.New("still streaming")
@@ -306,9 +237,9 @@ func TestRetriesWhileMySQLIsDown(t *testing.T) {
 		}
 		return nil
 	})
-	r.db.Restart(t)
-	r.db.Exec(t, "INSERT INTO app.t VALUES (2)")
-	if got := read(t, c, 1)[0].Key["id"]; fmt.Sprint(got) != "2" {
+	r.DB.Restart(t)
+	r.DB.Exec(t, "INSERT INTO app.t VALUES (2)")
+	if got := testenv.Read(t, c, 1)[0].Key["id"]; fmt.Sprint(got) != "2" {
 		t.Errorf("after MySQL came back: got id %v, want 2", got)
 	}
 }
@@ -372,13 +303,13 @@ func TestRefusesBadCredentialsAndMissingPrivileges(t *testing.T) {
 }
 
 func TestDurableConsumerResumesAfterLastAck(t *testing.T) {
-	r := newRig(t)
-	r.db.Exec(t, "CREATE DATABASE app", "CREATE TABLE app.t (id INT PRIMARY KEY)", "CREATE TABLE app.other (id INT PRIMARY KEY)")
+	r := testenv.NewRig(t)
+	r.DB.Exec(t, "CREATE DATABASE app", "CREATE TABLE app.t (id INT PRIMARY KEY)", "CREATE TABLE app.other (id INT PRIMARY KEY)")
 	r.Start(t)
-	r.db.Exec(t, "INSERT INTO app.t VALUES (1), (2), (3)", "INSERT INTO app.other VALUES (1)")
+	r.DB.Exec(t, "INSERT INTO app.t VALUES (1), (2), (3)", "INSERT INTO app.other VALUES (1)")
 
 	// Handler style: acknowledges the first two, then the program "stops".
-	c := r.consumer(t, sdk.Config{Name: "worker", Start: sdk.StartBeginning, Tables: []string{"app.t"}})
+	c := r.Consumer(t, sdk.Config{Name: "worker", Start: sdk.StartBeginning, Tables: []string{"app.t"}})
 	var handled []string
 	stop := errors.New("program stops")
 	err := c.Handle(t.Context(), func(_ context.Context, ev *sdk.Event) error {
@@ -392,10 +323,10 @@ func TestDurableConsumerResumesAfterLastAck(t *testing.T) {
 		t.Fatalf("Handle: got %v, want the handler's error", err)
 	}
 	c.Close()
-	r.db.Exec(t, "INSERT INTO app.t VALUES (4)")
+	r.DB.Exec(t, "INSERT INTO app.t VALUES (4)")
 
 	// Iterator style, same durable name: resumes at the unacknowledged event.
-	c2 := r.consumer(t, sdk.Config{Name: "worker", Tables: []string{"app.t"}})
+	c2 := r.Consumer(t, sdk.Config{Name: "worker", Tables: []string{"app.t"}})
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
 	var got []string
@@ -414,7 +345,7 @@ func TestDurableConsumerResumesAfterLastAck(t *testing.T) {
 	if strings.Join(handled, ",") != "1,2" || strings.Join(got, ",") != "3,4" {
 		t.Errorf("first run handled %v, second run got %v; want 1,2 then 3,4", handled, got)
 	}
-	none(t, c2)
+	testenv.None(t, c2)
 }
 
 func TestConnectWithoutStream(t *testing.T) {
@@ -426,22 +357,22 @@ func TestConnectWithoutStream(t *testing.T) {
 }
 
 func TestRowLargerThanAMessageArrivesWhole(t *testing.T) {
-	r := &rig{db: testenv.StartMariaDB(t, "--max-allowed-packet=128M"), js: testenv.StartJetStream(t)}
-	r.nc = r.js.Conn(t)
-	r.Capture = testenv.NewCapture(testenv.CaptureConfig(r.db), r.nc)
-	r.db.Exec(t, "CREATE DATABASE big", "CREATE TABLE big.files (id INT PRIMARY KEY, body LONGBLOB)")
+	r := &testenv.Rig{DB: testenv.StartMariaDB(t, "--max-allowed-packet=128M"), JS: testenv.StartJetStream(t)}
+	r.NC = r.JS.Conn(t)
+	r.Capture = testenv.NewCapture(testenv.CaptureConfig(r.DB), r.NC)
+	r.DB.Exec(t, "CREATE DATABASE big", "CREATE TABLE big.files (id INT PRIMARY KEY, body LONGBLOB)")
 	r.Start(t)
-	c := r.consumer(t, sdk.Config{Start: sdk.StartBeginning, Tables: []string{"big.files"}})
+	c := r.Consumer(t, sdk.Config{Start: sdk.StartBeginning, Tables: []string{"big.files"}})
 
 	blob := make([]byte, 20<<20)
 	for i := range blob {
 		blob[i] = byte(i*7 + i>>11)
 	}
-	if _, err := r.db.DB(t).Exec("INSERT INTO big.files VALUES (1, ?)", blob); err != nil {
+	if _, err := r.DB.DB(t).Exec("INSERT INTO big.files VALUES (1, ?)", blob); err != nil {
 		t.Fatal(err)
 	}
-	r.db.Exec(t, "INSERT INTO big.files VALUES (2, 'small')")
-	evs := read(t, c, 2)
+	r.DB.Exec(t, "INSERT INTO big.files VALUES (2, 'small')")
+	evs := testenv.Read(t, c, 2)
 	got, err := base64.StdEncoding.DecodeString(fmt.Sprint(evs[0].After["body"]))
 	if err != nil {
 		t.Fatal(err)
@@ -452,7 +383,7 @@ func TestRowLargerThanAMessageArrivesWhole(t *testing.T) {
 	if fmt.Sprint(evs[1].Key["id"]) != "2" {
 		t.Errorf("event after the big one: %v", evs[1].Key)
 	}
-	none(t, c)
+	testenv.None(t, c)
 }
 
 func TestCaptureKilledMidChunksPublishesTheEventWholeOnce(t *testing.T) {
@@ -488,9 +419,9 @@ func TestCaptureKilledMidChunksPublishesTheEventWholeOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
-	evs := read(t, c, 2)
+	evs := testenv.Read(t, c, 2)
 	if evs[0].After["body"] != "small" || evs[1].After["body"] != big.After["body"] {
 		t.Errorf("events after a crash mid-chunks: %v, then a body of %d bytes", evs[0].After, len(fmt.Sprint(evs[1].After["body"])))
 	}
-	none(t, c)
+	testenv.None(t, c)
 }

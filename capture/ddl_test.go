@@ -53,19 +53,19 @@ var ddlScript = []string{
 }
 
 func TestDDLIsQualifiedAndMirrorsWithoutUSE(t *testing.T) {
-	r := newRig(t)
+	r := testenv.NewRig(t)
 	target := testenv.StartMariaDB(t)
-	r.db.Exec(t, "CREATE DATABASE shop")
+	r.DB.Exec(t, "CREATE DATABASE shop")
 	target.Exec(t, "CREATE DATABASE shop")
 	r.Start(t)
-	c := r.consumer(t, sdk.Config{Start: sdk.StartBeginning})
-	r.db.Exec(t, ddlScript...)
+	c := r.Consumer(t, sdk.Config{Start: sdk.StartBeginning})
+	r.DB.Exec(t, ddlScript...)
 	// Every statement of the script is one event except the row changes.
 	var events []*sdk.Event
 	kinds := map[string]bool{}
 	ctxDeadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(ctxDeadline) {
-		evs := readUpTo(t, c, 500*time.Millisecond)
+		evs := testenv.ReadUntilQuiet(t, c, 500*time.Millisecond)
 		if len(evs) == 0 {
 			break
 		}
@@ -113,11 +113,11 @@ func TestDDLIsQualifiedAndMirrorsWithoutUSE(t *testing.T) {
 		}
 	}
 	for _, table := range []string{"orders", "orders_archive", "orders_big", "people"} {
-		a, b := showCreate(t, r.db.DB(t), "shop", table), showCreate(t, target.DB(t), "shop", table)
+		a, b := showCreate(t, r.DB.DB(t), "shop", table), showCreate(t, target.DB(t), "shop", table)
 		if a != b {
 			t.Errorf("SHOW CREATE TABLE shop.%s differs:\nsource %s\ntarget %s", table, a, b)
 		}
-		if a, b := checksumTable(t, r.db.DB(t), "shop."+table), checksumTable(t, target.DB(t), "shop."+table); a != b {
+		if a, b := r.DB.Checksum(t, "shop."+table), target.Checksum(t, "shop."+table); a != b {
 			t.Errorf("shop.%s: CHECKSUM source %s, target %s", table, a, b)
 		}
 	}
@@ -132,7 +132,7 @@ func TestDDLIsQualifiedAndMirrorsWithoutUSE(t *testing.T) {
 	if rename == nil || fmt.Sprint(rename.DDL.Tables) != "[{crm people} {shop people}]" {
 		t.Errorf("rename across databases: got %+v", rename)
 	}
-	js, _ := jetstream.New(r.nc)
+	js, _ := jetstream.New(r.NC)
 	s, err := js.Stream(t.Context(), "DATABUS_test")
 	if err != nil {
 		t.Fatal(err)
@@ -152,24 +152,6 @@ func TestDDLIsQualifiedAndMirrorsWithoutUSE(t *testing.T) {
 	}
 }
 
-// readUpTo reads events until none arrives within quiet.
-func readUpTo(t *testing.T, c *sdk.Consumer, quiet time.Duration) []*sdk.Event {
-	t.Helper()
-	var out []*sdk.Event
-	for {
-		ctx, cancel := contextWithTimeout(t, quiet)
-		m, err := c.Next(ctx)
-		cancel()
-		if err != nil {
-			return out
-		}
-		if err := m.Ack(t.Context()); err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, m.Event)
-	}
-}
-
 func showCreate(t *testing.T, db *sql.DB, schema, table string) string {
 	t.Helper()
 	var name, stmt string
@@ -180,12 +162,12 @@ func showCreate(t *testing.T, db *sql.DB, schema, table string) string {
 }
 
 func TestReplayFromBeforeALTERsDecodesWithTheOldSchema(t *testing.T) {
-	r := newRig(t)
-	r.db.Exec(t, "CREATE DATABASE app", "CREATE TABLE app.t (id INT PRIMARY KEY, a VARCHAR(10), b INT)")
+	r := testenv.NewRig(t)
+	r.DB.Exec(t, "CREATE DATABASE app", "CREATE TABLE app.t (id INT PRIMARY KEY, a VARCHAR(10), b INT)")
 	r.Start(t)
 	first := r.Status().Position // not yet set: read the checkpoint instead
 	_ = first
-	js, _ := jetstream.New(r.nc)
+	js, _ := jetstream.New(r.NC)
 	kv, err := js.KeyValue(t.Context(), sdk.StateBucket("test"))
 	if err != nil {
 		t.Fatal(err)
@@ -194,7 +176,7 @@ func TestReplayFromBeforeALTERsDecodesWithTheOldSchema(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.db.Exec(t,
+	r.DB.Exec(t,
 		"INSERT INTO app.t VALUES (1, 'one', 10)",
 		"ALTER TABLE app.t ADD COLUMN c DATE FIRST",
 		"INSERT INTO app.t VALUES ('2024-01-01', 2, 'two', 20)",
@@ -204,8 +186,8 @@ func TestReplayFromBeforeALTERsDecodesWithTheOldSchema(t *testing.T) {
 		"INSERT INTO app.t VALUES ('2024-01-04', 'four', 4)",
 		"UPDATE app.t SET b = 'x' WHERE ident = 1",
 	)
-	live := r.consumer(t, sdk.Config{Start: sdk.StartBeginning, Tables: []string{"app.t"}})
-	want := readUpTo(t, live, time.Second)
+	live := r.Consumer(t, sdk.Config{Start: sdk.StartBeginning, Tables: []string{"app.t"}})
+	want := testenv.ReadUntilQuiet(t, live, time.Second)
 
 	// A second capture of the same server, starting from the position
 	// before every ALTER, long after they all happened.
@@ -213,7 +195,7 @@ func TestReplayFromBeforeALTERsDecodesWithTheOldSchema(t *testing.T) {
 	if err := json.Unmarshal(start.Value(), &cp); err != nil {
 		t.Fatal(err)
 	}
-	cfg := testenv.CaptureConfig(r.db)
+	cfg := testenv.CaptureConfig(r.DB)
 	cfg.Source = "replay"
 	cfg.MySQL.ServerID = 4242
 	replayKV, err := js.CreateKeyValue(t.Context(), jetstream.KeyValueConfig{Bucket: sdk.StateBucket("replay"), History: 1, Storage: jetstream.FileStorage})
@@ -223,14 +205,14 @@ func TestReplayFromBeforeALTERsDecodesWithTheOldSchema(t *testing.T) {
 	if _, err := replayKV.Put(t.Context(), bus.CheckpointKey, start.Value()); err != nil {
 		t.Fatal(err)
 	}
-	replay := testenv.NewCapture(cfg, r.nc)
+	replay := testenv.NewCapture(cfg, r.NC)
 	replay.Start(t)
-	rc, err := sdk.Connect(t.Context(), sdk.Config{Conn: r.nc, Source: "replay", Start: sdk.StartBeginning, Tables: []string{"app.t"}})
+	rc, err := sdk.Connect(t.Context(), sdk.Config{Conn: r.NC, Source: "replay", Start: sdk.StartBeginning, Tables: []string{"app.t"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer rc.Close()
-	got := readUpTo(t, rc, time.Second)
+	got := testenv.ReadUntilQuiet(t, rc, time.Second)
 	if len(got) != len(want) || len(got) < 8 {
 		t.Fatalf("replay: %d events, live: %d", len(got), len(want))
 	}

@@ -18,9 +18,9 @@ import (
 )
 
 // stateKV is the capture state bucket of r's source.
-func stateKV(t *testing.T, r *rig) jetstream.KeyValue {
+func stateKV(t *testing.T, r *testenv.Rig) jetstream.KeyValue {
 	t.Helper()
-	js, err := jetstream.New(r.nc)
+	js, err := jetstream.New(r.NC)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,7 +31,7 @@ func stateKV(t *testing.T, r *rig) jetstream.KeyValue {
 	return kv
 }
 
-func savedCheckpoint(t *testing.T, r *rig) bus.Checkpoint {
+func savedCheckpoint(t *testing.T, r *testenv.Rig) bus.Checkpoint {
 	t.Helper()
 	e, err := stateKV(t, r).Get(t.Context(), bus.CheckpointKey)
 	if err != nil {
@@ -45,20 +45,20 @@ func savedCheckpoint(t *testing.T, r *rig) bus.Checkpoint {
 }
 
 func TestPurgedBinlogStopsCaptureNamingTheFileThenRecoverStartsFromNow(t *testing.T) {
-	r := newRig(t)
-	r.db.Exec(t, "CREATE DATABASE app", "CREATE TABLE app.t (id INT PRIMARY KEY)")
+	r := testenv.NewRig(t)
+	r.DB.Exec(t, "CREATE DATABASE app", "CREATE TABLE app.t (id INT PRIMARY KEY)")
 	r.Start(t)
-	c := r.consumer(t, sdk.Config{Name: "app", Start: sdk.StartBeginning, Tables: []string{"app.t"}})
-	r.db.Exec(t, "INSERT INTO app.t VALUES (1)")
-	read(t, c, 1)
+	c := r.Consumer(t, sdk.Config{Name: "app", Start: sdk.StartBeginning, Tables: []string{"app.t"}})
+	r.DB.Exec(t, "INSERT INTO app.t VALUES (1)")
+	testenv.Read(t, c, 1)
 	if err := r.Stop(t); err != nil {
 		t.Fatal(err)
 	}
 	cp := savedCheckpoint(t, r)
 
 	// While capture is down, rows are written and their binlog purged.
-	r.db.Exec(t, "INSERT INTO app.t VALUES (2)")
-	oldest := r.db.RotateAndPurge(t, 2)
+	r.DB.Exec(t, "INSERT INTO app.t VALUES (2)")
+	oldest := r.DB.RotateAndPurge(t, 2)
 	r.Start(t)
 	err := r.Stop(t)
 	if !errors.Is(err, capture.ErrBinlogPurged) {
@@ -82,11 +82,11 @@ func TestPurgedBinlogStopsCaptureNamingTheFileThenRecoverStartsFromNow(t *testin
 		}
 	}
 	r.Start(t)
-	r.db.Exec(t, "INSERT INTO app.t VALUES (3)")
-	if got := read(t, c, 1)[0].Key["id"]; fmt.Sprint(got) != "3" {
+	r.DB.Exec(t, "INSERT INTO app.t VALUES (3)")
+	if got := testenv.Read(t, c, 1)[0].Key["id"]; fmt.Sprint(got) != "3" {
 		t.Errorf("after recovering: got id %v, want 3", got)
 	}
-	none(t, c)
+	testenv.None(t, c)
 	if recovered.Load() != 1 {
 		t.Errorf("OnRecover called %d times with ErrBinlogPurged, want 1", recovered.Load())
 	}
@@ -94,9 +94,9 @@ func TestPurgedBinlogStopsCaptureNamingTheFileThenRecoverStartsFromNow(t *testin
 		t.Fatal(err)
 	}
 	// A usable checkpoint is resumed as usual: Recover changes nothing.
-	r.db.Exec(t, "INSERT INTO app.t VALUES (4)")
+	r.DB.Exec(t, "INSERT INTO app.t VALUES (4)")
 	r.Start(t)
-	if got := read(t, c, 1)[0].Key["id"]; fmt.Sprint(got) != "4" {
+	if got := testenv.Read(t, c, 1)[0].Key["id"]; fmt.Sprint(got) != "4" {
 		t.Errorf("after a restart with Recover and a usable checkpoint: got id %v, want 4", got)
 	}
 	if recovered.Load() != 1 {
@@ -107,14 +107,14 @@ func TestPurgedBinlogStopsCaptureNamingTheFileThenRecoverStartsFromNow(t *testin
 // A source with nothing to capture still moves the checkpoint to each new
 // binlog file, so purging the old ones does not stop capture.
 func TestIdleCaptureFollowsRotationsSoPurgingOldBinlogsIsSafe(t *testing.T) {
-	r := newRig(t)
-	r.db.Exec(t, "CREATE DATABASE app", "CREATE TABLE app.t (id INT PRIMARY KEY)")
+	r := testenv.NewRig(t)
+	r.DB.Exec(t, "CREATE DATABASE app", "CREATE TABLE app.t (id INT PRIMARY KEY)")
 	r.Start(t)
-	c := r.consumer(t, sdk.Config{Name: "app", Start: sdk.StartBeginning, Tables: []string{"app.t"}})
+	c := r.Consumer(t, sdk.Config{Name: "app", Start: sdk.StartBeginning, Tables: []string{"app.t"}})
 	for range 3 {
-		r.db.Exec(t, "FLUSH BINARY LOGS")
+		r.DB.Exec(t, "FLUSH BINARY LOGS")
 	}
-	cur := r.db.CurrentBinlog(t)
+	cur := r.DB.CurrentBinlog(t)
 	testenv.Eventually(t, 20*time.Second, func() error {
 		if cp := savedCheckpoint(t, r); cp.File != cur {
 			return fmt.Errorf("checkpoint in %s, server writes %s", cp.File, cur)
@@ -124,10 +124,10 @@ func TestIdleCaptureFollowsRotationsSoPurgingOldBinlogsIsSafe(t *testing.T) {
 	if err := r.Stop(t); err != nil {
 		t.Fatal(err)
 	}
-	r.db.PurgeBinlogsTo(t, cur)
-	r.db.Exec(t, "INSERT INTO app.t VALUES (1)")
+	r.DB.PurgeBinlogsTo(t, cur)
+	r.DB.Exec(t, "INSERT INTO app.t VALUES (1)")
 	r.Start(t)
-	if got := read(t, c, 1)[0].Key["id"]; fmt.Sprint(got) != "1" {
+	if got := testenv.Read(t, c, 1)[0].Key["id"]; fmt.Sprint(got) != "1" {
 		t.Errorf("got id %v, want 1", got)
 	}
 }
@@ -141,11 +141,11 @@ func TestFailoverToAReplicaResumesByGTID(t *testing.T) {
 	replica.Exec(t, fmt.Sprintf("CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=%d, MASTER_USER='root', MASTER_USE_GTID=slave_pos", primary.Port),
 		"START SLAVE")
 	js := testenv.StartJetStream(t)
-	r := &rig{db: primary, js: js, nc: js.Conn(t)}
-	r.Capture = testenv.NewCapture(testenv.CaptureConfig(primary), r.nc)
+	r := &testenv.Rig{DB: primary, JS: js, NC: js.Conn(t)}
+	r.Capture = testenv.NewCapture(testenv.CaptureConfig(primary), r.NC)
 	primary.Exec(t, "CREATE DATABASE app", "CREATE TABLE app.t (id INT PRIMARY KEY, v VARCHAR(10))")
 	r.Start(t)
-	c := r.consumer(t, sdk.Config{Name: "app", Start: sdk.StartBeginning, Tables: []string{"app.t"}})
+	c := r.Consumer(t, sdk.Config{Name: "app", Start: sdk.StartBeginning, Tables: []string{"app.t"}})
 	next := 0
 	write := func(db *testenv.MariaDB, n int) {
 		for range n {
@@ -154,7 +154,7 @@ func TestFailoverToAReplicaResumesByGTID(t *testing.T) {
 		}
 	}
 	write(primary, 5)
-	read(t, c, 10)
+	testenv.Read(t, c, 10)
 	// The checkpoint lags behind what is published: rewind it to the
 	// first transaction, as if the primary died before saving more.
 	if err := r.Stop(t); err != nil {
@@ -189,10 +189,10 @@ func TestFailoverToAReplicaResumesByGTID(t *testing.T) {
 	r.Start(t)
 	write(replica, 2)
 	var ids []string
-	for _, e := range read(t, c, 10) {
+	for _, e := range testenv.Read(t, c, 10) {
 		ids = append(ids, fmt.Sprint(e.Key["id"]))
 	}
-	none(t, c)
+	testenv.None(t, c)
 	if want := "12 13 14 15 16 17 18 19 20 21"; strings.Join(ids, " ") != want {
 		t.Errorf("after the failover: got ids %s, want %s", strings.Join(ids, " "), want)
 	}
@@ -204,20 +204,20 @@ func TestFailoverToAReplicaResumesByGTID(t *testing.T) {
 // JetStream without room: capture stops publishing, keeps its checkpoint,
 // says why, and goes on by itself once there is room again.
 func TestJetStreamFullStopsCaptureUntilThereIsRoom(t *testing.T) {
-	r := newRig(t)
-	r.db.Exec(t, "CREATE DATABASE app", "CREATE TABLE app.t (id INT PRIMARY KEY, b LONGBLOB)")
+	r := testenv.NewRig(t)
+	r.DB.Exec(t, "CREATE DATABASE app", "CREATE TABLE app.t (id INT PRIMARY KEY, b LONGBLOB)")
 	r.Start(t)
-	c := r.consumer(t, sdk.Config{Name: "app", Start: sdk.StartBeginning, Tables: []string{"app.t"}})
-	r.db.Exec(t, "INSERT INTO app.t VALUES (1, 'x')")
-	read(t, c, 1)
+	c := r.Consumer(t, sdk.Config{Name: "app", Start: sdk.StartBeginning, Tables: []string{"app.t"}})
+	r.DB.Exec(t, "INSERT INTO app.t VALUES (1, 'x')")
+	testenv.Read(t, c, 1)
 	cp := savedCheckpoint(t, r)
 
-	if err := r.js.Server.LimitStore(4 << 20); err != nil {
+	if err := r.JS.Server.LimitStore(4 << 20); err != nil {
 		t.Fatal(err)
 	}
 	const rows = 16 // of 512 KiB: more than the room left
 	for i := 2; i <= rows; i++ {
-		r.db.Exec(t, fmt.Sprintf("INSERT INTO app.t VALUES (%d, REPEAT('x', 512 * 1024))", i))
+		r.DB.Exec(t, fmt.Sprintf("INSERT INTO app.t VALUES (%d, REPEAT('x', 512 * 1024))", i))
 	}
 	testenv.Eventually(t, 30*time.Second, func() error {
 		if msg := r.Status().LastError; !strings.Contains(msg, "no room") {
@@ -228,11 +228,11 @@ func TestJetStreamFullStopsCaptureUntilThereIsRoom(t *testing.T) {
 	if got := savedCheckpoint(t, r); got.File == cp.File && got.Offset < cp.Offset {
 		t.Errorf("checkpoint went back from %s:%d to %s:%d", cp.File, cp.Offset, got.File, got.Offset)
 	}
-	if err := r.js.Server.LimitStore(-1); err != nil {
+	if err := r.JS.Server.LimitStore(-1); err != nil {
 		t.Fatal(err)
 	}
-	evs := read(t, c, rows-1)
-	none(t, c)
+	evs := testenv.Read(t, c, rows-1)
+	testenv.None(t, c)
 	for i, e := range evs {
 		if got := fmt.Sprint(e.Key["id"]); got != fmt.Sprint(i+2) {
 			t.Fatalf("event %d after the store had room again: id %s, want %d", i, got, i+2)

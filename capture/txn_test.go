@@ -9,8 +9,9 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/databus/databus/capture"
+	"github.com/databus/databus/internal/testenv"
 	"github.com/databus/databus/sdk"
+	"github.com/databus/databus/snapshot"
 )
 
 // nextTxn returns the next transaction of c as "ID-less" text: each event
@@ -38,22 +39,22 @@ func nextTxn(t *testing.T, c *sdk.Consumer) (*sdk.Transaction, string) {
 }
 
 func TestNextTxnHandsOverWholeTransactions(t *testing.T) {
-	r := newRig(t)
-	r.db.Exec(t, "CREATE DATABASE app",
+	r := testenv.NewRig(t)
+	r.DB.Exec(t, "CREATE DATABASE app",
 		"CREATE TABLE app.a (id INT PRIMARY KEY)", "CREATE TABLE app.b (id INT PRIMARY KEY)",
 		"INSERT INTO app.a VALUES (1)")
 	r.Start(t)
-	if _, err := capture.TakeSnapshot(t.Context(), r.Config, r.nc, capture.SnapshotOptions{}); err != nil {
-		t.Fatalf("TakeSnapshot: %v", err)
+	if _, err := r.Snapshot(t.Context(), snapshot.Options{}); err != nil {
+		t.Fatalf("snapshot.Take: %v", err)
 	}
-	all := r.consumer(t, sdk.Config{Name: "all", Start: sdk.StartSnapshot, Tables: []string{"app.a", "app.b"}})
+	all := r.Consumer(t, sdk.Config{Name: "all", Start: sdk.StartSnapshot, Tables: []string{"app.a", "app.b"}})
 	// Filters that cover everything captured are still filters: use a
 	// consumer without any as well.
-	whole := r.consumer(t, sdk.Config{Name: "whole", Start: sdk.StartNow})
-	onlyA := r.consumer(t, sdk.Config{Name: "only-a", Start: sdk.StartNow, Tables: []string{"app.a"}})
-	parts := r.consumer(t, sdk.Config{Start: sdk.StartNow, MaxTxnEvents: 4})
+	whole := r.Consumer(t, sdk.Config{Name: "whole", Start: sdk.StartNow})
+	onlyA := r.Consumer(t, sdk.Config{Name: "only-a", Start: sdk.StartNow, Tables: []string{"app.a"}})
+	parts := r.Consumer(t, sdk.Config{Start: sdk.StartNow, MaxTxnEvents: 4})
 
-	r.db.Exec(t,
+	r.DB.Exec(t,
 		"BEGIN", "INSERT INTO app.a VALUES (2), (3)", "INSERT INTO app.b VALUES (2)", "COMMIT",
 		"INSERT INTO app.a VALUES (4), (5), (6), (7), (8), (9), (10), (11), (12), (13)",
 		"BEGIN", "INSERT INTO app.b VALUES (3)", "INSERT INTO app.a VALUES (14)", "COMMIT",
@@ -97,29 +98,29 @@ func TestNextTxnHandsOverWholeTransactions(t *testing.T) {
 	// The acknowledgement of the first transaction covers all its events:
 	// a durable consumer connected again resumes after it.
 	all.Close()
-	again := r.consumer(t, sdk.Config{Name: "all", Tables: []string{"app.a", "app.b"}})
+	again := r.Consumer(t, sdk.Config{Name: "all", Tables: []string{"app.a", "app.b"}})
 	if _, got := nextTxn(t, again); got != want[1] {
 		t.Errorf("after reconnecting: got %q, want %q", got, want[1])
 	}
 }
 
 func TestConsumersCarryOnByThemselvesAfterNATSRestarts(t *testing.T) {
-	r := newRig(t)
-	r.db.Exec(t, "CREATE DATABASE app", "CREATE TABLE app.t (id INT PRIMARY KEY)")
+	r := testenv.NewRig(t)
+	r.DB.Exec(t, "CREATE DATABASE app", "CREATE TABLE app.t (id INT PRIMARY KEY)")
 	r.Start(t)
-	durable := r.consumer(t, sdk.Config{Name: "d", Start: sdk.StartBeginning})
-	ephemeral := r.consumer(t, sdk.Config{Start: sdk.StartNow, Tables: []string{"app.t"}})
-	r.db.Exec(t, "INSERT INTO app.t VALUES (1)", "INSERT INTO app.t VALUES (2)")
+	durable := r.Consumer(t, sdk.Config{Name: "d", Start: sdk.StartBeginning})
+	ephemeral := r.Consumer(t, sdk.Config{Start: sdk.StartNow, Tables: []string{"app.t"}})
+	r.DB.Exec(t, "INSERT INTO app.t VALUES (1)", "INSERT INTO app.t VALUES (2)")
 	for _, c := range []*sdk.Consumer{durable, ephemeral} {
-		read(t, c, 2)
+		testenv.Read(t, c, 2)
 	}
 	// NATS restarts; then the consumers are lost on the server (deleted,
 	// as after a failover to a server without them).
 	for round := range 2 {
 		if round == 0 {
-			r.js.Restart(t)
+			r.JS.Restart(t)
 		} else {
-			js, err := jetstream.New(r.nc)
+			js, err := jetstream.New(r.NC)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -134,16 +135,16 @@ func TestConsumersCarryOnByThemselvesAfterNATSRestarts(t *testing.T) {
 			}
 		}
 		first := 3 + 2*round
-		r.db.Exec(t, fmt.Sprintf("INSERT INTO app.t VALUES (%d)", first), fmt.Sprintf("INSERT INTO app.t VALUES (%d)", first+1))
+		r.DB.Exec(t, fmt.Sprintf("INSERT INTO app.t VALUES (%d)", first), fmt.Sprintf("INSERT INTO app.t VALUES (%d)", first+1))
 		for name, c := range map[string]*sdk.Consumer{"durable": durable, "ephemeral": ephemeral} {
 			var got []string
-			for _, e := range read(t, c, 2) {
+			for _, e := range testenv.Read(t, c, 2) {
 				got = append(got, fmt.Sprint(e.Key["id"]))
 			}
 			if want := fmt.Sprintf("%d %d", first, first+1); strings.Join(got, " ") != want {
 				t.Errorf("%s consumer after round %d: got ids %v, want %s", name, round+1, got, want)
 			}
-			none(t, c)
+			testenv.None(t, c)
 		}
 	}
 }
@@ -151,10 +152,10 @@ func TestConsumersCarryOnByThemselvesAfterNATSRestarts(t *testing.T) {
 // An application that stores each event's sequence with its effects
 // resumes from its own position, not from the server's acknowledgements.
 func TestResumeStartsAfterTheApplicationsOwnPosition(t *testing.T) {
-	r := newRig(t)
-	r.db.Exec(t, "CREATE DATABASE app", "CREATE TABLE app.t (id INT PRIMARY KEY)")
+	r := testenv.NewRig(t)
+	r.DB.Exec(t, "CREATE DATABASE app", "CREATE TABLE app.t (id INT PRIMARY KEY)")
 	r.Start(t)
-	r.db.Exec(t, "INSERT INTO app.t VALUES (1)", "INSERT INTO app.t VALUES (2)", "INSERT INTO app.t VALUES (3)",
+	r.DB.Exec(t, "INSERT INTO app.t VALUES (1)", "INSERT INTO app.t VALUES (2)", "INSERT INTO app.t VALUES (3)",
 		"INSERT INTO app.t VALUES (4)", "INSERT INTO app.t VALUES (5)")
 	var stored uint64 // the application's database
 	seqs := map[string]uint64{}
@@ -162,13 +163,13 @@ func TestResumeStartsAfterTheApplicationsOwnPosition(t *testing.T) {
 		Resume: func(context.Context) (uint64, error) { return stored, nil }}
 	ids := func(c *sdk.Consumer, n int) string {
 		var out []string
-		for _, e := range read(t, c, n) {
+		for _, e := range testenv.Read(t, c, n) {
 			out = append(out, fmt.Sprint(e.Key["id"]))
 		}
 		return strings.Join(out, " ")
 	}
 
-	c := r.consumer(t, cfg)
+	c := r.Consumer(t, cfg)
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
 	for range 3 { // effects stored, nothing acknowledged
@@ -179,13 +180,13 @@ func TestResumeStartsAfterTheApplicationsOwnPosition(t *testing.T) {
 		stored, seqs[fmt.Sprint(m.Event.Key["id"])] = m.Sequence, m.Sequence
 	}
 	c.Close()
-	if got := ids(r.consumer(t, cfg), 2); got != "4 5" {
+	if got := ids(r.Consumer(t, cfg), 2); got != "4 5" {
 		t.Errorf("after storing event 3 without acknowledging it: got %s, want 4 5", got)
 	}
 	// The application's store lost events 2 and 3 (a restore), while the
 	// server has every event acknowledged: the application wins.
 	stored = seqs["1"]
-	if got := ids(r.consumer(t, cfg), 4); got != "2 3 4 5" {
+	if got := ids(r.Consumer(t, cfg), 4); got != "2 3 4 5" {
 		t.Errorf("after the application's position went back: got %s, want 2 3 4 5", got)
 	}
 }

@@ -16,17 +16,17 @@ import (
 
 func TestEveryTypeRoundTripsThroughTheEmittedSQL(t *testing.T) {
 	r, target := newMirror(t, "CREATE DATABASE torture", testenv.TortureDDL)
-	c := r.consumer(t, sdk.Config{Start: sdk.StartBeginning, Tables: []string{"torture.t"}})
+	c := r.Consumer(t, sdk.Config{Start: sdk.StartBeginning, Tables: []string{"torture.t"}})
 
 	// The writer's session time zone must not leak into TIMESTAMP values.
-	r.db.Exec(t, "SET SESSION sql_mode = '', time_zone = '+05:30'",
+	r.DB.Exec(t, "SET SESSION sql_mode = '', time_zone = '+05:30'",
 		"SET SESSION sql_mode = ''; SET SESSION time_zone = '+05:30'; INSERT INTO torture.t ("+testenv.TortureCols+") VALUES "+strings.Join(testenv.TortureRows, ","),
 		"SET SESSION sql_mode = ''; UPDATE torture.t SET id = 30, vc = 'moved', bi = bi - 1 WHERE id = 3",
 		"SET SESSION sql_mode = ''; UPDATE torture.t SET j = '[]', st = '', e = 'a', b64 = b'1010', f = 1.5e-45 WHERE id = 1",
 		"DELETE FROM torture.t WHERE id = 4",
 		"INSERT INTO torture.t (id, i) VALUES (5, 41)",
 	)
-	evs := read(t, c, 8)
+	evs := testenv.Read(t, c, 8)
 
 	// Apply on the target under settings that break naive SQL.
 	conn, err := target.DB(t).Conn(t.Context())
@@ -44,10 +44,10 @@ func TestEveryTypeRoundTripsThroughTheEmittedSQL(t *testing.T) {
 			t.Fatalf("target rejects %.300s: %v", e.SQL, err)
 		}
 	}
-	if a, b := checksumTable(t, r.db.DB(t), "torture.t"), checksumTable(t, target.DB(t), "torture.t"); a != b {
+	if a, b := r.DB.Checksum(t, "torture.t"), target.Checksum(t, "torture.t"); a != b {
 		t.Errorf("CHECKSUM TABLE differs: source %s, target %s", a, b)
 	}
-	src, dst := dumpRows(t, r.db.DB(t), "torture.t"), dumpRows(t, target.DB(t), "torture.t")
+	src, dst := dumpRows(t, r.DB.DB(t), "torture.t"), dumpRows(t, target.DB(t), "torture.t")
 	if len(src) != len(dst) {
 		t.Fatalf("rows: source %d, target %d", len(src), len(dst))
 	}
@@ -78,16 +78,6 @@ func TestEveryTypeRoundTripsThroughTheEmittedSQL(t *testing.T) {
 	if got := evs[3].After["vc"]; got != nil {
 		t.Errorf("NULL: got %#v", got)
 	}
-}
-
-func checksumTable(t *testing.T, db *sql.DB, table string) string {
-	t.Helper()
-	var name string
-	var sum sql.NullString
-	if err := db.QueryRow("CHECKSUM TABLE "+table).Scan(&name, &sum); err != nil {
-		t.Fatal(err)
-	}
-	return sum.String
 }
 
 // dumpRows returns every row as text with each value hex-encoded, in primary
@@ -135,8 +125,8 @@ func TestTablesWithoutOrWithCompositeKeys(t *testing.T) {
 	r, target := newMirror(t, "CREATE DATABASE k",
 		"CREATE TABLE k.nopk (a INT, f FLOAT, d DOUBLE, s VARCHAR(10), b BLOB)",
 		"CREATE TABLE k.comp (a INT, b VARCHAR(5), v INT, PRIMARY KEY (a, b))")
-	c := r.consumer(t, sdk.Config{Start: sdk.StartBeginning, Databases: []string{"k"}})
-	r.db.Exec(t,
+	c := r.Consumer(t, sdk.Config{Start: sdk.StartBeginning, Databases: []string{"k"}})
+	r.DB.Exec(t,
 		"INSERT INTO k.nopk VALUES (1, 0.1, 0.1, 'x', X'00'), (1, 0.1, 0.1, 'x', X'00'), (2, NULL, NULL, NULL, NULL), (3, 3.4e38, 1e-300, 'z', '')",
 		"UPDATE k.nopk SET s = 'y' WHERE a = 1 LIMIT 1",
 		"DELETE FROM k.nopk WHERE a = 2",
@@ -145,7 +135,7 @@ func TestTablesWithoutOrWithCompositeKeys(t *testing.T) {
 		"UPDATE k.comp SET b = 'c', v = 3 WHERE a = 1 AND b = 'a'",
 		"DELETE FROM k.comp WHERE b = 'b'",
 	)
-	for _, e := range read(t, c, 11) {
+	for _, e := range testenv.Read(t, c, 11) {
 		res, err := target.DB(t).Exec(e.SQL)
 		if err != nil {
 			t.Fatalf("%s: %v", e.SQL, err)
@@ -155,17 +145,17 @@ func TestTablesWithoutOrWithCompositeKeys(t *testing.T) {
 		}
 	}
 	for _, table := range []string{"k.nopk", "k.comp"} {
-		if a, b := checksumTable(t, r.db.DB(t), table), checksumTable(t, target.DB(t), table); a != b {
-			t.Errorf("%s: CHECKSUM TABLE source %s, target %s\n%v\n%v", table, a, b, dumpRows(t, r.db.DB(t), table), dumpRows(t, target.DB(t), table))
+		if a, b := r.DB.Checksum(t, table), target.Checksum(t, table); a != b {
+			t.Errorf("%s: CHECKSUM TABLE source %s, target %s\n%v\n%v", table, a, b, dumpRows(t, r.DB.DB(t), table), dumpRows(t, target.DB(t), table))
 		}
 	}
 }
 
 func TestUnrepresentableValueStopsCaptureNamingTheColumn(t *testing.T) {
-	r := newRig(t)
-	r.db.Exec(t, "CREATE DATABASE odd", "CREATE TABLE odd.t (id INT PRIMARY KEY, name VARCHAR(10) CHARACTER SET sjis)")
+	r := testenv.NewRig(t)
+	r.DB.Exec(t, "CREATE DATABASE odd", "CREATE TABLE odd.t (id INT PRIMARY KEY, name VARCHAR(10) CHARACTER SET sjis)")
 	r.Start(t)
-	r.db.Exec(t, "INSERT INTO odd.t VALUES (1, 'abc')")
+	r.DB.Exec(t, "INSERT INTO odd.t VALUES (1, 'abc')")
 	var err error
 	testenv.Eventually(t, 20*time.Second, func() error {
 		if r.Status().Streaming {
@@ -180,41 +170,6 @@ func TestUnrepresentableValueStopsCaptureNamingTheColumn(t *testing.T) {
 	for _, s := range []string{"odd.t", "name", "sjis", "mysql-bin."} {
 		if !strings.Contains(err.Error(), s) {
 			t.Errorf("error does not name %q: %v", s, err)
-		}
-	}
-}
-
-// Snapshot rows, read with SELECT, must carry exactly what binlog rows of the
-// same data carry: column descriptions and every value.
-func TestSnapshotRowsEqualBinlogRows(t *testing.T) {
-	r := newRig(t)
-	r.Start(t)
-	r.db.Exec(t, "CREATE DATABASE torture", testenv.TortureDDL,
-		"SET SESSION sql_mode = ''; SET SESSION time_zone = '+05:30'; INSERT INTO torture.t ("+testenv.TortureCols+") VALUES "+strings.Join(testenv.TortureRows, ","))
-	binlog := read(t, r.consumer(t, sdk.Config{Start: sdk.StartBeginning, Tables: []string{"torture.t"}}), 4)
-	if _, err := capture.TakeSnapshot(t.Context(), r.Config, r.nc, capture.SnapshotOptions{}); err != nil {
-		t.Fatalf("TakeSnapshot: %v", err)
-	}
-	c := r.consumer(t, sdk.Config{Start: sdk.StartSnapshot, Tables: []string{"torture.t"}})
-	snap := read(t, c, 5)
-	if snap[0].Op != sdk.OpDDL || !snap[0].Snapshot || !strings.HasPrefix(snap[0].SQL, "CREATE TABLE IF NOT EXISTS `torture`.`t`") {
-		t.Errorf("first snapshot event: %s %v %.80s", snap[0].Op, snap[0].Snapshot, snap[0].SQL)
-	}
-	for i, ev := range snap[1:] {
-		want := binlog[i]
-		if !ev.Snapshot || ev.Op != sdk.OpInsert || ev.Key["id"] != want.Key["id"] {
-			t.Fatalf("snapshot row %d: %s key %v snapshot=%v; binlog key %v", i, ev.Op, ev.Key, ev.Snapshot, want.Key)
-		}
-		if a, b := fmt.Sprint(ev.Columns), fmt.Sprint(want.Columns); a != b {
-			t.Errorf("columns:\nsnapshot %s\nbinlog   %s", a, b)
-		}
-		for col, v := range want.After {
-			if fmt.Sprintf("%#v", ev.After[col]) != fmt.Sprintf("%#v", v) {
-				t.Errorf("row %v column %s: snapshot %.100q, binlog %.100q", ev.Key["id"], col, fmt.Sprint(ev.After[col]), fmt.Sprint(v))
-			}
-		}
-		if ev.SQL != want.SQL {
-			t.Errorf("row %v SQL differs:\nsnapshot %.300s\nbinlog   %.300s", ev.Key["id"], ev.SQL, want.SQL)
 		}
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/databus/databus/internal/bus"
 	"github.com/databus/databus/internal/filter"
 	"github.com/databus/databus/internal/mysqlsrc"
+	"github.com/databus/databus/snapshot"
 )
 
 // Exit codes, documented in the README.
@@ -215,21 +216,43 @@ func checkDataDir(dir string) error {
 	return os.Remove(probe)
 }
 
+// captureConfig, snapshotConfig and snapshotOptions turn the configuration
+// into each component's own.
 func captureConfig(cfg configs.Config, log *slog.Logger) capture.Config {
 	return capture.Config{
-		Source: cfg.Source,
-		MySQL: mysqlsrc.Config{
-			Addr: cfg.MySQL.Addr, User: cfg.MySQL.User, Password: cfg.MySQL.Password,
-			ServerID: cfg.MySQL.ServerID, ConnectTimeout: cfg.MySQL.ConnectTimeout,
-		},
-		Filter: filter.Filter{Databases: cfg.Capture.Databases, Tables: cfg.Capture.Tables, Exclude: cfg.Capture.Exclude},
-		Stream: bus.StreamConfig{
-			Replicas: cfg.NATS.Stream.Replicas, MaxAge: cfg.NATS.Stream.MaxAge,
-			MaxBytes: cfg.NATS.Stream.MaxBytes, DuplicateWindow: cfg.NATS.Stream.DuplicateWindow,
-			AtomicTransactions: cfg.Capture.AtomicTransactions,
-		},
+		Source:   cfg.Source,
+		MySQL:    mysqlConfig(cfg),
+		Filter:   captureFilter(cfg),
+		Stream:   streamConfig(cfg),
 		RetryMax: cfg.MySQL.RetryMax,
 		Logger:   log,
+	}
+}
+
+func snapshotConfig(cfg configs.Config) snapshot.Config {
+	return snapshot.Config{Source: cfg.Source, MySQL: mysqlConfig(cfg), Filter: captureFilter(cfg), Stream: streamConfig(cfg)}
+}
+
+func snapshotOptions(cfg configs.Config) snapshot.Options {
+	return snapshot.Options{Keep: cfg.Snapshot.Keep, Parallel: cfg.Snapshot.Parallel}
+}
+
+func mysqlConfig(cfg configs.Config) mysqlsrc.Config {
+	return mysqlsrc.Config{
+		Addr: cfg.MySQL.Addr, User: cfg.MySQL.User, Password: cfg.MySQL.Password,
+		ServerID: cfg.MySQL.ServerID, ConnectTimeout: cfg.MySQL.ConnectTimeout,
+	}
+}
+
+func captureFilter(cfg configs.Config) filter.Filter {
+	return filter.Filter{Databases: cfg.Capture.Databases, Tables: cfg.Capture.Tables, Exclude: cfg.Capture.Exclude}
+}
+
+func streamConfig(cfg configs.Config) bus.StreamConfig {
+	return bus.StreamConfig{
+		Replicas: cfg.NATS.Stream.Replicas, MaxAge: cfg.NATS.Stream.MaxAge,
+		MaxBytes: cfg.NATS.Stream.MaxBytes, DuplicateWindow: cfg.NATS.Stream.DuplicateWindow,
+		AtomicTransactions: cfg.Capture.AtomicTransactions,
 	}
 }
 

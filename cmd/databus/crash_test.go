@@ -184,7 +184,7 @@ func TestCrashHarness(t *testing.T) {
 	})
 
 	for _, table := range crashTables {
-		a, b := checksum(t, src, table), checksum(t, dst, table)
+		a, b := src.Checksum(t, table), dst.Checksum(t, table)
 		if a != b {
 			t.Errorf("%s: CHECKSUM TABLE source %s, target %s (seed %d)", table, a, b, seed)
 		}
@@ -465,16 +465,6 @@ func lostConnection(err error) bool {
 	var ne net.Error
 	return errors.Is(err, driver.ErrBadConn) || errors.Is(err, mysql.ErrInvalidConn) || errors.Is(err, sql.ErrConnDone) ||
 		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne)
-}
-
-func checksum(t *testing.T, m *testenv.MariaDB, table string) string {
-	t.Helper()
-	var name string
-	var sum sql.NullString
-	if err := m.DB(t).QueryRow("CHECKSUM TABLE "+table).Scan(&name, &sum); err != nil {
-		t.Fatalf("CHECKSUM TABLE %s on %s: %v", table, m.Addr(), err)
-	}
-	return sum.String
 }
 
 func int64s(t *testing.T, m *testenv.MariaDB, query string) []int64 {

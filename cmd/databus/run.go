@@ -14,6 +14,7 @@ import (
 
 	"github.com/databus/databus/capture"
 	"github.com/databus/databus/embedded"
+	"github.com/databus/databus/snapshot"
 )
 
 var runOpts struct{ recover bool }
@@ -80,9 +81,14 @@ func cmdRun(ctx context.Context, env *cmdEnv, args []string) error {
 	c := capture.New(ccfg, nc)
 	snapCtx, stopSnapshots := context.WithCancel(ctx)
 	snapDone := make(chan struct{})
+	sched := &snapshot.Schedule{
+		Config: snapshotConfig(cfg), Options: snapshotOptions(cfg),
+		OnStart: cfg.Snapshot.OnStart, Interval: cfg.Snapshot.Interval, Recovered: recovered,
+		Logger: env.log.With("component", "snapshot"),
+	}
 	go func() {
 		defer close(snapDone)
-		snapshots(snapCtx, cfg, env.log.With("component", "snapshot"), nc, recovered)
+		sched.Run(snapCtx, nc)
 	}()
 	err = c.Run(ctx)
 	stopSnapshots()

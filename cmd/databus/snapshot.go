@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -10,10 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
-	"github.com/databus/databus/capture"
-	"github.com/databus/databus/configs"
+	"github.com/databus/databus/snapshot"
 )
 
 // cmdSnapshot takes a snapshot now. It reads MySQL itself and stores the
@@ -29,8 +25,9 @@ func cmdSnapshot(ctx context.Context, env *cmdEnv, args []string) error {
 		return err
 	}
 	defer nc.Close()
-	show := progressPrinter(env.stderr, env.log)
-	man, err := capture.TakeSnapshot(ctx, captureConfig(cfg, env.log), nc, capture.SnapshotOptions{Keep: cfg.Snapshot.Keep, Parallel: cfg.Snapshot.Parallel, Progress: show})
+	opt := snapshotOptions(cfg)
+	opt.Progress = progressPrinter(env.stderr, env.log)
+	man, err := snapshot.Take(ctx, snapshotConfig(cfg), nc, opt)
 	if err != nil {
 		return err
 	}
@@ -41,14 +38,14 @@ func cmdSnapshot(ctx context.Context, env *cmdEnv, args []string) error {
 
 // progressPrinter shows snapshot progress as a redrawn bar on a terminal and
 // as log lines otherwise.
-func progressPrinter(w io.Writer, log *slog.Logger) func(capture.SnapshotProgress) {
+func progressPrinter(w io.Writer, log *slog.Logger) func(snapshot.Progress) {
 	tty := false
 	if f, ok := w.(*os.File); ok {
 		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
 			tty = true
 		}
 	}
-	return func(p capture.SnapshotProgress) {
+	return func(p snapshot.Progress) {
 		rate := float64(p.Rows) / max(p.Elapsed.Seconds(), 0.001)
 		eta := "?"
 		if p.RowsEstimate > p.Rows && rate > 0 {
@@ -85,55 +82,4 @@ func byteSize(n int64) string {
 		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
 	}
 	return fmt.Sprintf("%d B", n)
-}
-
-// snapshots runs in `databus run`: a first snapshot when none exists, then
-// one every interval. A snapshot that fails is logged and retried at the
-// next occasion; capture goes on.
-func snapshots(ctx context.Context, cfg configs.Config, log *slog.Logger, nc *nats.Conn, recovered <-chan struct{}) {
-	take := func() {
-		log.Info("snapshot starting")
-		man, err := capture.TakeSnapshot(ctx, captureConfig(cfg, log), nc, capture.SnapshotOptions{Keep: cfg.Snapshot.Keep, Parallel: cfg.Snapshot.Parallel,
-			Progress: func(p capture.SnapshotProgress) {
-				if p.Phase == "reading" {
-					log.Info("snapshot progress", "id", p.ID, "tables", fmt.Sprintf("%d/%d", p.TablesDone, p.Tables), "rows", p.Rows)
-				}
-			}})
-		switch {
-		case err == nil:
-			log.Info("snapshot complete", "id", man.ID, "tables", len(man.Tables), "rows", man.Rows,
-				"stored", byteSize(man.StoredBytes), "pos", man.Position.String(), "stream_seq", man.StreamSeq)
-		case ctx.Err() != nil:
-		case errors.Is(err, capture.ErrSnapshotRunning):
-			log.Info("snapshot skipped", "reason", err)
-		default:
-			log.Warn("snapshot failed", "err", err)
-		}
-	}
-	if cfg.Snapshot.OnStart {
-		exists, err := capture.HasSnapshot(ctx, nc, cfg.Source)
-		if err != nil && ctx.Err() == nil {
-			log.Warn("looking for an existing snapshot", "err", err)
-		}
-		if err == nil && !exists {
-			take()
-		}
-	}
-	var tick <-chan time.Time
-	if cfg.Snapshot.Interval > 0 {
-		t := time.NewTicker(cfg.Snapshot.Interval)
-		defer t.Stop()
-		tick = t.C
-	}
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick:
-			take()
-		case <-recovered:
-			log.Warn("taking a new snapshot: capture recovered from a checkpoint it could not resume")
-			take()
-		}
-	}
 }

@@ -12,9 +12,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/databus/databus/capture"
 	"github.com/databus/databus/internal/testenv"
 	"github.com/databus/databus/sdk"
+	"github.com/databus/databus/snapshot"
 )
 
 // tableFixture is a server whose shop tables hold about
@@ -139,14 +139,14 @@ func BenchmarkSnapshot(b *testing.B) {
 	}
 }
 
-// BenchmarkSnapshotInProcess is BenchmarkSnapshot with [capture.TakeSnapshot]
+// BenchmarkSnapshotInProcess is BenchmarkSnapshot with [snapshot.Take]
 // in the test process, for profiling (-cpuprofile, -memprofile).
 func BenchmarkSnapshotInProcess(b *testing.B) {
 	f := loadTables(b)
 	for b.Loop() {
 		_, c := captureIdle(b, f)
 		start := time.Now()
-		man, err := capture.TakeSnapshot(b.Context(), c.Config, c.NC, capture.SnapshotOptions{})
+		man, err := snapshot.Take(b.Context(), testenv.SnapshotConfig(c.Config), c.NC, snapshot.Options{})
 		el := time.Since(start)
 		if err != nil {
 			b.Fatal(err)

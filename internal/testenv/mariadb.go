@@ -253,6 +253,17 @@ func (m *MariaDB) DB(t testing.TB) *sql.DB {
 	return m.db
 }
 
+// Checksum returns CHECKSUM TABLE of table ("db.table") on m.
+func (m *MariaDB) Checksum(t testing.TB, table string) string {
+	t.Helper()
+	var name string
+	var sum sql.NullString
+	if err := m.DB(t).QueryRow("CHECKSUM TABLE "+table).Scan(&name, &sum); err != nil {
+		t.Fatalf("CHECKSUM TABLE %s on %s: %v", table, m.Addr(), err)
+	}
+	return sum.String
+}
+
 // Exec runs each statement in order on one connection, so BEGIN and COMMIT
 // work, and fails the test on the first error.
 func (m *MariaDB) Exec(t testing.TB, stmts ...string) {

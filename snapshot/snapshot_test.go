@@ -1,4 +1,4 @@
-package capture_test
+package snapshot_test
 
 import (
 	"errors"
@@ -9,20 +9,21 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/databus/databus/capture"
+	"github.com/databus/databus/internal/testenv"
 	"github.com/databus/databus/sdk"
+	"github.com/databus/databus/snapshot"
 )
 
 // pausedSnapshot starts a snapshot that stops, holding its read view and
 // its lock, once it has read `after` tables; resume lets it go on. The
 // returned channel yields its result.
-func pausedSnapshot(t *testing.T, r *rig, after int) (resume func(), result <-chan error) {
+func pausedSnapshot(t *testing.T, r *testenv.Rig, after int) (resume func(), result <-chan error) {
 	t.Helper()
 	paused, release := make(chan struct{}), make(chan struct{})
 	done := make(chan error, 1)
 	go func() {
-		_, err := capture.TakeSnapshot(t.Context(), r.Config, r.nc, capture.SnapshotOptions{
-			Progress: func(p capture.SnapshotProgress) {
+		_, err := r.Snapshot(t.Context(), snapshot.Options{
+			Progress: func(p snapshot.Progress) {
 				if p.Phase == "reading" && p.TablesDone == after && paused != nil {
 					close(paused)
 					paused = nil
@@ -42,9 +43,9 @@ func pausedSnapshot(t *testing.T, r *rig, after int) (resume func(), result <-ch
 	return func() { close(release) }, done
 }
 
-func latestID(t *testing.T, r *rig) string {
+func latestID(t *testing.T, r *testenv.Rig) string {
 	t.Helper()
-	js, err := jetstream.New(r.nc)
+	js, err := jetstream.New(r.NC)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,12 +68,12 @@ func waitResult(t *testing.T, result <-chan error) error {
 }
 
 func TestSnapshotWhileOneRunsIsRefused(t *testing.T) {
-	r := newRig(t)
-	r.db.Exec(t, "CREATE DATABASE app", "CREATE TABLE app.a (id INT PRIMARY KEY)", "INSERT INTO app.a VALUES (1)")
+	r := testenv.NewRig(t)
+	r.DB.Exec(t, "CREATE DATABASE app", "CREATE TABLE app.a (id INT PRIMARY KEY)", "INSERT INTO app.a VALUES (1)")
 	r.Start(t)
 	resume, result := pausedSnapshot(t, r, 0)
-	_, err := capture.TakeSnapshot(t.Context(), r.Config, r.nc, capture.SnapshotOptions{})
-	if !errors.Is(err, capture.ErrSnapshotRunning) || !strings.Contains(err.Error(), "wait for it to finish") {
+	_, err := r.Snapshot(t.Context(), snapshot.Options{})
+	if !errors.Is(err, snapshot.ErrRunning) || !strings.Contains(err.Error(), "wait for it to finish") {
 		t.Errorf("second snapshot while one runs: got %v, want ErrSnapshotRunning saying to wait", err)
 	}
 	resume()
@@ -80,7 +81,7 @@ func TestSnapshotWhileOneRunsIsRefused(t *testing.T) {
 		t.Fatalf("the running snapshot failed: %v", err)
 	}
 	// The lock is released with the snapshot.
-	if _, err := capture.TakeSnapshot(t.Context(), r.Config, r.nc, capture.SnapshotOptions{}); err != nil {
+	if _, err := r.Snapshot(t.Context(), snapshot.Options{}); err != nil {
 		t.Errorf("snapshot after the first finished: %v", err)
 	}
 }
@@ -89,15 +90,15 @@ func TestSnapshotWhileOneRunsIsRefused(t *testing.T) {
 // ends, and then reaches consumers after the snapshot's rows: a consumer
 // starting from the snapshot sees the old schema, its rows, then the DDL.
 func TestDDLDuringSnapshotWaitsAndFollowsIt(t *testing.T) {
-	r := newRig(t)
-	r.db.Exec(t, "CREATE DATABASE app",
+	r := testenv.NewRig(t)
+	r.DB.Exec(t, "CREATE DATABASE app",
 		"CREATE TABLE app.a (id INT PRIMARY KEY)", "INSERT INTO app.a VALUES (1)",
 		"CREATE TABLE app.b (id INT PRIMARY KEY, v INT)", "INSERT INTO app.b VALUES (1, 1)")
 	r.Start(t)
 	resume, result := pausedSnapshot(t, r, 1) // one table read, one not yet
 	altered := make(chan error, 1)
 	go func() {
-		_, err := r.db.DB(t).ExecContext(t.Context(), "ALTER TABLE app.b ADD COLUMN extra INT NOT NULL DEFAULT 7")
+		_, err := r.DB.DB(t).ExecContext(t.Context(), "ALTER TABLE app.b ADD COLUMN extra INT NOT NULL DEFAULT 7")
 		altered <- err
 	}()
 	select {
@@ -112,9 +113,9 @@ func TestDDLDuringSnapshotWaitsAndFollowsIt(t *testing.T) {
 	if err := <-altered; err != nil {
 		t.Fatal(err)
 	}
-	c := r.consumer(t, sdk.Config{Start: sdk.StartSnapshot})
+	c := r.Consumer(t, sdk.Config{Start: sdk.StartSnapshot})
 	var got []string
-	for _, e := range read(t, c, 5) {
+	for _, e := range testenv.Read(t, c, 5) {
 		got = append(got, fmt.Sprintf("%s:%s:%v", e.Op, e.Table, strings.Contains(e.SQL, "extra")))
 	}
 	if want := "ddl:a:false insert:a:false ddl:b:false insert:b:false ddl:b:true"; strings.Join(got, " ") != want {
@@ -132,20 +133,20 @@ func TestDDLAsTheSnapshotStartsAbandonsItAndKeepsThePreviousLatest(t *testing.T)
 		"truncate":   "TRUNCATE TABLE app.b",
 	} {
 		t.Run(name, func(t *testing.T) {
-			r := newRig(t)
-			r.db.Exec(t, "CREATE DATABASE app",
+			r := testenv.NewRig(t)
+			r.DB.Exec(t, "CREATE DATABASE app",
 				"CREATE TABLE app.a (id INT PRIMARY KEY)", "INSERT INTO app.a VALUES (1)",
 				"CREATE TABLE app.b (id INT PRIMARY KEY, v INT)", "INSERT INTO app.b VALUES (1, 1)")
 			r.Start(t)
-			if _, err := capture.TakeSnapshot(t.Context(), r.Config, r.nc, capture.SnapshotOptions{}); err != nil {
+			if _, err := r.Snapshot(t.Context(), snapshot.Options{}); err != nil {
 				t.Fatal(err)
 			}
 			previous := latestID(t, r)
 			time.Sleep(1100 * time.Millisecond) // snapshot ids have a resolution of one second
-			capture.SetSnapshotViewOpenedHook(func() { r.db.Exec(t, change) })
-			defer capture.SetSnapshotViewOpenedHook(nil)
-			_, err := capture.TakeSnapshot(t.Context(), r.Config, r.nc, capture.SnapshotOptions{})
-			if !errors.Is(err, capture.ErrSnapshotAbandoned) || !strings.Contains(err.Error(), "app") || !strings.Contains(err.Error(), "run the snapshot again") {
+			snapshot.SetSnapshotViewOpenedHook(func() { r.DB.Exec(t, change) })
+			defer snapshot.SetSnapshotViewOpenedHook(nil)
+			_, err := r.Snapshot(t.Context(), snapshot.Options{})
+			if !errors.Is(err, snapshot.ErrAbandoned) || !strings.Contains(err.Error(), "app") || !strings.Contains(err.Error(), "run the snapshot again") {
 				t.Fatalf("snapshot with %q as it starts: got %v, want ErrSnapshotAbandoned naming the statement and saying to run it again", change, err)
 			}
 			if got := latestID(t, r); got != previous {

@@ -1,4 +1,4 @@
-package capture_test
+package snapshot_test
 
 import (
 	"context"
@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/databus/databus/capture"
 	"github.com/databus/databus/internal/testenv"
 	"github.com/databus/databus/sdk"
+	"github.com/databus/databus/snapshot"
 )
 
 // Tables read in parallel, on several connections, see one read view: money
@@ -23,19 +23,19 @@ func TestParallelSnapshotUnderWriteLoadIsOneReadView(t *testing.T) {
 	for i := range tables {
 		setup = append(setup, fmt.Sprintf("CREATE TABLE bank.t%d (id INT PRIMARY KEY, balance BIGINT NOT NULL)", i))
 	}
-	r := newRig(t)
+	r := testenv.NewRig(t)
 	target := testenv.StartMariaDB(t)
-	r.db.Exec(t, setup...)
+	r.DB.Exec(t, setup...)
 	target.Exec(t, "CREATE DATABASE bank")
 	for i := range tables {
-		r.db.Exec(t, fmt.Sprintf("INSERT INTO bank.t%d SELECT seq, %d FROM bank.seq_1_to_%d", i, start, rowsPerTable))
+		r.DB.Exec(t, fmt.Sprintf("INSERT INTO bank.t%d SELECT seq, %d FROM bank.seq_1_to_%d", i, start, rowsPerTable))
 	}
 	r.Start(t)
 	const total = tables * rowsPerTable * start
 
 	// Transfers between two tables, as fast as the server takes them; new
 	// empty accounts change the tables' row counts too.
-	db := r.db.DB(t)
+	db := r.DB.DB(t)
 	ctx, stopLoad := context.WithCancel(t.Context())
 	loadDone := make(chan error, 1)
 	go func() {
@@ -75,14 +75,14 @@ func TestParallelSnapshotUnderWriteLoadIsOneReadView(t *testing.T) {
 		if i > 0 {
 			time.Sleep(1100 * time.Millisecond) // snapshot ids have a resolution of one second
 		}
-		man, err := capture.TakeSnapshot(t.Context(), r.Config, r.nc, capture.SnapshotOptions{Parallel: tables, ObjectBytes: 4 << 10,
-			Progress: func(p capture.SnapshotProgress) { parallel = max(parallel, p.Readers) }})
+		man, err := r.Snapshot(t.Context(), snapshot.Options{Parallel: tables, ObjectBytes: 4 << 10,
+			Progress: func(p snapshot.Progress) { parallel = max(parallel, p.Readers) }})
 		if err != nil {
 			t.Fatalf("snapshot %d: %v", i, err)
 		}
-		c := r.consumer(t, sdk.Config{Start: sdk.StartSnapshot})
+		c := r.Consumer(t, sdk.Config{Start: sdk.StartSnapshot})
 		sum := 0
-		for _, ev := range read(t, c, len(man.Tables)+int(man.Rows)) {
+		for _, ev := range testenv.Read(t, c, len(man.Tables)+int(man.Rows)) {
 			if !ev.Snapshot {
 				t.Fatalf("snapshot %s: event %s at %s is not a snapshot event; the manifest says %d rows", man.ID, ev.Op, ev.Position, man.Rows)
 			}
@@ -104,20 +104,20 @@ func TestParallelSnapshotUnderWriteLoadIsOneReadView(t *testing.T) {
 	}
 
 	// The last snapshot and the changes after it mirror the source.
-	c := r.consumer(t, sdk.Config{Start: sdk.StartSnapshot})
+	c := r.Consumer(t, sdk.Config{Start: sdk.StartSnapshot})
 	apply := func(evs []*sdk.Event) {
 		for _, ev := range evs {
 			target.Exec(t, ev.SQL)
 		}
 	}
-	apply(read(t, c, len(last.Tables)+int(last.Rows)))
+	apply(testenv.Read(t, c, len(last.Tables)+int(last.Rows)))
 	time.Sleep(200 * time.Millisecond) // some changes after the snapshot
 	stopLoad()
 	if err := <-loadDone; err != nil {
 		t.Fatalf("write load: %v", err)
 	}
 	for {
-		evs := readUpTo(t, c, 2*time.Second)
+		evs := testenv.ReadUntilQuiet(t, c, 2*time.Second)
 		if len(evs) == 0 {
 			break
 		}
@@ -125,7 +125,7 @@ func TestParallelSnapshotUnderWriteLoadIsOneReadView(t *testing.T) {
 	}
 	for i := range tables {
 		table := fmt.Sprintf("bank.t%d", i)
-		if a, b := checksumTable(t, db, table), checksumTable(t, target.DB(t), table); a != b {
+		if a, b := r.DB.Checksum(t, table), target.Checksum(t, table); a != b {
 			t.Errorf("%s: CHECKSUM TABLE source %s, target %s", table, a, b)
 		}
 	}

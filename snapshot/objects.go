@@ -1,0 +1,183 @@
+package snapshot
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/databus/databus/sdk"
+)
+
+// chunkBytes is the size of the buffers of lines handed from a table's
+// reader to the goroutine compressing and storing its object.
+const chunkBytes = 1 << 20
+
+// objectWriter streams lines into one Object Store object. The reading
+// goroutine appends lines to a buffer taken from the snapshot's pool and
+// hands full buffers over; the goroutine storing the object hashes and
+// compresses them as the Object Store reads, and returns them to the pool.
+// Reading MySQL and compressing thus run at the same time, with at most the
+// pool's buffers in flight.
+type objectWriter struct {
+	name  string
+	pool  chan []byte
+	buf   []byte
+	full  chan []byte
+	stop  chan struct{} // closed by abort, after abortErr is set
+	rows  int64
+	bytes int64
+
+	abortErr error
+	// finished is closed when the object is stored or has failed; info,
+	// sum and err are set before.
+	finished chan struct{}
+	info     *jetstream.ObjectInfo
+	sum      []byte
+	err      error
+}
+
+func (s *snapshotter) newObject(ctx context.Context, name string) *objectWriter {
+	w := &objectWriter{name: name, pool: s.bufs, full: make(chan []byte, 2), stop: make(chan struct{}), finished: make(chan struct{})}
+	go func() {
+		defer close(w.finished)
+		r := &compressor{w: w, sum: sha256.New()}
+		r.gz, _ = gzip.NewWriterLevel(&r.out, gzip.BestSpeed)
+		w.info, w.err = s.obs.Put(ctx, jetstream.ObjectMeta{Name: name}, r)
+		w.sum = r.sum.Sum(nil)
+	}()
+	return w
+}
+
+// write appends line to the object.
+func (w *objectWriter) write(ctx context.Context, line []byte) error {
+	if w.buf == nil {
+		select {
+		case w.buf = <-w.pool:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if w.buf == nil {
+			w.buf = make([]byte, 0, chunkBytes+chunkBytes/8)
+		}
+	}
+	w.buf = append(w.buf, line...)
+	w.rows++
+	w.bytes += int64(len(line))
+	if len(w.buf) >= chunkBytes {
+		return w.flush()
+	}
+	return nil
+}
+
+// flush hands the buffer to the storing goroutine.
+func (w *objectWriter) flush() error {
+	if len(w.buf) == 0 {
+		return nil
+	}
+	select {
+	case w.full <- w.buf:
+		w.buf = nil
+		return nil
+	case <-w.finished:
+		if w.err == nil {
+			w.err = errors.New("stored before its end")
+		}
+		return fmt.Errorf("storing snapshot object %s: %w", w.name, w.err)
+	}
+}
+
+// release returns a buffer to the pool; a buffer grown by a huge row is
+// dropped so that the pool stays small.
+func (w *objectWriter) release(b []byte) {
+	if cap(b) > 4*chunkBytes {
+		b = nil
+	}
+	w.pool <- b[:0]
+}
+
+// abort stops storing the object (the Object Store deletes what it stored)
+// and returns its buffers to the pool.
+func (w *objectWriter) abort(err error) {
+	w.abortErr = err
+	close(w.stop)
+	<-w.finished
+	for {
+		select {
+		case b := <-w.full:
+			w.release(b)
+		default:
+			if w.buf != nil {
+				w.release(w.buf)
+				w.buf = nil
+			}
+			return
+		}
+	}
+}
+
+func (s *snapshotter) closeObject(w *objectWriter, entry *sdk.SnapshotTable) error {
+	err := w.flush()
+	if w.buf != nil {
+		w.release(w.buf)
+		w.buf = nil
+	}
+	if err == nil {
+		close(w.full)
+		<-w.finished
+		err = w.err
+	}
+	if err != nil {
+		return fmt.Errorf("storing snapshot object %s (is the JetStream store full?): %w", w.name, err)
+	}
+	entry.Objects = append(entry.Objects, sdk.SnapshotObject{Name: w.name, Rows: w.rows, Bytes: w.bytes, SHA256: hex.EncodeToString(w.sum)})
+	entry.Bytes += w.bytes
+	s.mu.Lock()
+	s.man.StoredBytes += int64(w.info.Size)
+	s.mu.Unlock()
+	return nil
+}
+
+// compressor is the io.Reader the Object Store reads an object from: the
+// gzip of the buffers handed over, hashed and compressed as they are read.
+type compressor struct {
+	w   *objectWriter
+	gz  *gzip.Writer
+	out bytes.Buffer
+	sum hash.Hash
+	eof bool
+}
+
+func (r *compressor) Read(p []byte) (int, error) {
+	for r.out.Len() == 0 && !r.eof {
+		select {
+		case b, ok := <-r.w.full:
+			if !ok {
+				if err := r.gz.Close(); err != nil {
+					return 0, err
+				}
+				r.eof = true
+				continue
+			}
+			r.sum.Write(b)
+			_, err := r.gz.Write(b)
+			r.w.release(b)
+			if err != nil {
+				return 0, err
+			}
+		case <-r.w.stop:
+			return 0, r.w.abortErr
+		}
+	}
+	if r.out.Len() == 0 {
+		return 0, io.EOF
+	}
+	return r.out.Read(p)
+}

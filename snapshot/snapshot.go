@@ -1,0 +1,274 @@
+package snapshot
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/databus/databus/internal/bus"
+	"github.com/databus/databus/internal/filter"
+	"github.com/databus/databus/internal/mysqlsrc"
+	"github.com/databus/databus/internal/rowcodec"
+	"github.com/databus/databus/sdk"
+)
+
+// Config says which source's tables a snapshot covers, how to read them
+// and where its stream is.
+type Config struct {
+	// Source names the source in stream, bucket and subject names.
+	Source string
+	MySQL  mysqlsrc.Config
+	// Filter selects the tables, as it does for capture.
+	Filter filter.Filter
+	// Stream configures the stream, the state bucket and the snapshot
+	// bucket (its replicas) when they do not exist yet.
+	Stream bus.StreamConfig
+}
+
+// Options tunes [Take].
+type Options struct {
+	// Keep is how many complete snapshots are kept; 2 when zero. A
+	// snapshot a durable consumer is still loading is never deleted.
+	Keep int
+	// ObjectBytes is the uncompressed size at which a data object is
+	// closed and the next one started; 32 MiB when zero.
+	ObjectBytes int64
+	// HandoffTimeout bounds the wait for capture to publish every change
+	// up to the snapshot's position; 2 minutes when zero.
+	HandoffTimeout time.Duration
+	// Parallel is how many tables are read at the same time, each on a
+	// connection of its own inside the same read view; the number of CPUs,
+	// at most 4, when zero. 1 reads the tables one after the other.
+	Parallel int
+	// Progress, when set, is called about every second and after each
+	// table, from one goroutine at a time.
+	Progress func(Progress)
+}
+
+// Progress reports how far a snapshot is.
+type Progress struct {
+	ID                 string
+	Tables, TablesDone int
+	// Table is the table being read, "db.table".
+	Table string
+	Rows  int64
+	// RowsEstimate is the server's estimate of the rows to read.
+	RowsEstimate int64
+	// Readers is how many tables are read at the same time:
+	// Options.Parallel, or fewer when there are fewer tables or
+	// when writes kept committing while the read views were opened.
+	Readers int
+	Bytes   int64
+	Elapsed time.Duration
+	// Phase is "reading", "handoff" (waiting for capture to reach the
+	// snapshot's position) or "done".
+	Phase string
+}
+
+const (
+	lockStaleAfter = 30 * time.Second
+	lockHeartbeat  = 5 * time.Second
+)
+
+// systemSchemasList is filter.SystemDatabases as an SQL list.
+var systemSchemasList = func() string {
+	quoted := make([]string, len(filter.SystemDatabases))
+	for i, db := range filter.SystemDatabases {
+		quoted[i] = rowcodec.QuoteString(db)
+	}
+	return strings.Join(quoted, ",")
+}()
+
+// Take reads every captured table of the source inside one
+// consistent read view, stores the rows in the source's Object Store bucket
+// and, once complete, publishes the snapshot as the latest with the binlog
+// position, GTID set and stream sequence it is consistent with. It needs
+// `databus run` to be capturing the source: the stream sequence is known
+// only once capture has published every change before the snapshot's
+// position.
+func Take(ctx context.Context, cfg Config, nc *nats.Conn, opt Options) (*sdk.Manifest, error) {
+	if opt.Keep <= 0 {
+		opt.Keep = 2
+	}
+	if opt.ObjectBytes <= 0 {
+		opt.ObjectBytes = 32 << 20
+	}
+	if opt.HandoffTimeout <= 0 {
+		opt.HandoffTimeout = 2 * time.Minute
+	}
+	if opt.Parallel <= 0 {
+		opt.Parallel = min(runtime.NumCPU(), 4)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("opening JetStream: %w", err)
+	}
+	stream, kv, err := bus.Ensure(ctx, js, cfg.Source, cfg.Stream)
+	if err != nil {
+		return nil, err
+	}
+	obs, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+		Bucket:      sdk.SnapshotBucket(cfg.Source),
+		Description: "databus snapshots of source " + cfg.Source,
+		Storage:     jetstream.FileStorage,
+		Replicas:    max(cfg.Stream.Replicas, 1),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating snapshot bucket %s: %w", sdk.SnapshotBucket(cfg.Source), err)
+	}
+	s := &snapshotter{cfg: cfg, opt: opt, js: js, kv: kv, obs: obs, stream: stream,
+		man: sdk.Manifest{Version: 1, Source: cfg.Source, Started: time.Now().UTC()}}
+	s.man.ID = s.man.Started.Format("20060102T150405Z")
+	s.prog.ID = s.man.ID
+
+	unlock, err := s.lock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	if err := s.removePartial(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.take(ctx); err != nil {
+		s.removeSnapshot(context.WithoutCancel(ctx), s.man.ID)
+		return nil, fmt.Errorf("%w: snapshot %s of source %s: %w (the previous latest snapshot stays the latest)", ErrAbandoned, s.man.ID, cfg.Source, err)
+	}
+	if err := s.prune(ctx); err != nil {
+		return &s.man, fmt.Errorf("snapshot %s is complete, but removing old snapshots failed: %w", s.man.ID, err)
+	}
+	return &s.man, nil
+}
+
+// Exists reports whether source has a complete snapshot.
+func Exists(ctx context.Context, nc *nats.Conn, source string) (bool, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return false, err
+	}
+	_, err = sdk.LatestSnapshot(ctx, js, source)
+	if errors.Is(err, sdk.ErrNoSnapshot) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+type snapshotter struct {
+	cfg    Config
+	opt    Options
+	js     jetstream.JetStream
+	kv     jetstream.KeyValue
+	obs    jetstream.ObjectStore
+	stream jetstream.Stream
+	// bufs holds the buffers of lines on their way to the compressor; nil
+	// ones are allocated on first use. Their number bounds the memory.
+	bufs chan []byte
+
+	// mu guards man's totals, prog and shown while tables are read in
+	// parallel.
+	mu    sync.Mutex
+	man   sdk.Manifest
+	prog  Progress
+	shown time.Time
+}
+
+// take reads the tables and publishes the snapshot.
+func (s *snapshotter) take(ctx context.Context) error {
+	db, err := mysqlsrc.Connect(ctx, s.cfg.MySQL)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(s.opt.Parallel + 1)
+	info, err := mysqlsrc.Inspect(ctx, db)
+	if err != nil {
+		return err
+	}
+	conns, err := s.begin(ctx, db, info)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	if testHookViewOpened != nil {
+		testHookViewOpened()
+	}
+	tables, err := s.tables(ctx, conns[0])
+	if err != nil {
+		return err
+	}
+	if err := s.holdTables(ctx, conns[0], info, tables); err != nil {
+		return err
+	}
+	for len(conns) > max(len(tables), 1) {
+		last := conns[len(conns)-1]
+		_, _ = last.ExecContext(ctx, "ROLLBACK")
+		last.Close()
+		conns = conns[:len(conns)-1]
+	}
+	s.prog.Tables, s.prog.Readers, s.prog.Phase = len(tables), len(conns), "reading"
+	s.man.Tables = make([]sdk.SnapshotTable, len(tables))
+	for i := range tables {
+		tables[i].index = i
+	}
+	s.bufs = make(chan []byte, 3*len(conns))
+	for range cap(s.bufs) {
+		s.bufs <- nil
+	}
+	if err := s.readTables(ctx, conns, tables); err != nil {
+		return err
+	}
+	for _, c := range conns {
+		if _, err := c.ExecContext(ctx, "COMMIT"); err != nil {
+			return fmt.Errorf("ending the snapshot transaction: %w", err)
+		}
+	}
+	s.prog.Phase = "handoff"
+	s.report(true)
+	s.man.StreamSeq, err = s.handoff(ctx)
+	if err != nil {
+		return err
+	}
+	s.man.Finished = time.Now().UTC()
+	b, _ := json.MarshalIndent(&s.man, "", "  ")
+	if _, err := s.obs.PutBytes(ctx, sdk.ManifestName(s.man.ID), b); err != nil {
+		return fmt.Errorf("storing the manifest: %w", err)
+	}
+	if _, err := s.kv.PutString(ctx, sdk.LatestSnapshotKey, s.man.ID); err != nil {
+		return fmt.Errorf("publishing the snapshot as the latest: %w", err)
+	}
+	s.prog.Phase = "done"
+	s.report(true)
+	return nil
+}
+
+// report calls opt.Progress when forced or a second after the last time.
+func (s *snapshotter) report(force bool) {
+	s.progress(force, nil)
+}
+
+// progress applies f to the progress and reports it when due; it is safe
+// to call from the goroutines reading tables.
+func (s *snapshotter) progress(force bool, f func(*Progress)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if f != nil {
+		f(&s.prog)
+	}
+	if s.opt.Progress == nil || (!force && time.Since(s.shown) < time.Second) {
+		return
+	}
+	s.shown = time.Now()
+	s.prog.Elapsed = time.Since(s.man.Started)
+	s.opt.Progress(s.prog)
+}
