@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/databus/databus/internal/rowcodec"
 	"github.com/databus/databus/sdk"
 )
 
@@ -343,7 +344,7 @@ func (a *Applier) snapshotEvent(ctx context.Context, open **txn, m *sdk.Message)
 			}
 			*open = nil
 		}
-		for _, q := range []string{"CREATE DATABASE IF NOT EXISTS `" + escapeIdent(ev.Database) + "`", ev.SQL} {
+		for _, q := range []string{"CREATE DATABASE IF NOT EXISTS " + rowcodec.QuoteIdent(ev.Database), ev.SQL} {
 			if _, err := a.db.ExecContext(ctx, q); err != nil {
 				return fmt.Errorf("creating %s.%s from the snapshot (%.200s): %w", ev.Database, ev.Table, q, err)
 			}
@@ -467,7 +468,7 @@ func (a *Applier) ddl(ctx context.Context, m *sdk.Message) error {
 	defer conn.Close()
 	if d := m.Event.DDL; d != nil && !d.Qualified && d.DefaultDB != "" {
 		db := d.DefaultDB
-		if _, err := conn.ExecContext(ctx, "USE `"+escapeIdent(db)+"`"); err != nil {
+		if _, err := conn.ExecContext(ctx, "USE "+rowcodec.QuoteIdent(db)); err != nil {
 			var me *mysql.MySQLError
 			if !errors.As(err, &me) || me.Number != 1049 { // unknown database: the DDL may create it
 				return fmt.Errorf("selecting database %s for DDL at stream sequence %d: %w", db, m.Sequence, err)
@@ -488,15 +489,4 @@ func (a *Applier) ddl(ctx context.Context, m *sdk.Message) error {
 	a.applied(m, 1)
 	_ = m.Ack(ctx)
 	return nil
-}
-
-func escapeIdent(s string) string {
-	out := make([]byte, 0, len(s))
-	for i := 0; i < len(s); i++ {
-		if s[i] == '`' {
-			out = append(out, '`')
-		}
-		out = append(out, s[i])
-	}
-	return string(out)
 }

@@ -438,20 +438,19 @@ func (r *reader) handle(e *replication.BinlogEvent) error {
 
 func (r *reader) query(h *replication.EventHeader, q *replication.QueryEvent) error {
 	stmt := strings.TrimSpace(string(q.Query))
-	upper := strings.ToUpper(stmt)
-	switch {
-	case upper == "BEGIN":
+	kind := ddl.Classify(stmt)
+	switch kind {
+	case ddl.Begin:
 		r.begin(h)
 		return nil
-	case upper == "COMMIT", upper == "ROLLBACK":
+	case ddl.End:
 		return r.commit(h.LogPos)
-	case strings.HasPrefix(upper, "SAVEPOINT"), strings.HasPrefix(upper, "ROLLBACK TO"), strings.HasPrefix(upper, "XA "):
+	case ddl.TxnControl:
 		return nil
 	}
-	// Anything else in a ROW-format binlog is DDL or account management;
-	// it commits implicitly.
+	// DDL or account management: it commits implicitly.
 	r.begin(h)
-	if !isAccountStatement(upper) {
+	if kind == ddl.Schema {
 		if ev, ok := r.ddlEvent(h, stmt, string(q.Schema)); ok {
 			if err := r.emit(rowevent.Event{Event: ev}); err != nil {
 				return err
@@ -493,15 +492,6 @@ func (r *reader) ddlEvent(h *replication.EventHeader, stmt, defaultDB string) (s
 		ev.Database = info.Databases[0]
 	}
 	return ev, captured
-}
-
-func isAccountStatement(upper string) bool {
-	for _, p := range []string{"GRANT", "REVOKE", "CREATE USER", "DROP USER", "ALTER USER", "RENAME USER", "SET PASSWORD", "FLUSH", "CREATE ROLE", "DROP ROLE", "SET DEFAULT ROLE"} {
-		if strings.HasPrefix(upper, p) {
-			return true
-		}
-	}
-	return false
 }
 
 func (r *reader) rows(h *replication.EventHeader, ev *replication.RowsEvent) error {

@@ -187,7 +187,7 @@ func ddlIn(ctx context.Context, conn *sql.Conn, at sdk.Position, endFile string,
 		if at.File == endFile && pos >= endOffset {
 			return "", sdk.Position{File: endFile, Offset: endOffset}, rows.Err()
 		}
-		if typ == "Query" && isDDL(info) {
+		if typ == "Query" && changesSchema(info) {
 			return info, at, nil
 		}
 		at.Offset = end
@@ -208,21 +208,16 @@ func ddlIn(ctx context.Context, conn *sql.Conn, at sdk.Position, endFile string,
 	return "", at, nil
 }
 
-// isDDL tells a DDL statement from the statements that frame row changes
-// in the binlog.
-func isDDL(info string) bool {
+// changesSchema reports whether the Info of a Query event in SHOW BINLOG
+// EVENTS ("use `db`; statement" or the statement) is DDL.
+func changesSchema(info string) bool {
 	stmt := strings.TrimSpace(info)
 	if strings.HasPrefix(stmt, "use ") {
 		if _, rest, ok := strings.Cut(stmt, ";"); ok {
-			stmt = strings.TrimSpace(rest)
+			stmt = rest
 		}
 	}
-	word, _, _ := strings.Cut(strings.ToUpper(stmt), " ")
-	switch word {
-	case "BEGIN", "COMMIT", "ROLLBACK", "XA", "SAVEPOINT", "":
-		return false
-	}
-	return true
+	return ddl.Classify(stmt) == ddl.Schema
 }
 
 // changedTableErr explains the errors InnoDB gives when a table changed
