@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/databus/databus/configs"
 	"github.com/databus/databus/internal/bus"
 	"github.com/databus/databus/internal/ddl"
 	"github.com/databus/databus/internal/filter"
@@ -34,7 +35,8 @@ type Config struct {
 	MySQL  mysqlsrc.Config
 	Filter filter.Filter
 	Stream bus.StreamConfig
-	// RetryMax is the longest wait between reconnection attempts.
+	// RetryMax is the longest wait between reconnection attempts;
+	// configs.DefaultRetryMax when zero.
 	RetryMax time.Duration
 	// CheckpointInterval is how often the checkpoint is saved while events
 	// flow; 1s when zero.
@@ -83,13 +85,13 @@ func New(cfg Config, nc *nats.Conn) *Capturer {
 		cfg.MySQL.ServerID = mysqlsrc.DeriveServerID(cfg.Source)
 	}
 	if cfg.RetryMax == 0 {
-		cfg.RetryMax = 30 * time.Second
+		cfg.RetryMax = configs.DefaultRetryMax
 	}
 	if cfg.CheckpointInterval == 0 {
 		cfg.CheckpointInterval = time.Second
 	}
 	if cfg.MySQL.ConnectTimeout == 0 {
-		cfg.MySQL.ConnectTimeout = 10 * time.Second
+		cfg.MySQL.ConnectTimeout = configs.DefaultConnectTimeout
 	}
 	log := cfg.Logger
 	if log == nil {

@@ -102,6 +102,17 @@ type Stream struct {
 	DuplicateWindow time.Duration `koanf:"duplicate_window"`
 }
 
+// Defaults that components also fall back to when they are given zero
+// values, so that a default lives in one place.
+const (
+	// DefaultConnectTimeout is mysql.connect_timeout.
+	DefaultConnectTimeout = 10 * time.Second
+	// DefaultRetryMax is mysql.retry_max.
+	DefaultRetryMax = 30 * time.Second
+	// DefaultSnapshotKeep is snapshot.keep.
+	DefaultSnapshotKeep = 2
+)
+
 // Defaults returns the configuration used when nothing is set.
 func Defaults() Config {
 	return Config{
@@ -111,15 +122,15 @@ func Defaults() Config {
 		MySQL: MySQL{
 			Addr:           "127.0.0.1:3306",
 			User:           "root",
-			ConnectTimeout: 10 * time.Second,
-			RetryMax:       30 * time.Second,
+			ConnectTimeout: DefaultConnectTimeout,
+			RetryMax:       DefaultRetryMax,
 		},
 		Capture: Capture{Databases: []string{}, Tables: []string{}, Exclude: []string{}},
 		NATS: NATS{
 			Listen: "127.0.0.1:4222",
 			Stream: Stream{Replicas: 1, DuplicateWindow: 10 * time.Minute},
 		},
-		Snapshot: Snapshot{OnStart: true, Keep: 2},
+		Snapshot: Snapshot{OnStart: true, Keep: DefaultSnapshotKeep},
 	}
 }
 

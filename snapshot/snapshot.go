@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/databus/databus/configs"
 	"github.com/databus/databus/internal/bus"
 	"github.com/databus/databus/internal/filter"
 	"github.com/databus/databus/internal/mysqlsrc"
@@ -35,7 +36,8 @@ type Config struct {
 
 // Options tunes [Take].
 type Options struct {
-	// Keep is how many complete snapshots are kept; 2 when zero. A
+	// Keep is how many complete snapshots are kept;
+	// configs.DefaultSnapshotKeep when zero. A
 	// snapshot a durable consumer is still loading is never deleted.
 	Keep int
 	// ObjectBytes is the uncompressed size at which a data object is
@@ -96,7 +98,10 @@ var systemSchemasList = func() string {
 // position.
 func Take(ctx context.Context, cfg Config, nc *nats.Conn, opt Options) (*sdk.Manifest, error) {
 	if opt.Keep <= 0 {
-		opt.Keep = 2
+		opt.Keep = configs.DefaultSnapshotKeep
+	}
+	if cfg.MySQL.ConnectTimeout == 0 {
+		cfg.MySQL.ConnectTimeout = configs.DefaultConnectTimeout
 	}
 	if opt.ObjectBytes <= 0 {
 		opt.ObjectBytes = 32 << 20
