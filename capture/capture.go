@@ -8,23 +8,19 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/go-mysql-org/go-mysql/replication"
-	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/databus/databus/configs"
 	"github.com/databus/databus/internal/bus"
-	"github.com/databus/databus/internal/ddl"
 	"github.com/databus/databus/internal/filter"
 	"github.com/databus/databus/internal/mysqlsrc"
-	"github.com/databus/databus/internal/rowevent"
 	"github.com/databus/databus/sdk"
 )
 
@@ -122,12 +118,7 @@ func (c *Capturer) Run(ctx context.Context) error {
 			err = fmt.Errorf("JetStream has no room for more events (raise nats.max_store or the account's JetStream storage limit, or free the NATS server's disk); "+
 				"capture keeps its checkpoint and goes on when there is room: %w", err)
 		}
-		c.mu.Lock()
-		c.status.Streaming = false
-		if err != nil {
-			c.status.LastError = err.Error()
-		}
-		c.mu.Unlock()
+		c.setStreaming(false, err)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -147,29 +138,16 @@ func (c *Capturer) Run(ctx context.Context) error {
 	}
 }
 
-// session connects, resumes from the checkpoint and streams until an error
-// or the end of ctx.
+// session connects, decides where to resume, sets up publishing and
+// streams the binlog until an error or the end of ctx.
 func (c *Capturer) session(ctx context.Context) error {
 	cctx, cancel := context.WithTimeout(ctx, c.cfg.MySQL.ConnectTimeout+5*time.Second)
 	defer cancel()
-	dbh, err := mysqlsrc.Connect(cctx, c.cfg.MySQL)
+	db, info, err := c.connectSource(cctx)
 	if err != nil {
 		return err
 	}
-	defer dbh.Close()
-	db := dbh
-	info, err := mysqlsrc.Inspect(cctx, db)
-	if err != nil {
-		return err
-	}
-	checks, err := mysqlsrc.Preflight(cctx, db, c.cfg.MySQL, info)
-	if err != nil {
-		return err
-	}
-	if err := mysqlsrc.FailedChecks(checks); err != nil {
-		return err
-	}
-
+	defer db.Close()
 	js, err := jetstream.New(c.nc, jetstream.WithPublishAsyncMaxPending(4096), jetstream.WithPublishAsyncTimeout(30*time.Second))
 	if err != nil {
 		return fmt.Errorf("opening JetStream: %w", err)
@@ -178,21 +156,84 @@ func (c *Capturer) session(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	cp, err := bus.LoadCheckpoint(cctx, kv)
+	at, err := c.resumePoint(cctx, db, info, kv)
 	if err != nil {
 		return err
 	}
+	pub, err := c.newPublisher(cctx, js, kv, stream, info, at)
+	if err != nil {
+		return err
+	}
+	gtidSet, err := c.gtidSet(cctx, db, info, at.cp, at.byGTID)
+	if err != nil {
+		return err
+	}
+	syncer, streamer, err := c.startBinlog(info, at)
+	if err != nil {
+		return err
+	}
+	defer syncer.Close()
+	c.log.Info("capturing", "server", info.Version, "file", at.cp.File, "offset", at.cp.Offset, "gtid_set", gtidSet, "stream_last_seq", pub.expected)
+	r := &reader{cfg: c.cfg, log: c.log, info: info, pub: pub, file: at.cp.File, tables: map[uint64]*binlogTable{}, gtidSet: gtidSet,
+		committed: c.committed,
+		generated: func(schema, table string) (map[string]bool, error) {
+			return mysqlsrc.GeneratedColumns(ctx, db, schema, table)
+		}}
+	if err := c.stream(ctx, streamer, r, pub); err != nil {
+		return err
+	}
+	return ctx.Err()
+}
+
+// connectSource connects to the source and checks that it can be
+// captured.
+func (c *Capturer) connectSource(ctx context.Context) (*sql.DB, mysqlsrc.ServerInfo, error) {
+	db, err := mysqlsrc.Connect(ctx, c.cfg.MySQL)
+	if err != nil {
+		return nil, mysqlsrc.ServerInfo{}, err
+	}
+	info, err := mysqlsrc.Inspect(ctx, db)
+	if err == nil {
+		var checks []mysqlsrc.Check
+		if checks, err = mysqlsrc.Preflight(ctx, db, c.cfg.MySQL, info); err == nil {
+			err = mysqlsrc.FailedChecks(checks)
+		}
+	}
+	if err != nil {
+		db.Close()
+		return nil, mysqlsrc.ServerInfo{}, err
+	}
+	return db, info, nil
+}
+
+// resumeAt is where a session starts reading the binlog.
+type resumeAt struct {
+	cp *bus.Checkpoint
+	// byGTID, when set, resumes after these GTIDs instead of at cp's file
+	// and offset: the source is another server than cp's.
+	byGTID mysql.GTIDSet
+}
+
+// resumePoint decides where to resume: at the checkpoint, by GTID on
+// another server of the same replication domain, or (with no checkpoint,
+// or one that cannot be resumed and Config.Recover) at the server's
+// current position, which is saved as the checkpoint.
+func (c *Capturer) resumePoint(ctx context.Context, db *sql.DB, info mysqlsrc.ServerInfo, kv jetstream.KeyValue) (resumeAt, error) {
+	cp, err := bus.LoadCheckpoint(ctx, kv)
+	if err != nil {
+		return resumeAt{}, err
+	}
+	var at resumeAt
 	var recovered error
-	var byGTID mysql.GTIDSet
 	if cp != nil {
-		err := resumable(cctx, db, c.cfg, info, *cp)
+		err := resumable(ctx, db, c.cfg, info, *cp)
 		switch {
 		case err == nil:
 		case errors.Is(err, ErrServerChanged) && info.MariaDB && cp.GTIDSet != "":
 			// Another server of the same replication domain (after a
 			// failover): resume after the checkpoint's GTIDs.
-			if byGTID, err = mysql.ParseMariadbGTIDSet(cp.GTIDSet); err != nil {
-				return fmt.Errorf("checkpoint GTID set %q: %w", cp.GTIDSet, err)
+			if at.byGTID, err = mysql.ParseMariadbGTIDSet(cp.GTIDSet); err != nil {
+				return resumeAt{}, fmt.Errorf("checkpoint GTID set %q: %w", cp.GTIDSet, err)
 			}
 			c.log.Warn("source server changed: resuming by GTID", "gtid_set", cp.GTIDSet,
 				"old_server_id", cp.ServerID, "server_id", info.ServerID)
@@ -200,43 +241,63 @@ func (c *Capturer) session(ctx context.Context) error {
 			c.log.Warn("the checkpoint cannot be resumed: capturing from the current position (recover)", "reason", err)
 			cp, recovered = nil, err
 		default:
-			return err
+			return resumeAt{}, err
 		}
 	}
 	if cp == nil {
-		file, pos, err := mysqlsrc.MasterStatus(cctx, db, info)
+		file, pos, err := mysqlsrc.MasterStatus(ctx, db, info)
 		if err != nil {
-			return err
+			return resumeAt{}, err
 		}
 		cp = &bus.Checkpoint{File: file, Offset: pos, ServerID: info.ServerID, ServerUUID: info.ServerUUID}
-		if err := bus.SaveCheckpoint(cctx, kv, *cp); err != nil {
-			return err
+		if err := bus.SaveCheckpoint(ctx, kv, *cp); err != nil {
+			return resumeAt{}, err
 		}
 		c.log.Info("no checkpoint: starting at the current binlog position", "file", file, "offset", pos)
 	}
 	if recovered != nil && c.cfg.OnRecover != nil {
 		c.cfg.OnRecover(recovered)
 	}
-	lastPos, lastSeq, complete, err := bus.LastPublished(cctx, stream)
+	at.cp = cp
+	return at, nil
+}
+
+// newPublisher prepares the publisher of a session: it follows the
+// stream's last message and skips what the stream already holds.
+func (c *Capturer) newPublisher(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyValue, stream jetstream.Stream, info mysqlsrc.ServerInfo, at resumeAt) (*publisher, error) {
+	lastPos, lastSeq, complete, err := bus.LastPublished(ctx, stream)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if lastPos != nil && lastPos.ServerID != info.ServerID {
 		lastPos = nil
 	}
 	var skipTxn map[string]int
-	if byGTID != nil {
+	if at.byGTID != nil {
 		// What the old server published after the checkpoint comes again
 		// from this one under the same GTIDs, at other positions.
-		if skipTxn, err = publishedAfter(cctx, c.nc, c.cfg.Source, cp.StreamSeq, lastSeq); err != nil {
-			return err
+		if skipTxn, err = publishedAfter(ctx, c.nc, c.cfg.Source, at.cp.StreamSeq, lastSeq); err != nil {
+			return nil, err
 		}
 	}
-	gtidSet, err := c.gtidSet(cctx, db, info, cp, byGTID)
-	if err != nil {
-		return err
+	// A NATS server before 2.12 ignores allow_atomic: the stream says
+	// whether it took effect.
+	atomic := stream.CachedInfo().Config.AllowAtomicPublish
+	if c.cfg.Stream.AtomicTransactions && !atomic {
+		c.log.Warn("the NATS server does not support atomic batch publish (2.12+ needed): a consumer can see part of a transaction")
 	}
+	return &publisher{
+		js: js, kv: kv, source: c.cfg.Source, log: c.log,
+		expected: lastSeq, skipThrough: lastPos, skipPartial: !complete, skipTxn: skipTxn,
+		maxData:    int(c.nc.MaxPayload()) - 16<<10, // room for headers
+		queue:      make(chan pending, 8192),
+		atomic:     atomic,
+		crashAfter: c.cfg.crashAfter,
+	}, nil
+}
 
+// startBinlog opens the binlog stream at the resume point.
+func (c *Capturer) startBinlog(info mysqlsrc.ServerInfo, at resumeAt) (*replication.BinlogSyncer, *replication.BinlogStreamer, error) {
 	host, portStr, _ := net.SplitHostPort(c.cfg.MySQL.Addr)
 	port, _ := strconv.Atoi(portStr)
 	syncer := replication.NewBinlogSyncer(replication.BinlogSyncerConfig{
@@ -253,42 +314,30 @@ func (c *Capturer) session(ctx context.Context) error {
 		Logger:                  slog.New(slog.DiscardHandler),
 		EventCacheCount:         256, // bounded read-ahead: memory stays flat
 	})
-	defer syncer.Close()
 	var streamer *replication.BinlogStreamer
-	if byGTID != nil {
-		streamer, err = syncer.StartSyncGTID(byGTID)
+	var err error
+	if at.byGTID != nil {
+		streamer, err = syncer.StartSyncGTID(at.byGTID)
 	} else {
-		streamer, err = syncer.StartSync(mysql.Position{Name: cp.File, Pos: cp.Offset})
+		streamer, err = syncer.StartSync(mysql.Position{Name: at.cp.File, Pos: at.cp.Offset})
 	}
 	if err != nil {
-		return fmt.Errorf("%w: starting binlog stream at %s:%d (GTIDs %s): %v", ErrUnreachable, cp.File, cp.Offset, cp.GTIDSet, err)
+		syncer.Close()
+		return nil, nil, fmt.Errorf("%w: starting binlog stream at %s:%d (GTIDs %s): %v", ErrUnreachable, at.cp.File, at.cp.Offset, at.cp.GTIDSet, err)
 	}
-	c.log.Info("capturing", "server", info.Version, "file", cp.File, "offset", cp.Offset, "gtid_set", gtidSet, "stream_last_seq", lastSeq)
+	return syncer, streamer, nil
+}
 
-	// A NATS server before 2.12 ignores allow_atomic: the stream says
-	// whether it took effect.
-	atomic := stream.CachedInfo().Config.AllowAtomicPublish
-	if c.cfg.Stream.AtomicTransactions && !atomic {
-		c.log.Warn("the NATS server does not support atomic batch publish (2.12+ needed): a consumer can see part of a transaction")
-	}
-	pub := &publisher{
-		js: js, kv: kv, source: c.cfg.Source, log: c.log,
-		expected: lastSeq, skipThrough: lastPos, skipPartial: !complete, skipTxn: skipTxn,
-		maxData:    int(c.nc.MaxPayload()) - 16<<10, // room for headers
-		queue:      make(chan pending, 8192),
-		atomic:     atomic,
-		crashAfter: c.cfg.crashAfter,
-	}
-	r := &reader{cfg: c.cfg, log: c.log, info: info, pub: pub, file: cp.File, tables: map[uint64]*binlogTable{}, status: c, gtidSet: gtidSet,
-		generated: func(db, table string) (map[string]bool, error) { return mysqlsrc.GeneratedColumns(ctx, dbh, db, table) }}
-
+// stream is a session's main loop: r reads binlog events and hands their
+// messages to pub, while pub's acknowledgements advance the checkpoint.
+// It ends at the first error of either, or when ctx ends after the
+// acknowledgements drained.
+func (c *Capturer) stream(ctx context.Context, streamer *replication.BinlogStreamer, r *reader, pub *publisher) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return pub.acks(gctx, c.cfg.CheckpointInterval) })
 	g.Go(func() error {
 		defer close(pub.queue)
-		c.mu.Lock()
-		c.status.Streaming = true
-		c.mu.Unlock()
+		c.setStreaming(true, nil)
 		for {
 			ev, err := streamer.GetEvent(gctx)
 			if err != nil {
@@ -302,231 +351,27 @@ func (c *Capturer) session(ctx context.Context) error {
 			}
 		}
 	})
-	err = g.Wait()
+	return g.Wait()
+}
+
+// setStreaming records whether the binlog is being read and, when it
+// stopped, why.
+func (c *Capturer) setStreaming(on bool, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.status.Streaming = on
 	if err != nil {
-		return err
-	}
-	return ctx.Err()
-}
-
-// reader turns binlog events into published events, tracking the current
-// file and transaction.
-type reader struct {
-	cfg    Config
-	log    *slog.Logger
-	info   mysqlsrc.ServerInfo
-	pub    *publisher
-	status *Capturer
-
-	file   string
-	tables map[uint64]*binlogTable
-	// generated looks up the generated columns of a table.
-	generated func(db, table string) (map[string]bool, error)
-
-	inTxn bool
-	txnID string
-	gtid  string
-	// gtidSet is MariaDB's GTID position after the last transaction read.
-	gtidSet mysql.GTIDSet
-	seq     int
-	held    *rowevent.Event
-	lastTS  time.Time
-}
-
-func (r *reader) position(h *replication.EventHeader) sdk.Position {
-	return sdk.Position{File: r.file, Offset: h.LogPos, GTID: r.gtid, ServerID: r.info.ServerID, ServerUUID: r.info.ServerUUID}
-}
-
-func (r *reader) begin(h *replication.EventHeader) {
-	if r.inTxn {
-		return
-	}
-	r.inTxn, r.seq, r.held = true, 0, nil
-	if r.gtid != "" {
-		r.txnID = r.gtid
-	} else {
-		r.txnID = fmt.Sprintf("%s:%d", r.file, h.LogPos-h.EventSize)
+		c.status.LastError = err.Error()
 	}
 }
 
-// emit numbers ev within its transaction and publishes the event held
-// before it: the newest is held back until it is known whether it is the
-// transaction's last.
-func (r *reader) emit(o rowevent.Event) error {
-	o.Txn = sdk.Txn{ID: r.txnID, Seq: r.seq}
-	r.seq++
-	if r.held != nil {
-		if err := r.pub.publish(r.held); err != nil {
-			return err
-		}
-	}
-	r.held = &o
-	return nil
-}
-
-// commit ends the transaction; next is the position of the event after it,
-// where a restart resumes.
-func (r *reader) commit(next uint32) error {
-	if r.held != nil {
-		r.held.Txn.Last = true
-		if err := r.pub.publish(r.held); err != nil {
-			return err
-		}
-	}
-	r.pub.boundary(r.checkpoint(next))
-	r.status.mu.Lock()
-	r.status.status.Position = sdk.Position{File: r.file, Offset: next, GTID: r.gtid, ServerID: r.info.ServerID, ServerUUID: r.info.ServerUUID}
-	r.status.status.Published = r.pub.expected
-	r.status.mu.Unlock()
-	r.inTxn, r.held, r.seq, r.gtid = false, nil, 0, ""
-	return nil
-}
-
-// checkpoint is where a restart resumes when everything read so far is
-// published: offset in the current file.
-func (r *reader) checkpoint(offset uint32) bus.Checkpoint {
-	cp := bus.Checkpoint{File: r.file, Offset: offset, GTID: r.gtid, ServerID: r.info.ServerID, ServerUUID: r.info.ServerUUID}
-	if r.gtidSet != nil {
-		cp.GTIDSet = r.gtidSet.String()
-	}
-	return cp
-}
-
-func (r *reader) base(h *replication.EventHeader) sdk.Event {
-	return sdk.Event{
-		Version:   sdk.FormatVersion,
-		Source:    r.cfg.Source,
-		Position:  r.position(h),
-		Timestamp: time.Unix(int64(h.Timestamp), 0).UTC(),
-	}
-}
-
-func (r *reader) handle(e *replication.BinlogEvent) error {
-	h := e.Header
-	switch ev := e.Event.(type) {
-	case *replication.RotateEvent:
-		r.file = string(ev.NextLogName)
-		if h.LogPos != 0 && !r.inTxn {
-			// The server moved to a new file (the rotate that starts
-			// every stream is artificial and has no position): checkpoint
-			// there, so an idle or filtered-out source never leaves the
-			// checkpoint in a file that may be purged.
-			r.pub.boundary(r.checkpoint(uint32(ev.Position)))
-		}
-	case *replication.GTIDEvent:
-		if u, err := uuid.FromBytes(ev.SID); err == nil {
-			r.gtid = fmt.Sprintf("%s:%d", u, ev.GNO)
-		}
-		r.inTxn = false
-		r.begin(h)
-	case *replication.MariadbGTIDEvent:
-		r.gtid = ev.GTID.String()
-		if r.gtidSet != nil {
-			if err := r.gtidSet.Update(r.gtid); err != nil {
-				return fmt.Errorf("GTID %s at %s:%d: %w", r.gtid, r.file, h.LogPos, err)
-			}
-		}
-		r.inTxn = false
-		r.begin(h)
-	case *replication.QueryEvent:
-		return r.query(h, ev)
-	case *replication.XIDEvent:
-		return r.commit(h.LogPos)
-	case *replication.RowsEvent:
-		return r.rows(e.Header, ev)
-	}
-	return nil
-}
-
-func (r *reader) query(h *replication.EventHeader, q *replication.QueryEvent) error {
-	stmt := strings.TrimSpace(string(q.Query))
-	kind := ddl.Classify(stmt)
-	switch kind {
-	case ddl.Begin:
-		r.begin(h)
-		return nil
-	case ddl.End:
-		return r.commit(h.LogPos)
-	case ddl.TxnControl:
-		return nil
-	}
-	// DDL or account management: it commits implicitly.
-	r.begin(h)
-	if kind == ddl.Schema {
-		if ev, ok := r.ddlEvent(h, stmt, string(q.Schema)); ok {
-			if err := r.emit(rowevent.Event{Event: ev}); err != nil {
-				return err
-			}
-		}
-	}
-	// Table shapes may have changed: rebuild them from the next table maps.
-	clear(r.tables)
-	return r.commit(h.LogPos)
-}
-
-// ddlEvent builds the event of a DDL statement, and reports whether the
-// capture filter selects it: a statement is published when any table or
-// database it touches is captured (so a rename into or out of the captured
-// set is published).
-func (r *reader) ddlEvent(h *replication.EventHeader, stmt, defaultDB string) (sdk.Event, bool) {
-	res := ddl.Qualify(stmt, defaultDB)
-	if res.Err != nil {
-		r.log.Warn("DDL published unqualified", "err", res.Err, "default_db", defaultDB, "file", r.file, "offset", h.LogPos)
-	}
-	info := &sdk.DDL{Statement: stmt, DefaultDB: defaultDB, Kind: res.Kind, Qualified: res.Qualified, Databases: res.Databases}
-	captured := false
-	for _, t := range res.Tables {
-		info.Tables = append(info.Tables, sdk.TableRef{DB: t.DB, Table: t.Table})
-		captured = captured || r.cfg.Filter.Table(t.DB, t.Table)
-	}
-	for _, db := range res.Databases {
-		captured = captured || r.cfg.Filter.Database(db)
-	}
-	if len(res.Tables) == 0 && len(res.Databases) == 0 {
-		captured = defaultDB == "" || r.cfg.Filter.Database(defaultDB)
-	}
-	ev := r.base(h)
-	ev.Op, ev.SQL, ev.DDL, ev.Database = sdk.OpDDL, res.SQL, info, defaultDB
-	switch {
-	case len(info.Tables) > 0:
-		ev.Database, ev.Table = info.Tables[0].DB, info.Tables[0].Table
-	case len(info.Databases) > 0:
-		ev.Database = info.Databases[0]
-	}
-	return ev, captured
-}
-
-func (r *reader) rows(h *replication.EventHeader, ev *replication.RowsEvent) error {
-	if ev.Table == nil {
-		return fmt.Errorf("%w: rows event at %s:%d without a table map", ErrUndecodable, r.file, h.LogPos)
-	}
-	db, name := string(ev.Table.Schema), string(ev.Table.Table)
-	if !r.cfg.Filter.Table(db, name) {
-		return nil
-	}
-	t := r.tables[ev.TableID]
-	if t == nil || !sameShape(t.tableMap, ev.Table) {
-		gen, err := r.generated(db, name)
-		if err != nil {
-			return fmt.Errorf("%w: reading generated columns of %s.%s: %v", ErrUnreachable, db, name, err)
-		}
-		t, err = newTable(ev.Table, r.info.Collations, gen)
-		if err != nil {
-			return err
-		}
-		r.tables[ev.TableID] = t
-	}
-	r.begin(h)
-	events, err := t.Events(rowsOp(h.EventType), ev.Rows, r.base(h))
-	if err != nil {
-		return err
-	}
-	for _, e := range events {
-		if err := r.emit(e); err != nil {
-			return err
-		}
-	}
-	return nil
+// committed records a transaction whose messages are all sent: pos is
+// where the next one starts, published the stream sequence after it.
+func (c *Capturer) committed(pos sdk.Position, published uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.status.Position = pos
+	c.status.Published = published
 }
 
 // gtidSet is MariaDB's GTID position at cp (nil on MySQL): byGTID when
