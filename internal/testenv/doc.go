@@ -3,6 +3,12 @@
 // and an embedded JetStream server in a temporary directory
 // ([StartJetStream]). Both stop when the test ends.
 //
-// The helpers never skip: when MariaDB is not installed they fail the test
-// with a message saying how to install it.
+// [Rig] puts a capturer between the two, with helpers to read its events
+// and take snapshots; it is the one place that knows both capture and
+// snapshot, which never import each other.
+//
+// The helpers never skip a test that runs: when MariaDB is not installed
+// they fail it with a message saying how to install it. Only `go test
+// -short` (make test-short, the unit tests) skips, by name, the tests that
+// start a mariadbd.
 package testenv
