@@ -209,9 +209,9 @@ func (t *Table) appendMatch(buf []byte, i int, lit string) []byte {
 	return append(buf, lit...)
 }
 
-// appendInsertSQL appends the INSERT statement of img.
-func (t *Table) appendInsertSQL(buf []byte, img *image) []byte {
-	buf = append(buf, t.insertHead...)
+// appendWritten appends the SQL of img's written (not generated) columns,
+// comma-separated, each as its literal or, with assign, as `col`=literal.
+func (t *Table) appendWritten(buf []byte, img *image, assign bool) []byte {
 	first := true
 	for i := range t.cols {
 		if t.generated[i] {
@@ -221,29 +221,26 @@ func (t *Table) appendInsertSQL(buf []byte, img *image) []byte {
 			buf = append(buf, ',')
 		}
 		first = false
+		if assign {
+			buf = append(buf, t.idents[i]...)
+			buf = append(buf, '=')
+		}
 		buf = append(buf, img.sql[i]...)
 	}
-	return append(buf, ')')
+	return buf
+}
+
+// appendInsertSQL appends the INSERT statement of img.
+func (t *Table) appendInsertSQL(buf []byte, img *image) []byte {
+	buf = append(buf, t.insertHead...)
+	return append(t.appendWritten(buf, img, false), ')')
 }
 
 // appendUpdateSQL appends the UPDATE statement that turns before into
 // after.
 func (t *Table) appendUpdateSQL(buf []byte, before, after *image) []byte {
 	buf = append(buf, t.updateHead...)
-	first := true
-	for i := range t.cols {
-		if t.generated[i] {
-			continue
-		}
-		if !first {
-			buf = append(buf, ',')
-		}
-		first = false
-		buf = append(buf, t.idents[i]...)
-		buf = append(buf, '=')
-		buf = append(buf, after.sql[i]...)
-	}
-	return t.appendWhere(buf, before)
+	return t.appendWhere(t.appendWritten(buf, after, true), before)
 }
 
 // appendDeleteSQL appends the DELETE statement of before.
