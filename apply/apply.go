@@ -190,53 +190,14 @@ func lostStream(err error) bool {
 // session connects to the stream, resumes after the target's checkpoint
 // and applies events until ctx ends or an error.
 func (a *Applier) session(ctx context.Context) error {
-	seq, loading, ok, err := a.checkpoint(ctx)
-	if err != nil {
-		return err
-	}
 	nc, err := nats.Connect(a.cfg.NATSURL, a.cfg.NATSOptions...)
 	if err != nil {
 		return &streamError{err: fmt.Errorf("connecting to NATS at %s: %w", a.cfg.NATSURL, err)}
 	}
 	defer nc.Close()
-	start := a.cfg.Start
-	switch {
-	case loading != "":
-		// Killed while loading: load the same snapshot again. Its rows are
-		// written with REPLACE, so those already there are rewritten, and
-		// nothing else was written.
-		start = sdk.StartSnapshotID(loading)
-		a.log.Info("loading the snapshot again after a restart", "snapshot", loading)
-	case !ok && start.Kind() == "snapshot":
-		js, err := jetstream.New(nc)
-		if err != nil {
-			return err
-		}
-		man, err := sdk.LatestSnapshot(ctx, js, a.cfg.Source)
-		if err != nil {
-			return err
-		}
-		if _, err := a.db.ExecContext(ctx, "INSERT INTO `databus`.`apply_checkpoint` (`source`, `name`, `stream_seq`, `txn_id`, `binlog_file`, `binlog_offset`) "+
-			"VALUES (?, ?, ?, ?, ?, ?)", a.cfg.Source, a.cfg.Name, man.StreamSeq, snapshotMark+man.ID, man.Position.File, man.Position.Offset); err != nil {
-			return fmt.Errorf("saving the start checkpoint: %w", err)
-		}
-		start = sdk.StartSnapshotID(man.ID)
-		a.log.Info("loading snapshot", "snapshot", man.ID, "tables", len(man.Tables), "rows", man.Rows, "then_stream_seq", man.StreamSeq+1)
-	case ok:
-		start = sdk.StartAtSequence(seq + 1)
-		a.log.Info("resuming after the target's checkpoint", "stream_seq", seq)
-	case start == sdk.StartNow:
-		// Pin "now" on the target at once: a restart before the first
-		// commit must not move it past events written meanwhile.
-		last, err := sdk.LastSequence(ctx, nc, a.cfg.Source)
-		if err != nil {
-			return err
-		}
-		if err := a.pin(ctx, last); err != nil {
-			return err
-		}
-		start = sdk.StartAtSequence(last + 1)
-		a.log.Info("starting now: checkpoint pinned on the target", "stream_seq", last)
+	start, err := a.startPoint(ctx, nc)
+	if err != nil {
+		return err
 	}
 	a.resumed = true
 	c, err := sdk.Connect(ctx, sdk.Config{
@@ -250,7 +211,64 @@ func (a *Applier) session(ctx context.Context) error {
 		return &streamError{err: err}
 	}
 	defer c.Close()
+	return a.applyAll(ctx, c)
+}
 
+// startPoint decides where the consumer starts: after the target's
+// checkpoint, at the snapshot the target was loading, or (on a first
+// start) at the configured start, which is pinned on the target at once.
+func (a *Applier) startPoint(ctx context.Context, nc *nats.Conn) (sdk.Start, error) {
+	seq, loading, ok, err := a.checkpoint(ctx)
+	if err != nil {
+		return sdk.Start{}, err
+	}
+	start := a.cfg.Start
+	switch {
+	case loading != "":
+		// Killed while loading: load the same snapshot again. Its rows are
+		// written with REPLACE, so those already there are rewritten, and
+		// nothing else was written.
+		a.log.Info("loading the snapshot again after a restart", "snapshot", loading)
+		return sdk.StartSnapshotID(loading), nil
+	case !ok && start.Kind() == "snapshot":
+		js, err := jetstream.New(nc)
+		if err != nil {
+			return sdk.Start{}, err
+		}
+		man, err := sdk.LatestSnapshot(ctx, js, a.cfg.Source)
+		if err != nil {
+			return sdk.Start{}, err
+		}
+		if _, err := a.db.ExecContext(ctx, "INSERT INTO `databus`.`apply_checkpoint` (`source`, `name`, `stream_seq`, `txn_id`, `binlog_file`, `binlog_offset`) "+
+			"VALUES (?, ?, ?, ?, ?, ?)", a.cfg.Source, a.cfg.Name, man.StreamSeq, snapshotMark+man.ID, man.Position.File, man.Position.Offset); err != nil {
+			return sdk.Start{}, fmt.Errorf("saving the start checkpoint: %w", err)
+		}
+		a.log.Info("loading snapshot", "snapshot", man.ID, "tables", len(man.Tables), "rows", man.Rows, "then_stream_seq", man.StreamSeq+1)
+		return sdk.StartSnapshotID(man.ID), nil
+	case ok:
+		a.log.Info("resuming after the target's checkpoint", "stream_seq", seq)
+		return sdk.StartAtSequence(seq + 1), nil
+	case start == sdk.StartNow:
+		// Pin "now" on the target at once: a restart before the first
+		// commit must not move it past events written meanwhile.
+		last, err := sdk.LastSequence(ctx, nc, a.cfg.Source)
+		if err != nil {
+			return sdk.Start{}, err
+		}
+		if err := a.pin(ctx, last); err != nil {
+			return sdk.Start{}, err
+		}
+		a.log.Info("starting now: checkpoint pinned on the target", "stream_seq", last)
+		return sdk.StartAtSequence(last + 1), nil
+	}
+	return start, nil
+}
+
+// applyAll applies the events c delivers until ctx ends or an error. Each
+// source transaction is one target transaction that also saves the
+// checkpoint; one whose last event is filtered out is committed when
+// nothing follows it soon.
+func (a *Applier) applyAll(ctx context.Context, c *sdk.Consumer) error {
 	tick := time.NewTicker(a.cfg.ProgressEvery)
 	defer tick.Stop()
 	var open *txn
@@ -289,47 +307,50 @@ func (a *Applier) session(ctx context.Context) error {
 			}
 			return err
 		}
-		if open != nil && open.id != m.Event.Txn.ID {
-			if err := a.commit(ctx, open); err != nil {
-				return err
+		if err := a.apply(ctx, &open, m); err != nil {
+			if m.Event.Snapshot && ctx.Err() != nil {
+				return nil
 			}
-			open = nil
-		}
-		if m.Event.Snapshot {
-			if err := a.snapshotEvent(ctx, &open, m); err != nil {
-				if ctx.Err() != nil {
-					return nil
-				}
-				return err
-			}
-			continue
-		}
-		if m.Event.Op == sdk.OpDDL {
-			if err := a.ddl(ctx, m); err != nil {
-				return err
-			}
-			continue
-		}
-		if open == nil {
-			tx, err := a.db.BeginTx(ctx, nil)
-			if err != nil {
-				return fmt.Errorf("beginning a target transaction: %w", err)
-			}
-			open = &txn{id: m.Event.Txn.ID, tx: tx}
-		}
-		if _, err := open.tx.ExecContext(ctx, m.Event.SQL); err != nil {
-			open.rollback()
-			return fmt.Errorf("applying stream sequence %d (%s %s.%s at %s): %w", m.Sequence, m.Event.Op, m.Event.Database, m.Event.Table, m.Event.Position, err)
-		}
-		open.last = m
-		open.events++
-		if m.Event.Txn.Last {
-			if err := a.commit(ctx, open); err != nil {
-				return err
-			}
-			open = nil
+			return err
 		}
 	}
+}
+
+// apply applies one event: a snapshot's, a DDL statement, or a row change
+// in the open target transaction (*open), which it begins, and commits at
+// the transaction's last event or when another transaction starts.
+func (a *Applier) apply(ctx context.Context, open **txn, m *sdk.Message) error {
+	if *open != nil && (*open).id != m.Event.Txn.ID {
+		if err := a.commit(ctx, *open); err != nil {
+			return err
+		}
+		*open = nil
+	}
+	switch {
+	case m.Event.Snapshot:
+		return a.snapshotEvent(ctx, open, m)
+	case m.Event.Op == sdk.OpDDL:
+		return a.ddl(ctx, m)
+	}
+	if *open == nil {
+		tx, err := a.db.BeginTx(ctx, nil)
+		if err != nil {
+			return fmt.Errorf("beginning a target transaction: %w", err)
+		}
+		*open = &txn{id: m.Event.Txn.ID, tx: tx}
+	}
+	t := *open
+	if _, err := t.tx.ExecContext(ctx, m.Event.SQL); err != nil {
+		t.rollback()
+		return fmt.Errorf("applying stream sequence %d (%s %s.%s at %s): %w", m.Sequence, m.Event.Op, m.Event.Database, m.Event.Table, m.Event.Position, err)
+	}
+	t.last = m
+	t.events++
+	if m.Event.Txn.Last {
+		*open = nil
+		return a.commit(ctx, t)
+	}
+	return nil
 }
 
 // snapshotEvent applies a snapshot's schema event or row. Rows are
