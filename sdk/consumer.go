@@ -218,61 +218,78 @@ func (m *Message) Nak(delay time.Duration) error {
 // consumer cfg.Name when it does not exist. It returns [ErrNoStream] when the
 // source has never been captured.
 func Connect(ctx context.Context, cfg Config) (*Consumer, error) {
+	filters, resumeAt, err := cfg.prepare(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c := &Consumer{nc: cfg.Conn, durable: cfg.Name != "", filtered: len(filters) > 0, maxTxn: cfg.MaxTxnEvents, source: cfg.Source}
+	if err := c.open(ctx, cfg, filters, resumeAt); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// prepare fills in cfg's defaults, checks it and asks the application
+// where it stands (Resume). It returns the consumer's filter subjects and
+// the sequence the application's position resumes at, 0 for none.
+func (cfg *Config) prepare(ctx context.Context) (filters []string, resumeAt uint64, err error) {
 	if cfg.Source == "" {
 		cfg.Source = "default"
 	}
 	if cfg.AckWait == 0 {
 		cfg.AckWait = 30 * time.Second
 	}
-	filters, err := filterSubjects(cfg.Source, cfg.Databases, cfg.Tables)
-	if err != nil {
-		return nil, err
+	if filters, err = filterSubjects(cfg.Source, cfg.Databases, cfg.Tables); err != nil {
+		return nil, 0, err
 	}
 	switch {
 	case cfg.MaxTxnEvents == 0:
 		cfg.MaxTxnEvents = 5000
 	case cfg.MaxTxnEvents < 0 || cfg.MaxTxnEvents > maxAckPending:
-		return nil, fmt.Errorf("MaxTxnEvents %d: want 1 to %d", cfg.MaxTxnEvents, maxAckPending)
+		return nil, 0, fmt.Errorf("MaxTxnEvents %d: want 1 to %d", cfg.MaxTxnEvents, maxAckPending)
 	}
-	var resumeAt uint64
 	if cfg.Resume != nil {
 		seq, err := cfg.Resume(ctx)
 		if err != nil {
-			return nil, fmt.Errorf("reading the application's position (Resume): %w", err)
+			return nil, 0, fmt.Errorf("reading the application's position (Resume): %w", err)
 		}
 		if seq > 0 {
 			cfg.Start, resumeAt = StartAtSequence(seq+1), seq+1
 		}
 	}
-	c := &Consumer{nc: cfg.Conn, durable: cfg.Name != "", filtered: len(filters) > 0, maxTxn: cfg.MaxTxnEvents}
+	return filters, resumeAt, nil
+}
+
+// open connects (unless given a connection), finds the stream, prepares
+// the start point and binds or creates the server-side consumer.
+func (c *Consumer) open(ctx context.Context, cfg Config, filters []string, resumeAt uint64) error {
 	if c.nc == nil {
 		url := cfg.URL
 		if url == "" {
 			url = nats.DefaultURL
 		}
 		opts := append([]nats.Option{nats.Name("databus-sdk"), nats.MaxReconnects(-1)}, cfg.Options...)
-		c.nc, err = nats.Connect(url, opts...)
+		nc, err := nats.Connect(url, opts...)
 		if err != nil {
-			return nil, fmt.Errorf("connecting to NATS at %s: %w", url, err)
+			return fmt.Errorf("connecting to NATS at %s: %w", url, err)
 		}
-		c.ownConn = true
+		c.nc, c.ownConn = nc, true
 	}
 	js, err := jetstream.New(c.nc)
 	if err != nil {
-		c.Close()
-		return nil, fmt.Errorf("opening JetStream: %w", err)
+		return fmt.Errorf("opening JetStream: %w", err)
 	}
 	stream := StreamName(cfg.Source)
 	s, err := js.Stream(ctx, stream)
 	if err != nil {
-		c.Close()
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
-			return nil, fmt.Errorf("%w: stream %s (is `databus run` capturing source %q?)", ErrNoStream, stream, cfg.Source)
+			return fmt.Errorf("%w: stream %s (is `databus run` capturing source %q?)", ErrNoStream, stream, cfg.Source)
 		}
-		return nil, fmt.Errorf("looking up stream %s: %w", stream, err)
+		return fmt.Errorf("looking up stream %s: %w", stream, err)
 	}
-	c.stream, c.source = s, cfg.Source
-	ccfg := jetstream.ConsumerConfig{
+	c.stream = s
+	c.ccfg = jetstream.ConsumerConfig{
 		Durable:        cfg.Name,
 		AckPolicy:      jetstream.AckAllPolicy, // an Ack covers every event before it
 		AckWait:        cfg.AckWait,
@@ -280,53 +297,17 @@ func Connect(ctx context.Context, cfg Config) (*Consumer, error) {
 		FilterSubjects: filters,
 	}
 	if !c.durable {
-		ccfg.InactiveThreshold = time.Minute
+		c.ccfg.InactiveThreshold = time.Minute
 	}
-	switch cfg.Start.kind {
-	case 0:
-		ccfg.DeliverPolicy = jetstream.DeliverAllPolicy
-	case 1:
-		ccfg.DeliverPolicy = jetstream.DeliverNewPolicy
-	case 2:
-		ccfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
-		ccfg.OptStartSeq = cfg.Start.seq
-	case 3:
-		keep := func(db, table string) bool {
-			return (len(cfg.Databases) == 0 && len(cfg.Tables) == 0) || slices.Contains(cfg.Databases, db) || slices.Contains(cfg.Tables, db+"."+table)
-		}
-		l, seq, done, err := startSnapshot(ctx, js, s, cfg, keep)
-		if err != nil {
-			c.Close()
-			return nil, err
-		}
-		if !done {
-			c.snap = l
-		}
-		ccfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
-		ccfg.OptStartSeq = seq
+	if err := c.startAt(ctx, js, cfg); err != nil {
+		return err
 	}
 	if c.durable {
-		existing, err := s.Consumer(ctx, cfg.Name)
-		switch {
-		case err == nil && resumeAt > 0:
-			// The application's own position wins over the server's.
-			if err := s.DeleteConsumer(ctx, cfg.Name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-				c.Close()
-				return nil, fmt.Errorf("replacing consumer %s: %w", cfg.Name, err)
-			}
-		case err == nil:
-			c.cons, err = resume(ctx, s, existing, filters)
-			if err != nil {
-				c.Close()
-				return nil, fmt.Errorf("resuming consumer %s: %w", cfg.Name, err)
-			}
-		case errors.Is(err, jetstream.ErrConsumerNotFound):
-		default:
-			c.Close()
-			return nil, fmt.Errorf("looking up consumer %s: %w", cfg.Name, err)
+		if err := c.bindDurable(ctx, cfg.Name, filters, resumeAt); err != nil {
+			return err
 		}
 	}
-	c.ccfg = ccfg
+	ccfg := c.ccfg
 	c.create = func(ctx context.Context) error {
 		if c.cons != nil {
 			return nil
@@ -342,17 +323,62 @@ func Connect(ctx context.Context, cfg Config) (*Consumer, error) {
 	// server would delete it as inactive during a long load.
 	if c.snap == nil || c.durable {
 		if err := c.create(ctx); err != nil {
-			c.Close()
-			return nil, err
+			return err
 		}
 	}
 	if c.snap == nil { // else once the snapshot is loaded
-		if err := c.startDelivery(ctx); err != nil {
-			c.Close()
-			return nil, err
-		}
+		return c.startDelivery(ctx)
 	}
-	return c, nil
+	return nil
+}
+
+// startAt sets the consumer's deliver policy from cfg.Start; a start at a
+// snapshot prepares its loader, and the stream follows the snapshot.
+func (c *Consumer) startAt(ctx context.Context, js jetstream.JetStream, cfg Config) error {
+	switch cfg.Start.kind {
+	case 0:
+		c.ccfg.DeliverPolicy = jetstream.DeliverAllPolicy
+	case 1:
+		c.ccfg.DeliverPolicy = jetstream.DeliverNewPolicy
+	case 2:
+		c.ccfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		c.ccfg.OptStartSeq = cfg.Start.seq
+	case 3:
+		keep := func(db, table string) bool {
+			return (len(cfg.Databases) == 0 && len(cfg.Tables) == 0) || slices.Contains(cfg.Databases, db) || slices.Contains(cfg.Tables, db+"."+table)
+		}
+		l, seq, done, err := startSnapshot(ctx, js, c.stream, cfg, keep)
+		if err != nil {
+			return err
+		}
+		if !done {
+			c.snap = l
+		}
+		c.ccfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		c.ccfg.OptStartSeq = seq
+	}
+	return nil
+}
+
+// bindDurable binds the durable consumer name when it exists and resumes
+// it after its last acknowledged event, or deletes it when the
+// application's own position (resumeAt) decides where to start.
+func (c *Consumer) bindDurable(ctx context.Context, name string, filters []string, resumeAt uint64) error {
+	existing, err := c.stream.Consumer(ctx, name)
+	switch {
+	case err == nil && resumeAt > 0:
+		// The application's own position wins over the server's.
+		if err := c.stream.DeleteConsumer(ctx, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return fmt.Errorf("replacing consumer %s: %w", name, err)
+		}
+	case err == nil:
+		if c.cons, err = resume(ctx, c.stream, existing, filters); err != nil {
+			return fmt.Errorf("resuming consumer %s: %w", name, err)
+		}
+	case !errors.Is(err, jetstream.ErrConsumerNotFound):
+		return fmt.Errorf("looking up consumer %s: %w", name, err)
+	}
+	return nil
 }
 
 func (c *Consumer) startDelivery(ctx context.Context) error {
