@@ -1,0 +1,100 @@
+package sdk
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// Start says where a new consumer begins reading. It applies only when the
+// durable consumer is created; an existing one resumes where it stopped.
+type Start struct {
+	kind int
+	seq  uint64
+	snap string
+}
+
+// Start points.
+var (
+	// StartBeginning reads every event still kept in the stream.
+	StartBeginning = Start{kind: 0}
+	// StartNow reads only events published after the consumer is created.
+	StartNow = Start{kind: 1}
+	// StartSnapshot reads the latest complete snapshot (each table's schema,
+	// then its rows), then every change after it: no gap, no overlap.
+	StartSnapshot = Start{kind: 3}
+)
+
+// StartSnapshotID is [StartSnapshot] with a given snapshot rather than the
+// latest, e.g. to load the same snapshot again after a crash.
+func StartSnapshotID(id string) Start { return Start{kind: 3, snap: id} }
+
+// Kind returns "beginning", "now", "sequence" or "snapshot".
+func (s Start) Kind() string {
+	return [...]string{"beginning", "now", "sequence", "snapshot"}[s.kind]
+}
+
+// SnapshotID returns the snapshot a [StartSnapshotID] start point names.
+func (s Start) SnapshotID() string { return s.snap }
+
+// StartAtSequence begins at the given stream sequence (inclusive).
+func StartAtSequence(seq uint64) Start { return Start{kind: 2, seq: seq} }
+
+// ParseStart parses "beginning", "now", "snapshot" or a stream sequence
+// number.
+func ParseStart(s string) (Start, error) {
+	switch s {
+	case "", "beginning":
+		return StartBeginning, nil
+	case "now":
+		return StartNow, nil
+	case "snapshot":
+		return StartSnapshot, nil
+	}
+	var seq uint64
+	if _, err := fmt.Sscan(s, &seq); err != nil || seq == 0 {
+		return Start{}, fmt.Errorf("start point %q: want beginning, now, snapshot or a stream sequence number", s)
+	}
+	return StartAtSequence(seq), nil
+}
+
+// Config configures a [Consumer].
+type Config struct {
+	// URL is the NATS server URL; "nats://127.0.0.1:4222" when empty.
+	// Ignored when Conn is set.
+	URL string
+	// Options are passed to nats.Connect (credentials, TLS, name).
+	Options []nats.Option
+	// Conn is an existing connection to use instead of dialing URL. The
+	// consumer does not close it.
+	Conn *nats.Conn
+	// Source is the databus source name (the `source` setting of
+	// `databus run`); "default" when empty.
+	Source string
+	// Name is the durable consumer name. Empty means an ephemeral consumer
+	// that is deleted when the program stops.
+	Name string
+	// Start is where a newly created consumer begins.
+	Start Start
+	// Databases limits delivery to these databases, Tables to these
+	// "db.table" names; both empty means everything. They add up.
+	Databases []string
+	Tables    []string
+	// AckWait is how long the server waits for an [Message.Ack] before
+	// delivering the event again; 30s when zero.
+	AckWait time.Duration
+	// Resume, when set, returns the stream sequence of the last event whose
+	// effects the application has stored (0 when none). Store
+	// [Message.Sequence] in the same database transaction as the event's
+	// effects and return it here: the consumer then starts right after it,
+	// whatever Start, Name and the server's acknowledgements say, so a crash
+	// of the application, NATS or databus neither loses nor repeats an
+	// effect (exactly-once effects; `databus apply` works this way).
+	Resume func(ctx context.Context) (uint64, error)
+	// MaxTxnEvents is the most events [Consumer.NextTxn] holds at once: a
+	// larger transaction is handed over in parts. 5,000 when zero; at most
+	// 10,000 (the events the server lets a consumer hold unacknowledged).
+	MaxTxnEvents int
+}

@@ -1,0 +1,178 @@
+package sdk
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+func (c *Consumer) startDelivery(ctx context.Context) error {
+	if err := c.create(ctx); err != nil {
+		return err
+	}
+	if info := c.cons.CachedInfo(); info != nil {
+		c.floor = max(c.floor, info.AckFloor.Stream)
+	}
+	c.reconnects = c.nc.Stats().Reconnects
+	// Bound what the server pushes ahead by bytes, not count: a count of
+	// large events (or chunks of one) could exceed the server's per-client
+	// pending limit and get the connection closed as a slow consumer.
+	var err error
+	c.iter, err = c.cons.Messages(jetstream.PullMaxBytes(max(16<<20, 2*int(c.nc.MaxPayload()))))
+	if err != nil {
+		return fmt.Errorf("starting delivery: %w", err)
+	}
+	return nil
+}
+
+var errReconnected = errors.New("reconnected to NATS")
+
+// lostDelivery reports whether err means the server stopped delivering to
+// this consumer (a NATS restart or failover, the consumer deleted) rather
+// than a problem with the events.
+func lostDelivery(err error) bool {
+	return errors.Is(err, jetstream.ErrNoHeartbeat) || errors.Is(err, jetstream.ErrConsumerDeleted) ||
+		errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, nats.ErrDisconnected) ||
+		errors.Is(err, jetstream.ErrServerShutdown)
+}
+
+// restartDelivery binds the consumer again after the server stopped
+// delivering to it, retrying with backoff until it succeeds or ctx ends.
+// A consumer the server lost is created again after the last acknowledged
+// event; events handed over since are skipped when they come again.
+func (c *Consumer) restartDelivery(ctx context.Context, cause error) error {
+	c.iter.Stop()
+	backoff := 250 * time.Millisecond
+	for {
+		err := c.rebind(ctx)
+		if err == nil {
+			if err = c.startDelivery(ctx); err == nil {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("receiving event: %w (binding the consumer again: %w)", cause, err)
+		case <-time.After(backoff):
+		}
+		if c.closed.Load() {
+			return ErrClosed
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// rebind replaces the server's consumer with one that starts right after
+// the last acknowledged event. After a reconnect the server's record of
+// what it delivered cannot be trusted: messages in flight when the
+// connection broke count as delivered, and a cumulative acknowledgement of
+// a later event would cover them without the application having seen them.
+func (c *Consumer) rebind(ctx context.Context) error {
+	floor := max(c.acked.Load(), c.floor)
+	name := c.ccfg.Durable
+	if !c.durable && c.cons != nil {
+		name = c.cons.CachedInfo().Name
+	}
+	if name != "" {
+		if old, err := c.stream.Consumer(ctx, name); err == nil {
+			if info, err := old.Info(ctx); err == nil {
+				floor = max(floor, info.AckFloor.Stream)
+			}
+		}
+		if err := c.stream.DeleteConsumer(ctx, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return err
+		}
+	}
+	cfg := c.ccfg
+	cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, floor+1
+	cons, err := c.stream.CreateOrUpdateConsumer(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	c.cons = cons
+	return nil
+}
+
+// resume prepares an existing durable consumer for a new run. Events that
+// an earlier run received but did not acknowledge would come back only
+// after their ack wait, behind newer events; to keep commit order the
+// consumer is recreated to start right after its acknowledged floor
+// (acknowledgements are cumulative, so the floor is exact). Changed filters
+// are applied the same way.
+func resume(ctx context.Context, s jetstream.Stream, existing jetstream.Consumer, filters []string) (jetstream.Consumer, error) {
+	info, err := existing.Info(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if info.NumAckPending == 0 && slices.Equal(normalizeFilters(info.Config), filters) && info.Config.AckPolicy == jetstream.AckAllPolicy {
+		return existing, nil
+	}
+	cfg := info.Config
+	cfg.FilterSubject = ""
+	cfg.FilterSubjects = filters
+	cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+	cfg.OptStartSeq = info.AckFloor.Stream + 1
+	cfg.OptStartTime = nil
+	if err := s.DeleteConsumer(ctx, cfg.Durable); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil, err
+	}
+	return s.CreateConsumer(ctx, cfg)
+}
+
+// LastSequence returns the sequence of the newest event in the stream of
+// source (0 when it is empty), to pin a "now" start point.
+func LastSequence(ctx context.Context, nc *nats.Conn, source string) (uint64, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return 0, fmt.Errorf("opening JetStream: %w", err)
+	}
+	s, err := js.Stream(ctx, StreamName(source))
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return 0, fmt.Errorf("%w: stream %s (is `databus run` capturing source %q?)", ErrNoStream, StreamName(source), source)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("looking up stream %s: %w", StreamName(source), err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("reading stream %s: %w", StreamName(source), err)
+	}
+	return info.State.LastSeq, nil
+}
+
+func normalizeFilters(cfg jetstream.ConsumerConfig) []string {
+	if cfg.FilterSubject != "" {
+		return []string{cfg.FilterSubject}
+	}
+	return cfg.FilterSubjects
+}
+
+// filterSubjects turns database and table filters into non-overlapping
+// subject filters, sorted. No filters means the whole stream.
+func filterSubjects(source string, dbs, tables []string) ([]string, error) {
+	var out []string
+	for _, db := range dbs {
+		if db == "" {
+			return nil, errors.New("database filter: empty database name")
+		}
+		out = append(out, FilterSubject(source, db, "", ""))
+	}
+	for _, t := range tables {
+		db, table, ok := strings.Cut(t, ".")
+		if !ok || db == "" || table == "" {
+			return nil, fmt.Errorf("table filter %q: want db.table", t)
+		}
+		if slices.Contains(dbs, db) {
+			continue // already covered by the database filter
+		}
+		out = append(out, FilterSubject(source, db, table, ""))
+	}
+	slices.Sort(out)
+	return slices.Compact(out), nil
+}
