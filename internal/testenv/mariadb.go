@@ -72,9 +72,16 @@ func template() (string, error) {
 			templateErr = err
 			return
 		}
-		data := filepath.Join(dir, "data")
+		data, tmp := filepath.Join(dir, "data"), filepath.Join(dir, "tmp")
+		if err := os.Mkdir(tmp, 0o700); err != nil {
+			templateErr = err
+			return
+		}
+		// A tmpdir of its own, as every test server has: test processes of
+		// other packages install their templates at the same time, and a
+		// shared /tmp let one remove the other's temporary tables.
 		out, err := exec.Command(install, "--no-defaults", "--datadir="+data, "--auth-root-authentication-method=normal",
-			"--skip-test-db", "--user=root").CombinedOutput()
+			"--skip-test-db", "--user=root", "--tmpdir="+tmp).CombinedOutput()
 		if err != nil {
 			templateErr = fmt.Errorf("mariadb-install-db: %v\n%s", err, out)
 			return
