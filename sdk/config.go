@@ -93,6 +93,14 @@ type Config struct {
 	// of the application, NATS or databus neither loses nor repeats an
 	// effect (exactly-once effects; `databus apply` works this way).
 	Resume func(ctx context.Context) (uint64, error)
+	// ResumeSnapshot, when set, returns where the application stands in
+	// loading a snapshot: the [Message.Snapshot] of the last snapshot event
+	// whose effects it stored (in the same transaction), or nil when it is
+	// not loading one. A consumer that starts from a snapshot then goes on
+	// right after that event, whatever its saved progress says, so a
+	// crash in the middle of a large table repeats no row. Resume, when it
+	// returns a sequence, wins: the snapshot was loaded.
+	ResumeSnapshot func(ctx context.Context) (*SnapshotProgress, error)
 	// MaxTxnEvents is the most events [Consumer.NextTxn] holds at once: a
 	// larger transaction is handed over in parts. 5,000 when zero; at most
 	// 10,000 (the events the server lets a consumer hold unacknowledged).

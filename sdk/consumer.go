@@ -69,9 +69,12 @@ type Message struct {
 	Delivered uint64
 	msg       jetstream.Msg
 	c         *Consumer
-	// snap and at are set for snapshot rows, which have no stream sequence.
-	snap *snapLoader
-	at   SnapshotProgress
+	// Snapshot is set on the events of a snapshot, which have no stream
+	// sequence: the loading position just after this event. Store it in
+	// the same database transaction as the event's effects and return it
+	// from [Config.ResumeSnapshot] to continue right after it.
+	Snapshot *SnapshotProgress
+	snap     *snapLoader
 }
 
 // Ack tells the server the application is done with the message and with
@@ -81,7 +84,7 @@ type Message struct {
 // delivered again (at-least-once). [Message.AckSync] waits.
 func (m *Message) Ack(ctx context.Context) error {
 	if m.snap != nil {
-		m.snap.ack(m.at)
+		m.snap.ack(*m.Snapshot)
 		return nil
 	}
 	if err := m.msg.Ack(); err != nil {
@@ -104,7 +107,7 @@ func (m *Message) acked() {
 // AckSync is [Message.Ack] that waits until the server confirms.
 func (m *Message) AckSync(ctx context.Context) error {
 	if m.snap != nil {
-		m.snap.ack(m.at)
+		m.snap.ack(*m.Snapshot)
 		return m.snap.save(ctx, true)
 	}
 	if err := m.msg.DoubleAck(ctx); err != nil {
@@ -387,7 +390,7 @@ func (c *Consumer) nextSnapshotRow(ctx context.Context) (*Message, error) {
 		return nil, err
 	}
 	if ev != nil {
-		return &Message{Event: ev, Subject: Subject(ev.Source, ev.Database, ev.Table, ev.Op), Delivered: 1, snap: c.snap, at: at}, nil
+		return &Message{Event: ev, Subject: Subject(ev.Source, ev.Database, ev.Table, ev.Op), Delivered: 1, snap: c.snap, Snapshot: &at}, nil
 	}
 	if err := c.snap.finish(ctx); err != nil {
 		return nil, err
@@ -447,7 +450,6 @@ func (c *Consumer) Close() {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			_ = c.snap.save(ctx, true)
 			cancel()
-			c.snap.closeObject()
 		}
 		if c.iter != nil {
 			c.iter.Stop()

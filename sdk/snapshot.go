@@ -1,14 +1,12 @@
 package sdk
 
 import (
-	"bufio"
-	"compress/gzip"
-	"context"
+			"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"strings"
+	"slices"
+		"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -35,10 +33,12 @@ const manifestSuffix = "/manifest.json"
 // objects are named "<id>/data/…" ([SnapshotObjectName]).
 func ManifestName(id string) string { return id + manifestSuffix }
 
-// SnapshotObjectName returns the name of data object part of the table at
-// index table of snapshot id's manifest: "<id>/data/TTTTT-PPPPPP.jsonl.gz".
-func SnapshotObjectName(id string, table, part int) string {
-	return fmt.Sprintf("%s/data/%05d-%06d.jsonl.gz", id, table, part)
+// SnapshotObjectName returns the name of part part of key range rng of
+// the table at index table of snapshot id's manifest:
+// "<id>/data/TTTTT-RRRRR-PPPPPP.jsonl.gz". A table read whole has the one
+// range 0. Readers take the names from the manifest, in its order.
+func SnapshotObjectName(id string, table, rng, part int) string {
+	return fmt.Sprintf("%s/data/%05d-%05d-%06d.jsonl.gz", id, table, rng, part)
 }
 
 // SnapshotOfObject returns the id of the snapshot an object of
@@ -52,12 +52,21 @@ func SnapshotOfObject(name string) (id string, manifest bool) {
 }
 
 // SnapshotTxnID returns the transaction id ([Txn.ID]) of the events of
-// snapshot id.
-func SnapshotTxnID(id string) string { return "snapshot:" + id }
+// table db.table in snapshot id: each table of a snapshot is one
+// transaction, its create_table event first (Txn.Seq 0), then its rows
+// (Seq 1 to the table's row count), the last one marked [Txn.Last].
+func SnapshotTxnID(id, db, table string) string { return "snapshot:" + id + ":" + db + "." + table }
+
+// SnapshotVersion is the snapshot format version this code writes
+// (docs/snapshots.md); it reads versions 1 and 2.
+const SnapshotVersion = 2
 
 // Manifest describes one complete snapshot (docs/snapshots.md).
 type Manifest struct {
-	// Version is the snapshot format version, 1.
+	// Version is the snapshot format version: [SnapshotVersion]. In
+	// version 2 a data object's lines are JSON arrays of one row's values,
+	// in the order of the table's Columns; in version 1 they were whole
+	// insert events.
 	Version int `json:"v"`
 	// ID names the snapshot; its objects are "<id>/…".
 	ID     string `json:"id"`
@@ -93,8 +102,8 @@ type SnapshotTable struct {
 	Objects    []SnapshotObject `json:"objects"`
 }
 
-// SnapshotObject is one data object: gzip-compressed JSON lines, one insert
-// event (with "snapshot": true) per line.
+// SnapshotObject is one data object (a part of a table): gzip-compressed
+// JSON lines, one row per line.
 type SnapshotObject struct {
 	Name string `json:"name"`
 	Rows int64  `json:"rows"`
@@ -111,8 +120,10 @@ var ErrNoSnapshot = errors.New("no snapshot")
 // no longer all in the stream.
 var ErrSnapshotTooOld = errors.New("snapshot older than the stream")
 
-// LatestSnapshot returns the manifest of the newest complete snapshot of
-// source, or [ErrNoSnapshot].
+// LatestSnapshot returns the manifest of the newest sound snapshot of
+// source: the one [LatestSnapshotKey] names or, when that one is marked
+// damaged ([SnapshotDamage]), the newest older one that is not. It returns
+// [ErrNoSnapshot] when there is none, saying why.
 func LatestSnapshot(ctx context.Context, js jetstream.JetStream, source string) (*Manifest, error) {
 	kv, err := js.KeyValue(ctx, StateBucket(source))
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
@@ -128,7 +139,95 @@ func LatestSnapshot(ctx context.Context, js jetstream.JetStream, source string) 
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", LatestSnapshotKey, err)
 	}
-	return ReadManifest(ctx, js, source, string(e.Value()))
+	latest := string(e.Value())
+	damage, err := ReadSnapshotDamage(ctx, kv, latest)
+	if err != nil {
+		return nil, err
+	}
+	if damage == nil {
+		return ReadManifest(ctx, js, source, latest)
+	}
+	ids, err := SnapshotIDs(ctx, js, source)
+	if err != nil {
+		return nil, err
+	}
+	for _, id := range slices.Backward(ids) {
+		if id >= latest {
+			continue
+		}
+		if d, err := ReadSnapshotDamage(ctx, kv, id); err != nil || d != nil {
+			continue
+		}
+		return ReadManifest(ctx, js, source, id)
+	}
+	return nil, fmt.Errorf("%w of source %q is sound: the latest, %s, is damaged (%s: %s) and no older one is kept; take a new one with `databus snapshot`",
+		ErrNoSnapshot, source, latest, damage.Object, damage.Error)
+}
+
+// SnapshotIDs returns the ids of the snapshots of source that have a
+// manifest (the complete ones), oldest first.
+func SnapshotIDs(ctx context.Context, js jetstream.JetStream, source string) ([]string, error) {
+	obs, err := js.ObjectStore(ctx, SnapshotBucket(source))
+	if err != nil {
+		return nil, fmt.Errorf("opening snapshot bucket %s: %w", SnapshotBucket(source), err)
+	}
+	objs, err := obs.List(ctx)
+	if errors.Is(err, jetstream.ErrNoObjectsFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("listing snapshot bucket %s: %w", SnapshotBucket(source), err)
+	}
+	var ids []string
+	for _, o := range objs {
+		if id, manifest := SnapshotOfObject(o.Name); manifest {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	return ids, nil
+}
+
+// ErrSnapshotDamaged is returned when a part of a snapshot is missing or
+// does not match its digest. The snapshot is then marked damaged
+// ([SnapshotDamage]): consumers that start later load the newest sound
+// one instead.
+var ErrSnapshotDamaged = errors.New("snapshot damaged")
+
+// SnapshotDamage records, in [StateBucket] under [SnapshotDamageKey], the
+// first damage found in a snapshot.
+type SnapshotDamage struct {
+	Snapshot string    `json:"snapshot"`
+	Object   string    `json:"object"`
+	Error    string    `json:"error"`
+	Found    time.Time `json:"found"`
+}
+
+// SnapshotDamageKey returns the key of snapshot id's [SnapshotDamage].
+func SnapshotDamageKey(id string) string { return "snapshot.damaged." + id }
+
+// ReadSnapshotDamage returns the damage recorded for snapshot id, or nil
+// when it is sound as far as anyone has read.
+func ReadSnapshotDamage(ctx context.Context, kv jetstream.KeyValue, id string) (*SnapshotDamage, error) {
+	e, err := kv.Get(ctx, SnapshotDamageKey(id))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", SnapshotDamageKey(id), err)
+	}
+	var d SnapshotDamage
+	if err := json.Unmarshal(e.Value(), &d); err != nil {
+		return nil, fmt.Errorf("%s: %w", SnapshotDamageKey(id), err)
+	}
+	return &d, nil
+}
+
+// markDamaged records the first damage found in a snapshot; a record that
+// exists already is kept.
+func markDamaged(ctx context.Context, kv jetstream.KeyValue, d SnapshotDamage) {
+	b, _ := json.Marshal(d)
+	_, _ = kv.Create(ctx, SnapshotDamageKey(d.Snapshot), b)
 }
 
 // ReadManifest returns the manifest of snapshot id of source.
@@ -145,8 +244,8 @@ func ReadManifest(ctx context.Context, js jetstream.JetStream, source, id string
 	if err := json.Unmarshal(b, &m); err != nil {
 		return nil, fmt.Errorf("manifest of snapshot %s: %w", id, err)
 	}
-	if m.Version != 1 {
-		return nil, fmt.Errorf("%w: snapshot %s has format version %d; this build reads 1", ErrUnsupportedVersion, id, m.Version)
+	if m.Version < 1 || m.Version > SnapshotVersion {
+		return nil, fmt.Errorf("%w: snapshot %s has format version %d; this build reads 1 to %d", ErrUnsupportedVersion, id, m.Version, SnapshotVersion)
 	}
 	return &m, nil
 }
@@ -172,207 +271,3 @@ func SnapshotProgressKey(consumer string) string { return "consumer." + consumer
 // [SnapshotProgress] of every durable consumer.
 const SnapshotProgressKeys = "consumer.*.snapshot"
 
-// snapLoader hands out the rows of a snapshot, in manifest order, before
-// the consumer's stream messages.
-type snapLoader struct {
-	obs  jetstream.ObjectStore
-	kv   jetstream.KeyValue
-	key  string // progress key; "" for an ephemeral consumer
-	man  *Manifest
-	keep func(db, table string) bool
-
-	next   SnapshotProgress // the row Next hands out next
-	acked  SnapshotProgress // just after the newest acknowledged row
-	dirty  bool
-	saved  time.Time
-	schema bool // the table's schema event was handed out
-
-	obj    jetstream.ObjectResult
-	gz     *gzip.Reader
-	rd     *bufio.Reader
-	open   bool
-	cancel context.CancelFunc
-}
-
-// row returns the next snapshot event, or nil when the snapshot is done.
-func (l *snapLoader) row(ctx context.Context) (*Event, SnapshotProgress, error) {
-	for l.next.Table < len(l.man.Tables) {
-		t := &l.man.Tables[l.next.Table]
-		if !l.keep(t.Database, t.Table) {
-			l.nextTable()
-			continue
-		}
-		if !l.schema && l.next.Object == 0 && l.next.Row == 0 {
-			l.schema = true
-			return l.schemaEvent(t), l.next, nil
-		}
-		if l.next.Object >= len(t.Objects) {
-			l.nextTable()
-			continue
-		}
-		if !l.open {
-			if err := l.openObject(ctx, t.Objects[l.next.Object].Name); err != nil {
-				return nil, l.next, err
-			}
-		}
-		line, err := l.rd.ReadBytes('\n')
-		if err == io.EOF && len(line) == 0 {
-			l.closeObject()
-			if l.next.Row != t.Objects[l.next.Object].Rows {
-				return nil, l.next, fmt.Errorf("snapshot %s object %s: %d rows, the manifest says %d", l.man.ID, t.Objects[l.next.Object].Name, l.next.Row, t.Objects[l.next.Object].Rows)
-			}
-			l.next.Object++
-			l.next.Row = 0
-			continue
-		}
-		if err != nil && err != io.EOF {
-			return nil, l.next, fmt.Errorf("reading snapshot %s object %s: %w", l.man.ID, t.Objects[l.next.Object].Name, err)
-		}
-		ev, err := DecodeEvent(line)
-		if err != nil {
-			return nil, l.next, fmt.Errorf("snapshot %s object %s row %d: %w", l.man.ID, t.Objects[l.next.Object].Name, l.next.Row, err)
-		}
-		l.next.Row++
-		return ev, l.next, nil
-	}
-	return nil, l.next, nil
-}
-
-func (l *snapLoader) nextTable() {
-	l.closeObject()
-	l.next = SnapshotProgress{Snapshot: l.man.ID, Table: l.next.Table + 1}
-	l.schema = false
-}
-
-// schemaEvent announces a table before its rows: a create_table DDL event.
-func (l *snapLoader) schemaEvent(t *SnapshotTable) *Event {
-	return &Event{
-		Version: FormatVersion, Source: l.man.Source, Op: OpDDL, Database: t.Database, Table: t.Table,
-		Columns: t.Columns, PrimaryKey: t.PrimaryKey, SQL: t.CreateSQL, Snapshot: true,
-		DDL: &DDL{Statement: t.CreateSQL, Kind: "create_table", Qualified: true,
-			Tables: []TableRef{{DB: t.Database, Table: t.Table}}},
-		Position:  l.man.Position,
-		Timestamp: l.man.Started,
-		Txn:       Txn{ID: SnapshotTxnID(l.man.ID)},
-	}
-}
-
-func (l *snapLoader) openObject(ctx context.Context, name string) error {
-	// The object is read over several Next calls: its reader must outlive
-	// the context of the call that opened it.
-	octx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	obj, err := l.obs.Get(octx, name)
-	if err != nil {
-		cancel()
-		return fmt.Errorf("opening snapshot object %s: %w", name, err)
-	}
-	gz, err := gzip.NewReader(obj)
-	if err != nil {
-		obj.Close()
-		cancel()
-		return fmt.Errorf("snapshot object %s: %w", name, err)
-	}
-	l.obj, l.gz, l.rd, l.open, l.cancel = obj, gz, bufio.NewReaderSize(gz, 256<<10), true, cancel
-	// Resuming inside an object: skip the rows already acknowledged.
-	for i := int64(0); i < l.next.Row; i++ {
-		if _, err := l.rd.ReadBytes('\n'); err != nil {
-			return fmt.Errorf("snapshot object %s: skipping to row %d: %w", name, l.next.Row, err)
-		}
-	}
-	return nil
-}
-
-func (l *snapLoader) closeObject() {
-	if l.open {
-		l.gz.Close()
-		l.obj.Close()
-		l.cancel()
-		l.open = false
-	}
-}
-
-// ack records that the application is done with the row before at.
-func (l *snapLoader) ack(at SnapshotProgress) {
-	l.acked, l.dirty = at, true
-}
-
-// save stores the acknowledged progress, at most every second unless
-// force.
-func (l *snapLoader) save(ctx context.Context, force bool) error {
-	if l.key == "" || !l.dirty || (!force && time.Since(l.saved) < time.Second) {
-		return nil
-	}
-	b, _ := json.Marshal(l.acked)
-	if _, err := l.kv.Put(ctx, l.key, b); err != nil {
-		return fmt.Errorf("saving snapshot progress: %w", err)
-	}
-	l.dirty, l.saved = false, time.Now()
-	return nil
-}
-
-// finish marks the snapshot loaded for good.
-func (l *snapLoader) finish(ctx context.Context) error {
-	l.closeObject()
-	l.acked, l.dirty = SnapshotProgress{Snapshot: l.man.ID, Table: len(l.man.Tables), Done: true}, true
-	return l.save(ctx, true)
-}
-
-// startSnapshot prepares a consumer that starts from the latest snapshot
-// (or continues loading the one it was loading) and returns the stream
-// sequence its changes start at. done reports a durable consumer that
-// finished loading earlier.
-func startSnapshot(ctx context.Context, js jetstream.JetStream, s jetstream.Stream, cfg Config, keep func(db, table string) bool) (l *snapLoader, startSeq uint64, done bool, err error) {
-	kv, err := js.KeyValue(ctx, StateBucket(cfg.Source))
-	if err != nil {
-		return nil, 0, false, fmt.Errorf("%w of source %q: opening bucket %s: %v", ErrNoSnapshot, cfg.Source, StateBucket(cfg.Source), err)
-	}
-	var prog SnapshotProgress
-	if cfg.Name != "" {
-		e, err := kv.Get(ctx, SnapshotProgressKey(cfg.Name))
-		switch {
-		case err == nil:
-			if err := json.Unmarshal(e.Value(), &prog); err != nil {
-				return nil, 0, false, fmt.Errorf("snapshot progress of consumer %s: %w", cfg.Name, err)
-			}
-			if prog.Done {
-				return nil, 0, true, nil
-			}
-		case !errors.Is(err, jetstream.ErrKeyNotFound):
-			return nil, 0, false, fmt.Errorf("reading snapshot progress of consumer %s: %w", cfg.Name, err)
-		}
-	}
-	var man *Manifest
-	switch {
-	case prog.Snapshot != "":
-		man, err = ReadManifest(ctx, js, cfg.Source, prog.Snapshot)
-	case cfg.Start.snap != "":
-		man, err = ReadManifest(ctx, js, cfg.Source, cfg.Start.snap)
-	default:
-		man, err = LatestSnapshot(ctx, js, cfg.Source)
-	}
-	if err != nil {
-		return nil, 0, false, err
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		return nil, 0, false, fmt.Errorf("reading stream %s: %w", StreamName(cfg.Source), err)
-	}
-	if first := info.State.FirstSeq; info.State.Msgs > 0 && first > man.StreamSeq+1 {
-		return nil, 0, false, fmt.Errorf("%w: snapshot %s continues at stream sequence %d, but the stream starts at %d now (retention removed the changes between): take a new snapshot with `databus snapshot`",
-			ErrSnapshotTooOld, man.ID, man.StreamSeq+1, first)
-	}
-	obs, err := js.ObjectStore(ctx, SnapshotBucket(cfg.Source))
-	if err != nil {
-		return nil, 0, false, fmt.Errorf("opening snapshot bucket %s: %w", SnapshotBucket(cfg.Source), err)
-	}
-	l = &snapLoader{obs: obs, kv: kv, man: man, keep: keep, next: prog, acked: prog, saved: time.Now()}
-	l.next.Snapshot, l.acked.Snapshot = man.ID, man.ID
-	if cfg.Name != "" {
-		l.key = SnapshotProgressKey(cfg.Name)
-		l.dirty = true
-		if err := l.save(ctx, true); err != nil { // pins the snapshot against pruning
-			return nil, 0, false, err
-		}
-	}
-	return l, man.StreamSeq + 1, false, nil
-}

@@ -14,7 +14,8 @@ import (
 // than [Config.MaxTxnEvents] events comes in several parts, of which only
 // the last is Complete.
 type Transaction struct {
-	// ID is the transaction's [Txn.ID] ("snapshot:<id>" for snapshot rows).
+	// ID is the transaction's [Txn.ID] ([SnapshotTxnID] for a snapshot's
+	// table).
 	ID       string
 	Messages []*Message
 	// Complete is true when Messages end the transaction.
@@ -41,8 +42,9 @@ func (t *Transaction) AckSync(ctx context.Context) error {
 }
 
 // NextTxn blocks until a whole source transaction has arrived and returns
-// it, so that an application never acts on half of one. Snapshot rows come
-// as one transaction per snapshot (in parts). Use either NextTxn or
+// it, so that an application never acts on half of one. Each table of a
+// snapshot comes as one transaction (in parts when large): its
+// create_table event, then its rows. Use either NextTxn or
 // [Consumer.Next] on a consumer, not both.
 //
 // A transaction ends with the event capture marked [Txn.Last]. When the
@@ -58,7 +60,7 @@ func (c *Consumer) NextTxn(ctx context.Context) (*Transaction, error) {
 	snapshot := first.snap != nil
 	for {
 		last := t.Messages[len(t.Messages)-1]
-		if !snapshot && last.Event.Txn.Last {
+		if last.Event.Txn.Last {
 			t.Complete = true
 			return t, nil
 		}

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/databus/databus/internal/rowcodec"
+	"github.com/databus/databus/internal/rowevent"
 	"github.com/databus/databus/sdk"
 )
 
@@ -79,8 +80,7 @@ func (s *snapshotter) readTable(ctx context.Context, conn *sql.Conn, st snapTabl
 		dest[i] = &raw[i]
 	}
 	vals := make([]any, len(cols))
-	base := sdk.Event{Version: sdk.FormatVersion, Source: s.cfg.Source, Position: s.man.Position,
-		Timestamp: s.man.Started, Txn: sdk.Txn{ID: sdk.SnapshotTxnID(s.man.ID)}, Snapshot: true}
+	var img rowevent.Image
 	var w *objectWriter
 	defer func() {
 		if w != nil && err != nil {
@@ -100,17 +100,12 @@ func (s *snapshotter) readTable(ctx context.Context, conn *sql.Conn, st snapTabl
 			}
 			vals[i] = v
 		}
-		evs, err := t.Events(sdk.OpInsert, [][]any{vals}, base)
-		if err != nil {
-			return err
-		}
-		evs[0].Txn.Seq = int(entry.Rows)
-		if line, err = evs[0].AppendJSON(line[:0]); err != nil {
+		if line, err = t.AppendValues(line[:0], vals, &img); err != nil {
 			return err
 		}
 		line = append(line, '\n')
 		if w == nil {
-			w = s.newObject(ctx, sdk.SnapshotObjectName(s.man.ID, st.index, len(entry.Objects)))
+			w = s.newObject(ctx, sdk.SnapshotObjectName(s.man.ID, st.index, 0, len(entry.Objects)))
 		}
 		if err := w.write(ctx, line); err != nil {
 			return err

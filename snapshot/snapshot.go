@@ -40,8 +40,9 @@ type Options struct {
 	// configs.DefaultSnapshotKeep when zero. A
 	// snapshot a durable consumer is still loading is never deleted.
 	Keep int
-	// ObjectBytes is the uncompressed size at which a data object is
-	// closed and the next one started; 32 MiB when zero.
+	// ObjectBytes is the uncompressed size at which a data object (a
+	// part) is closed and the next one started; 8 MiB when zero. A
+	// consumer holds one part in memory while it loads it.
 	ObjectBytes int64
 	// HandoffTimeout bounds the wait for capture to publish every change
 	// up to the snapshot's position; 2 minutes when zero.
@@ -104,7 +105,7 @@ func Take(ctx context.Context, cfg Config, nc *nats.Conn, opt Options) (*sdk.Man
 		cfg.MySQL.ConnectTimeout = configs.DefaultConnectTimeout
 	}
 	if opt.ObjectBytes <= 0 {
-		opt.ObjectBytes = 32 << 20
+		opt.ObjectBytes = 8 << 20
 	}
 	if opt.HandoffTimeout <= 0 {
 		opt.HandoffTimeout = 2 * time.Minute
@@ -130,7 +131,7 @@ func Take(ctx context.Context, cfg Config, nc *nats.Conn, opt Options) (*sdk.Man
 		return nil, fmt.Errorf("creating snapshot bucket %s: %w", sdk.SnapshotBucket(cfg.Source), err)
 	}
 	s := &snapshotter{cfg: cfg, opt: opt, js: js, kv: kv, obs: obs, stream: stream,
-		man: sdk.Manifest{Version: 1, Source: cfg.Source, Started: time.Now().UTC()}}
+		man: sdk.Manifest{Version: sdk.SnapshotVersion, Source: cfg.Source, Started: time.Now().UTC()}}
 	s.man.ID = s.man.Started.Format("20060102T150405Z")
 	s.prog.ID = s.man.ID
 

@@ -2,7 +2,6 @@ package rowcodec
 
 import (
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"math/bits"
@@ -12,6 +11,8 @@ import (
 
 	"github.com/go-mysql-org/go-mysql/mysql"
 	"golang.org/x/text/encoding/charmap"
+
+	"github.com/databus/databus/sdk"
 )
 
 // Column is what the codec needs to know about one column.
@@ -304,42 +305,11 @@ func binaryValue(b []byte) Value {
 	return Value{JSON: base64.StdEncoding.EncodeToString(b), SQL: QuoteBytes(b)}
 }
 
-// QuoteString returns a SQL literal for UTF-8 text that means the same
-// whatever the target's sql_mode (NO_BACKSLASH_ESCAPES included) and
-// connection character set: plain '…' for printable ASCII without
-// backslashes, _utf8mb4'…' for other printable text, and _utf8mb4 X'…' when
-// the text holds a backslash or control character.
-func QuoteString(s string) string {
-	ascii, plain := true, true
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= 0x80 {
-			ascii = false
-		}
-		if c < 0x20 || c == 0x7F || c == '\\' {
-			plain = false
-			break
-		}
-	}
-	if !plain {
-		return "_utf8mb4 X'" + hex.EncodeToString([]byte(s)) + "'"
-	}
-	q := "'" + strings.ReplaceAll(s, "'", "''") + "'"
-	if ascii {
-		return q
-	}
-	return "_utf8mb4" + q
-}
+// QuoteString returns a SQL literal for UTF-8 text: [sdk.QuoteString].
+func QuoteString(s string) string { return sdk.QuoteString(s) }
 
-// QuoteBytes returns a hexadecimal SQL literal for arbitrary bytes.
-func QuoteBytes(b []byte) string {
-	if len(b) == 0 {
-		return "''"
-	}
-	return "X'" + hex.EncodeToString(b) + "'"
-}
+// QuoteBytes returns a hexadecimal SQL literal: [sdk.QuoteBytes].
+func QuoteBytes(b []byte) string { return sdk.QuoteBytes(b) }
 
-// QuoteIdent backtick-quotes an identifier, doubling backticks inside it.
-func QuoteIdent(name string) string {
-	return "`" + strings.ReplaceAll(name, "`", "``") + "`"
-}
+// QuoteIdent backtick-quotes an identifier: [sdk.QuoteIdent].
+func QuoteIdent(name string) string { return sdk.QuoteIdent(name) }

@@ -168,3 +168,25 @@ func appendJSONString[S ~string | ~[]byte](buf []byte, s S) []byte {
 	buf = append(buf, s[start:]...)
 	return append(buf, '"')
 }
+
+// AppendValues appends row's values as a JSON array in column order, each
+// in the encoding of docs/events.md: a stored snapshot row. A value that
+// cannot be represented exactly is an error wrapping
+// [rowcodec.ErrUndecodable].
+func (t *Table) AppendValues(buf []byte, row []any, img *Image) ([]byte, error) {
+	if err := t.encode(&img.img, row, sdk.Position{}); err != nil {
+		return buf, err
+	}
+	buf = append(buf, '[')
+	for i, v := range img.img.json {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = appendJSONValue(buf, v)
+	}
+	return append(buf, ']'), nil
+}
+
+// Image holds the encoded values of one row between calls of
+// [Table.AppendValues], so that encoding allocates nothing per row.
+type Image struct{ img image }
