@@ -221,15 +221,17 @@ func (l *snapLoader) fetch(ctx context.Context, obj *SnapshotObject) ([]byte, er
 	if err != nil {
 		return nil, fmt.Errorf("reading snapshot %s object %s: %w", l.man.ID, obj.Name, err)
 	}
+	// A missing chunk would leave the read waiting for it until it times
+	// out: count them first.
+	if missing := l.missingChunks(ctx, info); missing != nil {
+		return nil, l.damaged(ctx, obj, missing)
+	}
 	fctx, cancel := context.WithTimeout(ctx, 30*time.Second+time.Duration(info.Size>>20)*time.Second)
 	defer cancel()
 	stored, err := l.obs.GetBytes(fctx, obj.Name)
 	if err != nil {
 		if errors.Is(err, jetstream.ErrDigestMismatch) || errors.Is(err, jetstream.ErrObjectNotFound) {
 			return nil, l.damaged(ctx, obj, err)
-		}
-		if missing := l.missingChunks(ctx, info); missing != nil {
-			return nil, l.damaged(ctx, obj, missing)
 		}
 		return nil, fmt.Errorf("reading snapshot %s object %s: %w", l.man.ID, obj.Name, err)
 	}

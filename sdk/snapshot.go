@@ -1,12 +1,12 @@
 package sdk
 
 import (
-			"context"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
-		"strings"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -270,4 +270,3 @@ func SnapshotProgressKey(consumer string) string { return "consumer." + consumer
 // SnapshotProgressKeys is the KV key filter that matches the
 // [SnapshotProgress] of every durable consumer.
 const SnapshotProgressKeys = "consumer.*.snapshot"
-
