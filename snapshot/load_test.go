@@ -19,11 +19,11 @@ import (
 // 3, and starts capture.
 func fillTables(t *testing.T, r *testenv.Rig, rows int) {
 	t.Helper()
-	r.DB.Exec(t, "CREATE DATABASE shop",
+	r.DB.Exec(t, "CREATE DATABASE shop", "CREATE DATABASE IF NOT EXISTS seq",
 		"CREATE TABLE shop.a (id INT PRIMARY KEY, pad VARCHAR(200))",
 		"CREATE TABLE shop.b (x INT, y TEXT)",
 		"INSERT INTO shop.b VALUES (1,'one'),(2,'two'),(NULL,NULL)",
-		fmt.Sprintf("INSERT INTO shop.a SELECT seq, REPEAT(CHAR(65 + seq %% 26), 150) FROM seq_1_to_%d", rows))
+		fmt.Sprintf("INSERT INTO shop.a SELECT seq, REPEAT(CHAR(65 + seq %% 26), 150) FROM seq.seq_1_to_%d", rows))
 	r.Start(t)
 }
 
