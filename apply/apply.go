@@ -57,6 +57,9 @@ type Applier struct {
 	progress Progress
 	// resumed is true until the first event after a (re)start is applied.
 	resumed bool
+	// resumeSnap is where a snapshot load stood at the last commit, when
+	// the target was loading one.
+	resumeSnap *sdk.SnapshotProgress
 }
 
 // checkpointDDL creates the table that keeps every applier's position.
@@ -132,8 +135,6 @@ func (a *Applier) checkpoint(ctx context.Context) (seq uint64, loading string, o
 	return seq, loading, true, nil
 }
 
-// snapshotMark prefixes the checkpoint's txn_id while a snapshot loads.
-const snapshotMark = "loading snapshot "
 
 // Run applies events until ctx ends (returning nil) or an event fails to
 // apply (returning an error naming the event). When receiving from the
@@ -202,6 +203,7 @@ func (a *Applier) session(ctx context.Context) error {
 	c, err := sdk.Connect(ctx, sdk.Config{
 		Conn: nc, Source: a.cfg.Source,
 		Start: start, Databases: a.cfg.Databases, Tables: a.cfg.Tables,
+		ResumeSnapshot: func(context.Context) (*sdk.SnapshotProgress, error) { return a.resumeSnap, nil },
 	})
 	if err != nil {
 		if errors.Is(err, sdk.ErrNoStream) {
@@ -217,6 +219,7 @@ func (a *Applier) session(ctx context.Context) error {
 // checkpoint, at the snapshot the target was loading, or (on a first
 // start) at the configured start, which is pinned on the target at once.
 func (a *Applier) startPoint(ctx context.Context, nc *nats.Conn) (sdk.Start, error) {
+	a.resumeSnap = nil
 	seq, loading, ok, err := a.checkpoint(ctx)
 	if err != nil {
 		return sdk.Start{}, err
@@ -224,11 +227,20 @@ func (a *Applier) startPoint(ctx context.Context, nc *nats.Conn) (sdk.Start, err
 	start := a.cfg.Start
 	switch {
 	case loading != "":
-		// Killed while loading: load the same snapshot again. Its rows are
-		// written with REPLACE, so those already there are rewritten, and
-		// nothing else was written.
-		a.log.Info("loading the snapshot again after a restart", "snapshot", loading)
-		return sdk.StartSnapshotID(loading), nil
+		// Killed while loading: go on with the same snapshot right after
+		// the last row committed (the checkpoint says which), or from its
+		// start when none was.
+		id, at, err := loadingAt(loading)
+		if err != nil {
+			return sdk.Start{}, err
+		}
+		a.resumeSnap = at
+		if at == nil {
+			a.log.Info("loading the snapshot from its start after a restart", "snapshot", id)
+		} else {
+			a.log.Info("resuming the snapshot load after the last committed row", "snapshot", id, "table_index", at.Table, "part", at.Object, "row_in_part", at.Row)
+		}
+		return sdk.StartSnapshotID(id), nil
 	case !ok && start.Kind() == "snapshot":
 		js, err := jetstream.New(nc)
 		if err != nil {

@@ -2,15 +2,46 @@ package apply
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"strings"
 
 	"github.com/databus/databus/internal/rowcodec"
 	"github.com/databus/databus/sdk"
 )
 
-// snapshotEvent applies a snapshot's schema event or row. Rows are
-// written with REPLACE in target transactions of snapshotBatch rows; the
-// checkpoint keeps naming the snapshot until the first change after it.
+const (
+	// snapshotBatch is how many snapshot rows one target transaction
+	// writes; its checkpoint records how far the load is.
+	snapshotBatch = 5000
+	// statementBytes bounds one multi-row REPLACE statement, well under
+	// any server's max_allowed_packet.
+	statementBytes = 1 << 20
+)
+
+// snapshotMark prefixes the checkpoint's txn_id while a snapshot loads;
+// the snapshot's id, or the JSON of the sdk.SnapshotProgress just after
+// the last row committed, follows it.
+const snapshotMark = "loading snapshot "
+
+// loadingAt parses what follows snapshotMark in a checkpoint: the
+// snapshot being loaded and, when rows of it were committed, where the
+// load stands.
+func loadingAt(s string) (id string, at *sdk.SnapshotProgress, err error) {
+	if !strings.HasPrefix(s, "{") {
+		return s, nil, nil
+	}
+	at = new(sdk.SnapshotProgress)
+	if err := json.Unmarshal([]byte(s), at); err != nil {
+		return "", nil, fmt.Errorf("the checkpoint's snapshot progress %q: %w", s, err)
+	}
+	return at.Snapshot, at, nil
+}
+
+// snapshotEvent applies a snapshot's schema event or row. Rows go into
+// multi-row REPLACE statements, snapshotBatch rows per target
+// transaction, which also saves how far the load is in the checkpoint:
+// after a crash the load goes on right after the last committed row.
 func (a *Applier) snapshotEvent(ctx context.Context, open **txn, m *sdk.Message) error {
 	ev := m.Event
 	if ev.Op == sdk.OpDDL {
@@ -35,10 +66,24 @@ func (a *Applier) snapshotEvent(ctx context.Context, open **txn, m *sdk.Message)
 		*open = &txn{id: ev.Txn.ID, tx: tx, snapshot: true}
 	}
 	t := *open
-	if _, err := t.tx.ExecContext(ctx, ev.IdempotentSQL()); err != nil {
+	head, tuple, ok := splitInsert(ev)
+	if !ok {
 		t.rollback()
-		return fmt.Errorf("applying snapshot row %d of %s.%s: %w", ev.Txn.Seq, ev.Database, ev.Table, err)
+		return fmt.Errorf("snapshot row %d of %s.%s: its SQL is not a one-row INSERT of the table's columns: %.200s", ev.Txn.Seq, ev.Database, ev.Table, ev.SQL)
 	}
+	if len(t.stmt) > 0 && len(t.stmt)+len(tuple) > statementBytes {
+		if err := a.flushRows(ctx, t); err != nil {
+			return err
+		}
+	}
+	if len(t.stmt) == 0 {
+		t.stmt = append(t.stmt, "REPLACE"...)
+		t.stmt = append(t.stmt, head...)
+	} else {
+		t.stmt = append(t.stmt, ',')
+	}
+	t.stmt = append(t.stmt, tuple...)
+	t.stmtRows++
 	t.last = m
 	if t.events++; t.events >= snapshotBatch {
 		if err := a.commitSnapshotRows(ctx, t); err != nil {
@@ -49,9 +94,55 @@ func (a *Applier) snapshotEvent(ctx context.Context, open **txn, m *sdk.Message)
 	return nil
 }
 
-const snapshotBatch = 500
+// splitInsert splits a snapshot row's "INSERT INTO `db`.`t` (…) VALUES
+// (…)" into the part after INSERT up to VALUES and the row's tuple.
+func splitInsert(ev *sdk.Event) (head, tuple string, ok bool) {
+	var b strings.Builder
+	b.WriteString(" INTO ")
+	b.WriteString(rowcodec.QuoteIdent(ev.Database) + "." + rowcodec.QuoteIdent(ev.Table) + " (")
+	first := true
+	for _, c := range ev.Columns {
+		if c.Generated {
+			continue
+		}
+		if !first {
+			b.WriteByte(',')
+		}
+		first = false
+		b.WriteString(rowcodec.QuoteIdent(c.Name))
+	}
+	b.WriteString(") VALUES ")
+	head = b.String()
+	rest, ok := strings.CutPrefix(ev.SQL, "INSERT"+head)
+	return head, rest, ok && strings.HasPrefix(rest, "(")
+}
 
+// flushRows runs the pending multi-row statement.
+func (a *Applier) flushRows(ctx context.Context, t *txn) error {
+	if len(t.stmt) == 0 {
+		return nil
+	}
+	if _, err := t.tx.ExecContext(ctx, string(t.stmt)); err != nil {
+		t.rollback()
+		ev := t.last.Event
+		return fmt.Errorf("loading %d snapshot rows of %s.%s up to row %d: %w", t.stmtRows, ev.Database, ev.Table, ev.Txn.Seq, err)
+	}
+	t.stmt, t.stmtRows = t.stmt[:0], 0
+	return nil
+}
+
+// commitSnapshotRows writes the pending rows, records in the checkpoint
+// where the load stands and commits.
 func (a *Applier) commitSnapshotRows(ctx context.Context, t *txn) error {
+	if err := a.flushRows(ctx, t); err != nil {
+		return err
+	}
+	at, _ := json.Marshal(t.last.Snapshot)
+	if _, err := t.tx.ExecContext(ctx, "UPDATE `databus`.`apply_checkpoint` SET `txn_id` = ?, `updated` = NOW(6) WHERE `source` = ? AND `name` = ?",
+		snapshotMark+string(at), a.cfg.Source, a.cfg.Name); err != nil {
+		t.rollback()
+		return fmt.Errorf("saving the snapshot load's progress: %w", err)
+	}
 	if err := t.tx.Commit(); err != nil {
 		return fmt.Errorf("committing snapshot rows on the target: %w", err)
 	}

@@ -20,6 +20,10 @@ type txn struct {
 	tx       *sql.Tx
 	last     *sdk.Message
 	events   int
+	// stmt is the multi-row statement of snapshot rows not run yet, of
+	// stmtRows rows.
+	stmt     []byte
+	stmtRows int
 }
 
 func (t *txn) rollback() { _ = t.tx.Rollback() }
