@@ -319,8 +319,8 @@ func (a *Applier) applyAll(ctx context.Context, c *sdk.Consumer) error {
 			return err
 		}
 		if err := a.apply(ctx, &open, m); err != nil {
-			if m.Event.Snapshot && ctx.Err() != nil {
-				return nil
+			if ctx.Err() != nil {
+				return nil // stopped: the open target transaction is rolled back
 			}
 			return err
 		}
