@@ -2,44 +2,47 @@ package snapshot
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/databus/databus/internal/bus"
+	"github.com/databus/databus/sdk"
 )
 
 // Schedule takes the snapshots of a running capture: a first one when the
-// source has none, one every Interval, and one each time Recovered
-// receives (capture resumed from a checkpoint it could not follow, leaving
-// a gap that consumers can only cross with a new snapshot). A snapshot that
-// fails is logged and tried again at the next occasion; capture goes on.
+// source has none (tried again with backoff until one succeeds), one every
+// Interval, and one each time Recovered receives (capture resumed from a
+// checkpoint it could not follow, leaving a gap that consumers can only
+// cross with a new snapshot). A later snapshot that fails is logged and
+// tried again at the next occasion; capture goes on. How the last attempt
+// went is kept under bus.SnapshotAttemptKey for `databus status`.
 type Schedule struct {
 	Config  Config
 	Options Options
-	// OnStart takes a snapshot at start when the source has none.
+	// OnStart takes a snapshot at start when the source has no sound one.
 	OnStart bool
 	// Interval is the time between snapshots; 0 takes none on a timer.
 	Interval  time.Duration
 	Recovered <-chan struct{}
 	Logger    *slog.Logger
+	// FirstRetry is the first wait before the first snapshot is tried
+	// again; it doubles up to MaxRetry. 1 s and 1 minute when zero.
+	FirstRetry, MaxRetry time.Duration
 }
 
 // Run takes snapshots through nc until ctx ends.
 func (s *Schedule) Run(ctx context.Context, nc *nats.Conn) {
-	log := s.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+	if s.Logger == nil {
+		s.Logger = slog.New(slog.DiscardHandler)
 	}
 	if s.OnStart {
-		exists, err := Exists(ctx, nc, s.Config.Source)
-		if err != nil && ctx.Err() == nil {
-			log.Warn("looking for an existing snapshot", "err", err)
-		}
-		if err == nil && !exists {
-			s.take(ctx, nc, log)
-		}
+		s.first(ctx, nc)
 	}
 	var tick <-chan time.Time
 	if s.Interval > 0 {
@@ -52,17 +55,58 @@ func (s *Schedule) Run(ctx context.Context, nc *nats.Conn) {
 		case <-ctx.Done():
 			return
 		case <-tick:
-			s.take(ctx, nc, log)
+			s.take(ctx, nc, nil)
 		case <-s.Recovered:
-			log.Warn("taking a new snapshot: capture recovered from a checkpoint it could not resume")
-			s.take(ctx, nc, log)
+			s.Logger.Warn("taking a new snapshot: capture recovered from a checkpoint it could not resume")
+			s.take(ctx, nc, nil)
 		}
 	}
 }
 
-// take takes one snapshot and logs how it went.
-func (s *Schedule) take(ctx context.Context, nc *nats.Conn, log *slog.Logger) {
+// first takes the first snapshot when the source has no sound one,
+// trying again with backoff until one succeeds or ctx ends: consumers that
+// start from a snapshot wait for it.
+func (s *Schedule) first(ctx context.Context, nc *nats.Conn) {
+	wait := orDefault(s.FirstRetry, time.Second)
+	for {
+		exists, err := Exists(ctx, nc, s.Config.Source)
+		if err == nil && exists {
+			return
+		}
+		next := time.Now().Add(wait)
+		if err != nil {
+			err = fmt.Errorf("looking for an existing snapshot: %w", err)
+			s.record(ctx, nc, bus.SnapshotAttempt{State: "failed", Error: err.Error(), At: time.Now().UTC(), NextTry: &next})
+		} else if err = s.take(ctx, nc, &next); err == nil {
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		s.Logger.Warn("no snapshot yet: the first one is tried again", "in", wait, "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, orDefault(s.MaxRetry, time.Minute))
+	}
+}
+
+// orDefault returns d, or def when d is zero.
+func orDefault(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
+}
+
+// take takes one snapshot, logs how it went and records it; next, when
+// set, is when a failed one is tried again.
+func (s *Schedule) take(ctx context.Context, nc *nats.Conn, next *time.Time) error {
+	log := s.Logger
 	log.Info("snapshot starting")
+	s.record(ctx, nc, bus.SnapshotAttempt{State: "running", At: time.Now().UTC()})
 	opt := s.Options
 	opt.Progress = func(p Progress) {
 		if p.Phase == "reading" {
@@ -74,10 +118,32 @@ func (s *Schedule) take(ctx context.Context, nc *nats.Conn, log *slog.Logger) {
 	case err == nil:
 		log.Info("snapshot complete", "id", man.ID, "tables", len(man.Tables), "rows", man.Rows,
 			"stored_bytes", man.StoredBytes, "pos", man.Position.String(), "stream_seq", man.StreamSeq)
+		s.record(ctx, nc, bus.SnapshotAttempt{State: "done", ID: man.ID, At: time.Now().UTC()})
+		return nil
 	case ctx.Err() != nil:
+		return err
 	case errors.Is(err, ErrRunning):
 		log.Info("snapshot skipped", "reason", err)
 	default:
 		log.Warn("snapshot failed", "err", err)
 	}
+	s.record(ctx, nc, bus.SnapshotAttempt{State: "failed", Error: err.Error(), At: time.Now().UTC(), NextTry: next})
+	return err
+}
+
+// record keeps how the last attempt went in the state bucket, when it can.
+func (s *Schedule) record(ctx context.Context, nc *nats.Conn, a bus.SnapshotAttempt) {
+	if ctx.Err() != nil {
+		return
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return
+	}
+	kv, err := js.KeyValue(ctx, sdk.StateBucket(s.Config.Source))
+	if err != nil {
+		return
+	}
+	b, _ := json.Marshal(a)
+	_, _ = kv.Put(ctx, bus.SnapshotAttemptKey, b)
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -50,6 +51,9 @@ func cmdStatus(ctx context.Context, env *cmdEnv, args []string) error {
 		if e, err := kv.Get(ctx, bus.CheckpointKey); err == nil {
 			out["checkpoint"] = json.RawMessage(e.Value())
 		}
+		if e, err := kv.Get(ctx, bus.SnapshotAttemptKey); err == nil {
+			out["snapshot_attempt"] = json.RawMessage(e.Value())
+		}
 	}
 	if snaps, err := snapshotList(ctx, js, cfg.Source); err == nil {
 		out["snapshots"] = snaps
@@ -59,36 +63,35 @@ func cmdStatus(ctx context.Context, env *cmdEnv, args []string) error {
 	return enc.Encode(out)
 }
 
-// snapshotList describes the complete snapshots of source, newest first.
+// snapshotList describes the complete snapshots of source, newest first,
+// with the damage consumers found in any of them.
 func snapshotList(ctx context.Context, js jetstream.JetStream, source string) ([]map[string]any, error) {
-	obs, err := js.ObjectStore(ctx, sdk.SnapshotBucket(source))
+	ids, err := sdk.SnapshotIDs(ctx, js, source)
 	if err != nil {
 		return nil, err
 	}
-	objs, err := obs.List(ctx)
+	kv, err := js.KeyValue(ctx, sdk.StateBucket(source))
 	if err != nil {
 		return nil, err
 	}
 	latest := ""
-	if kv, err := js.KeyValue(ctx, sdk.StateBucket(source)); err == nil {
-		if e, err := kv.Get(ctx, sdk.LatestSnapshotKey); err == nil {
-			latest = string(e.Value())
-		}
+	if e, err := kv.Get(ctx, sdk.LatestSnapshotKey); err == nil {
+		latest = string(e.Value())
 	}
 	var out []map[string]any
-	for i := len(objs) - 1; i >= 0; i-- {
-		id, manifest := sdk.SnapshotOfObject(objs[i].Name)
-		if !manifest {
-			continue
-		}
+	for _, id := range slices.Backward(ids) {
 		m, err := sdk.ReadManifest(ctx, js, source, id)
 		if err != nil {
 			continue
 		}
-		out = append(out, map[string]any{
+		snap := map[string]any{
 			"id": m.ID, "latest": m.ID == latest, "pos": m.Position.String(), "gtid_set": m.GTIDSet, "stream_seq": m.StreamSeq,
-			"tables": len(m.Tables), "rows": m.Rows, "stored_bytes": m.StoredBytes, "finished": m.Finished,
-		})
+			"tables": len(m.Tables), "rows": m.Rows, "stored_bytes": m.StoredBytes, "finished": m.Finished, "format": m.Version,
+		}
+		if d, err := sdk.ReadSnapshotDamage(ctx, kv, id); err == nil && d != nil {
+			snap["damaged"] = d
+		}
+		out = append(out, snap)
 	}
 	return out, nil
 }

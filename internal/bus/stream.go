@@ -29,7 +29,21 @@ const (
 	CheckpointKey = "capture.checkpoint"
 	// SnapshotLockKey is held by the snapshot being taken.
 	SnapshotLockKey = "snapshot.running"
+	// SnapshotAttemptKey holds the [SnapshotAttempt] of the scheduled
+	// snapshot tried last.
+	SnapshotAttemptKey = "snapshot.attempt"
 )
+
+// SnapshotAttempt is how the last scheduled snapshot went, for `databus
+// status`: running, done (ID set) or failed (Error, and NextTry when it is
+// tried again on its own).
+type SnapshotAttempt struct {
+	State   string     `json:"state"`
+	ID      string     `json:"id,omitempty"`
+	Error   string     `json:"error,omitempty"`
+	At      time.Time  `json:"at"`
+	NextTry *time.Time `json:"next_try,omitempty"`
+}
 
 // Ensure creates or updates the source's stream and state bucket.
 func Ensure(ctx context.Context, js jetstream.JetStream, source string, sc StreamConfig) (jetstream.Stream, jetstream.KeyValue, error) {
