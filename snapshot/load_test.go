@@ -2,6 +2,7 @@ package snapshot_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/databus/databus/internal/bus"
 	"github.com/databus/databus/internal/testenv"
 	"github.com/databus/databus/sdk"
 	"github.com/databus/databus/snapshot"
@@ -194,4 +196,53 @@ func damageObject(t *testing.T, r *testenv.Rig, how, name string) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// With MySQL down when capture starts, the first snapshot is tried again
+// with backoff until it succeeds; meanwhile the state bucket says why it
+// waits (`databus status` shows it).
+func TestFirstSnapshotIsRetriedUntilItSucceeds(t *testing.T) {
+	r := testenv.NewRig(t)
+	fillTables(t, r, 10)
+	r.DB.Stop(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	sched := &snapshot.Schedule{Config: testenv.SnapshotConfig(r.Capture.Config), OnStart: true, FirstRetry: 200 * time.Millisecond, MaxRetry: 500 * time.Millisecond}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sched.Run(ctx, r.NC)
+	}()
+	js, err := jetstream.New(r.NC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 30*time.Second, func() error {
+		kv, err := js.KeyValue(ctx, sdk.StateBucket(r.Capture.Config.Source))
+		if err != nil {
+			return err
+		}
+		e, err := kv.Get(ctx, bus.SnapshotAttemptKey)
+		if err != nil {
+			return err
+		}
+		var a bus.SnapshotAttempt
+		if err := json.Unmarshal(e.Value(), &a); err != nil {
+			return err
+		}
+		if a.State != "failed" || a.NextTry == nil || !strings.Contains(a.Error, "MySQL") && !strings.Contains(a.Error, "connect") {
+			return fmt.Errorf("attempt %+v, want failed with a next try and the cause", a)
+		}
+		return nil
+	})
+	r.DB.Restart(t)
+	testenv.Eventually(t, 60*time.Second, func() error {
+		ok, err := snapshot.Exists(ctx, r.NC, r.Capture.Config.Source)
+		if err == nil && !ok {
+			err = errors.New("no snapshot yet")
+		}
+		return err
+	})
+	cancel()
+	<-done
 }
