@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -207,7 +208,7 @@ func TestFirstSnapshotIsRetriedUntilItSucceeds(t *testing.T) {
 	r.DB.Stop(t)
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	sched := &snapshot.Schedule{Config: testenv.SnapshotConfig(r.Capture.Config), OnStart: true, FirstRetry: 200 * time.Millisecond, MaxRetry: 500 * time.Millisecond}
+	sched := &snapshot.Schedule{Config: testenv.SnapshotConfig(r.Capture.Config), OnStart: true, Logger: slog.New(slog.NewTextHandler(t.Output(), nil)), FirstRetry: 200 * time.Millisecond, MaxRetry: 500 * time.Millisecond}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
