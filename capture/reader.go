@@ -118,6 +118,15 @@ func (r *reader) handle(e *replication.BinlogEvent) error {
 			// checkpoint in a file that may be purged.
 			r.pub.boundary(r.checkpoint(uint32(ev.Position)))
 		}
+	case *replication.HeartbeatEvent:
+		// The server sends one when nothing happened for a while, at the
+		// end of what it has: checkpoint there, so that an idle source
+		// whose binlog ends with events that are not transactions (a
+		// server restart, a binlog checkpoint) still has its checkpoint
+		// reach the end, which a snapshot's handoff waits for.
+		if h.LogPos != 0 && !r.inTxn && (ev.Filename == "" || ev.Filename == r.file) {
+			r.pub.boundary(r.checkpoint(h.LogPos))
+		}
 	case *replication.GTIDEvent:
 		if u, err := uuid.FromBytes(ev.SID); err == nil {
 			r.gtid = fmt.Sprintf("%s:%d", u, ev.GNO)
