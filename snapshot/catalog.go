@@ -49,6 +49,7 @@ func (s *snapshotter) removePartial(ctx context.Context) error {
 // that it is never seen half deleted.
 func (s *snapshotter) removeSnapshot(ctx context.Context, id string) {
 	_ = s.obs.Delete(ctx, sdk.ManifestName(id))
+	_ = s.kv.Delete(ctx, sdk.SnapshotDamageKey(id))
 	objs, err := s.obs.List(ctx)
 	if err != nil {
 		return
@@ -60,27 +61,51 @@ func (s *snapshotter) removeSnapshot(ctx context.Context, id string) {
 	}
 }
 
-// prune keeps the newest opt.Keep complete snapshots and any a durable
-// consumer is still loading.
+// prune keeps the newest opt.Keep sound complete snapshots and any a
+// durable consumer is still loading; damaged snapshots go too.
 func (s *snapshotter) prune(ctx context.Context) error {
 	ids, err := s.snapshotIDs(ctx)
 	if err != nil {
 		return err
 	}
-	var complete []string
-	for id, ok := range ids {
-		if ok {
-			complete = append(complete, id)
+	var sound, damaged []string
+	for id, complete := range ids {
+		if !complete {
+			continue
+		}
+		if d, err := sdk.ReadSnapshotDamage(ctx, s.kv, id); err == nil && d != nil {
+			damaged = append(damaged, id)
+		} else {
+			sound = append(sound, id)
 		}
 	}
-	slices.Sort(complete)
-	if len(complete) <= s.opt.Keep {
+	slices.Sort(sound)
+	old := damaged
+	if len(sound) > s.opt.Keep {
+		old = append(old, sound[:len(sound)-s.opt.Keep]...)
+	}
+	if len(old) == 0 {
 		return nil
 	}
+	pinned, err := s.pinned(ctx)
+	if err != nil {
+		return err
+	}
+	for _, id := range old {
+		if !pinned[id] {
+			s.removeSnapshot(ctx, id)
+		}
+	}
+	return nil
+}
+
+// pinned returns the snapshots a reader is loading: those named by a
+// [sdk.SnapshotProgress] key that is not done.
+func (s *snapshotter) pinned(ctx context.Context) (map[string]bool, error) {
 	pinned := map[string]bool{}
 	keys, err := s.kv.ListKeysFiltered(ctx, sdk.SnapshotProgressKeys)
 	if err != nil {
-		return fmt.Errorf("listing consumer snapshot progress: %w", err)
+		return nil, fmt.Errorf("listing consumer snapshot progress: %w", err)
 	}
 	for k := range keys.Keys() {
 		e, err := s.kv.Get(ctx, k)
@@ -92,10 +117,5 @@ func (s *snapshotter) prune(ctx context.Context) error {
 			pinned[p.Snapshot] = true
 		}
 	}
-	for _, id := range complete[:len(complete)-s.opt.Keep] {
-		if !pinned[id] {
-			s.removeSnapshot(ctx, id)
-		}
-	}
-	return nil
+	return pinned, nil
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/databus/databus/embedded"
 	"github.com/databus/databus/internal/bus"
 	"github.com/databus/databus/internal/testenv"
 	"github.com/databus/databus/sdk"
@@ -246,4 +247,24 @@ func TestFirstSnapshotIsRetriedUntilItSucceeds(t *testing.T) {
 	})
 	cancel()
 	<-done
+}
+
+// A snapshot that fills the JetStream store says so, with what to change,
+// and leaves nothing behind.
+func TestSnapshotThatFillsTheStoreNamesTheCause(t *testing.T) {
+	db := testenv.StartMariaDB(t)
+	js := testenv.StartJetStream(t, embedded.Config{MaxStore: 2 << 20})
+	nc := js.Conn(t)
+	cfg := testenv.CaptureConfig(db)
+	c := testenv.NewCapture(cfg, nc)
+	db.Exec(t, "CREATE DATABASE big", "CREATE DATABASE IF NOT EXISTS seq", "CREATE TABLE big.t (id INT PRIMARY KEY, b VARBINARY(1024))",
+		"INSERT INTO big.t SELECT seq, RANDOM_BYTES(1024) FROM seq.seq_1_to_4000")
+	c.Start(t)
+	_, err := snapshot.Take(t.Context(), testenv.SnapshotConfig(cfg), nc, snapshot.Options{})
+	if err == nil || !strings.Contains(err.Error(), "JetStream store is full") || !strings.Contains(err.Error(), "nats.max_store") {
+		t.Fatalf("snapshot into a full store: %v; want the cause and what to change", err)
+	}
+	if ok, err := snapshot.Exists(t.Context(), nc, cfg.Source); err != nil || ok {
+		t.Fatalf("after the failed snapshot: exists %v, %v", ok, err)
+	}
 }
