@@ -9,10 +9,12 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"time"
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/databus/databus/internal/bus"
 	"github.com/databus/databus/sdk"
 )
 
@@ -27,6 +29,7 @@ const chunkBytes = 1 << 20
 // Reading MySQL and compressing thus run at the same time, with at most the
 // pool's buffers in flight.
 type objectWriter struct {
+	s     *snapshotter
 	name  string
 	pool  chan []byte
 	buf   []byte
@@ -45,7 +48,7 @@ type objectWriter struct {
 }
 
 func (s *snapshotter) newObject(ctx context.Context, name string) *objectWriter {
-	w := &objectWriter{name: name, pool: s.bufs, full: make(chan []byte, 2), stop: make(chan struct{}), finished: make(chan struct{})}
+	w := &objectWriter{s: s, name: name, pool: s.bufs, full: make(chan []byte, 2), stop: make(chan struct{}), finished: make(chan struct{})}
 	go func() {
 		defer close(w.finished)
 		r := &compressor{w: w, sum: sha256.New()}
@@ -90,7 +93,7 @@ func (w *objectWriter) flush() error {
 		if w.err == nil {
 			w.err = errors.New("stored before its end")
 		}
-		return fmt.Errorf("storing snapshot object %s: %w", w.name, w.err)
+		return w.s.storeErr(w.name, w.err)
 	}
 }
 
@@ -135,7 +138,7 @@ func (s *snapshotter) closeObject(w *objectWriter, entry *sdk.SnapshotTable) err
 		err = w.err
 	}
 	if err != nil {
-		return fmt.Errorf("storing snapshot object %s (is the JetStream store full?): %w", w.name, err)
+		return s.storeErr(w.name, err)
 	}
 	entry.Objects = append(entry.Objects, sdk.SnapshotObject{Name: w.name, Rows: w.rows, Bytes: w.bytes, SHA256: hex.EncodeToString(w.sum)})
 	entry.Bytes += w.bytes
@@ -180,4 +183,19 @@ func (r *compressor) Read(p []byte) (int, error) {
 		return 0, io.EOF
 	}
 	return r.out.Read(p)
+}
+
+// storeErr explains a failure to store object name. When JetStream is out
+// of room it says so, how full the account is, and what to change.
+func (s *snapshotter) storeErr(name string, err error) error {
+	if !bus.StorageFull(err) {
+		return fmt.Errorf("storing snapshot object %s: %w", name, err)
+	}
+	use := ""
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if ai, aerr := s.js.AccountInfo(ctx); aerr == nil && ai.Limits.MaxStore > 0 {
+		use = fmt.Sprintf(", %d of the account's %d bytes of file storage in use", ai.Store, ai.Limits.MaxStore)
+	}
+	return fmt.Errorf("storing snapshot object %s: the JetStream store is full%s: raise nats.max_store (or the account's JetStream limit), free the NATS server's disk, or keep fewer snapshots (snapshot.keep): %w", name, use, err)
 }

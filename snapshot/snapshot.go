@@ -248,7 +248,7 @@ func (s *snapshotter) take(ctx context.Context) error {
 	s.man.Finished = time.Now().UTC()
 	b, _ := json.MarshalIndent(&s.man, "", "  ")
 	if _, err := s.obs.PutBytes(ctx, sdk.ManifestName(s.man.ID), b); err != nil {
-		return fmt.Errorf("storing the manifest: %w", err)
+		return s.storeErr(sdk.ManifestName(s.man.ID), err)
 	}
 	if _, err := s.kv.PutString(ctx, sdk.LatestSnapshotKey, s.man.ID); err != nil {
 		return fmt.Errorf("publishing the snapshot as the latest: %w", err)
