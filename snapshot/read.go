@@ -11,7 +11,6 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/databus/databus/internal/rowcodec"
-	"github.com/databus/databus/internal/rowevent"
 	"github.com/databus/databus/sdk"
 )
 
@@ -79,8 +78,6 @@ func (s *snapshotter) readTable(ctx context.Context, conn *sql.Conn, st snapTabl
 	for i := range raw {
 		dest[i] = &raw[i]
 	}
-	vals := make([]any, len(cols))
-	var img rowevent.Image
 	var w *objectWriter
 	defer func() {
 		if w != nil && err != nil {
@@ -93,16 +90,16 @@ func (s *snapshotter) readTable(ctx context.Context, conn *sql.Conn, st snapTabl
 		if err := rows.Scan(dest...); err != nil {
 			return changedTableErr(t, err)
 		}
+		line = append(line[:0], '[')
 		for i := range raw {
-			v, err := rowcodec.FromText(&cols[i], raw[i])
-			if err != nil {
+			if i > 0 {
+				line = append(line, ',')
+			}
+			if line, err = rowcodec.AppendTextJSON(line, &cols[i], raw[i]); err != nil {
 				return fmt.Errorf("%w: %s column %s (%s): %v", rowcodec.ErrUndecodable, t.Qualified(), cols[i].Name, cols[i].TypeName(), err)
 			}
-			vals[i] = v
 		}
-		if line, err = t.AppendValues(line[:0], vals, &img); err != nil {
-			return err
-		}
+		line = append(line, ']')
 		line = append(line, '\n')
 		if w == nil {
 			w = s.newObject(ctx, sdk.SnapshotObjectName(s.man.ID, st.index, 0, len(entry.Objects)))

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/databus/databus/internal/rowcodec"
 	"github.com/databus/databus/sdk"
 )
 
@@ -34,25 +35,25 @@ func (o *Event) AppendJSON(buf []byte) ([]byte, error) {
 	buf = append(buf, o.body...)
 	p := &o.Position
 	buf = append(buf, `,"pos":{"file":`...)
-	buf = appendJSONString(buf, p.File)
+	buf = rowcodec.AppendJSONString(buf, p.File)
 	buf = append(buf, `,"offset":`...)
 	buf = strconv.AppendUint(buf, uint64(p.Offset), 10)
 	buf = append(buf, `,"row":`...)
 	buf = strconv.AppendInt(buf, int64(p.Row), 10)
 	if p.GTID != "" {
 		buf = append(buf, `,"gtid":`...)
-		buf = appendJSONString(buf, p.GTID)
+		buf = rowcodec.AppendJSONString(buf, p.GTID)
 	}
 	buf = append(buf, `,"server_id":`...)
 	buf = strconv.AppendUint(buf, uint64(p.ServerID), 10)
 	if p.ServerUUID != "" {
 		buf = append(buf, `,"server_uuid":`...)
-		buf = appendJSONString(buf, p.ServerUUID)
+		buf = rowcodec.AppendJSONString(buf, p.ServerUUID)
 	}
 	buf = append(buf, `},"ts":"`...)
 	buf = o.Timestamp.AppendFormat(buf, time.RFC3339Nano)
 	buf = append(buf, `","txn":{"id":`...)
-	buf = appendJSONString(buf, o.Txn.ID)
+	buf = rowcodec.AppendJSONString(buf, o.Txn.ID)
 	buf = append(buf, `,"seq":`...)
 	buf = strconv.AppendInt(buf, int64(o.Txn.Seq), 10)
 	if o.Txn.Last {
@@ -100,7 +101,7 @@ func (t *Table) appendImage(buf []byte, img *image) []byte {
 			buf = append(buf, ',')
 		}
 		buf = append(buf, t.quoted[i]...)
-		buf = appendJSONValue(buf, img.json[i])
+		buf = rowcodec.AppendJSONValue(buf, img.json[i])
 	}
 	return append(buf, '}')
 }
@@ -117,76 +118,7 @@ func (t *Table) appendKey(buf []byte, img *image) ([]byte, bool) {
 			buf = append(buf, ',')
 		}
 		buf = append(buf, t.quoted[i]...)
-		buf = appendJSONValue(buf, img.json[i])
+		buf = rowcodec.AppendJSONValue(buf, img.json[i])
 	}
 	return append(buf, '}'), true
 }
-
-// appendJSONValue appends a value produced by rowcodec: nil, json.Number
-// or string.
-func appendJSONValue(buf []byte, v any) []byte {
-	switch x := v.(type) {
-	case nil:
-		return append(buf, "null"...)
-	case json.Number:
-		return append(buf, x...)
-	case string:
-		return appendJSONString(buf, x)
-	}
-	b, _ := json.Marshal(v)
-	return append(buf, b...)
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendJSONString appends s as a JSON string. s is valid UTF-8 (rowcodec
-// guarantees it); only quotes, backslashes and control characters are
-// escaped.
-func appendJSONString[S ~string | ~[]byte](buf []byte, s S) []byte {
-	buf = append(buf, '"')
-	start := 0
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= 0x20 && c != '"' && c != '\\' {
-			continue
-		}
-		buf = append(buf, s[start:i]...)
-		switch c {
-		case '"', '\\':
-			buf = append(buf, '\\', c)
-		case '\n':
-			buf = append(buf, '\\', 'n')
-		case '\r':
-			buf = append(buf, '\\', 'r')
-		case '\t':
-			buf = append(buf, '\\', 't')
-		default:
-			buf = append(buf, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
-		}
-		start = i + 1
-	}
-	buf = append(buf, s[start:]...)
-	return append(buf, '"')
-}
-
-// AppendValues appends row's values as a JSON array in column order, each
-// in the encoding of docs/events.md: a stored snapshot row. A value that
-// cannot be represented exactly is an error wrapping
-// [rowcodec.ErrUndecodable].
-func (t *Table) AppendValues(buf []byte, row []any, img *Image) ([]byte, error) {
-	if err := t.encode(&img.img, row, sdk.Position{}); err != nil {
-		return buf, err
-	}
-	buf = append(buf, '[')
-	for i, v := range img.img.json {
-		if i > 0 {
-			buf = append(buf, ',')
-		}
-		buf = appendJSONValue(buf, v)
-	}
-	return append(buf, ']'), nil
-}
-
-// Image holds the encoded values of one row between calls of
-// [Table.AppendValues], so that encoding allocates nothing per row.
-type Image struct{ img image }

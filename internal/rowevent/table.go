@@ -42,7 +42,7 @@ func NewTable(db, name string, cols []rowcodec.Column, pk []int, generated map[s
 	t := &Table{db: db, name: name, cols: cols, pk: pk}
 	for _, c := range cols {
 		t.generated = append(t.generated, generated[c.Name])
-		t.quoted = append(t.quoted, append(appendJSONString(nil, c.Name), ':'))
+		t.quoted = append(t.quoted, append(rowcodec.AppendJSONString(nil, c.Name), ':'))
 		t.wire = append(t.wire, sdk.Column{Name: c.Name, Type: c.TypeName(), Charset: c.Charset, Nullable: c.Nullable, Generated: generated[c.Name]})
 	}
 	for _, i := range pk {
@@ -154,7 +154,7 @@ func (t *Table) Events(op sdk.Op, rows [][]any, base sdk.Event) ([]Event, error)
 			sql = t.appendInsertSQL(sql[:0], &first)
 		}
 		bodies = append(bodies, `"sql":`...)
-		bodies = appendJSONString(bodies, sql)
+		bodies = rowcodec.AppendJSONString(bodies, sql)
 		ends = append(ends, len(bodies))
 		if len(ends) == 1 {
 			// Rows of one event are alike: make room for the others.

@@ -1,4 +1,4 @@
-package rowevent
+package rowcodec
 
 import (
 	"encoding/json"
@@ -17,8 +17,8 @@ func FuzzAppendJSONString(f *testing.F) {
 			return // rowcodec never passes invalid UTF-8
 		}
 		var got string
-		if err := json.Unmarshal(appendJSONString(nil, s), &got); err != nil {
-			t.Fatalf("%q encodes to invalid JSON %s: %v", s, appendJSONString(nil, s), err)
+		if err := json.Unmarshal(AppendJSONString(nil, s), &got); err != nil {
+			t.Fatalf("%q encodes to invalid JSON %s: %v", s, AppendJSONString(nil, s), err)
 		}
 		if got != s {
 			t.Fatalf("round trip of %q: got %q", s, got)
