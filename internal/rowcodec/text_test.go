@@ -179,6 +179,16 @@ func TestFromText(t *testing.T) {
 		if !reflect.DeepEqual(got, tt.want) {
 			t.Errorf("%s %q: got %#v, want %#v", tt.col.TypeName(), tt.raw, got, tt.want)
 		}
+		// The snapshot's direct path gives the JSON Encode gives.
+		ev, err := rowcodec.Encode(tt.col, got)
+		if err != nil {
+			t.Errorf("%s %q: Encode: %v", tt.col.TypeName(), tt.raw, err)
+			continue
+		}
+		direct, err := rowcodec.AppendTextJSON(nil, tt.col, []byte(tt.raw))
+		if want := rowcodec.AppendJSONValue(nil, ev.JSON); err != nil || string(direct) != string(want) {
+			t.Errorf("%s %q: AppendTextJSON gives %s (%v), Encode %s", tt.col.TypeName(), tt.raw, direct, err, want)
+		}
 	}
 	if v, err := rowcodec.FromText(col("int", "int(11)", ""), nil); v != nil || err != nil {
 		t.Errorf("NULL: got %#v, %v", v, err)
