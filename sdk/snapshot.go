@@ -107,8 +107,13 @@ type SnapshotTable struct {
 type SnapshotObject struct {
 	Name string `json:"name"`
 	Rows int64  `json:"rows"`
-	// Bytes and SHA256 are the size and digest of the uncompressed lines.
-	Bytes  int64  `json:"bytes"`
+	// Bytes is the size of the uncompressed lines, StoredBytes that of
+	// the stored (compressed) object.
+	Bytes       int64 `json:"bytes"`
+	StoredBytes int64 `json:"stored_bytes,omitempty"`
+	// SHA256 is the hex SHA-256 of the stored object (format version 2:
+	// the Object Store's own digest of it), or of the uncompressed lines
+	// (version 1).
 	SHA256 string `json:"sha256"`
 }
 

@@ -4,11 +4,12 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/klauspost/compress/gzip"
@@ -40,10 +41,9 @@ type objectWriter struct {
 
 	abortErr error
 	// finished is closed when the object is stored or has failed; info,
-	// sum and err are set before.
+	// and err are set before.
 	finished chan struct{}
 	info     *jetstream.ObjectInfo
-	sum      []byte
 	err      error
 }
 
@@ -51,10 +51,9 @@ func (s *snapshotter) newObject(ctx context.Context, name string) *objectWriter 
 	w := &objectWriter{s: s, name: name, pool: s.bufs, full: make(chan []byte, 2), stop: make(chan struct{}), finished: make(chan struct{})}
 	go func() {
 		defer close(w.finished)
-		r := &compressor{w: w, sum: sha256.New()}
+		r := &compressor{w: w}
 		r.gz, _ = gzip.NewWriterLevel(&r.out, gzip.BestSpeed)
 		w.info, w.err = s.obs.Put(ctx, jetstream.ObjectMeta{Name: name}, r)
-		w.sum = r.sum.Sum(nil)
 	}()
 	return w
 }
@@ -140,7 +139,14 @@ func (s *snapshotter) closeObject(w *objectWriter, entry *sdk.SnapshotTable) err
 	if err != nil {
 		return s.storeErr(w.name, err)
 	}
-	entry.Objects = append(entry.Objects, sdk.SnapshotObject{Name: w.name, Rows: w.rows, Bytes: w.bytes, SHA256: hex.EncodeToString(w.sum)})
+	// The Object Store hashed the stored bytes as it took them: the
+	// manifest names the same digest.
+	b64, ok := strings.CutPrefix(w.info.Digest, "SHA-256=")
+	sum, err := base64.URLEncoding.DecodeString(b64)
+	if !ok || err != nil || len(sum) != sha256.Size {
+		return fmt.Errorf("storing snapshot object %s: the Object Store gave digest %q, not a SHA-256", w.name, w.info.Digest)
+	}
+	entry.Objects = append(entry.Objects, sdk.SnapshotObject{Name: w.name, Rows: w.rows, Bytes: w.bytes, StoredBytes: int64(w.info.Size), SHA256: hex.EncodeToString(sum)})
 	entry.Bytes += w.bytes
 	s.mu.Lock()
 	s.man.StoredBytes += int64(w.info.Size)
@@ -154,7 +160,6 @@ type compressor struct {
 	w   *objectWriter
 	gz  *gzip.Writer
 	out bytes.Buffer
-	sum hash.Hash
 	eof bool
 }
 
@@ -169,7 +174,6 @@ func (r *compressor) Read(p []byte) (int, error) {
 				r.eof = true
 				continue
 			}
-			r.sum.Write(b)
 			_, err := r.gz.Write(b)
 			r.w.release(b)
 			if err != nil {
