@@ -125,7 +125,7 @@ func (w *objectWriter) abort(err error) {
 	}
 }
 
-func (s *snapshotter) closeObject(w *objectWriter, entry *sdk.SnapshotTable) error {
+func (s *snapshotter) closeObject(w *objectWriter, sp *span) error {
 	err := w.flush()
 	if w.buf != nil {
 		w.release(w.buf)
@@ -146,8 +146,9 @@ func (s *snapshotter) closeObject(w *objectWriter, entry *sdk.SnapshotTable) err
 	if !ok || err != nil || len(sum) != sha256.Size {
 		return fmt.Errorf("storing snapshot object %s: the Object Store gave digest %q, not a SHA-256", w.name, w.info.Digest)
 	}
-	entry.Objects = append(entry.Objects, sdk.SnapshotObject{Name: w.name, Rows: w.rows, Bytes: w.bytes, StoredBytes: int64(w.info.Size), SHA256: hex.EncodeToString(sum)})
-	entry.Bytes += w.bytes
+	sp.objects = append(sp.objects, sdk.SnapshotObject{Name: w.name, Rows: w.rows, Bytes: w.bytes, StoredBytes: int64(w.info.Size), SHA256: hex.EncodeToString(sum)})
+	sp.rows += w.rows
+	sp.bytes += w.bytes
 	s.mu.Lock()
 	s.man.StoredBytes += int64(w.info.Size)
 	s.mu.Unlock()

@@ -5,62 +5,188 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"math/big"
 	"slices"
 	"strings"
 
+	"github.com/go-mysql-org/go-mysql/mysql"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/databus/databus/internal/rowcodec"
 	"github.com/databus/databus/sdk"
 )
 
-// readTables reads the tables, each of the connections one table at a
-// time; in parallel the largest tables go first.
-func (s *snapshotter) readTables(ctx context.Context, conns []*sql.Conn, tables []snapTable) error {
-	order := make([]int, len(tables))
-	for i := range order {
-		order[i] = i
+// minSpanRows is the fewest rows (by the server's estimate) worth a key
+// range of their own.
+const minSpanRows = 50_000
+
+// span is one part of a table that one connection reads: a range of its
+// primary key, or the whole table. A table's spans, in order, hold its
+// rows in primary key order.
+type span struct {
+	st    *snapTable
+	rng   int
+	where string // "" reads the whole table
+	// objects, rows and bytes are what reading it stored.
+	objects     []sdk.SnapshotObject
+	rows, bytes int64
+}
+
+// plan describes each table in the manifest and splits the tables into
+// the spans the readers connections read: several key ranges for a large
+// table with a primary key, the whole table otherwise.
+func (s *snapshotter) plan(ctx context.Context, conn *sql.Conn, tables []snapTable, readers int) ([]*span, error) {
+	var spans []*span
+	for i := range tables {
+		st := &tables[i]
+		if err := s.describe(ctx, conn, st); err != nil {
+			return nil, err
+		}
+		wheres, err := keyRanges(ctx, conn, st, readers)
+		if err != nil {
+			return nil, err
+		}
+		st.spans = len(wheres)
+		for r, w := range wheres {
+			spans = append(spans, &span{st: st, rng: r, where: w})
+		}
 	}
+	return spans, nil
+}
+
+// readSpans reads the spans inside the read view the connections share,
+// each connection one span at a time, the largest first, and adds what
+// they stored to the manifest's tables.
+func (s *snapshotter) readSpans(ctx context.Context, conns []*sql.Conn, spans []*span) error {
+	order := slices.Clone(spans)
 	if len(conns) > 1 {
-		slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(tables[b].estimate, tables[a].estimate) })
+		size := func(sp *span) int64 { return sp.st.estimate / int64(sp.st.spans) }
+		slices.SortStableFunc(order, func(a, b *span) int { return cmp.Compare(size(b), size(a)) })
 	}
-	next := make(chan int, len(order))
-	for _, i := range order {
-		next <- i
+	next := make(chan *span, len(order))
+	for _, sp := range order {
+		next <- sp
 	}
 	close(next)
+	remaining := map[*snapTable]int{}
+	for _, sp := range spans {
+		remaining[sp.st]++
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	for _, conn := range conns {
 		g.Go(func() error {
-			for i := range next {
-				if err := s.readTable(gctx, conn, tables[i]); err != nil {
+			for sp := range next {
+				if err := s.readSpan(gctx, conn, sp); err != nil {
 					return err
 				}
-				s.progress(true, func(p *Progress) { p.TablesDone++ })
+				s.progress(true, func(p *Progress) {
+					if remaining[sp.st]--; remaining[sp.st] == 0 {
+						p.TablesDone++
+					}
+				})
 			}
 			return nil
 		})
 	}
-	return g.Wait()
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	for _, sp := range spans {
+		e := &s.man.Tables[sp.st.index]
+		e.Objects = append(e.Objects, sp.objects...)
+		e.Rows += sp.rows
+		e.Bytes += sp.bytes
+		s.man.Rows += sp.rows
+		s.man.Bytes += sp.bytes
+	}
+	return nil
 }
 
-// readTable writes one table's schema and rows into s.man.Tables[st.index].
-// Several run at the same time, each on its own connection.
-func (s *snapshotter) readTable(ctx context.Context, conn *sql.Conn, st snapTable) (err error) {
+// describe puts the table's schema into the manifest.
+func (s *snapshotter) describe(ctx context.Context, conn *sql.Conn, st *snapTable) error {
 	t := st.t
-	cols := t.Columns()
-	s.progress(false, func(p *Progress) { p.Table = t.Database() + "." + t.Name() })
 	var name, create string
 	if err := conn.QueryRowContext(ctx, "SHOW CREATE TABLE "+t.Qualified()).Scan(&name, &create); err != nil {
 		return changedTableErr(t, err)
 	}
-	entry := sdk.SnapshotTable{Database: t.Database(), Table: t.Name(), CreateSQL: qualifyCreate(create, t), Columns: t.WireColumns(), PrimaryKey: t.PrimaryKeyNames()}
+	s.man.Tables[st.index] = sdk.SnapshotTable{Database: t.Database(), Table: t.Name(), CreateSQL: qualifyCreate(create, t),
+		Columns: t.WireColumns(), PrimaryKey: t.PrimaryKeyNames(), Objects: []sdk.SnapshotObject{}}
+	return nil
+}
 
+// keyRanges splits a table whose primary key starts with an integer
+// column into ranges of that column, for readers connections: as many as
+// its estimated rows allow (minSpanRows each), at most four per reader.
+// Other tables, small ones and a single reader get one span, the whole
+// table (""). The bounds come from MIN and MAX inside the read view, so
+// every row falls in exactly one range.
+func keyRanges(ctx context.Context, conn *sql.Conn, st *snapTable, readers int) ([]string, error) {
+	whole := []string{""}
+	pk := st.t.PrimaryKey()
+	n := min(st.estimate/minSpanRows, int64(4*readers))
+	if readers < 2 || len(pk) == 0 || n < 2 {
+		return whole, nil
+	}
+	c := st.t.Columns()[pk[0]]
+	switch c.Type {
+	case mysql.MYSQL_TYPE_TINY, mysql.MYSQL_TYPE_SHORT, mysql.MYSQL_TYPE_INT24, mysql.MYSQL_TYPE_LONG, mysql.MYSQL_TYPE_LONGLONG:
+	default:
+		return whole, nil
+	}
+	col := rowcodec.QuoteIdent(c.Name)
+	var lo, hi sql.NullString
+	if err := conn.QueryRowContext(ctx, "SELECT MIN("+col+"), MAX("+col+") FROM "+st.t.Qualified()).Scan(&lo, &hi); err != nil {
+		return nil, changedTableErr(st.t, err)
+	}
+	var a, b big.Int
+	if !lo.Valid || !hi.Valid {
+		return whole, nil // empty
+	}
+	if _, ok := a.SetString(lo.String, 10); !ok {
+		return nil, fmt.Errorf("%s: MIN(%s) is %q, not an integer", st.t.Qualified(), c.Name, lo.String)
+	}
+	if _, ok := b.SetString(hi.String, 10); !ok {
+		return nil, fmt.Errorf("%s: MAX(%s) is %q, not an integer", st.t.Qualified(), c.Name, hi.String)
+	}
+	step := new(big.Int).Sub(&b, &a)
+	step.Div(step, big.NewInt(n))
+	if step.Sign() <= 0 {
+		return whole, nil
+	}
+	bounds := make([]string, 0, n-1)
+	at := new(big.Int).Set(&a)
+	for range n - 1 {
+		at.Add(at, step)
+		bounds = append(bounds, at.String())
+	}
+	wheres := make([]string, 0, n)
+	for i := range int(n) {
+		var conds []string
+		if i > 0 {
+			conds = append(conds, col+" >= "+bounds[i-1])
+		}
+		if i < len(bounds) {
+			conds = append(conds, col+" < "+bounds[i])
+		}
+		wheres = append(wheres, strings.Join(conds, " AND "))
+	}
+	return wheres, nil
+}
+
+// readSpan stores the rows of one span. Several run at the same time,
+// each on its own connection.
+func (s *snapshotter) readSpan(ctx context.Context, conn *sql.Conn, sp *span) (err error) {
+	t := sp.st.t
+	cols := t.Columns()
+	s.progress(false, func(p *Progress) { p.Table = t.Database() + "." + t.Name() })
 	exprs := make([]string, len(cols))
 	for i := range cols {
 		exprs[i] = rowcodec.SelectExpr(&cols[i])
 	}
 	q := "SELECT " + strings.Join(exprs, ", ") + " FROM " + t.Qualified()
+	if sp.where != "" {
+		q += " WHERE " + sp.where
+	}
 	if pk := t.PrimaryKey(); len(pk) > 0 {
 		keys := make([]string, len(pk))
 		for i, k := range pk {
@@ -99,19 +225,17 @@ func (s *snapshotter) readTable(ctx context.Context, conn *sql.Conn, st snapTabl
 				return fmt.Errorf("%w: %s column %s (%s): %v", rowcodec.ErrUndecodable, t.Qualified(), cols[i].Name, cols[i].TypeName(), err)
 			}
 		}
-		line = append(line, ']')
-		line = append(line, '\n')
+		line = append(line, ']', '\n')
 		if w == nil {
-			w = s.newObject(ctx, sdk.SnapshotObjectName(s.man.ID, st.index, 0, len(entry.Objects)))
+			w = s.newObject(ctx, sdk.SnapshotObjectName(s.man.ID, sp.st.index, sp.rng, len(sp.objects)))
 		}
 		if err := w.write(ctx, line); err != nil {
 			return err
 		}
-		entry.Rows++
 		pendRows++
 		pendBytes += int64(len(line))
 		if w.bytes >= s.opt.ObjectBytes {
-			err := s.closeObject(w, &entry)
+			err := s.closeObject(w, sp)
 			w = nil
 			if err != nil {
 				return err
@@ -126,17 +250,12 @@ func (s *snapshotter) readTable(ctx context.Context, conn *sql.Conn, st snapTabl
 		return changedTableErr(t, err)
 	}
 	if w != nil {
-		err := s.closeObject(w, &entry)
+		err := s.closeObject(w, sp)
 		w = nil
 		if err != nil {
 			return err
 		}
 	}
-	s.man.Tables[st.index] = entry
 	s.progress(false, func(p *Progress) { p.Rows += pendRows; p.Bytes += pendBytes })
-	s.mu.Lock()
-	s.man.Rows += entry.Rows
-	s.man.Bytes += entry.Bytes
-	s.mu.Unlock()
 	return nil
 }

@@ -47,9 +47,11 @@ type Options struct {
 	// HandoffTimeout bounds the wait for capture to publish every change
 	// up to the snapshot's position; 2 minutes when zero.
 	HandoffTimeout time.Duration
-	// Parallel is how many tables are read at the same time, each on a
-	// connection of its own inside the same read view; the number of CPUs,
-	// at most 4, when zero. 1 reads the tables one after the other.
+	// Parallel is how many key ranges (or whole tables) are read at the
+	// same time, each on a connection of its own inside the same read
+	// view; the number of CPUs, at most 4, when zero. A large table whose
+	// primary key starts with an integer column is split into ranges of
+	// it; 1 reads the tables whole, one after the other.
 	Parallel int
 	// Progress, when set, is called about every second and after each
 	// table, from one goroutine at a time.
@@ -65,7 +67,9 @@ type Progress struct {
 	Rows  int64
 	// RowsEstimate is the server's estimate of the rows to read.
 	RowsEstimate int64
-	// Readers is how many tables are read at the same time:
+	// Spans is how many key ranges and whole tables there are to read.
+	Spans int
+	// Readers is how many spans are read at the same time:
 	// Options.Parallel, or fewer when there are fewer tables or
 	// when writes kept committing while the read views were opened.
 	Readers int
@@ -216,22 +220,26 @@ func (s *snapshotter) take(ctx context.Context) error {
 	if err := s.holdTables(ctx, conns[0], info, tables); err != nil {
 		return err
 	}
-	for len(conns) > max(len(tables), 1) {
+	s.man.Tables = make([]sdk.SnapshotTable, len(tables))
+	for i := range tables {
+		tables[i].index = i
+	}
+	spans, err := s.plan(ctx, conns[0], tables, len(conns))
+	if err != nil {
+		return err
+	}
+	for len(conns) > max(len(spans), 1) {
 		last := conns[len(conns)-1]
 		_, _ = last.ExecContext(ctx, "ROLLBACK")
 		last.Close()
 		conns = conns[:len(conns)-1]
 	}
-	s.prog.Tables, s.prog.Readers, s.prog.Phase = len(tables), len(conns), "reading"
-	s.man.Tables = make([]sdk.SnapshotTable, len(tables))
-	for i := range tables {
-		tables[i].index = i
-	}
+	s.prog.Tables, s.prog.Spans, s.prog.Readers, s.prog.Phase = len(tables), len(spans), len(conns), "reading"
 	s.bufs = make(chan []byte, 3*len(conns))
 	for range cap(s.bufs) {
 		s.bufs <- nil
 	}
-	if err := s.readTables(ctx, conns, tables); err != nil {
+	if err := s.readSpans(ctx, conns, spans); err != nil {
 		return err
 	}
 	for _, c := range conns {

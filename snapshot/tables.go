@@ -20,8 +20,9 @@ import (
 type snapTable struct {
 	t        *rowevent.Table
 	estimate int64
-	// index is the table's place in the manifest.
-	index int
+	// index is the table's place in the manifest; spans is how many
+	// spans it is read in.
+	index, spans int
 }
 
 // tables lists the captured base tables with their columns and keys.
