@@ -340,6 +340,16 @@ func AppendTextJSON(buf []byte, c *Column, raw []byte) ([]byte, error) {
 		if len(bytes.Trim(raw, "0123456789-: .")) == 0 {
 			return append(append(append(buf, '"'), raw...), '"'), nil
 		}
+	case mysql.MYSQL_TYPE_ENUM, mysql.MYSQL_TYPE_SET:
+		// "n,text" (SelectExpr): once checked against the column's
+		// values, the text is the value.
+		if utf8Family(c.Charset) {
+			if _, err := enumFromText(c, string(raw)); err != nil {
+				return buf, err
+			}
+			_, text, _ := bytes.Cut(raw, []byte{','})
+			return AppendJSONString(buf, text), nil
+		}
 	case mysql.MYSQL_TYPE_VARCHAR, mysql.MYSQL_TYPE_VAR_STRING, mysql.MYSQL_TYPE_BLOB, mysql.MYSQL_TYPE_STRING:
 		if c.Type == mysql.MYSQL_TYPE_STRING {
 			v, _ := FromText(c, raw) // trims CHAR and BINARY padding
