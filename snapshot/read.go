@@ -4,9 +4,12 @@ import (
 	"cmp"
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"fmt"
+	"io"
 	"math/big"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/go-mysql-org/go-mysql/mysql"
@@ -194,16 +197,6 @@ func (s *snapshotter) readSpan(ctx context.Context, conn *sql.Conn, sp *span) (e
 		}
 		q += " ORDER BY " + strings.Join(keys, ", ")
 	}
-	rows, err := conn.QueryContext(ctx, q)
-	if err != nil {
-		return changedTableErr(t, err)
-	}
-	defer rows.Close()
-	raw := make([]sql.RawBytes, len(cols))
-	dest := make([]any, len(cols))
-	for i := range raw {
-		dest[i] = &raw[i]
-	}
 	var w *objectWriter
 	defer func() {
 		if w != nil && err != nil {
@@ -211,43 +204,75 @@ func (s *snapshotter) readSpan(ctx context.Context, conn *sql.Conn, sp *span) (e
 		}
 	}()
 	var line []byte
+	text := make([]byte, 0, 64) // a number's text: at most 24 bytes
 	var pendRows, pendBytes int64
-	for rows.Next() {
-		if err := rows.Scan(dest...); err != nil {
+	// The driver's rows, without database/sql's locking and conversions
+	// per value: values are the bytes the server sent, or integers and
+	// doubles the driver parsed, turned back into text here.
+	err = conn.Raw(func(dc any) error {
+		qc, ok := dc.(driver.QueryerContext)
+		if !ok {
+			return fmt.Errorf("the MySQL driver's connection (%T) cannot query", dc)
+		}
+		rows, err := qc.QueryContext(ctx, q, nil)
+		if err != nil {
 			return changedTableErr(t, err)
 		}
-		line = append(line[:0], '[')
-		for i := range raw {
-			if i > 0 {
-				line = append(line, ',')
+		defer rows.Close()
+		vals := make([]driver.Value, len(cols))
+		for {
+			if err := rows.Next(vals); err == io.EOF {
+				return nil
+			} else if err != nil {
+				return changedTableErr(t, err)
 			}
-			if line, err = rowcodec.AppendTextJSON(line, &cols[i], raw[i]); err != nil {
-				return fmt.Errorf("%w: %s column %s (%s): %v", rowcodec.ErrUndecodable, t.Qualified(), cols[i].Name, cols[i].TypeName(), err)
+			line = append(line[:0], '[')
+			for i, v := range vals {
+				if i > 0 {
+					line = append(line, ',')
+				}
+				var raw []byte
+				switch x := v.(type) {
+				case nil:
+				case []byte:
+					raw = x
+				case int64:
+					raw = strconv.AppendInt(text[:0], x, 10)
+				case uint64:
+					raw = strconv.AppendUint(text[:0], x, 10)
+				case float64:
+					raw = strconv.AppendFloat(text[:0], x, 'g', -1, 64)
+				default:
+					return fmt.Errorf("%w: %s column %s (%s): the driver gave a %T", rowcodec.ErrUndecodable, t.Qualified(), cols[i].Name, cols[i].TypeName(), v)
+				}
+				if line, err = rowcodec.AppendTextJSON(line, &cols[i], raw); err != nil {
+					return fmt.Errorf("%w: %s column %s (%s): %v", rowcodec.ErrUndecodable, t.Qualified(), cols[i].Name, cols[i].TypeName(), err)
+				}
 			}
-		}
-		line = append(line, ']', '\n')
-		if w == nil {
-			w = s.newObject(ctx, sdk.SnapshotObjectName(s.man.ID, sp.st.index, sp.rng, len(sp.objects)))
-		}
-		if err := w.write(ctx, line); err != nil {
-			return err
-		}
-		pendRows++
-		pendBytes += int64(len(line))
-		if w.bytes >= s.opt.ObjectBytes {
-			err := s.closeObject(w, sp)
-			w = nil
-			if err != nil {
+			line = append(line, ']', '\n')
+			if w == nil {
+				w = s.newObject(ctx, sdk.SnapshotObjectName(s.man.ID, sp.st.index, sp.rng, len(sp.objects)))
+			}
+			if err := w.write(ctx, line); err != nil {
 				return err
 			}
+			pendRows++
+			pendBytes += int64(len(line))
+			if w.bytes >= s.opt.ObjectBytes {
+				err := s.closeObject(w, sp)
+				w = nil
+				if err != nil {
+					return err
+				}
+			}
+			if pendRows == 1000 {
+				s.progress(false, func(p *Progress) { p.Rows += pendRows; p.Bytes += pendBytes })
+				pendRows, pendBytes = 0, 0
+			}
 		}
-		if pendRows == 1000 {
-			s.progress(false, func(p *Progress) { p.Rows += pendRows; p.Bytes += pendBytes })
-			pendRows, pendBytes = 0, 0
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return changedTableErr(t, err)
+	})
+	if err != nil {
+		return err
 	}
 	if w != nil {
 		err := s.closeObject(w, sp)
