@@ -337,7 +337,7 @@ func AppendTextJSON(buf []byte, c *Column, raw []byte) ([]byte, error) {
 		}
 	case mysql.MYSQL_TYPE_TIMESTAMP, mysql.MYSQL_TYPE_TIMESTAMP2, mysql.MYSQL_TYPE_DATETIME, mysql.MYSQL_TYPE_DATETIME2,
 		mysql.MYSQL_TYPE_DATE, mysql.MYSQL_TYPE_NEWDATE:
-		if len(bytes.Trim(raw, "0123456789-: .")) == 0 {
+		if temporalText(raw) {
 			return append(append(append(buf, '"'), raw...), '"'), nil
 		}
 	case mysql.MYSQL_TYPE_ENUM, mysql.MYSQL_TYPE_SET:
@@ -360,7 +360,8 @@ func AppendTextJSON(buf []byte, c *Column, raw []byte) ([]byte, error) {
 			buf = base64.StdEncoding.AppendEncode(buf, raw)
 			return append(buf, '"'), nil
 		}
-		if utf8Family(c.Charset) && utf8.Valid(raw) {
+		// ASCII reads the same in every ASCII-based character set.
+		if (utf8Family(c.Charset) || c.Charset == "latin1") && isASCII(raw) || utf8Family(c.Charset) && utf8.Valid(raw) {
 			return AppendJSONString(buf, raw), nil
 		}
 	}
@@ -412,4 +413,23 @@ func utf8Family(charset string) bool {
 		return true
 	}
 	return false
+}
+
+// temporalText reports whether b holds only what dates and times print.
+func temporalText(b []byte) bool {
+	for _, c := range b {
+		if (c < '0' || c > '9') && c != '-' && c != ':' && c != ' ' && c != '.' {
+			return false
+		}
+	}
+	return true
+}
+
+func isASCII(b []byte) bool {
+	for _, c := range b {
+		if c >= 0x80 {
+			return false
+		}
+	}
+	return true
 }

@@ -165,6 +165,8 @@ func TestFromText(t *testing.T) {
 		{col("char", "char(5)", "utf8mb4"), "ab   ", []byte("ab")}, // PAD_CHAR_TO_FULL_LENGTH
 		{col("binary", "binary(4)", ""), "a\x00b\x00", []byte("a\x00b")},
 		{col("varchar", "varchar(5)", "utf8mb4"), "ab  ", []byte("ab  ")},
+		{col("varchar", "varchar(5)", "latin1"), "a\"b\\", []byte("a\"b\\")},
+		{col("varchar", "varchar(5)", "latin1"), "\x80\xe9", []byte("\x80\xe9")},
 		{col("longblob", "longblob", ""), "", []byte("")},
 		// MySQL prints JSON spaced; go-mysql marshals the binary form.
 		{col("json", "json", ""), `{"b": [1, 2.0, -3, 18446744073709551615, 1e300, 0.1], "a": "x<y é", "c": null, "d": {"z": true, "y": false}}`,
