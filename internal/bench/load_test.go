@@ -1,0 +1,128 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/databus/databus/apply"
+	"github.com/databus/databus/internal/testenv"
+	"github.com/databus/databus/sdk"
+	"github.com/databus/databus/snapshot"
+)
+
+// BenchmarkSnapshotLoad loads a snapshot of the fixture's tables into an
+// empty server with `databus apply --from snapshot` (in process) and
+// reports rows/s, from its start until the target checkpoint records the
+// last row.
+func BenchmarkSnapshotLoad(b *testing.B) {
+	f := loadTables(b)
+	for b.Loop() {
+		js, c := captureIdle(b, f)
+		man, err := snapshot.Take(b.Context(), testenv.SnapshotConfig(c.Config), c.NC, snapshot.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		f.checkSnapshot(b, man)
+		dst := testenv.StartMariaDB(b)
+		a, err := apply.New(apply.Config{TargetDSN: dst.DSN(""), NATSURL: js.URL, Source: c.Config.Source, Start: sdk.StartSnapshot, ProgressEvery: time.Hour})
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(b.Context())
+		done := make(chan error, 1)
+		start := time.Now()
+		go func() { done <- a.Run(ctx) }()
+		db := dst.DB(b)
+		for !loaded(db, man) {
+			select {
+			case err := <-done:
+				b.Fatalf("apply stopped: %v", err)
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+		el := time.Since(start)
+		cancel()
+		<-done
+		a.Close()
+		f.report(b, el)
+	}
+}
+
+// loaded reports whether the target checkpoint records every row of man
+// as loaded.
+func loaded(db *sql.DB, man *sdk.Manifest) bool {
+	var txnID string
+	if db.QueryRow("SELECT txn_id FROM databus.apply_checkpoint").Scan(&txnID) != nil {
+		return false
+	}
+	var at sdk.SnapshotProgress
+	js, ok := strings.CutPrefix(txnID, "loading snapshot ")
+	if !ok || json.Unmarshal([]byte(js), &at) != nil || at.Table >= len(man.Tables) {
+		return false
+	}
+	n := at.Row
+	for i, t := range man.Tables[:at.Table+1] {
+		for j, o := range t.Objects {
+			if i < at.Table || j < at.Object {
+				n += o.Rows
+			}
+		}
+	}
+	return n == man.Rows
+}
+
+// BenchmarkSnapshotLoadMariadb loads `mariadb-dump` output of the same
+// tables into an empty server with `mariadb < dump.sql`: the yardstick for
+// BenchmarkSnapshotLoad. The dump is taken before the clock starts.
+func BenchmarkSnapshotLoadMariadb(b *testing.B) {
+	dump, err := exec.LookPath("mariadb-dump")
+	if err != nil {
+		b.Fatalf("mariadb-dump is needed: %v (Debian/Ubuntu: apt-get install mariadb-client)", err)
+	}
+	client, err := exec.LookPath("mariadb")
+	if err != nil {
+		b.Fatalf("the mariadb client is needed: %v (Debian/Ubuntu: apt-get install mariadb-client)", err)
+	}
+	f := loadTables(b)
+	host, port := splitAddr(b, f.db.Addr())
+	file := filepath.Join(b.TempDir(), "dump.sql")
+	out, err := os.Create(file)
+	if err != nil {
+		b.Fatal(err)
+	}
+	cmd := exec.Command(dump, "--single-transaction", "--protocol=TCP", "--host="+host, "--port="+strconv.Itoa(int(port)), "--user=root", "--databases", "shop")
+	var stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = out, &stderr
+	if err := cmd.Run(); err != nil {
+		b.Fatalf("mariadb-dump: %v\n%s", err, stderr.Bytes())
+	}
+	out.Close()
+	for b.Loop() {
+		dst := testenv.StartMariaDB(b)
+		dhost, dport := splitAddr(b, dst.Addr())
+		in, err := os.Open(file)
+		if err != nil {
+			b.Fatal(err)
+		}
+		cmd := exec.Command(client, "--protocol=TCP", "--host="+dhost, "--port="+strconv.Itoa(int(dport)), "--user=root")
+		stderr.Reset()
+		cmd.Stdin, cmd.Stderr = in, &stderr
+		start := time.Now()
+		err = cmd.Run()
+		el := time.Since(start)
+		in.Close()
+		if err != nil {
+			b.Fatalf("mariadb < dump.sql: %v\n%s", err, stderr.Bytes())
+		}
+		f.report(b, el)
+	}
+}
