@@ -292,9 +292,11 @@ func (a *Applier) applyAll(ctx context.Context, c *sdk.Consumer) error {
 		}
 		wait := ctx
 		var cancel context.CancelFunc = func() {}
-		if open != nil {
+		if open != nil && !open.snapshot {
 			// The transaction's last event may be filtered out: commit
-			// what we have when nothing follows soon.
+			// what we have when nothing follows soon. (A snapshot's rows
+			// are all there: its transactions end at each table's last
+			// row.)
 			wait, cancel = context.WithTimeout(ctx, 200*time.Millisecond)
 		}
 		m, err := c.Next(wait)

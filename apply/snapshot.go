@@ -63,11 +63,21 @@ func (a *Applier) snapshotEvent(ctx context.Context, open **txn, m *sdk.Message)
 		if err != nil {
 			return fmt.Errorf("beginning a target transaction: %w", err)
 		}
+		// The rows come from one consistent read: checking them against
+		// other tables (a child table may load before its parent) or for
+		// uniqueness only slows the load down.
+		if _, err := tx.ExecContext(ctx, "SET SESSION foreign_key_checks = 0, unique_checks = 0"); err != nil {
+			_ = tx.Rollback()
+			return fmt.Errorf("preparing the target session for loading: %w", err)
+		}
 		*open = &txn{id: ev.Txn.ID, tx: tx, snapshot: true}
 	}
 	t := *open
-	head, tuple, ok := splitInsert(ev)
-	if !ok {
+	if t.head == "" {
+		t.head = insertHead(ev)
+	}
+	tuple, ok := strings.CutPrefix(ev.SQL, "INSERT"+t.head)
+	if !ok || !strings.HasPrefix(tuple, "(") {
 		t.rollback()
 		return fmt.Errorf("snapshot row %d of %s.%s: its SQL is not a one-row INSERT of the table's columns: %.200s", ev.Txn.Seq, ev.Database, ev.Table, ev.SQL)
 	}
@@ -78,14 +88,14 @@ func (a *Applier) snapshotEvent(ctx context.Context, open **txn, m *sdk.Message)
 	}
 	if len(t.stmt) == 0 {
 		t.stmt = append(t.stmt, "REPLACE"...)
-		t.stmt = append(t.stmt, head...)
+		t.stmt = append(t.stmt, t.head...)
 	} else {
 		t.stmt = append(t.stmt, ',')
 	}
 	t.stmt = append(t.stmt, tuple...)
 	t.stmtRows++
 	t.last = m
-	if t.events++; t.events >= snapshotBatch {
+	if t.events++; t.events >= snapshotBatch || ev.Txn.Last {
 		if err := a.commitSnapshotRows(ctx, t); err != nil {
 			return err
 		}
@@ -94,9 +104,9 @@ func (a *Applier) snapshotEvent(ctx context.Context, open **txn, m *sdk.Message)
 	return nil
 }
 
-// splitInsert splits a snapshot row's "INSERT INTO `db`.`t` (…) VALUES
-// (…)" into the part after INSERT up to VALUES and the row's tuple.
-func splitInsert(ev *sdk.Event) (head, tuple string, ok bool) {
+// insertHead returns what follows INSERT in a snapshot row's SQL up to its
+// values: " INTO `db`.`t` (`a`,`b`) VALUES ".
+func insertHead(ev *sdk.Event) string {
 	var b strings.Builder
 	b.WriteString(" INTO ")
 	b.WriteString(rowcodec.QuoteIdent(ev.Database) + "." + rowcodec.QuoteIdent(ev.Table) + " (")
@@ -112,9 +122,7 @@ func splitInsert(ev *sdk.Event) (head, tuple string, ok bool) {
 		b.WriteString(rowcodec.QuoteIdent(c.Name))
 	}
 	b.WriteString(") VALUES ")
-	head = b.String()
-	rest, ok := strings.CutPrefix(ev.SQL, "INSERT"+head)
-	return head, rest, ok && strings.HasPrefix(rest, "(")
+	return b.String()
 }
 
 // flushRows runs the pending multi-row statement.
@@ -142,6 +150,10 @@ func (a *Applier) commitSnapshotRows(ctx context.Context, t *txn) error {
 		snapshotMark+string(at), a.cfg.Source, a.cfg.Name); err != nil {
 		t.rollback()
 		return fmt.Errorf("saving the snapshot load's progress: %w", err)
+	}
+	if _, err := t.tx.ExecContext(ctx, "SET SESSION foreign_key_checks = 1, unique_checks = 1"); err != nil {
+		t.rollback()
+		return fmt.Errorf("restoring the target session after loading: %w", err)
 	}
 	if err := t.tx.Commit(); err != nil {
 		return fmt.Errorf("committing snapshot rows on the target: %w", err)

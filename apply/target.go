@@ -21,12 +21,22 @@ type txn struct {
 	last     *sdk.Message
 	events   int
 	// stmt is the multi-row statement of snapshot rows not run yet, of
-	// stmtRows rows.
+	// stmtRows rows; head is the table's insertHead.
 	stmt     []byte
 	stmtRows int
+	head     string
 }
 
-func (t *txn) rollback() { _ = t.tx.Rollback() }
+// rollback rolls the transaction back; a snapshot load's transaction
+// first gives its connection back the checks it turned off.
+func (t *txn) rollback() {
+	if t.snapshot {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, _ = t.tx.ExecContext(ctx, "SET SESSION foreign_key_checks = 1, unique_checks = 1")
+		cancel()
+	}
+	_ = t.tx.Rollback()
+}
 
 // commit stores the checkpoint in the transaction, commits it and then
 // acknowledges the stream.

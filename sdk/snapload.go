@@ -42,8 +42,10 @@ type snapLoader struct {
 	rest []byte
 	open bool
 	seq0 int64
-	// tbl caches what building the current table's events needs.
-	tbl *snapTable
+	// tbl caches what building the current table's events needs; vals
+	// is reused to decode rows.
+	tbl  *snapTable
+	vals []any
 }
 
 // snapTable is what building one table's row events needs.
@@ -125,12 +127,11 @@ func (l *snapLoader) decode(line []byte) (*Event, error) {
 		return DecodeEvent(line)
 	}
 	st := l.tbl
-	dec := json.NewDecoder(bytes.NewReader(line))
-	dec.UseNumber()
-	var vals []any
-	if err := dec.Decode(&vals); err != nil {
-		return nil, fmt.Errorf("decoding row: %w", err)
+	vals, err := decodeValues(line, l.vals[:0])
+	if err != nil {
+		return nil, err
 	}
+	l.vals = vals
 	cols := st.t.Columns
 	if len(vals) != len(cols) {
 		return nil, fmt.Errorf("row has %d values, the table %d columns", len(vals), len(cols))
@@ -392,4 +393,64 @@ func startSnapshot(ctx context.Context, js jetstream.JetStream, s jetstream.Stre
 		}
 	}
 	return l, man.StreamSeq + 1, false, nil
+}
+
+// decodeValues decodes a stored row, a JSON array of nulls, numbers and
+// strings, into vals as [json.Decoder] with UseNumber would (nil,
+// json.Number, string), faster. Anything else goes to encoding/json.
+func decodeValues(line []byte, vals []any) ([]any, error) {
+	b := bytes.TrimSpace(line)
+	if len(b) < 2 || b[0] != '[' || b[len(b)-1] != ']' {
+		return nil, fmt.Errorf("decoding row: not a JSON array: %.80q", line)
+	}
+	b = b[1 : len(b)-1]
+	for i := 0; i < len(b); {
+		var v any
+		switch c := b[i]; {
+		case c == 'n' && bytes.HasPrefix(b[i:], []byte("null")):
+			i += 4
+		case c == '"':
+			j, plain := i+1, true
+			for j < len(b) && b[j] != '"' {
+				if b[j] == '\\' {
+					plain = false
+					j++
+				}
+				j++
+			}
+			if j >= len(b) {
+				return nil, fmt.Errorf("decoding row: unterminated string: %.80q", line)
+			}
+			if plain {
+				v = string(b[i+1 : j])
+			} else {
+				var s string
+				if err := json.Unmarshal(b[i:j+1], &s); err != nil {
+					return nil, fmt.Errorf("decoding row: %w", err)
+				}
+				v = s
+			}
+			i = j + 1
+		case c == '-' || c >= '0' && c <= '9':
+			j := i + 1
+			for j < len(b) && b[j] != ',' {
+				j++
+			}
+			n := json.Number(bytes.TrimSpace(b[i:j]))
+			if !isNumber(string(n)) {
+				return nil, fmt.Errorf("decoding row: %q is not a number", n)
+			}
+			v, i = n, j
+		default:
+			return nil, fmt.Errorf("decoding row: unexpected %q at byte %d: %.80q", c, i+1, line)
+		}
+		vals = append(vals, v)
+		if i < len(b) {
+			if b[i] != ',' {
+				return nil, fmt.Errorf("decoding row: want a comma at byte %d: %.80q", i+1, line)
+			}
+			i++
+		}
+	}
+	return vals, nil
 }
