@@ -23,6 +23,8 @@ END {
   if (lim != "" && s != "") printf("| **streaming / lower limit** | %.0f%% (%.0f rows/s of %.0f) |\n", 100*s/lim, s, lim)
   sn=v["Snapshot","rows/s"]; d=v["SnapshotMariadbDump","rows/s"]
   if (sn != "" && d != "") printf("| **snapshot / mariadb-dump** | %.0f%% (%.0f rows/s of %.0f, %.1f MB/s of %.1f) |\n", 100*sn/d, sn, d, v["Snapshot","MB/s"], v["SnapshotMariadbDump","MB/s"])
+  ld=v["SnapshotLoad","rows/s"]; lm=v["SnapshotLoadMariadb","rows/s"]
+  if (ld != "" && lm != "") printf("| **snapshot load / mariadb < dump.sql** | %.0f%% (%.0f rows/s of %.0f) |\n", 100*ld/lm, ld, lm)
 }' "$out")
 {
   echo "<!-- bench:start -->"
