@@ -130,3 +130,73 @@ func TestParallelSnapshotUnderWriteLoadIsOneReadView(t *testing.T) {
 		}
 	}
 }
+
+// A large table is split into key ranges read by several connections; the
+// ranges share the one read view (money moved between rows by a write
+// load is never counted twice or lost) and together hold every row once,
+// in primary key order.
+func TestLargeTableIsReadInKeyRangesOfOneReadView(t *testing.T) {
+	const rows, start = 150_000, 100
+	r := testenv.NewRig(t)
+	r.DB.Exec(t, "CREATE DATABASE bank", "CREATE TABLE bank.acct (id BIGINT PRIMARY KEY, balance BIGINT NOT NULL)",
+		fmt.Sprintf("INSERT INTO bank.acct SELECT seq * 3, %d FROM bank.seq_1_to_%d", start, rows),
+		"ANALYZE TABLE bank.acct")
+	r.Start(t)
+	db := r.DB.DB(t)
+	ctx, stopLoad := context.WithCancel(t.Context())
+	loadDone := make(chan error, 1)
+	go func() {
+		rnd := rand.New(rand.NewPCG(3, 4))
+		for ctx.Err() == nil {
+			tx, err := db.BeginTx(ctx, nil)
+			if err == nil {
+				// From a row near the start to one near the end: ranges
+				// read at different moments would see half of it.
+				_, err = tx.Exec("UPDATE bank.acct SET balance = balance - 1 WHERE id = ?", 3*(1+rnd.IntN(1000)))
+				if err == nil {
+					_, err = tx.Exec("UPDATE bank.acct SET balance = balance + 1 WHERE id = ?", 3*(rows-rnd.IntN(1000)))
+				}
+				if err == nil {
+					err = tx.Commit()
+				} else {
+					_ = tx.Rollback()
+				}
+			}
+			if err != nil && ctx.Err() == nil {
+				loadDone <- err
+				return
+			}
+		}
+		loadDone <- nil
+	}()
+	man, err := r.Snapshot(t.Context(), snapshot.Options{Parallel: 3, ObjectBytes: 256 << 10})
+	stopLoad()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-loadDone; err != nil {
+		t.Fatalf("write load: %v", err)
+	}
+	ranges := map[string]bool{}
+	for _, o := range man.Tables[0].Objects {
+		ranges[o.Name[len(o.Name)-len("00000-000000.jsonl.gz"):][:5]] = true
+	}
+	if len(ranges) < 2 {
+		t.Fatalf("bank.acct was read as %d key range(s); want several (objects %d)", len(ranges), len(man.Tables[0].Objects))
+	}
+	c := r.Consumer(t, sdk.Config{Start: sdk.StartSnapshot, Tables: []string{"bank.acct"}})
+	evs := testenv.Read(t, c, 1+rows)
+	var sum, last int64
+	for i, ev := range evs[1:] {
+		id, _ := strconv.ParseInt(fmt.Sprint(ev.Key["id"]), 10, 64)
+		bal, _ := strconv.ParseInt(fmt.Sprint(ev.After["balance"]), 10, 64)
+		if id != int64(3*(i+1)) || id <= last {
+			t.Fatalf("row %d has id %d after %d: want every row once, in key order", i, id, last)
+		}
+		last, sum = id, sum+bal
+	}
+	if sum != rows*start {
+		t.Errorf("the ranges hold a balance of %d, want %d: they are not one read view", sum, rows*start)
+	}
+	t.Logf("%d rows in %d key ranges, %d parts", rows, len(ranges), len(man.Tables[0].Objects))
+}
