@@ -135,7 +135,6 @@ func (a *Applier) checkpoint(ctx context.Context) (seq uint64, loading string, o
 	return seq, loading, true, nil
 }
 
-
 // Run applies events until ctx ends (returning nil) or an event fails to
 // apply (returning an error naming the event). When receiving from the
 // stream fails (NATS restarted and the consumer is gone or silent), Run
