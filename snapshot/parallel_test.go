@@ -2,6 +2,7 @@ package snapshot_test
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"math/rand/v2"
 	"strconv"
@@ -45,22 +46,14 @@ func TestParallelSnapshotUnderWriteLoadIsOneReadView(t *testing.T) {
 			if to >= from {
 				to++
 			}
-			tx, err := db.BeginTx(ctx, nil)
-			if err == nil {
-				amount := 1 + rnd.IntN(50)
-				_, err = tx.Exec(fmt.Sprintf("UPDATE bank.t%d SET balance = balance - ? WHERE id = ?", from), amount, 1+rnd.IntN(rowsPerTable))
-				if err == nil {
-					_, err = tx.Exec(fmt.Sprintf("UPDATE bank.t%d SET balance = balance + ? WHERE id = ?", to), amount, 1+rnd.IntN(rowsPerTable))
-				}
-				if err == nil && n%10 == 0 {
-					_, err = tx.Exec(fmt.Sprintf("INSERT INTO bank.t%d VALUES (?, 0)", to), rowsPerTable+1+n)
-				}
-				if err == nil {
-					err = tx.Commit()
-				} else {
-					_ = tx.Rollback()
-				}
+			amount, newAccount := 1+rnd.IntN(50), ""
+			if n%10 == 0 {
+				newAccount = fmt.Sprintf("INSERT INTO bank.t%d VALUES (%d, 0)", to, rowsPerTable+1+n)
 			}
+			err := inTx(ctx, db,
+				fmt.Sprintf("UPDATE bank.t%d SET balance = balance - %d WHERE id = %d", from, amount, 1+rnd.IntN(rowsPerTable)),
+				fmt.Sprintf("UPDATE bank.t%d SET balance = balance + %d WHERE id = %d", to, amount, 1+rnd.IntN(rowsPerTable)),
+				newAccount)
 			if err != nil && ctx.Err() == nil {
 				loadDone <- err
 				return
@@ -148,20 +141,11 @@ func TestLargeTableIsReadInKeyRangesOfOneReadView(t *testing.T) {
 	go func() {
 		rnd := rand.New(rand.NewPCG(3, 4))
 		for ctx.Err() == nil {
-			tx, err := db.BeginTx(ctx, nil)
-			if err == nil {
-				// From a row near the start to one near the end: ranges
-				// read at different moments would see half of it.
-				_, err = tx.Exec("UPDATE bank.acct SET balance = balance - 1 WHERE id = ?", 3*(1+rnd.IntN(1000)))
-				if err == nil {
-					_, err = tx.Exec("UPDATE bank.acct SET balance = balance + 1 WHERE id = ?", 3*(rows-rnd.IntN(1000)))
-				}
-				if err == nil {
-					err = tx.Commit()
-				} else {
-					_ = tx.Rollback()
-				}
-			}
+			// From a row near the start to one near the end: ranges read
+			// at different moments would see half of it.
+			err := inTx(ctx, db,
+				fmt.Sprintf("UPDATE bank.acct SET balance = balance - 1 WHERE id = %d", 3*(1+rnd.IntN(1000))),
+				fmt.Sprintf("UPDATE bank.acct SET balance = balance + 1 WHERE id = %d", 3*(rows-rnd.IntN(1000))))
 			if err != nil && ctx.Err() == nil {
 				loadDone <- err
 				return
@@ -199,4 +183,22 @@ func TestLargeTableIsReadInKeyRangesOfOneReadView(t *testing.T) {
 		t.Errorf("the ranges hold a balance of %d, want %d: they are not one read view", sum, rows*start)
 	}
 	t.Logf("%d rows in %d key ranges, %d parts", rows, len(ranges), len(man.Tables[0].Objects))
+}
+
+// inTx runs the statements (empty ones skipped) in one transaction.
+func inTx(ctx context.Context, db *sql.DB, stmts ...string) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	for _, q := range stmts {
+		if q == "" {
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, q); err != nil {
+			_ = tx.Rollback()
+			return err
+		}
+	}
+	return tx.Commit()
 }
