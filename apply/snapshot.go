@@ -76,10 +76,10 @@ func (a *Applier) snapshotEvent(ctx context.Context, open **txn, m *sdk.Message)
 	if t.head == "" {
 		t.head = insertHead(ev)
 	}
-	tuple, ok := strings.CutPrefix(ev.SQL, "INSERT"+t.head)
-	if !ok || !strings.HasPrefix(tuple, "(") {
+	tuple, err := rowTuple(ev)
+	if err != nil {
 		t.rollback()
-		return fmt.Errorf("snapshot row %d of %s.%s: its SQL is not a one-row INSERT of the table's columns: %.200s", ev.Txn.Seq, ev.Database, ev.Table, ev.SQL)
+		return fmt.Errorf("snapshot row %d of %s.%s: %w", ev.Txn.Seq, ev.Database, ev.Table, err)
 	}
 	if len(t.stmt) > 0 && len(t.stmt)+len(tuple) > statementBytes {
 		if err := a.flushRows(ctx, t); err != nil {
@@ -104,8 +104,32 @@ func (a *Applier) snapshotEvent(ctx context.Context, open **txn, m *sdk.Message)
 	return nil
 }
 
-// insertHead returns what follows INSERT in a snapshot row's SQL up to its
-// values: " INTO `db`.`t` (`a`,`b`) VALUES ".
+// rowTuple returns "(…)", the literals of a row's written (not generated)
+// columns, built from its values rather than taken from its SQL text.
+func rowTuple(ev *sdk.Event) (string, error) {
+	var b strings.Builder
+	b.WriteByte('(')
+	first := true
+	for _, c := range ev.Columns {
+		if c.Generated {
+			continue
+		}
+		lit, err := sdk.Literal(c, ev.After[c.Name])
+		if err != nil {
+			return "", err
+		}
+		if !first {
+			b.WriteByte(',')
+		}
+		first = false
+		b.WriteString(lit)
+	}
+	b.WriteByte(')')
+	return b.String(), nil
+}
+
+// insertHead returns what follows REPLACE in a multi-row statement of a
+// snapshot row's table, up to its values: " INTO `db`.`t` (`a`,`b`) VALUES ".
 func insertHead(ev *sdk.Event) string {
 	var b strings.Builder
 	b.WriteString(" INTO ")

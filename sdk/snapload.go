@@ -28,7 +28,6 @@ type snapLoader struct {
 	key    string // progress key; "" for an ephemeral consumer
 	man    *Manifest
 	keep   func(db, table string) bool
-	source string
 
 	next   SnapshotProgress // the row Next hands out next
 	acked  SnapshotProgress // just after the newest acknowledged row
@@ -200,10 +199,7 @@ func (l *snapLoader) load(ctx context.Context, t *SnapshotTable, i int) error {
 		return err
 	}
 	l.rest, l.open = data, true
-	l.seq0 = 1
-	for _, o := range t.Objects[:i] {
-		l.seq0 += o.Rows
-	}
+	l.seq0 = 1 + t.RowsBefore(i)
 	for r := int64(0); r < l.next.Row; r++ {
 		_, l.rest, _ = bytes.Cut(l.rest, []byte{'\n'})
 	}
@@ -213,8 +209,6 @@ func (l *snapLoader) load(ctx context.Context, t *SnapshotTable, i int) error {
 // fetch returns the uncompressed lines of obj after checking their
 // digest and row count.
 func (l *snapLoader) fetch(ctx context.Context, obj *SnapshotObject) ([]byte, error) {
-	// The Object Store gives a read without a deadline 5 s: allow a slow
-	// link 1 MiB/s for the object's stored size, and 30 s at least.
 	info, err := l.obs.GetInfo(ctx, obj.Name)
 	if errors.Is(err, jetstream.ErrObjectNotFound) {
 		return nil, l.damaged(ctx, obj, errors.New("the object is missing"))
@@ -227,6 +221,8 @@ func (l *snapLoader) fetch(ctx context.Context, obj *SnapshotObject) ([]byte, er
 	if missing := l.missingChunks(ctx, info); missing != nil {
 		return nil, l.damaged(ctx, obj, missing)
 	}
+	// The Object Store gives a read without a deadline 5 s: allow a slow
+	// link 1 MiB/s for the object's stored size, and 30 s at least.
 	fctx, cancel := context.WithTimeout(ctx, 30*time.Second+time.Duration(info.Size>>20)*time.Second)
 	defer cancel()
 	stored, err := l.obs.GetBytes(fctx, obj.Name)
@@ -269,11 +265,11 @@ func (l *snapLoader) fetch(ctx context.Context, obj *SnapshotObject) ([]byte, er
 // missingChunks tells whether the stream behind the Object Store holds
 // fewer chunks of the object than its description says.
 func (l *snapLoader) missingChunks(ctx context.Context, info *jetstream.ObjectInfo) error {
-	stream, err := l.js.Stream(ctx, "OBJ_"+SnapshotBucket(l.source))
+	stream, err := l.js.Stream(ctx, "OBJ_"+SnapshotBucket(l.man.Source))
 	if err != nil {
 		return nil
 	}
-	subj := "$O." + SnapshotBucket(l.source) + ".C." + info.NUID
+	subj := "$O." + SnapshotBucket(l.man.Source) + ".C." + info.NUID
 	si, err := stream.Info(ctx, jetstream.WithSubjectFilter(subj))
 	if err != nil {
 		return nil
@@ -289,7 +285,7 @@ func (l *snapLoader) missingChunks(ctx context.Context, info *jetstream.ObjectIn
 func (l *snapLoader) damaged(ctx context.Context, obj *SnapshotObject, cause error) error {
 	markDamaged(context.WithoutCancel(ctx), l.kv, SnapshotDamage{Snapshot: l.man.ID, Object: obj.Name, Error: cause.Error(), Found: time.Now().UTC()})
 	return fmt.Errorf("%w: snapshot %s of source %s, part %s: %v; it is marked damaged, and consumers that start from now on load the newest sound snapshot (take a new one with `databus snapshot`)",
-		ErrSnapshotDamaged, l.man.ID, l.source, obj.Name, cause)
+		ErrSnapshotDamaged, l.man.ID, l.man.Source, obj.Name, cause)
 }
 
 // ack records that the application is done with the row before at.
@@ -383,7 +379,7 @@ func startSnapshot(ctx context.Context, js jetstream.JetStream, s jetstream.Stre
 	if err != nil {
 		return nil, 0, false, fmt.Errorf("opening snapshot bucket %s: %w", SnapshotBucket(cfg.Source), err)
 	}
-	l = &snapLoader{js: js, obs: obs, kv: kv, man: man, keep: keep, source: cfg.Source, next: prog, acked: prog, saved: time.Now()}
+	l = &snapLoader{js: js, obs: obs, kv: kv, man: man, keep: keep, next: prog, acked: prog, saved: time.Now()}
 	l.next.Snapshot, l.acked.Snapshot = man.ID, man.ID
 	if cfg.Name != "" {
 		l.key = SnapshotProgressKey(cfg.Name)
@@ -395,9 +391,10 @@ func startSnapshot(ctx context.Context, js jetstream.JetStream, s jetstream.Stre
 	return l, man.StreamSeq + 1, false, nil
 }
 
-// decodeValues decodes a stored row, a JSON array of nulls, numbers and
-// strings, into vals as [json.Decoder] with UseNumber would (nil,
-// json.Number, string), faster. Anything else goes to encoding/json.
+// decodeValues appends the values of a stored row, a JSON array of nulls,
+// numbers and strings, to vals as [json.Decoder] with UseNumber would
+// decode them (nil, json.Number, string), faster; only strings with
+// escapes go through encoding/json. Anything else is an error.
 func decodeValues(line []byte, vals []any) ([]any, error) {
 	b := bytes.TrimSpace(line)
 	if len(b) < 2 || b[0] != '[' || b[len(b)-1] != ']' {

@@ -40,3 +40,31 @@ func TestDecodeValuesEqualsEncodingJSON(t *testing.T) {
 		}
 	}
 }
+
+// RowsBefore counts the rows before a loading point across tables and
+// parts: what `databus apply` compares its target with after a crash.
+func TestRowsBefore(t *testing.T) {
+	m := &Manifest{Rows: 17, Tables: []SnapshotTable{
+		{Rows: 5, Objects: []SnapshotObject{{Rows: 3}, {Rows: 2}}},
+		{Rows: 0, Objects: []SnapshotObject{}},
+		{Rows: 12, Objects: []SnapshotObject{{Rows: 4}, {Rows: 4}, {Rows: 4}}},
+	}}
+	for _, tt := range []struct {
+		p    SnapshotProgress
+		want int64
+	}{
+		{SnapshotProgress{}, 0},
+		{SnapshotProgress{Table: 0, Object: 1, Row: 1}, 4},
+		{SnapshotProgress{Table: 2}, 5},
+		{SnapshotProgress{Table: 2, Object: 2, Row: 3}, 5 + 8 + 3},
+		{SnapshotProgress{Table: 3}, 17},
+		{SnapshotProgress{Done: true}, 17},
+	} {
+		if got := m.RowsBefore(tt.p); got != tt.want {
+			t.Errorf("RowsBefore(%+v) = %d, want %d", tt.p, got, tt.want)
+		}
+	}
+	if got := m.Tables[2].RowsBefore(2); got != 8 {
+		t.Errorf("table RowsBefore(2) = %d, want 8", got)
+	}
+}

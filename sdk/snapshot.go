@@ -102,6 +102,32 @@ type SnapshotTable struct {
 	Objects    []SnapshotObject `json:"objects"`
 }
 
+// RowsBefore returns how many of the table's rows its objects before
+// object hold.
+func (t *SnapshotTable) RowsBefore(object int) int64 {
+	var n int64
+	for _, o := range t.Objects[:min(object, len(t.Objects))] {
+		n += o.Rows
+	}
+	return n
+}
+
+// RowsBefore returns how many rows of the snapshot come before the point p
+// names (the rows a reader at p has loaded, filtered tables included).
+func (m *Manifest) RowsBefore(p SnapshotProgress) int64 {
+	if p.Done {
+		return m.Rows
+	}
+	var n int64
+	for i := range m.Tables[:min(p.Table, len(m.Tables))] {
+		n += m.Tables[i].Rows
+	}
+	if p.Table < len(m.Tables) {
+		n += m.Tables[p.Table].RowsBefore(p.Object) + p.Row
+	}
+	return n
+}
+
 // SnapshotObject is one data object (a part of a table): gzip-compressed
 // JSON lines, one row per line.
 type SnapshotObject struct {

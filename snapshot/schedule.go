@@ -38,9 +38,6 @@ type Schedule struct {
 
 // Run takes snapshots through nc until ctx ends.
 func (s *Schedule) Run(ctx context.Context, nc *nats.Conn) {
-	if s.Logger == nil {
-		s.Logger = slog.New(slog.DiscardHandler)
-	}
 	if s.OnStart {
 		s.first(ctx, nc)
 	}
@@ -57,7 +54,7 @@ func (s *Schedule) Run(ctx context.Context, nc *nats.Conn) {
 		case <-tick:
 			s.take(ctx, nc, nil)
 		case <-s.Recovered:
-			s.Logger.Warn("taking a new snapshot: capture recovered from a checkpoint it could not resume")
+			s.log().Warn("taking a new snapshot: capture recovered from a checkpoint it could not resume")
 			s.take(ctx, nc, nil)
 		}
 	}
@@ -83,7 +80,7 @@ func (s *Schedule) first(ctx context.Context, nc *nats.Conn) {
 		if ctx.Err() != nil {
 			return
 		}
-		s.Logger.Warn("no snapshot yet: the first one is tried again", "in", wait, "err", err)
+		s.log().Warn("no snapshot yet: the first one is tried again", "in", wait, "err", err)
 		select {
 		case <-ctx.Done():
 			return
@@ -91,6 +88,13 @@ func (s *Schedule) first(ctx context.Context, nc *nats.Conn) {
 		}
 		wait = min(2*wait, orDefault(s.MaxRetry, time.Minute))
 	}
+}
+
+func (s *Schedule) log() *slog.Logger {
+	if s.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return s.Logger
 }
 
 // orDefault returns d, or def when d is zero.
@@ -104,7 +108,7 @@ func orDefault(d, def time.Duration) time.Duration {
 // take takes one snapshot, logs how it went and records it; next, when
 // set, is when a failed one is tried again.
 func (s *Schedule) take(ctx context.Context, nc *nats.Conn, next *time.Time) error {
-	log := s.Logger
+	log := s.log()
 	log.Info("snapshot starting")
 	s.record(ctx, nc, bus.SnapshotAttempt{State: "running", At: time.Now().UTC()})
 	opt := s.Options

@@ -66,18 +66,7 @@ func loaded(db *sql.DB, man *sdk.Manifest) bool {
 	}
 	var at sdk.SnapshotProgress
 	js, ok := strings.CutPrefix(txnID, "loading snapshot ")
-	if !ok || json.Unmarshal([]byte(js), &at) != nil || at.Table >= len(man.Tables) {
-		return false
-	}
-	n := at.Row
-	for i, t := range man.Tables[:at.Table+1] {
-		for j, o := range t.Objects {
-			if i < at.Table || j < at.Object {
-				n += o.Rows
-			}
-		}
-	}
-	return n == man.Rows
+	return ok && json.Unmarshal([]byte(js), &at) == nil && man.RowsBefore(at) == man.Rows
 }
 
 // BenchmarkSnapshotLoadMariadb loads `mariadb-dump` output of the same

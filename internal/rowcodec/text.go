@@ -360,8 +360,8 @@ func AppendTextJSON(buf []byte, c *Column, raw []byte) ([]byte, error) {
 			buf = base64.StdEncoding.AppendEncode(buf, raw)
 			return append(buf, '"'), nil
 		}
-		// ASCII reads the same in every ASCII-based character set.
-		if (utf8Family(c.Charset) || c.Charset == "latin1") && isASCII(raw) || utf8Family(c.Charset) && utf8.Valid(raw) {
+		// latin1 that is ASCII reads the same as UTF-8.
+		if utf8Family(c.Charset) && utf8.Valid(raw) || c.Charset == "latin1" && isASCII(raw) {
 			return AppendJSONString(buf, raw), nil
 		}
 	}
