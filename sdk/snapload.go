@@ -22,12 +22,12 @@ import (
 // digest before handing out any of its rows: a consumer may take as long
 // as it likes over a row, and nothing of a damaged part reaches it.
 type snapLoader struct {
-	js     jetstream.JetStream
-	obs    jetstream.ObjectStore
-	kv     jetstream.KeyValue
-	key    string // progress key; "" for an ephemeral consumer
-	man    *Manifest
-	keep   func(db, table string) bool
+	js   jetstream.JetStream
+	obs  jetstream.ObjectStore
+	kv   jetstream.KeyValue
+	key  string // progress key; "" for an ephemeral consumer
+	man  *Manifest
+	keep func(db, table string) bool
 
 	next   SnapshotProgress // the row Next hands out next
 	acked  SnapshotProgress // just after the newest acknowledged row
