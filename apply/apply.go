@@ -352,7 +352,13 @@ func (a *Applier) apply(ctx context.Context, open **txn, m *sdk.Message) error {
 		*open = &txn{id: m.Event.Txn.ID, tx: tx}
 	}
 	t := *open
-	if _, err := t.tx.ExecContext(ctx, m.Event.SQL); err != nil {
+	// The statement is built from the event's values, not taken from its
+	// SQL text: a row event can only change the row it describes.
+	stmt, err := m.Event.Statement()
+	if err == nil {
+		_, err = t.tx.ExecContext(ctx, stmt)
+	}
+	if err != nil {
 		t.rollback()
 		return fmt.Errorf("applying stream sequence %d (%s %s.%s at %s): %w", m.Sequence, m.Event.Op, m.Event.Database, m.Event.Table, m.Event.Position, err)
 	}

@@ -74,9 +74,14 @@ func (a *Applier) snapshotEvent(ctx context.Context, open **txn, m *sdk.Message)
 	}
 	t := *open
 	if t.head == "" {
-		t.head = insertHead(ev)
+		cols, err := ev.ColumnList()
+		if err != nil {
+			t.rollback()
+			return fmt.Errorf("snapshot row %d of %s.%s: %w", ev.Txn.Seq, ev.Database, ev.Table, err)
+		}
+		t.head = " INTO " + sdk.QuoteIdent(ev.Database) + "." + sdk.QuoteIdent(ev.Table) + " " + cols + " VALUES "
 	}
-	tuple, err := rowTuple(ev)
+	tuple, err := ev.Tuple()
 	if err != nil {
 		t.rollback()
 		return fmt.Errorf("snapshot row %d of %s.%s: %w", ev.Txn.Seq, ev.Database, ev.Table, err)
@@ -102,51 +107,6 @@ func (a *Applier) snapshotEvent(ctx context.Context, open **txn, m *sdk.Message)
 		*open = nil
 	}
 	return nil
-}
-
-// rowTuple returns "(…)", the literals of a row's written (not generated)
-// columns, built from its values rather than taken from its SQL text.
-func rowTuple(ev *sdk.Event) (string, error) {
-	var b strings.Builder
-	b.WriteByte('(')
-	first := true
-	for _, c := range ev.Columns {
-		if c.Generated {
-			continue
-		}
-		lit, err := sdk.Literal(c, ev.After[c.Name])
-		if err != nil {
-			return "", err
-		}
-		if !first {
-			b.WriteByte(',')
-		}
-		first = false
-		b.WriteString(lit)
-	}
-	b.WriteByte(')')
-	return b.String(), nil
-}
-
-// insertHead returns what follows REPLACE in a multi-row statement of a
-// snapshot row's table, up to its values: " INTO `db`.`t` (`a`,`b`) VALUES ".
-func insertHead(ev *sdk.Event) string {
-	var b strings.Builder
-	b.WriteString(" INTO ")
-	b.WriteString(rowcodec.QuoteIdent(ev.Database) + "." + rowcodec.QuoteIdent(ev.Table) + " (")
-	first := true
-	for _, c := range ev.Columns {
-		if c.Generated {
-			continue
-		}
-		if !first {
-			b.WriteByte(',')
-		}
-		first = false
-		b.WriteString(rowcodec.QuoteIdent(c.Name))
-	}
-	b.WriteString(") VALUES ")
-	return b.String()
 }
 
 // flushRows runs the pending multi-row statement.

@@ -40,6 +40,7 @@ func TestEveryTypeRoundTripsThroughTheEmittedSQL(t *testing.T) {
 		}
 	}
 	for _, e := range evs {
+		checkStatement(t, e)
 		if _, err := conn.ExecContext(t.Context(), e.SQL); err != nil {
 			t.Fatalf("target rejects %.300s: %v", e.SQL, err)
 		}
@@ -77,6 +78,19 @@ func TestEveryTypeRoundTripsThroughTheEmittedSQL(t *testing.T) {
 	}
 	if got := evs[3].After["vc"]; got != nil {
 		t.Errorf("NULL: got %#v", got)
+	}
+}
+
+// checkStatement checks that the statement built from e's values (what
+// apply runs) is the SQL capture wrote.
+func checkStatement(t *testing.T, e *sdk.Event) {
+	t.Helper()
+	got, err := e.Statement()
+	if err != nil {
+		t.Fatalf("building the statement of %.300s: %v", e.SQL, err)
+	}
+	if got != e.SQL {
+		t.Errorf("statement built from the values differs from the event's SQL:\n got %.500s\nwant %.500s", got, e.SQL)
 	}
 }
 
@@ -136,6 +150,7 @@ func TestTablesWithoutOrWithCompositeKeys(t *testing.T) {
 		"DELETE FROM k.comp WHERE b = 'b'",
 	)
 	for _, e := range testenv.Read(t, c, 11) {
+		checkStatement(t, e)
 		res, err := target.DB(t).Exec(e.SQL)
 		if err != nil {
 			t.Fatalf("%s: %v", e.SQL, err)

@@ -1,0 +1,184 @@
+package sdk
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// Statement builds the schema-qualified statement that applies a row
+// event (insert, update or delete) from its structured fields (Columns,
+// PrimaryKey, Before, After), never from its SQL text. For an event
+// capture wrote it equals [Event.SQL]; an event whose values do not fit
+// its columns (a forged or damaged one) is an error, never a statement.
+// Updates and deletes name the row by its primary key, or by every column
+// with LIMIT 1 when the table has none.
+func (e *Event) Statement() (string, error) {
+	var b strings.Builder
+	switch e.Op {
+	case OpInsert:
+		tuple, err := e.Tuple()
+		if err != nil {
+			return "", err
+		}
+		cols, err := e.ColumnList()
+		if err != nil {
+			return "", err
+		}
+		b.WriteString("INSERT INTO " + e.qualified() + " " + cols + " VALUES " + tuple)
+	case OpUpdate:
+		b.WriteString("UPDATE " + e.qualified() + " SET ")
+		if err := e.appendWritten(&b, e.After, "after", true); err != nil {
+			return "", err
+		}
+		if err := e.appendWhere(&b); err != nil {
+			return "", err
+		}
+	case OpDelete:
+		b.WriteString("DELETE FROM " + e.qualified())
+		if err := e.appendWhere(&b); err != nil {
+			return "", err
+		}
+	default:
+		return "", fmt.Errorf("a %q event is not a row change", e.Op)
+	}
+	return b.String(), nil
+}
+
+// ColumnList returns "(`a`,`b`)": the columns of the event's table that
+// an insert writes (every column but the generated ones), in table order.
+func (e *Event) ColumnList() (string, error) {
+	if err := e.checkTable(); err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	b.WriteByte('(')
+	first := true
+	for _, c := range e.Columns {
+		if c.Generated {
+			continue
+		}
+		if !first {
+			b.WriteByte(',')
+		}
+		first = false
+		b.WriteString(QuoteIdent(c.Name))
+	}
+	b.WriteByte(')')
+	return b.String(), nil
+}
+
+// Tuple returns "(1,'x')": the literals of the after image's values in
+// [Event.ColumnList] order, for an insert (or a snapshot row).
+func (e *Event) Tuple() (string, error) {
+	if err := e.checkTable(); err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	b.WriteByte('(')
+	if err := e.appendWritten(&b, e.After, "after", false); err != nil {
+		return "", err
+	}
+	b.WriteByte(')')
+	return b.String(), nil
+}
+
+func (e *Event) qualified() string { return QuoteIdent(e.Database) + "." + QuoteIdent(e.Table) }
+
+// checkTable checks what every statement needs: a table and its columns.
+func (e *Event) checkTable() error {
+	if e.Database == "" || e.Table == "" {
+		return errors.New("the event names no database or table")
+	}
+	if len(e.Columns) == 0 {
+		return fmt.Errorf("the event on %s.%s describes no columns", e.Database, e.Table)
+	}
+	return nil
+}
+
+// appendWritten appends img's values of the written (not generated)
+// columns, comma-separated, each as its literal or, with assign, as
+// `col`=literal.
+func (e *Event) appendWritten(b *strings.Builder, img map[string]any, name string, assign bool) error {
+	if err := e.checkTable(); err != nil {
+		return err
+	}
+	first := true
+	for _, c := range e.Columns {
+		if c.Generated {
+			continue
+		}
+		lit, err := imageLiteral(c, img, name)
+		if err != nil {
+			return err
+		}
+		if !first {
+			b.WriteByte(',')
+		}
+		first = false
+		if assign {
+			b.WriteString(QuoteIdent(c.Name) + "=")
+		}
+		b.WriteString(lit)
+	}
+	return nil
+}
+
+// appendWhere appends the WHERE clause naming the before image's row: by
+// primary key, or by every column with LIMIT 1 without one. A FLOAT
+// column compares as a double, so its literal is cast to FLOAT to match
+// the stored value exactly.
+func (e *Event) appendWhere(b *strings.Builder) error {
+	if err := e.checkTable(); err != nil {
+		return err
+	}
+	b.WriteString(" WHERE ")
+	match := func(c Column, op string) error {
+		lit, err := imageLiteral(c, e.Before, "before")
+		if err != nil {
+			return err
+		}
+		b.WriteString(QuoteIdent(c.Name) + op)
+		if lit != "NULL" && strings.HasPrefix(c.Type, "float") {
+			lit = "CAST(" + lit + " AS FLOAT)"
+		}
+		b.WriteString(lit)
+		return nil
+	}
+	if len(e.PrimaryKey) > 0 {
+		for n, name := range e.PrimaryKey {
+			i := slices.IndexFunc(e.Columns, func(c Column) bool { return c.Name == name })
+			if i < 0 {
+				return fmt.Errorf("primary key column %q is not among the columns of %s.%s", name, e.Database, e.Table)
+			}
+			if n > 0 {
+				b.WriteString(" AND ")
+			}
+			if err := match(e.Columns[i], "="); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for n, c := range e.Columns {
+		if n > 0 {
+			b.WriteString(" AND ")
+		}
+		if err := match(c, "<=>"); err != nil {
+			return err
+		}
+	}
+	b.WriteString(" LIMIT 1")
+	return nil
+}
+
+// imageLiteral returns the literal of column c's value in img (the
+// image called name), which must hold one.
+func imageLiteral(c Column, img map[string]any, name string) (string, error) {
+	v, ok := img[c.Name]
+	if !ok {
+		return "", fmt.Errorf("the %s image has no value for column %s", name, c.Name)
+	}
+	return Literal(c, v)
+}

@@ -1,0 +1,43 @@
+package sdk
+
+import (
+	"encoding/json"
+	"maps"
+	"strings"
+	"testing"
+)
+
+func TestStatementRefusesEventsWhoseValuesDoNotFit(t *testing.T) {
+	cols := []Column{{Name: "id", Type: "int"}, {Name: "name", Type: "varchar", Charset: "utf8mb4"}, {Name: "f", Type: "float", Nullable: true}}
+	ok := Event{Op: OpUpdate, Database: "d", Table: "t", Columns: cols, PrimaryKey: []string{"id"},
+		Before: map[string]any{"id": json.Number("1"), "name": "a", "f": nil},
+		After:  map[string]any{"id": json.Number("2"), "name": "it's", "f": json.Number("1.5")}}
+	got, err := ok.Statement()
+	if want := "UPDATE `d`.`t` SET `id`=2,`name`='it''s',`f`=1.5 WHERE `id`=1"; err != nil || got != want {
+		t.Fatalf("got %q, %v; want %q", got, err, want)
+	}
+	for name, tc := range map[string]struct {
+		mut  func(e *Event)
+		want string
+	}{
+		"SQL in a number":       {func(e *Event) { e.After["id"] = "1; DROP DATABASE x" }, "is not a number"},
+		"missing value":         {func(e *Event) { delete(e.After, "name") }, "no value for column name"},
+		"unknown key column":    {func(e *Event) { e.PrimaryKey = []string{"nope"} }, `primary key column "nope"`},
+		"no columns":            {func(e *Event) { e.Columns = nil }, "describes no columns"},
+		"no table":              {func(e *Event) { e.Table = "" }, "no database or table"},
+		"a DDL event":           {func(e *Event) { e.Op = OpDDL }, "not a row change"},
+		"a value of wrong type": {func(e *Event) { e.Before["id"] = true }, "Go type bool"},
+	} {
+		e := ok
+		e.Before, e.After = maps.Clone(ok.Before), maps.Clone(ok.After)
+		tc.mut(&e)
+		if s, err := e.Statement(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: got %q, %v; want an error containing %q", name, s, err, tc.want)
+		}
+	}
+	// Identifiers are quoted, whatever they hold.
+	odd := Event{Op: OpDelete, Database: "a`b", Table: "t", Columns: cols[:1], Before: map[string]any{"id": json.Number("7")}}
+	if got, _ := odd.Statement(); got != "DELETE FROM `a``b`.`t` WHERE `id`<=>7 LIMIT 1" {
+		t.Errorf("got %q", got)
+	}
+}
