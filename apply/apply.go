@@ -317,6 +317,9 @@ func (a *Applier) applyAll(ctx context.Context, c *sdk.Consumer) error {
 			if lostStream(err) {
 				return &streamError{err: err, receiving: true}
 			}
+			if errors.Is(err, sdk.ErrEventsLost) {
+				return fmt.Errorf("the target cannot be brought up to date: %w; it misses those changes: load a new, empty target with `databus apply --from snapshot`", err)
+			}
 			return err
 		}
 		if err := a.apply(ctx, &open, m); err != nil {

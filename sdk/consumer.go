@@ -52,6 +52,21 @@ type Consumer struct {
 	snap *snapLoader
 	// create creates the JetStream consumer unless it exists.
 	create func(context.Context) error
+	// next is the stream sequence the consumer must see next, 0 until
+	// known; ahead holds messages received and checked for removed events
+	// before them, not handed out yet, and aheadErr an error met while
+	// reading them. lostAt is the removal found after the messages in
+	// ahead; lost, once set, is returned by every later call (see gap.go).
+	next     uint64
+	ahead    []jetstream.Msg
+	aheadErr error
+	lostAt   *EventsLostError
+	lost     error
+	// kv is the source's state bucket, where a durable consumer records
+	// what it acknowledged (savedAck, at ackSavedAt).
+	kv         jetstream.KeyValue
+	savedAck   uint64
+	ackSavedAt time.Time
 
 	closeOnce sync.Once
 	closed    atomic.Bool
@@ -200,6 +215,9 @@ func (c *Consumer) open(ctx context.Context, cfg Config, filters []string, resum
 		return fmt.Errorf("looking up stream %s: %w", stream, err)
 	}
 	c.stream = s
+	if c.durable {
+		c.kv, _ = js.KeyValue(ctx, StateBucket(cfg.Source)) // without it, resume after the server's floor
+	}
 	c.ccfg = jetstream.ConsumerConfig{
 		Durable:        cfg.Name,
 		AckPolicy:      jetstream.AckAllPolicy, // an Ack covers every event before it
@@ -238,6 +256,9 @@ func (c *Consumer) open(ctx context.Context, cfg Config, filters []string, resum
 		}
 	}
 	if c.snap == nil { // else once the snapshot is loaded
+		if err := c.checkStart(ctx); err != nil {
+			return err
+		}
 		return c.startDelivery(ctx)
 	}
 	return nil
@@ -247,13 +268,23 @@ func (c *Consumer) open(ctx context.Context, cfg Config, filters []string, resum
 // snapshot prepares its loader, and the stream follows the snapshot.
 func (c *Consumer) startAt(ctx context.Context, js jetstream.JetStream, cfg Config) error {
 	switch cfg.Start.kind {
-	case 0:
-		c.ccfg.DeliverPolicy = jetstream.DeliverAllPolicy
-	case 1:
-		c.ccfg.DeliverPolicy = jetstream.DeliverNewPolicy
+	case 0, 1:
+		// The beginning and now are pinned to sequences, so that events
+		// retention removes before the first delivery are noticed too.
+		info, err := c.stream.Info(ctx)
+		if err != nil {
+			return fmt.Errorf("reading stream %s: %w", StreamName(cfg.Source), err)
+		}
+		c.next = info.State.LastSeq + 1
+		if cfg.Start.kind == 0 {
+			c.next = max(1, min(info.State.FirstSeq, c.next))
+		}
+		c.ccfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		c.ccfg.OptStartSeq = c.next
 	case 2:
 		c.ccfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
 		c.ccfg.OptStartSeq = cfg.Start.seq
+		c.next = cfg.Start.seq
 	case 3:
 		keep := func(db, table string) bool {
 			return (len(cfg.Databases) == 0 && len(cfg.Tables) == 0) || slices.Contains(cfg.Databases, db) || slices.Contains(cfg.Tables, db+"."+table)
@@ -267,6 +298,7 @@ func (c *Consumer) startAt(ctx context.Context, js jetstream.JetStream, cfg Conf
 		}
 		c.ccfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
 		c.ccfg.OptStartSeq = seq
+		c.next = seq
 	}
 	return nil
 }
@@ -283,8 +315,12 @@ func (c *Consumer) bindDurable(ctx context.Context, name string, filters []strin
 			return fmt.Errorf("replacing consumer %s: %w", name, err)
 		}
 	case err == nil:
-		if c.cons, err = resume(ctx, c.stream, existing, filters); err != nil {
+		var floor uint64
+		if c.cons, floor, err = resume(ctx, c.stream, existing, filters); err != nil {
 			return fmt.Errorf("resuming consumer %s: %w", name, err)
+		}
+		if floor = c.durableFloor(ctx, floor); floor > 0 {
+			c.next = floor + 1
 		}
 	case !errors.Is(err, jetstream.ErrConsumerNotFound):
 		return fmt.Errorf("looking up consumer %s: %w", name, err)
@@ -301,9 +337,13 @@ func (c *Consumer) Next(ctx context.Context) (*Message, error) {
 			return m, err
 		}
 	}
+	c.saveAcked(ctx, false)
 	for {
-		m, err := c.iter.Next(jetstream.NextContext(ctx))
+		m, meta, err := c.receive(ctx)
 		if err != nil {
+			if errors.Is(err, ErrEventsLost) {
+				return nil, err
+			}
 			if errors.Is(err, jetstream.ErrMsgIteratorClosed) || c.closed.Load() {
 				return nil, ErrClosed
 			}
@@ -325,10 +365,6 @@ func (c *Consumer) Next(ctx context.Context) (*Message, error) {
 				return nil, err
 			}
 			continue
-		}
-		meta, err := m.Metadata()
-		if err != nil {
-			return nil, fmt.Errorf("reading delivery metadata of %s: %w", m.Subject(), err)
 		}
 		if meta.Sequence.Stream <= c.lastSeq {
 			// A redelivery of an event already handed to the application:
@@ -446,11 +482,12 @@ func (c *Consumer) Handle(ctx context.Context, h func(context.Context, *Event) e
 func (c *Consumer) Close() {
 	c.closeOnce.Do(func() {
 		c.closed.Store(true)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		if c.snap != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			_ = c.snap.save(ctx, true)
-			cancel()
 		}
+		c.saveAcked(ctx, true)
+		cancel()
 		if c.iter != nil {
 			c.iter.Stop()
 		}

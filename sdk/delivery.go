@@ -48,6 +48,8 @@ func lostDelivery(err error) bool {
 // event; events handed over since are skipped when they come again.
 func (c *Consumer) restartDelivery(ctx context.Context, cause error) error {
 	c.iter.Stop()
+	clear(c.ahead)
+	c.ahead, c.aheadErr = c.ahead[:0], nil
 	backoff := 250 * time.Millisecond
 	for {
 		err := c.rebind(ctx)
@@ -105,13 +107,14 @@ func (c *Consumer) rebind(ctx context.Context) error {
 // consumer is recreated to start right after its acknowledged floor
 // (acknowledgements are cumulative, so the floor is exact). Changed filters
 // are applied the same way.
-func resume(ctx context.Context, s jetstream.Stream, existing jetstream.Consumer, filters []string) (jetstream.Consumer, error) {
+func resume(ctx context.Context, s jetstream.Stream, existing jetstream.Consumer, filters []string) (jetstream.Consumer, uint64, error) {
 	info, err := existing.Info(ctx)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
+	floor := info.AckFloor.Stream
 	if info.NumAckPending == 0 && slices.Equal(normalizeFilters(info.Config), filters) && info.Config.AckPolicy == jetstream.AckAllPolicy {
-		return existing, nil
+		return existing, floor, nil
 	}
 	cfg := info.Config
 	cfg.FilterSubject = ""
@@ -120,9 +123,10 @@ func resume(ctx context.Context, s jetstream.Stream, existing jetstream.Consumer
 	cfg.OptStartSeq = info.AckFloor.Stream + 1
 	cfg.OptStartTime = nil
 	if err := s.DeleteConsumer(ctx, cfg.Durable); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return nil, err
+		return nil, 0, err
 	}
-	return s.CreateConsumer(ctx, cfg)
+	cons, err := s.CreateConsumer(ctx, cfg)
+	return cons, floor, err
 }
 
 // LastSequence returns the sequence of the newest event in the stream of

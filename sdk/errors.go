@@ -12,4 +12,7 @@ var (
 	// ErrNoStream is returned by [Connect] when the source's stream does not
 	// exist yet: start `databus run` for that source first.
 	ErrNoStream = errors.New("databus stream not found")
+	// ErrEventsLost is returned when the stream no longer holds events a
+	// consumer had not read: see [EventsLostError].
+	ErrEventsLost = errors.New("events lost")
 )

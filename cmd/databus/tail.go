@@ -45,6 +45,9 @@ func cmdTail(ctx context.Context, env *cmdEnv, args []string) error {
 	enc.SetEscapeHTML(false)
 	n := 0
 	for m, err := range c.Events(ctx) {
+		if errors.Is(err, sdk.ErrEventsLost) {
+			return fmt.Errorf("%w (`databus tail --from snapshot` starts from the latest snapshot)", err)
+		}
 		if err != nil {
 			return err
 		}

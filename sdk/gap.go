@@ -1,0 +1,215 @@
+package sdk
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// EventsLostError is returned (wrapping [ErrEventsLost]) by
+// [Consumer.Next], [Consumer.NextTxn] and the iterators when the stream no
+// longer holds events the consumer had not read yet: the stream's
+// retention limits (max_bytes, max_age, max_msgs) removed them first. The
+// consumer cannot go on without a hole in what it has seen; start it again
+// from a snapshot. Each later call returns the same error.
+type EventsLostError struct {
+	// Stream is the source's stream.
+	Stream string
+	// First and Last bound the removed stream sequences the consumer had
+	// not read.
+	First, Last uint64
+	// Filtered is true for a consumer with database or table filters:
+	// some of the removed events may not have matched them.
+	Filtered bool
+}
+
+func (e *EventsLostError) Error() string {
+	s := fmt.Sprintf("%v: stream %s no longer holds sequences %d to %d, which this consumer had not read: its retention limits (max_bytes, max_age or max_msgs) removed them", ErrEventsLost, e.Stream, e.First, e.Last)
+	if e.Filtered {
+		s += " (some may not have matched this consumer's filters)"
+	}
+	return s + "; start again from a snapshot, and give the stream more room or read faster"
+}
+
+func (e *EventsLostError) Unwrap() error { return ErrEventsLost }
+
+// AckedKey is the key, in [StateBucket], where a durable consumer records
+// the newest stream sequence it acknowledged (decimal). The server's own
+// acknowledgement floor moves past events that retention removed, so it
+// cannot tell whether a durable consumer missed some while it was away;
+// this record can.
+func AckedKey(consumer string) string { return "consumer." + consumer + ".acked" }
+
+// Reading ahead to check many deliveries against one look at the stream's
+// head: at most readAhead messages, and only those that have already
+// arrived (readAheadWait).
+const (
+	readAhead     = 1024
+	readAheadWait = 100 * time.Microsecond
+	// ackedSaveEvery is how often a durable consumer records its
+	// acknowledged sequence while reading.
+	ackedSaveEvery = time.Second
+)
+
+// receive returns the next delivered message and its stream sequence,
+// after checking that the stream did not drop events this consumer had
+// not read before it. A delivery that skips sequences (normal for a
+// filtered consumer, and for one after an operator deleted messages) is
+// checked against the stream's first sequence: skipped sequences below it
+// were removed by retention. One look at the stream checks every message
+// that has already arrived.
+func (c *Consumer) receive(ctx context.Context) (jetstream.Msg, *jetstream.MsgMetadata, error) {
+	if c.lost != nil {
+		return nil, nil, c.lost
+	}
+	if len(c.ahead) == 0 {
+		if err := c.aheadErr; err != nil {
+			c.aheadErr = nil
+			return nil, nil, err
+		}
+		m, err := c.iter.Next(jetstream.NextContext(ctx))
+		if err != nil {
+			return nil, nil, err
+		}
+		c.ahead = append(c.ahead, m)
+		if seq, err := streamSeq(m); err == nil && c.next > 0 && seq > c.next {
+			c.readAhead()
+			if err := c.checkGaps(ctx); err != nil {
+				return nil, nil, err
+			}
+		}
+	}
+	m := c.ahead[0]
+	c.ahead[0] = nil
+	c.ahead = c.ahead[1:]
+	meta, err := m.Metadata()
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading delivery metadata of %s: %w", m.Subject(), err)
+	}
+	if s := meta.Sequence.Stream; s >= c.next {
+		c.next = s + 1
+	}
+	if len(c.ahead) == 0 && c.lostAt != nil {
+		c.lost, c.lostAt = c.lostAt, nil
+	}
+	return m, meta, nil
+}
+
+// readAhead appends to c.ahead the messages that have already arrived.
+func (c *Consumer) readAhead() {
+	for len(c.ahead) < readAhead {
+		m, err := c.iter.Next(jetstream.NextMaxWait(readAheadWait))
+		if err != nil {
+			if !errors.Is(err, nats.ErrTimeout) {
+				c.aheadErr = err
+			}
+			return
+		}
+		c.ahead = append(c.ahead, m)
+	}
+}
+
+// checkGaps looks at the stream's first sequence once and checks every
+// message in c.ahead: all arrived before the look, so a sequence skipped
+// before one of them that is below the first sequence was removed before
+// the server could deliver it. The messages before the first such gap are
+// kept; the gap becomes the consumer's error once they are handed out.
+func (c *Consumer) checkGaps(ctx context.Context) error {
+	first, err := c.firstSeq(ctx)
+	if err != nil {
+		return err
+	}
+	next := c.next
+	for i, m := range c.ahead {
+		seq, err := streamSeq(m)
+		if err != nil {
+			continue // reported when the message is handed out
+		}
+		if seq > next && first > next {
+			c.lostAt = &EventsLostError{Stream: StreamName(c.source), First: next, Last: min(first, seq) - 1, Filtered: c.filtered}
+			clear(c.ahead[i:])
+			c.ahead = c.ahead[:i]
+			c.aheadErr = nil
+			if i == 0 {
+				c.lost, c.lostAt = c.lostAt, nil
+				return c.lost
+			}
+			return nil
+		}
+		next = max(next, seq+1)
+	}
+	return nil
+}
+
+// checkStart checks, before the first delivery, that the stream still
+// holds the event the consumer resumes at (c.next).
+func (c *Consumer) checkStart(ctx context.Context) error {
+	if c.next <= 1 {
+		return nil
+	}
+	info, err := c.stream.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("reading stream %s: %w", StreamName(c.source), err)
+	}
+	if first := info.State.FirstSeq; first > c.next && c.next <= info.State.LastSeq {
+		c.lost = &EventsLostError{Stream: StreamName(c.source), First: c.next, Last: first - 1, Filtered: c.filtered}
+	}
+	return nil
+}
+
+func (c *Consumer) firstSeq(ctx context.Context) (uint64, error) {
+	info, err := c.stream.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("reading stream %s to check for removed events: %w", StreamName(c.source), err)
+	}
+	return info.State.FirstSeq, nil
+}
+
+func streamSeq(m jetstream.Msg) (uint64, error) {
+	meta, err := m.Metadata()
+	if err != nil {
+		return 0, err
+	}
+	return meta.Sequence.Stream, nil
+}
+
+// durableFloor returns where a durable consumer resumes: after the
+// server's acknowledgement floor, or after the consumer's own record of
+// what it acknowledged ([AckedKey]) when that is lower (the server moves
+// its floor past events retention removed).
+func (c *Consumer) durableFloor(ctx context.Context, server uint64) uint64 {
+	if c.kv == nil {
+		return server
+	}
+	e, err := c.kv.Get(ctx, AckedKey(c.ccfg.Durable))
+	if err != nil {
+		return server
+	}
+	own, err := strconv.ParseUint(string(e.Value()), 10, 64)
+	if err != nil {
+		return server
+	}
+	c.savedAck = own
+	return min(own, server)
+}
+
+// saveAcked records a durable consumer's acknowledged sequence, at most
+// every ackedSaveEvery unless force. It is best effort: without the
+// record, a durable consumer resumes after the server's floor.
+func (c *Consumer) saveAcked(ctx context.Context, force bool) {
+	acked := c.acked.Load()
+	if c.kv == nil || !c.durable || acked <= c.savedAck || !force && time.Since(c.ackSavedAt) < ackedSaveEvery {
+		return
+	}
+	c.ackSavedAt = time.Now()
+	if _, err := c.kv.Put(ctx, AckedKey(c.ccfg.Durable), []byte(strconv.FormatUint(acked, 10))); err != nil {
+		c.kv = nil // not allowed or not there: do not stall every read on it
+		return
+	}
+	c.savedAck = acked
+}
