@@ -15,6 +15,7 @@ import (
 	"github.com/go-mysql-org/go-mysql/replication"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/databus/databus/configs"
@@ -160,7 +161,7 @@ func (c *Capturer) session(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	pub, err := c.newPublisher(cctx, js, kv, stream, info, at)
+	pub, err := c.newPublisher(cctx, db, js, kv, stream, info, at)
 	if err != nil {
 		return err
 	}
@@ -209,6 +210,10 @@ func (c *Capturer) connectSource(ctx context.Context) (*sql.DB, mysqlsrc.ServerI
 // resumeAt is where a session starts reading the binlog.
 type resumeAt struct {
 	cp *bus.Checkpoint
+	// captureID is the id capture publishes with; trusted is set when
+	// the stream's messages must carry it (the checkpoint had one).
+	captureID string
+	trusted   bool
 	// byGTID, when set, resumes after these GTIDs instead of at cp's file
 	// and offset: the source is another server than cp's.
 	byGTID mysql.GTIDSet
@@ -224,6 +229,13 @@ func (c *Capturer) resumePoint(ctx context.Context, db *sql.DB, info mysqlsrc.Se
 		return resumeAt{}, err
 	}
 	var at resumeAt
+	if cp != nil && cp.CaptureID != "" {
+		at.captureID, at.trusted = cp.CaptureID, true
+	} else {
+		// A first start, or a checkpoint written before capture ids: the
+		// stream's messages carry none yet.
+		at.captureID = nuid.Next()
+	}
 	var recovered error
 	if cp != nil {
 		err := resumable(ctx, db, c.cfg, info, *cp)
@@ -249,7 +261,7 @@ func (c *Capturer) resumePoint(ctx context.Context, db *sql.DB, info mysqlsrc.Se
 		if err != nil {
 			return resumeAt{}, err
 		}
-		cp = &bus.Checkpoint{File: file, Offset: pos, ServerID: info.ServerID, ServerUUID: info.ServerUUID}
+		cp = &bus.Checkpoint{File: file, Offset: pos, ServerID: info.ServerID, ServerUUID: info.ServerUUID, CaptureID: at.captureID}
 		if err := bus.SaveCheckpoint(ctx, kv, *cp); err != nil {
 			return resumeAt{}, err
 		}
@@ -263,14 +275,34 @@ func (c *Capturer) resumePoint(ctx context.Context, db *sql.DB, info mysqlsrc.Se
 }
 
 // newPublisher prepares the publisher of a session: it follows the
-// stream's last message and skips what the stream already holds.
-func (c *Capturer) newPublisher(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyValue, stream jetstream.Stream, info mysqlsrc.ServerInfo, at resumeAt) (*publisher, error) {
-	lastPos, lastSeq, complete, err := bus.LastPublished(ctx, stream)
+// stream's last message and skips what the stream already holds. The last
+// message must be capture's own: it carries the capture id and lies within
+// the server's binlog.
+func (c *Capturer) newPublisher(ctx context.Context, db *sql.DB, js jetstream.JetStream, kv jetstream.KeyValue, stream jetstream.Stream, info mysqlsrc.ServerInfo, at resumeAt) (*publisher, error) {
+	trust := ""
+	if at.trusted {
+		trust = at.captureID
+	}
+	lastPos, lastSeq, complete, err := bus.LastPublished(ctx, stream, trust)
 	if err != nil {
 		return nil, err
 	}
 	if lastPos != nil && lastPos.ServerID != info.ServerID {
 		lastPos = nil
+	}
+	if lastPos != nil {
+		file, offset, err := mysqlsrc.MasterStatus(ctx, db, info)
+		if err != nil {
+			return nil, err
+		}
+		if lastPos.Compare(sdk.Position{File: file, Offset: offset, Row: lastPos.Row}) > 0 {
+			m, err := stream.GetMsg(ctx, lastSeq)
+			if err != nil {
+				return nil, fmt.Errorf("reading stream message %d: %w", lastSeq, err)
+			}
+			return nil, bus.ForeignMessage(stream.CachedInfo().Config.Name, m,
+				fmt.Sprintf("its position %s is beyond the end of the server's binlog (%s:%d)", lastPos, file, offset))
+		}
 	}
 	var skipTxn map[string]int
 	if at.byGTID != nil {
@@ -287,7 +319,7 @@ func (c *Capturer) newPublisher(ctx context.Context, js jetstream.JetStream, kv 
 		c.log.Warn("the NATS server does not support atomic batch publish (2.12+ needed): a consumer can see part of a transaction")
 	}
 	return &publisher{
-		js: js, kv: kv, source: c.cfg.Source, log: c.log,
+		js: js, kv: kv, source: c.cfg.Source, log: c.log, captureID: at.captureID,
 		expected: lastSeq, skipThrough: lastPos, skipPartial: !complete, skipTxn: skipTxn,
 		maxData:    int(c.nc.MaxPayload()) - 16<<10, // room for headers
 		queue:      make(chan pending, 8192),

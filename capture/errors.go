@@ -3,6 +3,7 @@ package capture
 import (
 	"errors"
 
+	"github.com/databus/databus/internal/bus"
 	"github.com/databus/databus/internal/mysqlsrc"
 	"github.com/databus/databus/internal/rowcodec"
 )
@@ -27,11 +28,17 @@ var (
 	// longer on the server: the changes since the checkpoint are lost to
 	// capture, and consumers need a new snapshot.
 	ErrBinlogPurged = errors.New("binlog needed to resume has been purged")
+	// ErrForeignMessage means the stream's newest message was not
+	// published by capture (it lacks the capture id, or lies beyond the
+	// end of the server's binlog): capture stops instead of skipping the
+	// changes up to its position.
+	ErrForeignMessage = bus.ErrForeignMessage
 )
 
 // fatal reports whether err must stop capture instead of being retried.
 func fatal(err error) bool {
 	// errTestCrash stands for a kill: no retry.
 	return errors.Is(err, errTestCrash) || errors.Is(err, ErrAccessDenied) || errors.Is(err, ErrSourceSettings) ||
-		errors.Is(err, ErrUndecodable) || errors.Is(err, ErrServerChanged) || errors.Is(err, ErrBinlogPurged)
+		errors.Is(err, ErrUndecodable) || errors.Is(err, ErrServerChanged) || errors.Is(err, ErrBinlogPurged) ||
+		errors.Is(err, ErrForeignMessage)
 }

@@ -21,11 +21,15 @@ func PublishAfterRestart(ctx context.Context, js jetstream.JetStream, source str
 	if err != nil {
 		return err
 	}
-	pos, seq, complete, err := bus.LastPublished(ctx, stream)
+	id, err := captureID(ctx, kv)
 	if err != nil {
 		return err
 	}
-	p := &publisher{js: js, kv: kv, source: source, expected: seq, skipThrough: pos, skipPartial: !complete,
+	pos, seq, complete, err := bus.LastPublished(ctx, stream, id)
+	if err != nil {
+		return err
+	}
+	p := &publisher{js: js, kv: kv, source: source, captureID: id, expected: seq, skipThrough: pos, skipPartial: !complete,
 		maxData: maxData, queue: make(chan pending, 64), crashAfter: crashAfter}
 	done := make(chan error, 1)
 	go func() { done <- p.acks(ctx, time.Hour) }()
@@ -46,11 +50,15 @@ func PublishTransaction(ctx context.Context, js jetstream.JetStream, source stri
 	if err != nil {
 		return err
 	}
-	_, seq, _, err := bus.LastPublished(ctx, stream)
+	id, err := captureID(ctx, kv)
 	if err != nil {
 		return err
 	}
-	p := &publisher{js: js, kv: kv, source: source, expected: seq, maxData: 1 << 20, queue: make(chan pending, 64)}
+	_, seq, _, err := bus.LastPublished(ctx, stream, id)
+	if err != nil {
+		return err
+	}
+	p := &publisher{js: js, kv: kv, source: source, captureID: id, expected: seq, maxData: 1 << 20, queue: make(chan pending, 64)}
 	done := make(chan error, 1)
 	go func() { done <- p.acks(ctx, time.Hour) }()
 	for i := range evs {
@@ -73,4 +81,13 @@ func PublishTransaction(ctx context.Context, js jetstream.JetStream, source stri
 // of a session; 0 turns it off.
 func CrashAfter(n int) func(*Config) {
 	return func(c *Config) { c.crashAfter = n }
+}
+
+// captureID is the capture id of the source's checkpoint, "" without one.
+func captureID(ctx context.Context, kv jetstream.KeyValue) (string, error) {
+	cp, err := bus.LoadCheckpoint(ctx, kv)
+	if err != nil || cp == nil {
+		return "", err
+	}
+	return cp.CaptureID, nil
 }

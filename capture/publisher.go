@@ -81,6 +81,8 @@ type publisher struct {
 	kv     jetstream.KeyValue
 	source string
 	log    *slog.Logger
+	// captureID goes in every message's bus.CaptureHeader header.
+	captureID string
 	// expected is the stream's last sequence before the next publish.
 	expected uint64
 	// skipThrough is the newest position already in the stream; events at
@@ -181,6 +183,7 @@ func (p *publisher) newMsg(subject, id string, data []byte) *nats.Msg {
 	return &nats.Msg{Subject: subject, Data: data, Header: nats.Header{
 		jetstream.MsgIDHeader:           {id},
 		jetstream.ExpectedLastSeqHeader: {strconv.FormatUint(p.expected, 10)},
+		bus.CaptureHeader:               {p.captureID},
 	}}
 }
 

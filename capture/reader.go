@@ -90,7 +90,7 @@ func (r *reader) commit(next uint32) error {
 // checkpoint is where a restart resumes when everything read so far is
 // published: offset in the current file.
 func (r *reader) checkpoint(offset uint32) bus.Checkpoint {
-	cp := bus.Checkpoint{File: r.file, Offset: offset, GTID: r.gtid, ServerID: r.info.ServerID, ServerUUID: r.info.ServerUUID}
+	cp := bus.Checkpoint{File: r.file, Offset: offset, GTID: r.gtid, ServerID: r.info.ServerID, ServerUUID: r.info.ServerUUID, CaptureID: r.pub.captureID}
 	if r.gtidSet != nil {
 		cp.GTIDSet = r.gtidSet.String()
 	}

@@ -29,7 +29,11 @@ func (s *snapshotter) handoff(ctx context.Context) (uint64, error) {
 			hi = cp.StreamSeq
 			break
 		}
-		last, seq, _, err := bus.LastPublished(ctx, s.stream)
+		var id string
+		if cp != nil {
+			id = cp.CaptureID
+		}
+		last, seq, _, err := bus.LastPublished(ctx, s.stream, id)
 		if err != nil {
 			return 0, err
 		}

@@ -23,6 +23,10 @@ type Checkpoint struct {
 	ServerID   uint32    `json:"server_id"`
 	ServerUUID string    `json:"server_uuid,omitempty"`
 	StreamSeq  uint64    `json:"stream_seq"`
+	// CaptureID identifies the source's capture: every message it
+	// publishes carries it in the [CaptureHeader] header. Empty in a
+	// checkpoint written before capture had one.
+	CaptureID string `json:"capture_id,omitempty"`
 	Updated    time.Time `json:"updated"`
 }
 

@@ -52,11 +52,21 @@ func MsgPosition(m *jetstream.RawStreamMsg) (sdk.Position, error) {
 	return pos, nil
 }
 
+// CaptureHeader carries, on every message capture publishes, the source's
+// capture id ([Checkpoint.CaptureID]).
+const CaptureHeader = "Databus-Capture"
+
+// ErrForeignMessage means the stream's newest message is not one capture
+// published: taking its position as capture's own would skip changes.
+var ErrForeignMessage = errors.New("the stream's newest message was not published by capture")
+
 // LastPublished returns the position of the newest event in the stream and
 // the stream's last sequence, or a nil position when the stream holds none.
 // complete is false when the newest message is a chunk of an event whose
 // other chunks were never published: that event must be published again.
-func LastPublished(ctx context.Context, s jetstream.Stream) (pos *sdk.Position, seq uint64, complete bool, err error) {
+// With captureID set, the newest message must carry it in its
+// [CaptureHeader] header, else the error wraps [ErrForeignMessage].
+func LastPublished(ctx context.Context, s jetstream.Stream, captureID string) (pos *sdk.Position, seq uint64, complete bool, err error) {
 	info, err := s.Info(ctx)
 	if err != nil {
 		return nil, 0, false, fmt.Errorf("reading stream info: %w", err)
@@ -71,6 +81,9 @@ func LastPublished(ctx context.Context, s jetstream.Stream) (pos *sdk.Position, 
 	}
 	if err != nil {
 		return nil, 0, false, fmt.Errorf("reading stream message %d: %w", last, err)
+	}
+	if got := m.Header.Get(CaptureHeader); captureID != "" && got != captureID {
+		return nil, 0, false, ForeignMessage(s.CachedInfo().Config.Name, m, fmt.Sprintf("its %s header is %q, not this source's capture id %q", CaptureHeader, got, captureID))
 	}
 	if chunk := m.Header.Get(sdk.ChunkHeader); chunk != "" {
 		p, err := MsgPosition(m)
@@ -88,4 +101,12 @@ func LastPublished(ctx context.Context, s jetstream.Stream) (pos *sdk.Position, 
 		return nil, 0, false, fmt.Errorf("last stream message %d: %w", last, err)
 	}
 	return &ev.Position, last, true, nil
+}
+
+// ForeignMessage is the error for message m of stream, which capture did
+// not publish (why says how that shows), with what to do about it.
+func ForeignMessage(stream string, m *jetstream.RawStreamMsg, why string) error {
+	return fmt.Errorf("%w: stream %s, sequence %d, subject %s: %s. Capture stops rather than take it for its own and skip the changes after it: "+
+		"see what it is (nats stream get %s %d), delete it (nats stream rmm %s %d -f), allow only databus to publish to the stream (docs/security.md) and start databus again",
+		ErrForeignMessage, stream, m.Sequence, m.Subject, why, stream, m.Sequence, stream, m.Sequence)
 }
