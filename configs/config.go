@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/databus/databus/internal/secret"
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/knadh/koanf/parsers/yaml"
 	"github.com/knadh/koanf/providers/confmap"
@@ -35,6 +36,15 @@ type Config struct {
 	Capture  Capture  `koanf:"capture"`
 	NATS     NATS     `koanf:"nats"`
 	Snapshot Snapshot `koanf:"snapshot"`
+	Apply    Apply    `koanf:"apply"`
+}
+
+// Apply configures `databus apply`.
+type Apply struct {
+	// Target is the target server's DSN, user:password@tcp(host:port)/.
+	// Set here or in DATABUS_APPLY_TARGET, the password stays out of the
+	// process list (--target shows it there).
+	Target string `koanf:"target"`
 }
 
 // Snapshot says when `databus run` takes snapshots and how many are kept.
@@ -167,6 +177,7 @@ func defaultsMap() map[string]any {
 		"snapshot.interval":            "0s",
 		"snapshot.keep":                d.Snapshot.Keep,
 		"snapshot.parallel":            d.Snapshot.Parallel,
+		"apply.target":                 d.Apply.Target,
 	}
 }
 
@@ -202,12 +213,25 @@ type ConfigError struct {
 
 func (e *ConfigError) Error() string {
 	if e.Value != "" {
-		return fmt.Sprintf("config %s=%q: %v", e.Key, e.Value, e.Err)
+		return fmt.Sprintf("config %s=%q: %v", e.Key, shown(e.Key, e.Value), e.Err)
 	}
 	return fmt.Sprintf("config %s: %v", e.Key, e.Err)
 }
 
 func (e *ConfigError) Unwrap() error { return e.Err }
+
+// shown is how the value of key may be printed: secrets hidden.
+func shown(key, value string) string {
+	switch {
+	case strings.HasSuffix(key, "password") || strings.HasSuffix(key, "token"):
+		return "(hidden)"
+	case strings.HasSuffix(key, "url"):
+		return secret.URL(value)
+	case key == "apply.target":
+		return secret.DSN(value)
+	}
+	return value
+}
 
 // ErrUnknownKey is wrapped by the [ConfigError] of a key databus does not
 // know.
@@ -296,21 +320,13 @@ func Load(path string, environ []string, flags map[string]string) (Config, error
 	var cfg Config
 	for _, key := range Keys() {
 		if err := decodeKey(k, key, &cfg); err != nil {
-			return Config{}, &ConfigError{Key: key, Value: shown(key, fmt.Sprint(k.Get(key))), Err: err}
+			return Config{}, &ConfigError{Key: key, Value: fmt.Sprint(k.Get(key)), Err: err}
 		}
 	}
 	if err := cfg.Validate(); err != nil {
 		return Config{}, err
 	}
 	return cfg, nil
-}
-
-// shown hides secret values in error messages.
-func shown(key, val string) string {
-	if strings.HasSuffix(key, "password") || strings.HasSuffix(key, "token") {
-		return "(hidden)"
-	}
-	return val
 }
 
 func splitList(s string) []string {

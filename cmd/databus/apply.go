@@ -4,6 +4,8 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/databus/databus/apply"
@@ -11,12 +13,13 @@ import (
 )
 
 var applyOpts struct {
-	target, from, name, db, table string
-	progress                      time.Duration
+	target, targetFile, from, name, db, table string
+	progress                                  time.Duration
 }
 
 func applyFlags(fs *flag.FlagSet) {
-	fs.StringVar(&applyOpts.target, "target", "", "target server DSN, user:password@tcp(host:port)/ (required)")
+	fs.StringVar(&applyOpts.target, "target", "", "target server DSN, user:password@tcp(host:port)/; the process list shows it: prefer --target-file, apply.target in the config file or DATABUS_APPLY_TARGET")
+	fs.StringVar(&applyOpts.targetFile, "target-file", "", "read the target server DSN from this file (its first line)")
 	fs.StringVar(&applyOpts.from, "from", "beginning", "where to start when the target has no checkpoint: beginning, now, or a stream sequence")
 	fs.StringVar(&applyOpts.name, "name", "apply", "name of this applier's checkpoint row in databus.apply_checkpoint on the target")
 	fs.StringVar(&applyOpts.db, "db", "", "only these databases (comma-separated)")
@@ -28,8 +31,9 @@ func cmdApply(ctx context.Context, env *cmdEnv, args []string) error {
 	if len(args) > 0 {
 		return usageError{fmt.Sprintf("apply takes no arguments, got %q", args)}
 	}
-	if applyOpts.target == "" {
-		return usageError{"apply needs --target user:password@tcp(host:port)/"}
+	target, err := applyTarget(env.cfg.Apply.Target)
+	if err != nil {
+		return err
 	}
 	start, err := sdk.ParseStart(applyOpts.from)
 	if err != nil {
@@ -37,7 +41,7 @@ func cmdApply(ctx context.Context, env *cmdEnv, args []string) error {
 	}
 	cfg := env.cfg
 	a, err := apply.New(apply.Config{
-		TargetDSN: applyOpts.target, Name: applyOpts.name,
+		TargetDSN: target, Name: applyOpts.name,
 		NATSURL: natsURL(cfg), NATSOptions: natsOptions(cfg, "databus-apply"),
 		Source: cfg.Source, Start: start,
 		Databases: splitComma(applyOpts.db), Tables: splitComma(applyOpts.table),
@@ -51,4 +55,28 @@ func cmdApply(ctx context.Context, env *cmdEnv, args []string) error {
 	p := a.Progress()
 	env.log.Info("apply stopped", "transactions", p.Transactions, "events", p.Events, "stream_seq", p.Seq)
 	return err
+}
+
+// applyTarget returns the target DSN: --target, else the first line of
+// --target-file, else apply.target (config file or DATABUS_APPLY_TARGET).
+func applyTarget(configured string) (string, error) {
+	switch {
+	case applyOpts.target != "" && applyOpts.targetFile != "":
+		return "", usageError{"give the target with --target or --target-file, not both"}
+	case applyOpts.target != "":
+		return applyOpts.target, nil
+	case applyOpts.targetFile != "":
+		b, err := os.ReadFile(applyOpts.targetFile)
+		if err != nil {
+			return "", usageError{fmt.Sprintf("--target-file: %v", err)}
+		}
+		line, _, _ := strings.Cut(string(b), "\n")
+		if line = strings.TrimSpace(line); line == "" {
+			return "", usageError{fmt.Sprintf("--target-file %s: the first line is empty; want user:password@tcp(host:port)/", applyOpts.targetFile)}
+		}
+		return line, nil
+	case configured != "":
+		return configured, nil
+	}
+	return "", usageError{"apply needs a target server, user:password@tcp(host:port)/: set apply.target in the config file or DATABUS_APPLY_TARGET, or give --target-file FILE or --target"}
 }

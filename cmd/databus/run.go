@@ -14,6 +14,7 @@ import (
 
 	"github.com/databus/databus/capture"
 	"github.com/databus/databus/embedded"
+	"github.com/databus/databus/internal/secret"
 	"github.com/databus/databus/snapshot"
 )
 
@@ -59,11 +60,11 @@ func cmdRun(ctx context.Context, env *cmdEnv, args []string) error {
 				env.log.Warn("NATS disconnected", "err", err)
 			}
 		}),
-		nats.ReconnectHandler(func(nc *nats.Conn) { env.log.Info("NATS reconnected", "url", nc.ConnectedUrl()) }),
+		nats.ReconnectHandler(func(nc *nats.Conn) { env.log.Info("NATS reconnected", "url", secret.URL(nc.ConnectedUrl())) }),
 	)
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
-		return fmt.Errorf("connecting to NATS at %s (nats.url): %w", url, err)
+		return fmt.Errorf("connecting to NATS at %s (nats.url): %w", secret.URL(url), err)
 	}
 	defer nc.Close()
 

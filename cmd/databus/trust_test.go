@@ -2,11 +2,14 @@ package main
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/databus/databus/embedded"
 	"github.com/databus/databus/internal/testenv"
 )
 
@@ -70,5 +73,108 @@ func TestRetentionGapStopsApplyAndTail(t *testing.T) {
 	var n int
 	if err := dst.DB(t).QueryRow("SELECT COUNT(*) FROM app.t").Scan(&n); err != nil || n != 2 {
 		t.Errorf("target holds %d rows (%v): apply must not have applied anything after the gap", n, err)
+	}
+}
+
+// TestSecretsAreNeverPrinted runs every command, in success and in
+// failure, with passwords in nats.url, mysql.password and the apply
+// target, and looks for them in everything databus printed.
+func TestSecretsAreNeverPrinted(t *testing.T) {
+	const (
+		natsPW   = "NatsPW_Secret77"
+		wrongPW  = "WrongPW_Secret88"
+		mysqlPW  = "MyPW_Secret55"
+		targetPW = "TgtPW_Secret66"
+		badTgtPW = "BadTgt_Secret99"
+	)
+	src := testenv.StartMariaDB(t)
+	dst := testenv.StartMariaDB(t)
+	src.Exec(t, "CREATE USER 'cap'@'%' IDENTIFIED BY '"+mysqlPW+"'", "GRANT ALL ON *.* TO 'cap'@'%'",
+		"CREATE DATABASE app", "CREATE TABLE app.t (id INT PRIMARY KEY)")
+	dst.Exec(t, "CREATE USER 'tgt'@'%' IDENTIFIED BY '"+targetPW+"'", "GRANT ALL ON *.* TO 'tgt'@'%'",
+		"CREATE DATABASE app", "CREATE TABLE app.t (id INT PRIMARY KEY)")
+	js := testenv.StartJetStream(t, embedded.Config{User: "alice", Password: natsPW})
+	host := strings.TrimPrefix(js.URL, "nats://")
+	env := []string{
+		"DATABUS_SOURCE=sec", "DATABUS_MYSQL_ADDR=" + src.Addr(), "DATABUS_DATA_DIR=" + t.TempDir(),
+		"DATABUS_MYSQL_USER=cap", "DATABUS_MYSQL_PASSWORD=" + mysqlPW, "DATABUS_MYSQL_RETRY_MAX=1s",
+		"DATABUS_NATS_URL=nats://alice:" + natsPW + "@" + host, "DATABUS_LOG_LEVEL=debug",
+	}
+	target := "tgt:" + targetPW + "@tcp(" + dst.Addr() + ")/"
+	var printed strings.Builder
+	record := func(name, out string) { printed.WriteString("== " + name + "\n" + out) }
+
+	run := startDatabus(t, env, "run")
+	waitCapturing(t, env, run)
+	src.Exec(t, "INSERT INTO app.t VALUES (1)")
+	js.Restart(t) // the reconnect is logged
+	src.Exec(t, "INSERT INTO app.t VALUES (2)")
+
+	targetFile := filepath.Join(t.TempDir(), "target")
+	if err := os.WriteFile(targetFile, []byte(target+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	wrongNATS := "DATABUS_NATS_URL=nats://alice:" + wrongPW + "@" + host
+	for _, c := range []struct {
+		name string
+		env  []string
+		args []string
+		ok   bool
+	}{
+		{"check", env, []string{"check"}, true},
+		{"status", env, []string{"status"}, true},
+		{"snapshot", env, []string{"snapshot"}, true},
+		{"tail", env, []string{"tail", "--from", "beginning", "--count", "2"}, true},
+		{"check, wrong NATS password", append(env, wrongNATS), []string{"check"}, false},
+		{"status, wrong NATS password", append(env, wrongNATS), []string{"status"}, false},
+		{"tail, wrong NATS password", append(env, wrongNATS), []string{"tail", "--count", "1"}, false},
+		{"apply, wrong NATS password", append(env, wrongNATS), []string{"apply", "--target-file", targetFile}, false},
+		{"apply, wrong target password", env, []string{"apply", "--target", "tgt:" + badTgtPW + "@tcp(" + dst.Addr() + ")/"}, false},
+		{"check, wrong MySQL password", append(env, "DATABUS_MYSQL_PASSWORD="+badTgtPW), []string{"check"}, false},
+		{"bad NATS URL", append(env, "DATABUS_NATS_URL=nats://alice:"+wrongPW+"@127.0.0.1:1"), []string{"status"}, false},
+	} {
+		code, out := runDatabus(t, c.env, c.args...)
+		if (code == 0) != c.ok {
+			t.Errorf("%s: exit %d:\n%s", c.name, code, out)
+		}
+		record(c.name, out)
+	}
+
+	// apply with the target from the environment (applying nothing), then
+	// from a file, each stopped once it is at work.
+	ap := startDatabus(t, append(env, "DATABUS_APPLY_TARGET="+target), "apply", "--name", "env", "--db", "none")
+	testenv.Eventually(t, 30*time.Second, func() error {
+		var n int
+		return dst.DB(t).QueryRow("SELECT COUNT(*) FROM databus.apply_checkpoint").Scan(&n)
+	})
+	time.Sleep(500 * time.Millisecond)
+	_ = ap.cmd.Process.Signal(syscall.SIGTERM)
+	if code := ap.wait(t, 20*time.Second); code != 0 {
+		t.Errorf("apply with DATABUS_APPLY_TARGET: exit %d:\n%s", code, ap.out.String())
+	}
+	record("apply, target from the environment", ap.out.String())
+	ap = startDatabus(t, env, "apply", "--target-file", targetFile, "--from", "beginning")
+	testenv.Eventually(t, 30*time.Second, func() error {
+		var n int
+		if err := dst.DB(t).QueryRow("SELECT COUNT(*) FROM app.t").Scan(&n); err != nil || n != 2 {
+			return fmt.Errorf("target holds %d rows (%v)", n, err)
+		}
+		return nil
+	})
+	_ = ap.cmd.Process.Signal(syscall.SIGTERM)
+	ap.wait(t, 20*time.Second)
+	record("apply --target-file", ap.out.String())
+	_ = run.cmd.Process.Signal(syscall.SIGTERM)
+	run.wait(t, 20*time.Second)
+	record("run", run.out.String())
+
+	all := printed.String()
+	if !strings.Contains(all, "NATS reconnected") {
+		t.Errorf("run did not log the reconnect this test checks:\n%s", run.out.String())
+	}
+	for _, pw := range []string{natsPW, wrongPW, mysqlPW, targetPW, badTgtPW} {
+		if i := strings.Index(all, pw); i >= 0 {
+			t.Errorf("databus printed the password %s:\n%s", pw, all[max(0, i-600):min(len(all), i+200)])
+		}
 	}
 }
