@@ -19,15 +19,15 @@ type Checkpoint struct {
 	GTID   string `json:"last_gtid,omitempty"`
 	// GTIDSet is MariaDB's GTID position at the checkpoint (the last GTID
 	// of each domain), with which capture resumes on another server.
-	GTIDSet    string    `json:"gtid_set,omitempty"`
-	ServerID   uint32    `json:"server_id"`
-	ServerUUID string    `json:"server_uuid,omitempty"`
-	StreamSeq  uint64    `json:"stream_seq"`
+	GTIDSet    string `json:"gtid_set,omitempty"`
+	ServerID   uint32 `json:"server_id"`
+	ServerUUID string `json:"server_uuid,omitempty"`
+	StreamSeq  uint64 `json:"stream_seq"`
 	// CaptureID identifies the source's capture: every message it
 	// publishes carries it in the [CaptureHeader] header. Empty in a
 	// checkpoint written before capture had one.
-	CaptureID string `json:"capture_id,omitempty"`
-	Updated    time.Time `json:"updated"`
+	CaptureID string    `json:"capture_id,omitempty"`
+	Updated   time.Time `json:"updated"`
 }
 
 // LoadCheckpoint returns the saved checkpoint, or nil when there is none.
