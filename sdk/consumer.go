@@ -10,7 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/databus/databus/internal/secret"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -199,7 +198,7 @@ func (c *Consumer) open(ctx context.Context, cfg Config, filters []string, resum
 		opts := append([]nats.Option{nats.Name("databus-sdk"), nats.MaxReconnects(-1)}, cfg.Options...)
 		nc, err := nats.Connect(url, opts...)
 		if err != nil {
-			return fmt.Errorf("connecting to NATS at %s: %w", secret.URL(url), err)
+			return fmt.Errorf("connecting to NATS at %s: %w", RedactURL(url), err)
 		}
 		c.nc, c.ownConn = nc, true
 	}

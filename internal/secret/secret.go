@@ -3,44 +3,17 @@
 package secret
 
 import (
-	"net/url"
 	"strings"
+
+	"github.com/databus/databus/sdk"
 )
 
 // Mask replaces a secret wherever it is shown.
-const Mask = "***"
+const Mask = sdk.RedactMask
 
-// URL returns urls (one URL or several, comma-separated, as nats.url takes
-// them) with the password of each, or its token (a user without a
-// password, nats://token@host), replaced by [Mask].
-func URL(urls string) string {
-	parts := strings.Split(urls, ",")
-	for i, p := range parts {
-		parts[i] = oneURL(p)
-	}
-	return strings.Join(parts, ",")
-}
-
-func oneURL(s string) string {
-	at := strings.LastIndexByte(s, '@')
-	if at < 0 {
-		return s
-	}
-	u, err := url.Parse(strings.TrimSpace(s))
-	if err != nil || u.User == nil {
-		// Unparsable: hide everything between the scheme and the '@'.
-		if scheme, _, ok := strings.Cut(s[:at], "://"); ok {
-			return scheme + "://" + Mask + s[at:]
-		}
-		return Mask + s[at:]
-	}
-	if _, ok := u.User.Password(); ok {
-		u.User = url.UserPassword(u.User.Username(), Mask)
-	} else {
-		u.User = url.User(Mask) // a token
-	}
-	return strings.Replace(u.String(), url.QueryEscape(Mask), Mask, 1)
-}
+// URL returns urls with their passwords and tokens masked: see
+// [sdk.RedactURL].
+func URL(urls string) string { return sdk.RedactURL(urls) }
 
 // DSN returns a go-sql-driver DSN (user:password@tcp(host:port)/db) with
 // its password replaced by [Mask].
