@@ -33,6 +33,9 @@ var (
 	// end of the server's binlog): capture stops instead of skipping the
 	// changes up to its position.
 	ErrForeignMessage = bus.ErrForeignMessage
+	// ErrNATSPermission means the NATS server refused capture a subject:
+	// the user it connects with lacks the capture role's permissions.
+	ErrNATSPermission = errors.New("NATS refused permission")
 )
 
 // fatal reports whether err must stop capture instead of being retried.
@@ -40,5 +43,5 @@ func fatal(err error) bool {
 	// errTestCrash stands for a kill: no retry.
 	return errors.Is(err, errTestCrash) || errors.Is(err, ErrAccessDenied) || errors.Is(err, ErrSourceSettings) ||
 		errors.Is(err, ErrUndecodable) || errors.Is(err, ErrServerChanged) || errors.Is(err, ErrBinlogPurged) ||
-		errors.Is(err, ErrForeignMessage)
+		errors.Is(err, ErrForeignMessage) || errors.Is(err, ErrNATSPermission)
 }

@@ -98,11 +98,40 @@ type NATS struct {
 	Password string `koanf:"password"`
 	Token    string `koanf:"token"`
 	Creds    string `koanf:"creds"`
+	// NkeySeed is a file holding the nkey seed (SU…) this process
+	// authenticates with.
+	NkeySeed string `koanf:"nkey_seed"`
+	// Auth defines the embedded server's users, one per role.
+	Auth Auth `koanf:"auth"`
+	// AllowUnauthenticated lets the embedded server listen on an address
+	// other machines reach without requiring any credentials.
+	AllowUnauthenticated bool `koanf:"allow_unauthenticated"`
 	// MaxStore caps the embedded server's JetStream storage in bytes (0:
 	// the disk is the limit).
 	MaxStore int64  `koanf:"max_store"`
 	Stream   Stream `koanf:"stream"`
 }
+
+// Auth holds the embedded server's users with roles. A role is defined
+// when its password or nkey is set; when any is, these are the only users.
+type Auth struct {
+	Admin   RoleUser `koanf:"admin"`
+	Capture RoleUser `koanf:"capture"`
+	Reader  RoleUser `koanf:"reader"`
+}
+
+// RoleUser is the user of one role: a name and password, or a public nkey.
+type RoleUser struct {
+	User     string `koanf:"user"`
+	Password string `koanf:"password"`
+	Nkey     string `koanf:"nkey"`
+}
+
+// Defined reports whether the role has a user.
+func (u RoleUser) Defined() bool { return u.Password != "" || u.Nkey != "" }
+
+// Roles reports whether any role has a user.
+func (a Auth) Roles() bool { return a.Admin.Defined() || a.Capture.Defined() || a.Reader.Defined() }
 
 // Stream configures the source's JetStream stream.
 type Stream struct {
@@ -138,6 +167,11 @@ func Defaults() Config {
 		Capture: Capture{Databases: []string{}, Tables: []string{}, Exclude: []string{}},
 		NATS: NATS{
 			Listen: "127.0.0.1:4222",
+			Auth: Auth{
+				Admin:   RoleUser{User: "admin"},
+				Capture: RoleUser{User: "capture"},
+				Reader:  RoleUser{User: "reader"},
+			},
 			Stream: Stream{Replicas: 1, DuplicateWindow: 10 * time.Minute},
 		},
 		Snapshot: Snapshot{OnStart: true, Keep: DefaultSnapshotKeep},
@@ -168,6 +202,17 @@ func defaultsMap() map[string]any {
 		"nats.password":                d.NATS.Password,
 		"nats.token":                   d.NATS.Token,
 		"nats.creds":                   d.NATS.Creds,
+		"nats.nkey_seed":               d.NATS.NkeySeed,
+		"nats.allow_unauthenticated":   d.NATS.AllowUnauthenticated,
+		"nats.auth.admin.user":         d.NATS.Auth.Admin.User,
+		"nats.auth.admin.password":     d.NATS.Auth.Admin.Password,
+		"nats.auth.admin.nkey":         d.NATS.Auth.Admin.Nkey,
+		"nats.auth.capture.user":       d.NATS.Auth.Capture.User,
+		"nats.auth.capture.password":   d.NATS.Auth.Capture.Password,
+		"nats.auth.capture.nkey":       d.NATS.Auth.Capture.Nkey,
+		"nats.auth.reader.user":        d.NATS.Auth.Reader.User,
+		"nats.auth.reader.password":    d.NATS.Auth.Reader.Password,
+		"nats.auth.reader.nkey":        d.NATS.Auth.Reader.Nkey,
 		"nats.max_store":               d.NATS.MaxStore,
 		"nats.stream.replicas":         d.NATS.Stream.Replicas,
 		"nats.stream.max_age":          "0s",
@@ -359,13 +404,15 @@ func decodeKey(k *koanf.Koanf, key string, cfg *Config) error {
 	})
 }
 
+// bad is the error of key's value val.
+func bad(key, val, format string, args ...any) error {
+	return &ConfigError{Key: key, Value: val, Err: fmt.Errorf(format, args...)}
+}
+
 var sourceName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
 // Validate checks values that decode but make no sense.
 func (c Config) Validate() error {
-	bad := func(key, val, format string, args ...any) error {
-		return &ConfigError{Key: key, Value: val, Err: fmt.Errorf(format, args...)}
-	}
 	if !sourceName.MatchString(c.Source) {
 		return bad("source", c.Source, "want 1-64 characters of A-Z a-z 0-9 _ -")
 	}
@@ -410,6 +457,9 @@ func (c Config) Validate() error {
 		if err := checkHostPort(c.NATS.Listen); err != nil {
 			return bad("nats.listen", c.NATS.Listen, "%v", err)
 		}
+		if err := c.NATS.checkEmbeddedAuth(); err != nil {
+			return err
+		}
 	}
 	if r := c.NATS.Stream.Replicas; r < 1 || r > 5 {
 		return bad("nats.stream.replicas", strconv.Itoa(r), "want 1 to 5")
@@ -437,6 +487,35 @@ func (c Config) Validate() error {
 	}
 	if c.NATS.Token != "" && c.NATS.User != "" {
 		return bad("nats.token", "(hidden)", "set either nats.token or nats.user/nats.password, not both")
+	}
+	return nil
+}
+
+// checkEmbeddedAuth refuses an embedded server that anyone on the network
+// may use, and role users that cannot work.
+func (n NATS) checkEmbeddedAuth() error {
+	auth := n.Auth.Roles() || n.User != "" || n.Token != ""
+	host, _, _ := net.SplitHostPort(n.Listen)
+	ip := net.ParseIP(host)
+	loopback := host == "localhost" || ip != nil && ip.IsLoopback()
+	if !auth && !loopback && !n.AllowUnauthenticated {
+		return bad("nats.listen", n.Listen, "other machines can reach this address and the embedded server requires no credentials: "+
+			"define users with roles (nats.auth.capture.password, nats.auth.reader.password, nats.auth.admin.password), "+
+			"or set nats.allow_unauthenticated: true to let anyone who reaches it publish and delete")
+	}
+	if n.Auth.Roles() && n.Token != "" {
+		return bad("nats.token", "(hidden)", "the embedded server takes either users with roles (nats.auth.*) or a token, not both")
+	}
+	for role, u := range map[string]RoleUser{"admin": n.Auth.Admin, "capture": n.Auth.Capture, "reader": n.Auth.Reader} {
+		key := "nats.auth." + role
+		switch {
+		case u.Nkey != "" && u.Password != "":
+			return bad(key+".nkey", u.Nkey, "set either %s.password or %s.nkey, not both", key, key)
+		case u.Nkey != "" && (len(u.Nkey) != 56 || u.Nkey[0] != 'U'):
+			return bad(key+".nkey", u.Nkey, "want the user's public nkey (56 characters starting with U, from `nk -gen user -pubout`); the seed (SU…) stays with the client")
+		case u.Password != "" && u.User == "":
+			return bad(key+".user", "", "must not be empty when %s.password is set", key)
+		}
 	}
 	return nil
 }

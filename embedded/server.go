@@ -23,6 +23,9 @@ type Config struct {
 	StoreDir string
 	// User/Password or Token, when set, are required from clients.
 	User, Password, Token string
+	// Users, when set, are the only users, each with its role; User,
+	// Password and Token must then be empty.
+	Users []User
 	// Name is the server name; "databus" when empty.
 	Name string
 	// MaxStore caps the JetStream file storage of the server's clients in
@@ -76,6 +79,14 @@ func Start(cfg Config) (*Server, error) {
 		Password:      cfg.Password,
 		Authorization: cfg.Token,
 		MaxPayload:    8 << 20,
+	}
+	if len(cfg.Users) > 0 {
+		if cfg.User != "" || cfg.Token != "" {
+			return nil, fmt.Errorf("embedded NATS: users with roles exclude a single user or token")
+		}
+		if err := applyUsers(opts, cfg.Users); err != nil {
+			return nil, fmt.Errorf("embedded NATS: %w", err)
+		}
 	}
 	ns, err := server.NewServer(opts)
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/databus/databus/capture"
 	"github.com/databus/databus/configs"
+	"github.com/databus/databus/embedded"
 	"github.com/databus/databus/internal/bus"
 	"github.com/databus/databus/internal/filter"
 	"github.com/databus/databus/internal/mysqlsrc"
@@ -131,7 +132,7 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	var ue usageError
 	var ce *configs.ConfigError
 	switch {
-	case errors.As(err, &ue), errors.As(err, &ce):
+	case errors.As(err, &ue), errors.As(err, &ce), errors.Is(err, capture.ErrNATSPermission):
 		return exitConfig
 	case errors.Is(err, capture.ErrAccessDenied), errors.Is(err, capture.ErrSourceSettings), errors.Is(err, capture.ErrServerChanged),
 		errors.Is(err, capture.ErrBinlogPurged):
@@ -198,10 +199,51 @@ func natsOptions(cfg configs.Config, name string) []nats.Option {
 		opts = append(opts, nats.UserCredentials(cfg.NATS.Creds))
 	case cfg.NATS.Token != "":
 		opts = append(opts, nats.Token(cfg.NATS.Token))
+	case cfg.NATS.NkeySeed != "":
+		opt, err := nats.NkeyOptionFromSeed(cfg.NATS.NkeySeed)
+		if err != nil {
+			opt = func(*nats.Options) error { return fmt.Errorf("nats.nkey_seed: %w", err) }
+		}
+		opts = append(opts, opt)
 	case cfg.NATS.User != "":
 		opts = append(opts, nats.UserInfo(cfg.NATS.User, cfg.NATS.Password))
 	}
 	return opts
+}
+
+// clientCredentials reports whether this process has credentials of its
+// own (nats.user, nats.token, nats.creds or nats.nkey_seed).
+func clientCredentials(cfg configs.Config) bool {
+	return cfg.NATS.User != "" || cfg.NATS.Token != "" || cfg.NATS.Creds != "" || cfg.NATS.NkeySeed != ""
+}
+
+// embeddedUsers are the users with roles of the embedded server.
+func embeddedUsers(cfg configs.Config) []embedded.User {
+	var out []embedded.User
+	for role, u := range map[embedded.Role]configs.RoleUser{
+		embedded.RoleAdmin: cfg.NATS.Auth.Admin, embedded.RoleCapture: cfg.NATS.Auth.Capture, embedded.RoleReader: cfg.NATS.Auth.Reader,
+	} {
+		if u.Defined() {
+			out = append(out, embedded.User{Name: u.User, Password: u.Password, Nkey: u.Nkey, Role: role})
+		}
+	}
+	return out
+}
+
+// ownServerOptions are the options `databus run` connects to its embedded
+// server with: its own credentials when set, else the capture user's (or
+// the admin's) password.
+func ownServerOptions(cfg configs.Config, name string) ([]nats.Option, error) {
+	opts := natsOptions(cfg, name)
+	if clientCredentials(cfg) || !cfg.NATS.Auth.Roles() {
+		return opts, nil
+	}
+	for _, u := range []configs.RoleUser{cfg.NATS.Auth.Capture, cfg.NATS.Auth.Admin} {
+		if u.Password != "" {
+			return append(opts, nats.UserInfo(u.User, u.Password)), nil
+		}
+	}
+	return nil, &configs.ConfigError{Key: "nats.nkey_seed", Err: errors.New("the embedded server's capture user has an nkey: give databus run its seed in nats.nkey_seed (or a capture password)")}
 }
 
 // checkDataDir makes sure data_dir exists and is writable.

@@ -40,12 +40,16 @@ func cmdRun(ctx context.Context, env *cmdEnv, args []string) error {
 	}
 	url := cfg.NATS.URL
 	if url == "" {
-		srv, err := embedded.Start(embedded.Config{
+		ecfg := embedded.Config{
 			Listen:   cfg.NATS.Listen,
 			StoreDir: filepath.Join(cfg.DataDir, "nats"),
-			User:     cfg.NATS.User, Password: cfg.NATS.Password, Token: cfg.NATS.Token,
-			Name: "databus-" + cfg.Source, MaxStore: cfg.NATS.MaxStore,
-		})
+			Users:    embeddedUsers(cfg),
+			Name:     "databus-" + cfg.Source, MaxStore: cfg.NATS.MaxStore,
+		}
+		if len(ecfg.Users) == 0 { // one user who may do anything, or none
+			ecfg.User, ecfg.Password, ecfg.Token = cfg.NATS.User, cfg.NATS.Password, cfg.NATS.Token
+		}
+		srv, err := embedded.Start(ecfg)
 		if err != nil {
 			return err
 		}
@@ -53,7 +57,11 @@ func cmdRun(ctx context.Context, env *cmdEnv, args []string) error {
 		url = srv.ClientURL()
 		env.log.Info("embedded NATS started", "url", url, "store", filepath.Join(cfg.DataDir, "nats"))
 	}
-	opts := append(natsOptions(cfg, "databus-capture-"+cfg.Source),
+	opts, err := ownServerOptions(cfg, "databus-capture-"+cfg.Source)
+	if err != nil {
+		return err
+	}
+	opts = append(opts,
 		nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true), nats.ReconnectWait(time.Second),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil {
@@ -61,6 +69,7 @@ func cmdRun(ctx context.Context, env *cmdEnv, args []string) error {
 			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) { env.log.Info("NATS reconnected", "url", secret.URL(nc.ConnectedUrl())) }),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { env.log.Error("NATS error", "err", err) }),
 	)
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,6 +12,9 @@ import (
 
 	"github.com/databus/databus/embedded"
 	"github.com/databus/databus/internal/testenv"
+	"github.com/databus/databus/sdk"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // TestRetentionGapStopsApplyAndTail: events removed by the stream's
@@ -176,5 +180,115 @@ func TestSecretsAreNeverPrinted(t *testing.T) {
 		if i := strings.Index(all, pw); i >= 0 {
 			t.Errorf("databus printed the password %s:\n%s", pw, all[max(0, i-600):min(len(all), i+200)])
 		}
+	}
+}
+
+// TestEmbeddedServerRolesKeepReadersFromWriting: with users with roles, a
+// reader reads events and snapshots and keeps its own consumers, but
+// cannot publish events, overwrite the checkpoint or delete a snapshot,
+// and capture goes on unaffected.
+func TestEmbeddedServerRolesKeepReadersFromWriting(t *testing.T) {
+	src := testenv.StartMariaDB(t)
+	src.Exec(t, "CREATE DATABASE app", "CREATE TABLE app.t (id INT PRIMARY KEY)", "INSERT INTO app.t VALUES (1)")
+	env, url := captureEnv(t, src)
+	env = append(env, "DATABUS_NATS_AUTH_CAPTURE_PASSWORD=capPW1", "DATABUS_NATS_AUTH_READER_PASSWORD=readPW1", "DATABUS_NATS_AUTH_ADMIN_PASSWORD=admPW1")
+	asReader := append(env[:len(env):len(env)], "DATABUS_NATS_USER=reader", "DATABUS_NATS_PASSWORD=readPW1")
+	asCapture := append(env[:len(env):len(env)], "DATABUS_NATS_USER=capture", "DATABUS_NATS_PASSWORD=capPW1")
+	run := startDatabus(t, env, "run")
+	waitCapturing(t, asReader, run)
+	if code, out := runDatabus(t, asCapture, "snapshot"); code != 0 {
+		t.Fatalf("snapshot as capture: exit %d\n%s", code, out)
+	}
+
+	// Without credentials, or with wrong ones, nothing.
+	for _, opts := range [][]nats.Option{nil, {nats.UserInfo("reader", "nope")}} {
+		if nc, err := nats.Connect(url, opts...); err == nil || !strings.Contains(err.Error(), "Authorization Violation") {
+			t.Errorf("connecting with %d options: got %v, want an authorization violation", len(opts), err)
+			if nc != nil {
+				nc.Close()
+			}
+		}
+	}
+
+	nc, err := nats.Connect(url, nats.UserInfo("reader", "readPW1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	stream, err := js.Stream(ctx, sdk.StreamName("e2e"))
+	if err != nil {
+		t.Fatalf("a reader cannot look at the stream: %v", err)
+	}
+	kv, err := js.KeyValue(ctx, sdk.StateBucket("e2e"))
+	if err != nil {
+		t.Fatalf("a reader cannot open the state bucket: %v", err)
+	}
+	checkpoint, err := kv.Get(ctx, "capture.checkpoint")
+	if err != nil {
+		t.Fatalf("a reader cannot read the checkpoint: %v", err)
+	}
+	man, err := sdk.LatestSnapshot(ctx, js, "e2e")
+	if err != nil {
+		t.Fatalf("a reader cannot read the latest snapshot: %v", err)
+	}
+	obs, err := js.ObjectStore(ctx, sdk.SnapshotBucket("e2e"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, _ := stream.Info(ctx)
+	refused := func(what string, f func(ctx context.Context) error) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		if err := f(ctx); err == nil {
+			t.Errorf("a reader could %s", what)
+		}
+	}
+	refused("publish an event", func(ctx context.Context) error {
+		_, err := js.Publish(ctx, sdk.Subject("e2e", "app", "t", sdk.OpInsert), []byte(`{"v":1}`))
+		return err
+	})
+	refused("overwrite the checkpoint", func(ctx context.Context) error {
+		_, err := kv.Put(ctx, "capture.checkpoint", []byte(`{}`))
+		return err
+	})
+	refused("delete a snapshot", func(ctx context.Context) error { return obs.Delete(ctx, man.ID+"/manifest.json") })
+	refused("purge the stream", func(ctx context.Context) error { return stream.Purge(ctx) })
+	if _, err := kv.Put(ctx, "consumer.mine.snapshot", []byte(`{}`)); err != nil {
+		t.Errorf("a reader cannot write its own consumer key: %v", err)
+	}
+	if after, _ := stream.Info(ctx); after.State.LastSeq != info.State.LastSeq {
+		t.Errorf("the stream grew from %d to %d", info.State.LastSeq, after.State.LastSeq)
+	}
+	if e, err := kv.Get(ctx, "capture.checkpoint"); err != nil || e.Revision() < checkpoint.Revision() || string(e.Value()) == "{}" {
+		t.Errorf("the checkpoint changed: %v %s", err, e.Value())
+	}
+	if _, err := sdk.LatestSnapshot(ctx, js, "e2e"); err != nil {
+		t.Errorf("the snapshot is gone: %v", err)
+	}
+
+	// Capture goes on; the reader reads the snapshot and the changes after
+	// it through a durable consumer of its own.
+	src.Exec(t, "INSERT INTO app.t VALUES (2)")
+	code, out := runDatabus(t, append(asReader, "DATABUS_LOG_LEVEL=warn"), "tail", "--from", "snapshot", "--durable", "r1", "--count", "3")
+	if code != 0 || strings.Count(out, `"op":"insert"`) != 2 {
+		t.Errorf("tail as reader: exit %d, want the snapshot's row and the new one:\n%s", code, out)
+	}
+
+	// A reader given to databus run is refused with a clear error.
+	other := append(asReader[:len(asReader):len(asReader)], "DATABUS_NATS_URL="+url, "DATABUS_DATA_DIR="+t.TempDir())
+	code, out = runDatabus(t, other, "run")
+	if code != 2 || !strings.Contains(out, "capture role") {
+		t.Errorf("run as reader: exit %d, want 2 naming the capture role:\n%s", code, out)
+	}
+	select {
+	case <-run.exited:
+		t.Fatalf("databus run exited: %s", run.out.String())
+	default:
 	}
 }
