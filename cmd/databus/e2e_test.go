@@ -330,6 +330,8 @@ func TestExitCodesAndMessages(t *testing.T) {
 		{"missing privileges", base("DATABUS_MYSQL_USER=plain", "DATABUS_MYSQL_PASSWORD=pw"), []string{"run"}, 3, []string{"REPLICATION SLAVE", "GRANT"}},
 		{"data dir not writable", base("DATABUS_DATA_DIR=" + filepath.Join(notADir, "sub")), []string{"run"}, 2, []string{"data_dir"}},
 		{"nats port in use", base("DATABUS_NATS_LISTEN=" + busy.Addr().String()), []string{"run"}, 1, []string{"nats.listen", busy.Addr().String()}},
+		{"embedded NATS open to the network without users", base("DATABUS_NATS_LISTEN=0.0.0.0:4999"), []string{"run"}, 2, []string{"nats.listen", "nats.auth.reader.password", "nats.allow_unauthenticated"}},
+		{"bad nkey", base("DATABUS_NATS_AUTH_READER_NKEY=SUAxyz"), []string{"run"}, 2, []string{"nats.auth.reader.nkey", "public nkey"}},
 		{"check reports failures", base("DATABUS_MYSQL_USER=plain", "DATABUS_MYSQL_PASSWORD=pw"), []string{"check"}, 3, []string{"FAIL privileges", "fix: GRANT"}},
 		{"help", nil, []string{"run", "--help"}, 0, []string{"--config", "mysql-addr"}},
 		{"version", nil, []string{"version"}, 0, []string{"databus", "event format v1"}},
