@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/databus/databus/internal/secret"
+	"github.com/databus/databus/internal/tlsconf"
 	"github.com/databus/databus/sdk"
 )
 
@@ -22,6 +24,11 @@ type Config struct {
 	// TargetDSN is the target server in go-sql-driver form,
 	// user:password@tcp(host:port)/.
 	TargetDSN string
+	// TLSMode is how the target connection uses TLS (empty: preferred);
+	// TLS names the CA that signs the target's certificate and a client
+	// certificate. They win over a tls parameter in TargetDSN.
+	TLSMode tlsconf.Mode
+	TLS     tlsconf.Files
 	// Name identifies this applier's checkpoint on the target; "apply"
 	// when empty.
 	Name string
@@ -95,6 +102,15 @@ func New(cfg Config) (*Applier, error) {
 		"foreign_key_checks": "0",
 	}
 	mc.Collation = "utf8mb4_general_ci"
+	mode := cfg.TLSMode
+	if mode == "" {
+		mode = tlsconf.Preferred
+	}
+	host, _, _ := net.SplitHostPort(mc.Addr)
+	if mc.TLS, err = tlsconf.MySQL(mode, cfg.TLS, host); err != nil {
+		return nil, fmt.Errorf("%w: apply.tls: %v", ErrBadTarget, err)
+	}
+	mc.AllowFallbackToPlaintext = mode == tlsconf.Preferred
 	mc.MultiStatements = false
 	connector, err := mysql.NewConnector(mc)
 	if err != nil {

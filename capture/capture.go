@@ -336,6 +336,10 @@ func (c *Capturer) newPublisher(ctx context.Context, db *sql.DB, js jetstream.Je
 func (c *Capturer) startBinlog(info mysqlsrc.ServerInfo, at resumeAt) (*replication.BinlogSyncer, *replication.BinlogStreamer, error) {
 	host, portStr, _ := net.SplitHostPort(c.cfg.MySQL.Addr)
 	port, _ := strconv.Atoi(portStr)
+	tc, err := c.cfg.MySQL.BinlogTLS(info)
+	if err != nil {
+		return nil, nil, err
+	}
 	syncer := replication.NewBinlogSyncer(replication.BinlogSyncerConfig{
 		ServerID:                c.cfg.MySQL.ServerID,
 		Flavor:                  info.Flavor(),
@@ -349,9 +353,9 @@ func (c *Capturer) startBinlog(info mysqlsrc.ServerInfo, at resumeAt) (*replicat
 		DisableRetrySync:        true,
 		Logger:                  slog.New(slog.DiscardHandler),
 		EventCacheCount:         256, // bounded read-ahead: memory stays flat
+		TLSConfig:               tc,
 	})
 	var streamer *replication.BinlogStreamer
-	var err error
 	if at.byGTID != nil {
 		streamer, err = syncer.StartSyncGTID(at.byGTID)
 	} else {

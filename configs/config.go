@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/databus/databus/internal/secret"
+	"github.com/databus/databus/internal/tlsconf"
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/knadh/koanf/parsers/yaml"
 	"github.com/knadh/koanf/providers/confmap"
@@ -44,7 +45,8 @@ type Apply struct {
 	// Target is the target server's DSN, user:password@tcp(host:port)/.
 	// Set here or in DATABUS_APPLY_TARGET, the password stays out of the
 	// process list (--target shows it there).
-	Target string `koanf:"target"`
+	Target string   `koanf:"target"`
+	TLS    MySQLTLS `koanf:"tls"`
 }
 
 // Snapshot says when `databus run` takes snapshots and how many are kept.
@@ -78,6 +80,35 @@ type MySQL struct {
 	ConnectTimeout time.Duration `koanf:"connect_timeout"`
 	// RetryMax is the longest wait between reconnection attempts.
 	RetryMax time.Duration `koanf:"retry_max"`
+	TLS      MySQLTLS      `koanf:"tls"`
+}
+
+// MySQLTLS says how a connection to MySQL/MariaDB uses TLS.
+type MySQLTLS struct {
+	// Mode is disabled, preferred, required, verify-ca or verify-identity
+	// (MySQL's --ssl-mode).
+	Mode string `koanf:"mode"`
+	// CA signs the server's certificate; Cert and Key are the client's.
+	CA   string `koanf:"ca"`
+	Cert string `koanf:"cert"`
+	Key  string `koanf:"key"`
+}
+
+// NATSTLS configures TLS with NATS.
+type NATSTLS struct {
+	// CA signs the NATS server's certificate (and, with VerifyClients,
+	// the clients').
+	CA string `koanf:"ca"`
+	// Cert and Key are the embedded server's certificate; with them it
+	// requires TLS.
+	Cert string `koanf:"cert"`
+	Key  string `koanf:"key"`
+	// VerifyClients makes the embedded server require client
+	// certificates signed by CA.
+	VerifyClients bool `koanf:"verify_clients"`
+	// ClientCert and ClientKey are this process's client certificate.
+	ClientCert string `koanf:"client_cert"`
+	ClientKey  string `koanf:"client_key"`
 }
 
 // Capture selects what is captured.
@@ -105,7 +136,8 @@ type NATS struct {
 	Auth Auth `koanf:"auth"`
 	// AllowUnauthenticated lets the embedded server listen on an address
 	// other machines reach without requiring any credentials.
-	AllowUnauthenticated bool `koanf:"allow_unauthenticated"`
+	AllowUnauthenticated bool    `koanf:"allow_unauthenticated"`
+	TLS                  NATSTLS `koanf:"tls"`
 	// MaxStore caps the embedded server's JetStream storage in bytes (0:
 	// the disk is the limit).
 	MaxStore int64  `koanf:"max_store"`
@@ -163,6 +195,7 @@ func Defaults() Config {
 			User:           "root",
 			ConnectTimeout: DefaultConnectTimeout,
 			RetryMax:       DefaultRetryMax,
+			TLS:            MySQLTLS{Mode: "preferred"},
 		},
 		Capture: Capture{Databases: []string{}, Tables: []string{}, Exclude: []string{}},
 		NATS: NATS{
@@ -175,6 +208,7 @@ func Defaults() Config {
 			Stream: Stream{Replicas: 1, DuplicateWindow: 10 * time.Minute},
 		},
 		Snapshot: Snapshot{OnStart: true, Keep: DefaultSnapshotKeep},
+		Apply:    Apply{TLS: MySQLTLS{Mode: "preferred"}},
 	}
 }
 
@@ -192,6 +226,10 @@ func defaultsMap() map[string]any {
 		"mysql.server_id":              d.MySQL.ServerID,
 		"mysql.connect_timeout":        d.MySQL.ConnectTimeout.String(),
 		"mysql.retry_max":              d.MySQL.RetryMax.String(),
+		"mysql.tls.mode":               d.MySQL.TLS.Mode,
+		"mysql.tls.ca":                 d.MySQL.TLS.CA,
+		"mysql.tls.cert":               d.MySQL.TLS.Cert,
+		"mysql.tls.key":                d.MySQL.TLS.Key,
 		"capture.databases":            d.Capture.Databases,
 		"capture.tables":               d.Capture.Tables,
 		"capture.exclude":              d.Capture.Exclude,
@@ -204,6 +242,12 @@ func defaultsMap() map[string]any {
 		"nats.creds":                   d.NATS.Creds,
 		"nats.nkey_seed":               d.NATS.NkeySeed,
 		"nats.allow_unauthenticated":   d.NATS.AllowUnauthenticated,
+		"nats.tls.ca":                  d.NATS.TLS.CA,
+		"nats.tls.cert":                d.NATS.TLS.Cert,
+		"nats.tls.key":                 d.NATS.TLS.Key,
+		"nats.tls.verify_clients":      d.NATS.TLS.VerifyClients,
+		"nats.tls.client_cert":         d.NATS.TLS.ClientCert,
+		"nats.tls.client_key":          d.NATS.TLS.ClientKey,
 		"nats.auth.admin.user":         d.NATS.Auth.Admin.User,
 		"nats.auth.admin.password":     d.NATS.Auth.Admin.Password,
 		"nats.auth.admin.nkey":         d.NATS.Auth.Admin.Nkey,
@@ -223,6 +267,10 @@ func defaultsMap() map[string]any {
 		"snapshot.keep":                d.Snapshot.Keep,
 		"snapshot.parallel":            d.Snapshot.Parallel,
 		"apply.target":                 d.Apply.Target,
+		"apply.tls.mode":               d.Apply.TLS.Mode,
+		"apply.tls.ca":                 d.Apply.TLS.CA,
+		"apply.tls.cert":               d.Apply.TLS.Cert,
+		"apply.tls.key":                d.Apply.TLS.Key,
 	}
 }
 
@@ -485,8 +533,58 @@ func (c Config) Validate() error {
 	if c.NATS.Stream.MaxBytes < 0 {
 		return bad("nats.stream.max_bytes", strconv.FormatInt(c.NATS.Stream.MaxBytes, 10), "must not be negative (0 means no limit)")
 	}
+	for prefix, t := range map[string]MySQLTLS{"mysql.tls": c.MySQL.TLS, "apply.tls": c.Apply.TLS} {
+		if err := t.check(prefix); err != nil {
+			return err
+		}
+	}
+	if err := c.NATS.TLS.check(); err != nil {
+		return err
+	}
 	if c.NATS.Token != "" && c.NATS.User != "" {
 		return bad("nats.token", "(hidden)", "set either nats.token or nats.user/nats.password, not both")
+	}
+	return nil
+}
+
+// check checks a MySQL TLS setting whose keys start with prefix.
+func (t MySQLTLS) check(prefix string) error {
+	mode, err := tlsconf.ParseMode(t.Mode)
+	if err != nil {
+		return bad(prefix+".mode", t.Mode, "%v", err)
+	}
+	if (mode == tlsconf.VerifyCA || mode == tlsconf.VerifyIdentity) && t.CA == "" {
+		return bad(prefix+".ca", "", "%s.mode %s checks the server's certificate: set %s.ca to the CA file that signs it", prefix, mode, prefix)
+	}
+	if (t.Cert == "") != (t.Key == "") {
+		return bad(prefix+".cert", t.Cert, "set both %s.cert and %s.key, or neither", prefix, prefix)
+	}
+	return checkFiles(prefix, map[string]string{"ca": t.CA, "cert": t.Cert, "key": t.Key})
+}
+
+// check checks the NATS TLS settings.
+func (t NATSTLS) check() error {
+	if (t.Cert == "") != (t.Key == "") {
+		return bad("nats.tls.cert", t.Cert, "set both nats.tls.cert and nats.tls.key, or neither")
+	}
+	if (t.ClientCert == "") != (t.ClientKey == "") {
+		return bad("nats.tls.client_cert", t.ClientCert, "set both nats.tls.client_cert and nats.tls.client_key, or neither")
+	}
+	if t.VerifyClients && t.CA == "" {
+		return bad("nats.tls.ca", "", "nats.tls.verify_clients checks client certificates: set nats.tls.ca to the CA file that signs them")
+	}
+	return checkFiles("nats.tls", map[string]string{"ca": t.CA, "cert": t.Cert, "key": t.Key, "client_cert": t.ClientCert, "client_key": t.ClientKey})
+}
+
+// checkFiles checks that the files named by prefix.<name> can be read.
+func checkFiles(prefix string, files map[string]string) error {
+	for name, f := range files {
+		if f == "" {
+			continue
+		}
+		if _, err := os.ReadFile(f); err != nil {
+			return bad(prefix+"."+name, f, "cannot read it: %v", err)
+		}
 	}
 	return nil
 }

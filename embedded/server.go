@@ -1,6 +1,7 @@
 package embedded
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -26,6 +27,9 @@ type Config struct {
 	// Users, when set, are the only users, each with its role; User,
 	// Password and Token must then be empty.
 	Users []User
+	// TLS, when set, is required of every client; with ClientCAs set,
+	// so is a client certificate.
+	TLS *tls.Config
 	// Name is the server name; "databus" when empty.
 	Name string
 	// MaxStore caps the JetStream file storage of the server's clients in
@@ -79,6 +83,10 @@ func Start(cfg Config) (*Server, error) {
 		Password:      cfg.Password,
 		Authorization: cfg.Token,
 		MaxPayload:    8 << 20,
+	}
+	if cfg.TLS != nil {
+		opts.TLS, opts.TLSConfig, opts.TLSTimeout = true, cfg.TLS, 5
+		opts.TLSVerify = cfg.TLS.ClientAuth == tls.RequireAndVerifyClientCert
 	}
 	if len(cfg.Users) > 0 {
 		if cfg.User != "" || cfg.Token != "" {

@@ -2,6 +2,7 @@ package sdk
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"time"
 
@@ -67,6 +68,11 @@ type Config struct {
 	URL string
 	// Options are passed to nats.Connect (credentials, TLS, name).
 	Options []nats.Option
+	// TLS, when set, is the TLS configuration of the connection: the CA
+	// that signs the server's certificate (RootCAs) and a client
+	// certificate (Certificates) when the server wants one. Ignored when
+	// Conn is set.
+	TLS *tls.Config
 	// Conn is an existing connection to use instead of dialing URL. The
 	// consumer does not close it.
 	Conn *nats.Conn

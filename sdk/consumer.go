@@ -196,6 +196,9 @@ func (c *Consumer) open(ctx context.Context, cfg Config, filters []string, resum
 			url = nats.DefaultURL
 		}
 		opts := append([]nats.Option{nats.Name("databus-sdk"), nats.MaxReconnects(-1)}, cfg.Options...)
+		if cfg.TLS != nil {
+			opts = append(opts, nats.Secure(cfg.TLS))
+		}
 		nc, err := nats.Connect(url, opts...)
 		if err != nil {
 			return fmt.Errorf("connecting to NATS at %s: %w", RedactURL(url), err)

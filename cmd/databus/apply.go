@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/databus/databus/apply"
+	"github.com/databus/databus/internal/tlsconf"
 	"github.com/databus/databus/sdk"
 )
 
@@ -42,6 +43,7 @@ func cmdApply(ctx context.Context, env *cmdEnv, args []string) error {
 	cfg := env.cfg
 	a, err := apply.New(apply.Config{
 		TargetDSN: target, Name: applyOpts.name,
+		TLSMode: tlsconf.Mode(cfg.Apply.TLS.Mode), TLS: tlsFiles(cfg.Apply.TLS),
 		NATSURL: natsURL(cfg), NATSOptions: natsOptions(cfg, "databus-apply"),
 		Source: cfg.Source, Start: start,
 		Databases: splitComma(applyOpts.db), Tables: splitComma(applyOpts.table),

@@ -52,7 +52,7 @@ func cmdCheck(ctx context.Context, env *cmdEnv, args []string) error {
 	print(dd)
 
 	if cfg.NATS.URL != "" {
-		c := mysqlsrc.Check{Name: "nats reachable", Detail: secret.URL(cfg.NATS.URL), Fix: "check nats.url and the NATS credentials (nats.user/password, nats.token, nats.creds)"}
+		c := mysqlsrc.Check{Name: "nats reachable", Detail: secret.URL(cfg.NATS.URL), Fix: "check nats.url, the NATS credentials (nats.user/password, nats.token, nats.creds, nats.nkey_seed) and TLS (nats.tls.ca, nats.tls.client_cert/client_key)"}
 		nc, err := nats.Connect(cfg.NATS.URL, append(natsOptions(cfg, "databus-check"), nats.Timeout(5*time.Second))...)
 		if err == nil {
 			_, jerr := nc.JetStream()

@@ -21,6 +21,7 @@ import (
 	"github.com/databus/databus/internal/bus"
 	"github.com/databus/databus/internal/filter"
 	"github.com/databus/databus/internal/mysqlsrc"
+	"github.com/databus/databus/internal/tlsconf"
 	"github.com/databus/databus/snapshot"
 )
 
@@ -191,9 +192,22 @@ func natsURL(cfg configs.Config) string {
 	return "nats://" + cfg.NATS.Listen
 }
 
-// natsOptions are the client options for the configured auth.
+// tlsFiles are the files of a MySQL TLS setting.
+func tlsFiles(t configs.MySQLTLS) tlsconf.Files {
+	return tlsconf.Files{CA: t.CA, Cert: t.Cert, Key: t.Key}
+}
+
+// natsOptions are the client options for the configured auth and TLS.
 func natsOptions(cfg configs.Config, name string) []nats.Option {
 	opts := []nats.Option{nats.Name(name)}
+	t := cfg.NATS.TLS
+	tc, err := tlsconf.Client(tlsconf.Files{CA: t.CA, Cert: t.ClientCert, Key: t.ClientKey})
+	switch {
+	case err != nil:
+		opts = append(opts, func(*nats.Options) error { return fmt.Errorf("nats.tls: %w", err) })
+	case tc != nil:
+		opts = append(opts, nats.Secure(tc))
+	}
 	switch {
 	case cfg.NATS.Creds != "":
 		opts = append(opts, nats.UserCredentials(cfg.NATS.Creds))
@@ -283,6 +297,7 @@ func mysqlConfig(cfg configs.Config) mysqlsrc.Config {
 	return mysqlsrc.Config{
 		Addr: cfg.MySQL.Addr, User: cfg.MySQL.User, Password: cfg.MySQL.Password,
 		ServerID: cfg.MySQL.ServerID, ConnectTimeout: cfg.MySQL.ConnectTimeout,
+		TLSMode: tlsconf.Mode(cfg.MySQL.TLS.Mode), TLS: tlsFiles(cfg.MySQL.TLS),
 	}
 }
 

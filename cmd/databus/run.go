@@ -13,8 +13,10 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/databus/databus/capture"
+	"github.com/databus/databus/configs"
 	"github.com/databus/databus/embedded"
 	"github.com/databus/databus/internal/secret"
+	"github.com/databus/databus/internal/tlsconf"
 	"github.com/databus/databus/snapshot"
 )
 
@@ -45,6 +47,12 @@ func cmdRun(ctx context.Context, env *cmdEnv, args []string) error {
 			StoreDir: filepath.Join(cfg.DataDir, "nats"),
 			Users:    embeddedUsers(cfg),
 			Name:     "databus-" + cfg.Source, MaxStore: cfg.NATS.MaxStore,
+		}
+		if t := cfg.NATS.TLS; t.Cert != "" {
+			var err error
+			if ecfg.TLS, err = tlsconf.Server(tlsconf.Files{CA: t.CA, Cert: t.Cert, Key: t.Key}, t.VerifyClients); err != nil {
+				return &configs.ConfigError{Key: "nats.tls.cert", Value: t.Cert, Err: err}
+			}
 		}
 		if len(ecfg.Users) == 0 { // one user who may do anything, or none
 			ecfg.User, ecfg.Password, ecfg.Token = cfg.NATS.User, cfg.NATS.Password, cfg.NATS.Token

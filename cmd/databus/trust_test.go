@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -290,5 +292,98 @@ func TestEmbeddedServerRolesKeepReadersFromWriting(t *testing.T) {
 	case <-run.exited:
 		t.Fatalf("databus run exited: %s", run.out.String())
 	default:
+	}
+}
+
+// TestTLSEverywhere: MariaDB servers that accept only TLS and a NATS
+// server that requires TLS and client certificates; databus captures,
+// snapshots, tails and applies over verified TLS, and each wrong setting
+// is an error that says what to change.
+func TestTLSEverywhere(t *testing.T) {
+	certs := testenv.MakeCerts(t)
+	tlsArgs := []string{"--ssl-cert=" + certs.ServerCert, "--ssl-key=" + certs.ServerKey, "--ssl-ca=" + certs.CA, "--require-secure-transport=ON"}
+	src := testenv.StartMariaDB(t, tlsArgs...)
+	dst := testenv.StartMariaDB(t, tlsArgs...)
+	src.Exec(t, "CREATE DATABASE app", "CREATE TABLE app.t (id INT PRIMARY KEY, v VARCHAR(10))", "INSERT INTO app.t VALUES (1, 'one')")
+	env, url := captureEnv(t, src)
+	env = append(env,
+		"DATABUS_MYSQL_TLS_MODE=verify-identity", "DATABUS_MYSQL_TLS_CA="+certs.CA,
+		"DATABUS_NATS_TLS_CA="+certs.CA, "DATABUS_NATS_TLS_CERT="+certs.ServerCert, "DATABUS_NATS_TLS_KEY="+certs.ServerKey,
+		"DATABUS_NATS_TLS_VERIFY_CLIENTS=true",
+		"DATABUS_NATS_TLS_CLIENT_CERT="+certs.ClientCert, "DATABUS_NATS_TLS_CLIENT_KEY="+certs.ClientKey,
+	)
+	with := func(extra ...string) []string { return append(env[:len(env):len(env)], extra...) }
+	run := startDatabus(t, env, "run")
+	waitCapturing(t, env, run)
+	src.Exec(t, "INSERT INTO app.t VALUES (2, 'two')")
+	if code, out := runDatabus(t, env, "snapshot"); code != 0 {
+		t.Fatalf("snapshot: exit %d\n%s", code, out)
+	}
+	src.Exec(t, "INSERT INTO app.t VALUES (3, 'three')")
+	ap := startDatabus(t, with("DATABUS_APPLY_TARGET=root@tcp("+dst.Addr()+")/", "DATABUS_APPLY_TLS_MODE=verify-ca", "DATABUS_APPLY_TLS_CA="+certs.CA), "apply", "--from", "snapshot")
+	testenv.Eventually(t, 30*time.Second, func() error {
+		if a, b := src.Checksum(t, "app.t"), dst.Checksum(t, "app.t"); a != b {
+			return fmt.Errorf("CHECKSUM TABLE source %s, target %s", a, b)
+		}
+		return nil
+	})
+	_ = ap.cmd.Process.Signal(syscall.SIGTERM)
+	if code := ap.wait(t, 20*time.Second); code != 0 {
+		t.Errorf("apply: exit %d\n%s", code, ap.out.String())
+	}
+	code, out := runDatabus(t, with("DATABUS_LOG_LEVEL=warn"), "tail", "--from", "beginning", "--count", "1")
+	if code != 0 || !strings.Contains(out, `"op":"insert"`) {
+		t.Errorf("tail over TLS: exit %d\n%s", code, out)
+	}
+	if nc, err := nats.Connect(url); err == nil {
+		nc.Close()
+		t.Error("a client without TLS connected to the embedded server")
+	}
+
+	// The SDK with a TLS configuration of its own.
+	ca, err := os.ReadFile(certs.CA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(ca)
+	cert, err := tls.LoadX509KeyPair(certs.ClientCert, certs.ClientKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := sdk.Connect(t.Context(), sdk.Config{URL: url, Source: "e2e", Start: sdk.StartBeginning,
+		TLS: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}}})
+	if err != nil {
+		t.Fatalf("sdk.Connect over TLS: %v", err)
+	}
+	testenv.Read(t, c, 1)
+	c.Close()
+
+	expired := testenv.StartMariaDB(t, "--ssl-cert="+certs.ExpiredCert, "--ssl-key="+certs.ExpiredKey, "--require-secure-transport=ON")
+	for _, tc := range []struct {
+		name string
+		env  []string
+		code int
+		says []string
+	}{
+		{"MySQL wants TLS, databus has it off", with("DATABUS_MYSQL_TLS_MODE=disabled"), 3, []string{"require_secure_transport", "mysql.tls.mode"}},
+		{"MySQL's certificate from another CA", with("DATABUS_MYSQL_TLS_CA=" + certs.OtherCA), 3, []string{"not accepted", "mysql.tls.ca", "unknown authority"}},
+		{"MySQL's certificate expired", with("DATABUS_MYSQL_ADDR="+expired.Addr(), "DATABUS_MYSQL_TLS_MODE=verify-ca"), 3, []string{"not accepted", "expired"}},
+		{"verify-ca without a CA", with("DATABUS_MYSQL_TLS_CA="), 2, []string{"mysql.tls.ca"}},
+		{"NATS without a client certificate", with("DATABUS_NATS_TLS_CLIENT_CERT=", "DATABUS_NATS_TLS_CLIENT_KEY="), 3, []string{"FAIL nats reachable", "tls", "nats.tls.client_cert"}},
+		{"NATS's certificate from another CA", with("DATABUS_NATS_TLS_CA="+certs.OtherCA, "DATABUS_NATS_TLS_VERIFY_CLIENTS=false"), 3, []string{"FAIL nats reachable", "unknown authority"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := []string{"check"}
+			code, out := runDatabus(t, append(tc.env, "DATABUS_NATS_URL="+url), args...)
+			if code != tc.code {
+				t.Errorf("exit %d, want %d:\n%s", code, tc.code, out)
+			}
+			for _, s := range tc.says {
+				if !strings.Contains(out, s) {
+					t.Errorf("output does not say %q:\n%s", s, out)
+				}
+			}
+		})
 	}
 }

@@ -2,6 +2,8 @@ package mysqlsrc
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -10,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/databus/databus/internal/tlsconf"
 	"github.com/go-sql-driver/mysql"
 )
 
@@ -22,6 +25,35 @@ type Config struct {
 	// from the source name.
 	ServerID       uint32
 	ConnectTimeout time.Duration
+	// TLSMode is how connections use TLS; empty is preferred. TLS names
+	// the CA that signs the server's certificate and the client's own
+	// certificate and key.
+	TLSMode tlsconf.Mode
+	TLS     tlsconf.Files
+}
+
+// tlsConfig is the TLS configuration of connections to the source.
+func (cfg Config) tlsConfig() (*tls.Config, tlsconf.Mode, error) {
+	mode := cfg.TLSMode
+	if mode == "" {
+		mode = tlsconf.Preferred
+	}
+	host, _, _ := net.SplitHostPort(cfg.Addr)
+	c, err := tlsconf.MySQL(mode, cfg.TLS, host)
+	if err != nil {
+		return nil, mode, fmt.Errorf("%w: mysql.tls: %v", ErrSourceSettings, err)
+	}
+	return c, mode, nil
+}
+
+// BinlogTLS returns the TLS configuration of the binlog connection: TLS
+// when the other connections to the server use it (info.TLS).
+func (cfg Config) BinlogTLS(info ServerInfo) (*tls.Config, error) {
+	if !info.TLS {
+		return nil, nil
+	}
+	c, _, err := cfg.tlsConfig()
+	return c, err
 }
 
 // Check is the outcome of one start-up check.
@@ -40,6 +72,8 @@ type ServerInfo struct {
 	ServerID   uint32
 	ServerUUID string
 	GTIDMode   bool
+	// TLS is true when the connection to the server is encrypted.
+	TLS bool
 	// Collations maps collation ids to character set names.
 	Collations map[uint64]string
 }
@@ -63,6 +97,11 @@ func openDB(cfg Config) (*sql.DB, error) {
 	mc.InterpolateParams = true
 	mc.ReadTimeout = time.Minute
 	mc.Params = map[string]string{"time_zone": "'+00:00'"}
+	tc, mode, err := cfg.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
+	mc.TLS, mc.AllowFallbackToPlaintext = tc, mode == tlsconf.Preferred
 	connector, err := mysql.NewConnector(mc)
 	if err != nil {
 		return nil, fmt.Errorf("mysql.addr %s: %w", cfg.Addr, err)
@@ -89,11 +128,20 @@ func Connect(ctx context.Context, cfg Config) (*sql.DB, error) {
 // Classify wraps an error of talking to the source: [ErrAccessDenied] for
 // refused credentials, [ErrUnreachable] for network failures.
 func Classify(cfg Config, err error) error {
+	if tlsErr := classifyTLS(cfg, err); tlsErr != nil {
+		return tlsErr
+	}
 	var me *mysql.MySQLError
 	if errors.As(err, &me) {
 		switch me.Number {
 		case 1045, 1044, 1698:
-			return fmt.Errorf("%w: user %q at %s: %s (check mysql.user and mysql.password)", ErrAccessDenied, cfg.User, cfg.Addr, me.Message)
+			hint := ""
+			if cfg.TLSMode == tlsconf.Disabled {
+				// MariaDB refuses a connection without TLS to a server with
+				// require_secure_transport=ON with this same error.
+				hint = "; a server with require_secure_transport=ON refuses connections without TLS the same way, and mysql.tls.mode is disabled"
+			}
+			return fmt.Errorf("%w: user %q at %s: %s (check mysql.user and mysql.password%s)", ErrAccessDenied, cfg.User, cfg.Addr, me.Message, hint)
 		}
 		return fmt.Errorf("mysql %s: %w", cfg.Addr, err)
 	}
@@ -123,6 +171,11 @@ func Inspect(ctx context.Context, db *sql.DB) (ServerInfo, error) {
 		return info, fmt.Errorf("reading server version: %w", err)
 	}
 	info.MariaDB = strings.Contains(strings.ToLower(info.Version), "mariadb")
+	var name, cipher string
+	if err := db.QueryRowContext(ctx, "SHOW SESSION STATUS LIKE 'Ssl_cipher'").Scan(&name, &cipher); err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return info, fmt.Errorf("reading Ssl_cipher: %w", err)
+	}
+	info.TLS = cipher != ""
 	if !info.MariaDB {
 		uuid, _, err := variable(ctx, db, "server_uuid")
 		if err != nil {
@@ -385,4 +438,30 @@ func GeneratedColumns(ctx context.Context, db *sql.DB, schema, table string) (ma
 		out[name] = true
 	}
 	return out, rows.Err()
+}
+
+// classifyTLS explains a failure to set up TLS with the source, or nil
+// when err is not one.
+func classifyTLS(cfg Config, err error) error {
+	var (
+		unknownCA x509.UnknownAuthorityError
+		invalid   x509.CertificateInvalidError
+		hostname  x509.HostnameError
+		me        *mysql.MySQLError
+	)
+	mode := cfg.TLSMode
+	if mode == "" {
+		mode = tlsconf.Preferred
+	}
+	switch {
+	case errors.As(err, &me) && strings.Contains(me.Message, "insecure transport"):
+		return fmt.Errorf("%w: %s requires TLS (require_secure_transport=ON) and mysql.tls.mode is %s: set mysql.tls.mode to required, verify-ca or verify-identity (with mysql.tls.ca): %s",
+			ErrSourceSettings, cfg.Addr, mode, me.Message)
+	case errors.Is(err, mysql.ErrNoTLS):
+		return fmt.Errorf("%w: %s offers no TLS and mysql.tls.mode is %s: enable TLS on the server (ssl_cert, ssl_key) or set mysql.tls.mode to preferred", ErrSourceSettings, cfg.Addr, mode)
+	case errors.As(err, &unknownCA), errors.As(err, &invalid), errors.As(err, &hostname):
+		return fmt.Errorf("%w: the TLS certificate of %s is not accepted (mysql.tls.mode %s, mysql.tls.ca %q): %v; "+
+			"it must be signed by the CA in mysql.tls.ca, valid now, and name the host for verify-identity", ErrSourceSettings, cfg.Addr, mode, cfg.TLS.CA, err)
+	}
+	return nil
 }

@@ -250,13 +250,14 @@ func (m *MariaDB) DSN(db string) string {
 	return "root@tcp(" + m.Addr() + ")/" + db + "?multiStatements=true&charset=utf8mb4"
 }
 
-// DB returns a connection pool as root, closed when the test ends.
+// DB returns a connection pool as root over the server's unix socket
+// (which require_secure_transport allows), closed when the test ends.
 func (m *MariaDB) DB(t testing.TB) *sql.DB {
 	t.Helper()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.db == nil {
-		db, err := sql.Open("mysql", m.DSN(""))
+		db, err := sql.Open("mysql", "root@unix("+m.sock+")/?multiStatements=true&charset=utf8mb4")
 		if err != nil {
 			t.Fatal(err)
 		}
