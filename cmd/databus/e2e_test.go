@@ -23,6 +23,8 @@ import (
 	"github.com/databus/databus/embedded"
 	"github.com/databus/databus/internal/testenv"
 	"github.com/databus/databus/sdk"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // builds holds the binaries built by goBuild, by package.
@@ -126,6 +128,42 @@ func startProcess(t *testing.T, bin string, env []string, args ...string) *proc 
 func (p *proc) kill() {
 	_ = p.cmd.Process.Signal(syscall.SIGKILL)
 	<-p.exited
+}
+
+// stop sends SIGTERM and returns the exit code, failing the test after
+// 30s.
+func (p *proc) stop(t *testing.T) int {
+	t.Helper()
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	return p.wait(t, 30*time.Second)
+}
+
+// connectJS connects to the NATS server at url and opens JetStream; the
+// connection is closed when the test ends.
+func connectJS(t *testing.T, url string, opts ...nats.Option) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nc, js
+}
+
+// waitRows waits until table on db holds n rows.
+func waitRows(t *testing.T, db *testenv.MariaDB, table string, n int) {
+	t.Helper()
+	testenv.Eventually(t, 30*time.Second, func() error {
+		var got int
+		if err := db.DB(t).QueryRow("SELECT COUNT(*) FROM " + table).Scan(&got); err != nil || got != n {
+			return fmt.Errorf("%s holds %d rows (%v), want %d", table, got, err, n)
+		}
+		return nil
+	})
 }
 
 // wait returns the exit code, failing the test after timeout.
@@ -268,8 +306,7 @@ func TestSIGTERMStopsCleanlyAndResumes(t *testing.T) {
 	waitCapturing(t, env, p)
 	db.Exec(t, "INSERT INTO app.t VALUES (1), (2)")
 	time.Sleep(200 * time.Millisecond) // let it publish before the signal; correctness does not depend on it
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	if code := p.wait(t, 30*time.Second); code != 0 {
+	if code := p.stop(t); code != 0 {
 		t.Fatalf("exit code after SIGTERM: got %d, want 0\n%s", code, p.out.String())
 	}
 	db.Exec(t, "INSERT INTO app.t VALUES (3)")
@@ -573,8 +610,7 @@ func TestPurgedBinlogExitsThreeThenRecoverTakesANewSnapshot(t *testing.T) {
 	env = append(env, "DATABUS_SNAPSHOT_ON_START=false")
 	p := startDatabus(t, env, "run")
 	waitCapturing(t, env, p)
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	if code := p.wait(t, 30*time.Second); code != 0 {
+	if code := p.stop(t); code != 0 {
 		t.Fatalf("exit code after SIGTERM: got %d\n%s", code, p.out.String())
 	}
 	// Written while databus is down, then purged from the binlog.

@@ -8,9 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/databus/databus/internal/testenv"
 	"github.com/databus/databus/sdk"
 )
@@ -60,15 +57,7 @@ func TestSnapshotWriterKilledIsTakenOverAndCleanedUp(t *testing.T) {
 		t.Errorf("snapshot after the takeover:\n%s", last)
 	}
 
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := connectJS(t, url)
 	man, err := sdk.LatestSnapshot(t.Context(), js, "e2e")
 	if err != nil {
 		t.Fatal(err)

@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -16,7 +15,6 @@ import (
 	"github.com/databus/databus/internal/testenv"
 	"github.com/databus/databus/sdk"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // TestRetentionGapStopsApplyAndTail: events removed by the stream's
@@ -41,15 +39,8 @@ func TestRetentionGapStopsApplyAndTail(t *testing.T) {
 	if code := tail.wait(t, 20*time.Second); code != 0 {
 		t.Fatalf("tail exited %d:\n%s", code, tail.out.String())
 	}
-	testenv.Eventually(t, 20*time.Second, func() error {
-		var n int
-		if err := dst.DB(t).QueryRow("SELECT COUNT(*) FROM app.t").Scan(&n); err != nil || n != 2 {
-			return fmt.Errorf("target holds %d rows (%v), want 2", n, err)
-		}
-		return nil
-	})
-	_ = ap.cmd.Process.Signal(syscall.SIGTERM)
-	if code := ap.wait(t, 20*time.Second); code != 0 {
+	waitRows(t, dst, "app.t", 2)
+	if code := ap.stop(t); code != 0 {
 		t.Fatalf("apply exited %d:\n%s", code, ap.out.String())
 	}
 
@@ -154,24 +145,15 @@ func TestSecretsAreNeverPrinted(t *testing.T) {
 		return dst.DB(t).QueryRow("SELECT COUNT(*) FROM databus.apply_checkpoint").Scan(&n)
 	})
 	time.Sleep(500 * time.Millisecond)
-	_ = ap.cmd.Process.Signal(syscall.SIGTERM)
-	if code := ap.wait(t, 20*time.Second); code != 0 {
+	if code := ap.stop(t); code != 0 {
 		t.Errorf("apply with DATABUS_APPLY_TARGET: exit %d:\n%s", code, ap.out.String())
 	}
 	record("apply, target from the environment", ap.out.String())
 	ap = startDatabus(t, env, "apply", "--target-file", targetFile, "--from", "beginning")
-	testenv.Eventually(t, 30*time.Second, func() error {
-		var n int
-		if err := dst.DB(t).QueryRow("SELECT COUNT(*) FROM app.t").Scan(&n); err != nil || n != 2 {
-			return fmt.Errorf("target holds %d rows (%v)", n, err)
-		}
-		return nil
-	})
-	_ = ap.cmd.Process.Signal(syscall.SIGTERM)
-	ap.wait(t, 20*time.Second)
+	waitRows(t, dst, "app.t", 2)
+	ap.stop(t)
 	record("apply --target-file", ap.out.String())
-	_ = run.cmd.Process.Signal(syscall.SIGTERM)
-	run.wait(t, 20*time.Second)
+	run.stop(t)
 	record("run", run.out.String())
 
 	all := printed.String()
@@ -212,15 +194,7 @@ func TestEmbeddedServerRolesKeepReadersFromWriting(t *testing.T) {
 		}
 	}
 
-	nc, err := nats.Connect(url, nats.UserInfo("reader", "readPW1"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := connectJS(t, url, nats.UserInfo("reader", "readPW1"))
 	ctx := t.Context()
 	stream, err := js.Stream(ctx, sdk.StreamName("e2e"))
 	if err != nil {
@@ -327,8 +301,7 @@ func TestTLSEverywhere(t *testing.T) {
 		}
 		return nil
 	})
-	_ = ap.cmd.Process.Signal(syscall.SIGTERM)
-	if code := ap.wait(t, 20*time.Second); code != 0 {
+	if code := ap.stop(t); code != 0 {
 		t.Errorf("apply: exit %d\n%s", code, ap.out.String())
 	}
 	code, out := runDatabus(t, with("DATABUS_LOG_LEVEL=warn"), "tail", "--from", "beginning", "--count", "1")
