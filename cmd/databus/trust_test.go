@@ -15,6 +15,7 @@ import (
 	"github.com/databus/databus/internal/testenv"
 	"github.com/databus/databus/sdk"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
 )
 
 // TestRetentionGapStopsApplyAndTail: events removed by the stream's
@@ -175,13 +176,28 @@ func TestEmbeddedServerRolesKeepReadersFromWriting(t *testing.T) {
 	src := testenv.StartMariaDB(t)
 	src.Exec(t, "CREATE DATABASE app", "CREATE TABLE app.t (id INT PRIMARY KEY)", "INSERT INTO app.t VALUES (1)")
 	env, url := captureEnv(t, src)
-	env = append(env, "DATABUS_NATS_AUTH_CAPTURE_PASSWORD=capPW1", "DATABUS_NATS_AUTH_READER_PASSWORD=readPW1", "DATABUS_NATS_AUTH_ADMIN_PASSWORD=admPW1")
+	// The admin authenticates with an nkey: the server knows the public
+	// key, the client holds the seed.
+	admin, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	adminPub, _ := admin.PublicKey()
+	seed, _ := admin.Seed()
+	seedFile := filepath.Join(t.TempDir(), "admin.nk")
+	if err := os.WriteFile(seedFile, seed, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env = append(env, "DATABUS_NATS_AUTH_CAPTURE_PASSWORD=capPW1", "DATABUS_NATS_AUTH_READER_PASSWORD=readPW1", "DATABUS_NATS_AUTH_ADMIN_NKEY="+adminPub)
 	asReader := append(env[:len(env):len(env)], "DATABUS_NATS_USER=reader", "DATABUS_NATS_PASSWORD=readPW1")
 	asCapture := append(env[:len(env):len(env)], "DATABUS_NATS_USER=capture", "DATABUS_NATS_PASSWORD=capPW1")
 	run := startDatabus(t, env, "run")
 	waitCapturing(t, asReader, run)
 	if code, out := runDatabus(t, asCapture, "snapshot"); code != 0 {
 		t.Fatalf("snapshot as capture: exit %d\n%s", code, out)
+	}
+	if code, out := runDatabus(t, append(env[:len(env):len(env)], "DATABUS_NATS_NKEY_SEED="+seedFile), "status"); code != 0 || !strings.Contains(out, `"checkpoint"`) {
+		t.Errorf("status as the admin, with an nkey: exit %d\n%s", code, out)
 	}
 
 	// Without credentials, or with wrong ones, nothing.
