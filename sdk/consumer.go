@@ -58,7 +58,7 @@ type Consumer struct {
 	// reading them. lostAt is the removal found after the messages in
 	// ahead; lost, once set, is returned by every later call (see gap.go).
 	next     uint64
-	ahead    []jetstream.Msg
+	ahead    []arrival
 	aheadErr error
 	lostAt   *EventsLostError
 	lost     error

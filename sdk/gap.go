@@ -76,21 +76,22 @@ func (c *Consumer) receive(ctx context.Context) (jetstream.Msg, *jetstream.MsgMe
 		if err != nil {
 			return nil, nil, err
 		}
-		c.ahead = append(c.ahead, m)
-		if seq, err := streamSeq(m); err == nil && c.next > 0 && seq > c.next {
+		a, err := newArrival(m)
+		if err != nil {
+			return nil, nil, err
+		}
+		c.ahead = append(c.ahead, a)
+		if c.next > 0 && a.meta.Sequence.Stream > c.next {
 			c.readAhead()
 			if err := c.checkGaps(ctx); err != nil {
 				return nil, nil, err
 			}
 		}
 	}
-	m := c.ahead[0]
-	c.ahead[0] = nil
+	a := c.ahead[0]
+	c.ahead[0] = arrival{}
 	c.ahead = c.ahead[1:]
-	meta, err := m.Metadata()
-	if err != nil {
-		return nil, nil, fmt.Errorf("reading delivery metadata of %s: %w", m.Subject(), err)
-	}
+	m, meta := a.msg, a.meta
 	if s := meta.Sequence.Stream; s >= c.next {
 		c.next = s + 1
 	}
@@ -100,17 +101,35 @@ func (c *Consumer) receive(ctx context.Context) (jetstream.Msg, *jetstream.MsgMe
 	return m, meta, nil
 }
 
+// arrival is a delivered message with its metadata.
+type arrival struct {
+	msg  jetstream.Msg
+	meta *jetstream.MsgMetadata
+}
+
+func newArrival(m jetstream.Msg) (arrival, error) {
+	meta, err := m.Metadata()
+	if err != nil {
+		return arrival{}, fmt.Errorf("reading delivery metadata of %s: %w", m.Subject(), err)
+	}
+	return arrival{m, meta}, nil
+}
+
 // readAhead appends to c.ahead the messages that have already arrived.
 func (c *Consumer) readAhead() {
 	for len(c.ahead) < readAhead {
 		m, err := c.iter.Next(jetstream.NextMaxWait(readAheadWait))
-		if err != nil {
-			if !errors.Is(err, nats.ErrTimeout) {
-				c.aheadErr = err
+		if err == nil {
+			var a arrival
+			if a, err = newArrival(m); err == nil {
+				c.ahead = append(c.ahead, a)
+				continue
 			}
-			return
 		}
-		c.ahead = append(c.ahead, m)
+		if !errors.Is(err, nats.ErrTimeout) {
+			c.aheadErr = err
+		}
+		return
 	}
 }
 
@@ -125,11 +144,8 @@ func (c *Consumer) checkGaps(ctx context.Context) error {
 		return err
 	}
 	next := c.next
-	for i, m := range c.ahead {
-		seq, err := streamSeq(m)
-		if err != nil {
-			continue // reported when the message is handed out
-		}
+	for i, a := range c.ahead {
+		seq := a.meta.Sequence.Stream
 		if seq > next && first > next {
 			c.lostAt = &EventsLostError{Stream: StreamName(c.source), First: next, Last: min(first, seq) - 1, Filtered: c.filtered}
 			clear(c.ahead[i:])
@@ -168,14 +184,6 @@ func (c *Consumer) firstSeq(ctx context.Context) (uint64, error) {
 		return 0, fmt.Errorf("reading stream %s to check for removed events: %w", StreamName(c.source), err)
 	}
 	return info.State.FirstSeq, nil
-}
-
-func streamSeq(m jetstream.Msg) (uint64, error) {
-	meta, err := m.Metadata()
-	if err != nil {
-		return 0, err
-	}
-	return meta.Sequence.Stream, nil
 }
 
 // durableFloor returns where a durable consumer resumes: after the
