@@ -188,7 +188,7 @@ func TestEmbeddedServerRolesKeepReadersFromWriting(t *testing.T) {
 	if err := os.WriteFile(seedFile, seed, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	env = append(env, "DATABUS_NATS_AUTH_CAPTURE_PASSWORD=capPW1", "DATABUS_NATS_AUTH_READER_PASSWORD=readPW1", "DATABUS_NATS_AUTH_ADMIN_NKEY="+adminPub)
+	env = append(env, "DATABUS_SNAPSHOT_ON_START=false", "DATABUS_NATS_AUTH_CAPTURE_PASSWORD=capPW1", "DATABUS_NATS_AUTH_READER_PASSWORD=readPW1", "DATABUS_NATS_AUTH_ADMIN_NKEY="+adminPub)
 	asReader := append(env[:len(env):len(env)], "DATABUS_NATS_USER=reader", "DATABUS_NATS_PASSWORD=readPW1")
 	asCapture := append(env[:len(env):len(env)], "DATABUS_NATS_USER=capture", "DATABUS_NATS_PASSWORD=capPW1")
 	run := startDatabus(t, env, "run")
@@ -296,7 +296,7 @@ func TestTLSEverywhere(t *testing.T) {
 	dst := testenv.StartMariaDB(t, tlsArgs...)
 	src.Exec(t, "CREATE DATABASE app", "CREATE TABLE app.t (id INT PRIMARY KEY, v VARCHAR(10))", "INSERT INTO app.t VALUES (1, 'one')")
 	env, url := captureEnv(t, src)
-	env = append(env,
+	env = append(env, "DATABUS_SNAPSHOT_ON_START=false",
 		"DATABUS_MYSQL_TLS_MODE=verify-identity", "DATABUS_MYSQL_TLS_CA="+certs.CA,
 		"DATABUS_NATS_TLS_CA="+certs.CA, "DATABUS_NATS_TLS_CERT="+certs.ServerCert, "DATABUS_NATS_TLS_KEY="+certs.ServerKey,
 		"DATABUS_NATS_TLS_VERIFY_CLIENTS=true",
