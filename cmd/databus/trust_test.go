@@ -94,7 +94,7 @@ func TestSecretsAreNeverPrinted(t *testing.T) {
 	js := testenv.StartJetStream(t, embedded.Config{User: "alice", Password: natsPW})
 	host := strings.TrimPrefix(js.URL, "nats://")
 	env := []string{
-		"DATABUS_SOURCE=sec", "DATABUS_MYSQL_ADDR=" + src.Addr(), "DATABUS_DATA_DIR=" + t.TempDir(),
+		"DATABUS_SOURCE=sec", "DATABUS_MYSQL_ADDR=" + src.Addr(), "DATABUS_DATA_DIR=" + t.TempDir(), "DATABUS_SNAPSHOT_ON_START=false",
 		"DATABUS_MYSQL_USER=cap", "DATABUS_MYSQL_PASSWORD=" + mysqlPW, "DATABUS_MYSQL_RETRY_MAX=1s",
 		"DATABUS_NATS_URL=nats://alice:" + natsPW + "@" + host, "DATABUS_LOG_LEVEL=debug",
 	}
