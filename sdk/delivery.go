@@ -12,6 +12,70 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
+// startAt sets the consumer's deliver policy from cfg.Start; a start at a
+// snapshot prepares its loader, and the stream follows the snapshot.
+func (c *Consumer) startAt(ctx context.Context, js jetstream.JetStream, cfg Config) error {
+	switch cfg.Start.kind {
+	case 0, 1:
+		// The beginning and now are pinned to sequences, so that events
+		// retention removes before the first delivery are noticed too.
+		info, err := c.stream.Info(ctx)
+		if err != nil {
+			return fmt.Errorf("reading stream %s: %w", StreamName(cfg.Source), err)
+		}
+		c.next = info.State.LastSeq + 1
+		if cfg.Start.kind == 0 {
+			c.next = max(1, min(info.State.FirstSeq, c.next))
+		}
+		c.ccfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		c.ccfg.OptStartSeq = c.next
+	case 2:
+		c.ccfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		c.ccfg.OptStartSeq = cfg.Start.seq
+		c.next = cfg.Start.seq
+	case 3:
+		keep := func(db, table string) bool {
+			return (len(cfg.Databases) == 0 && len(cfg.Tables) == 0) || slices.Contains(cfg.Databases, db) || slices.Contains(cfg.Tables, db+"."+table)
+		}
+		l, seq, done, err := startSnapshot(ctx, js, c.stream, cfg, keep)
+		if err != nil {
+			return err
+		}
+		if !done {
+			c.snap = l
+		}
+		c.ccfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		c.ccfg.OptStartSeq = seq
+		c.next = seq
+	}
+	return nil
+}
+
+// bindDurable binds the durable consumer name when it exists and resumes
+// it after its last acknowledged event, or deletes it when the
+// application's own position (resumeAt) decides where to start.
+func (c *Consumer) bindDurable(ctx context.Context, name string, filters []string, resumeAt uint64) error {
+	existing, err := c.stream.Consumer(ctx, name)
+	switch {
+	case err == nil && resumeAt > 0:
+		// The application's own position wins over the server's.
+		if err := c.stream.DeleteConsumer(ctx, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return fmt.Errorf("replacing consumer %s: %w", name, err)
+		}
+	case err == nil:
+		var floor uint64
+		if c.cons, floor, err = resume(ctx, c.stream, existing, filters); err != nil {
+			return fmt.Errorf("resuming consumer %s: %w", name, err)
+		}
+		if floor = c.durableFloor(ctx, floor); floor > 0 {
+			c.next = floor + 1
+		}
+	case !errors.Is(err, jetstream.ErrConsumerNotFound):
+		return fmt.Errorf("looking up consumer %s: %w", name, err)
+	}
+	return nil
+}
+
 func (c *Consumer) startDelivery(ctx context.Context) error {
 	if err := c.create(ctx); err != nil {
 		return err
