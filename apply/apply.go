@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"strings"
 	"time"
 
@@ -102,15 +101,9 @@ func New(cfg Config) (*Applier, error) {
 		"foreign_key_checks": "0",
 	}
 	mc.Collation = "utf8mb4_general_ci"
-	mode := cfg.TLSMode
-	if mode == "" {
-		mode = tlsconf.Preferred
-	}
-	host, _, _ := net.SplitHostPort(mc.Addr)
-	if mc.TLS, err = tlsconf.MySQL(mode, cfg.TLS, host); err != nil {
+	if err := tlsconf.Driver(mc, cfg.TLSMode, cfg.TLS); err != nil {
 		return nil, fmt.Errorf("%w: apply.tls: %v", ErrBadTarget, err)
 	}
-	mc.AllowFallbackToPlaintext = mode == tlsconf.Preferred
 	mc.MultiStatements = false
 	connector, err := mysql.NewConnector(mc)
 	if err != nil {

@@ -27,8 +27,8 @@ type Config struct {
 	// Users, when set, are the only users, each with its role; User,
 	// Password and Token must then be empty.
 	Users []User
-	// TLS, when set, is required of every client; with ClientCAs set,
-	// so is a client certificate.
+	// TLS, when set, is required of every client; with ClientAuth
+	// tls.RequireAndVerifyClientCert, so is a client certificate.
 	TLS *tls.Config
 	// Name is the server name; "databus" when empty.
 	Name string

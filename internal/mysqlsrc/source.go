@@ -32,28 +32,18 @@ type Config struct {
 	TLS     tlsconf.Files
 }
 
-// tlsConfig is the TLS configuration of connections to the source.
-func (cfg Config) tlsConfig() (*tls.Config, tlsconf.Mode, error) {
-	mode := cfg.TLSMode
-	if mode == "" {
-		mode = tlsconf.Preferred
-	}
-	host, _, _ := net.SplitHostPort(cfg.Addr)
-	c, err := tlsconf.MySQL(mode, cfg.TLS, host)
-	if err != nil {
-		return nil, mode, fmt.Errorf("%w: mysql.tls: %v", ErrSourceSettings, err)
-	}
-	return c, mode, nil
-}
-
 // BinlogTLS returns the TLS configuration of the binlog connection: TLS
 // when the other connections to the server use it (info.TLS).
 func (cfg Config) BinlogTLS(info ServerInfo) (*tls.Config, error) {
 	if !info.TLS {
 		return nil, nil
 	}
-	c, _, err := cfg.tlsConfig()
-	return c, err
+	host, _, _ := net.SplitHostPort(cfg.Addr)
+	c, err := tlsconf.MySQL(cfg.TLSMode, cfg.TLS, host)
+	if err != nil {
+		return nil, fmt.Errorf("%w: mysql.tls: %v", ErrSourceSettings, err)
+	}
+	return c, nil
 }
 
 // Check is the outcome of one start-up check.
@@ -97,11 +87,9 @@ func openDB(cfg Config) (*sql.DB, error) {
 	mc.InterpolateParams = true
 	mc.ReadTimeout = time.Minute
 	mc.Params = map[string]string{"time_zone": "'+00:00'"}
-	tc, mode, err := cfg.tlsConfig()
-	if err != nil {
-		return nil, err
+	if err := tlsconf.Driver(mc, cfg.TLSMode, cfg.TLS); err != nil {
+		return nil, fmt.Errorf("%w: mysql.tls: %v", ErrSourceSettings, err)
 	}
-	mc.TLS, mc.AllowFallbackToPlaintext = tc, mode == tlsconf.Preferred
 	connector, err := mysql.NewConnector(mc)
 	if err != nil {
 		return nil, fmt.Errorf("mysql.addr %s: %w", cfg.Addr, err)
@@ -449,10 +437,7 @@ func classifyTLS(cfg Config, err error) error {
 		hostname  x509.HostnameError
 		me        *mysql.MySQLError
 	)
-	mode := cfg.TLSMode
-	if mode == "" {
-		mode = tlsconf.Preferred
-	}
+	mode := cfg.TLSMode.Effective()
 	switch {
 	case errors.As(err, &me) && strings.Contains(me.Message, "insecure transport"):
 		return fmt.Errorf("%w: %s requires TLS (require_secure_transport=ON) and mysql.tls.mode is %s: set mysql.tls.mode to required, verify-ca or verify-identity (with mysql.tls.ca): %s",

@@ -8,7 +8,10 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"os"
+
+	"github.com/go-sql-driver/mysql"
 )
 
 // Mode is how a connection to MySQL/MariaDB uses TLS, as MySQL's
@@ -32,6 +35,14 @@ const (
 	VerifyIdentity Mode = "verify-identity"
 )
 
+// Effective is m, or Preferred when m is empty (the default).
+func (m Mode) Effective() Mode {
+	if m == "" {
+		return Preferred
+	}
+	return m
+}
+
 // ParseMode checks a mode's name.
 func ParseMode(s string) (Mode, error) {
 	switch m := Mode(s); m {
@@ -48,9 +59,10 @@ type Files struct {
 }
 
 // MySQL returns the TLS configuration of a connection to host in mode
-// (nil for Disabled). Preferred needs the caller's fallback to plain TCP
-// when the server has no TLS.
+// (empty is Preferred; nil for Disabled). Preferred needs the caller's
+// fallback to plain TCP when the server has no TLS.
 func MySQL(mode Mode, f Files, host string) (*tls.Config, error) {
+	mode = mode.Effective()
 	if mode == Disabled {
 		return nil, nil
 	}
@@ -166,4 +178,17 @@ func verifyChain(raw [][]byte, roots *x509.CertPool) error {
 	}
 	_, err := certs[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter})
 	return err
+}
+
+// Driver sets the TLS of go-sql-driver's mc, which reaches mc.Addr, for
+// mode (empty is Preferred) and f, with the fallback to plain TCP that
+// Preferred means.
+func Driver(mc *mysql.Config, mode Mode, f Files) error {
+	host, _, _ := net.SplitHostPort(mc.Addr)
+	c, err := MySQL(mode, f, host)
+	if err != nil {
+		return err
+	}
+	mc.TLS, mc.AllowFallbackToPlaintext = c, mode.Effective() == Preferred
+	return nil
 }
