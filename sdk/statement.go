@@ -15,18 +15,22 @@ import (
 // Updates and deletes name the row by its primary key, or by every column
 // with LIMIT 1 when the table has none.
 func (e *Event) Statement() (string, error) {
-	var b strings.Builder
-	switch e.Op {
-	case OpInsert:
+	if e.Op == OpInsert {
 		tuple, err := e.Tuple()
 		if err != nil {
 			return "", err
 		}
-		cols, err := e.ColumnList()
-		if err != nil {
-			return "", err
-		}
-		b.WriteString("INSERT INTO " + e.qualified() + " " + cols + " VALUES " + tuple)
+		cols, _ := e.ColumnList() // Tuple checked the table
+		return "INSERT INTO " + e.qualified() + " " + cols + " VALUES " + tuple, nil
+	}
+	if e.Op != OpUpdate && e.Op != OpDelete {
+		return "", fmt.Errorf("a %q event is not a row change", e.Op)
+	}
+	if err := e.checkTable(); err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	switch e.Op {
 	case OpUpdate:
 		b.WriteString("UPDATE " + e.qualified() + " SET ")
 		if err := e.appendWritten(&b, e.After, "after", true); err != nil {
@@ -40,8 +44,6 @@ func (e *Event) Statement() (string, error) {
 		if err := e.appendWhere(&b); err != nil {
 			return "", err
 		}
-	default:
-		return "", fmt.Errorf("a %q event is not a row change", e.Op)
 	}
 	return b.String(), nil
 }
@@ -101,9 +103,6 @@ func (e *Event) checkTable() error {
 // columns, comma-separated, each as its literal or, with assign, as
 // `col`=literal.
 func (e *Event) appendWritten(b *strings.Builder, img map[string]any, name string, assign bool) error {
-	if err := e.checkTable(); err != nil {
-		return err
-	}
 	first := true
 	for _, c := range e.Columns {
 		if c.Generated {
@@ -130,9 +129,6 @@ func (e *Event) appendWritten(b *strings.Builder, img map[string]any, name strin
 // column compares as a double, so its literal is cast to FLOAT to match
 // the stored value exactly.
 func (e *Event) appendWhere(b *strings.Builder) error {
-	if err := e.checkTable(); err != nil {
-		return err
-	}
 	b.WriteString(" WHERE ")
 	match := func(c Column, op string) error {
 		lit, err := imageLiteral(c, e.Before, "before")
