@@ -19,13 +19,13 @@ func (c *Consumer) startAt(ctx context.Context, js jetstream.JetStream, cfg Conf
 	case 0, 1:
 		// The beginning and now are pinned to sequences, so that events
 		// retention removes before the first delivery are noticed too.
-		info, err := c.stream.Info(ctx)
+		st, err := c.streamState(ctx)
 		if err != nil {
-			return fmt.Errorf("reading stream %s: %w", StreamName(cfg.Source), err)
+			return err
 		}
-		c.next = info.State.LastSeq + 1
+		c.next = st.LastSeq + 1
 		if cfg.Start.kind == 0 {
-			c.next = max(1, min(info.State.FirstSeq, c.next))
+			c.next = max(1, min(st.FirstSeq, c.next))
 		}
 		c.ccfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
 		c.ccfg.OptStartSeq = c.next

@@ -139,10 +139,11 @@ func (c *Consumer) readAhead() {
 // the server could deliver it. The messages before the first such gap are
 // kept; the gap becomes the consumer's error once they are handed out.
 func (c *Consumer) checkGaps(ctx context.Context) error {
-	first, err := c.firstSeq(ctx)
+	st, err := c.streamState(ctx)
 	if err != nil {
 		return err
 	}
+	first := st.FirstSeq
 	next := c.next
 	for i, a := range c.ahead {
 		seq := a.meta.Sequence.Stream
@@ -168,22 +169,23 @@ func (c *Consumer) checkStart(ctx context.Context) error {
 	if c.next <= 1 {
 		return nil
 	}
-	info, err := c.stream.Info(ctx)
+	st, err := c.streamState(ctx)
 	if err != nil {
-		return fmt.Errorf("reading stream %s: %w", StreamName(c.source), err)
+		return err
 	}
-	if first := info.State.FirstSeq; first > c.next && c.next <= info.State.LastSeq {
-		c.lost = &EventsLostError{Stream: StreamName(c.source), First: c.next, Last: first - 1, Filtered: c.filtered}
+	if st.FirstSeq > c.next && c.next <= st.LastSeq {
+		c.lost = &EventsLostError{Stream: StreamName(c.source), First: c.next, Last: st.FirstSeq - 1, Filtered: c.filtered}
 	}
 	return nil
 }
 
-func (c *Consumer) firstSeq(ctx context.Context) (uint64, error) {
+// streamState reads where the stream begins and ends now.
+func (c *Consumer) streamState(ctx context.Context) (jetstream.StreamState, error) {
 	info, err := c.stream.Info(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("reading stream %s to check for removed events: %w", StreamName(c.source), err)
+		return jetstream.StreamState{}, fmt.Errorf("reading stream %s: %w", StreamName(c.source), err)
 	}
-	return info.State.FirstSeq, nil
+	return info.State, nil
 }
 
 // durableFloor returns where a durable consumer resumes: after the
@@ -211,7 +213,7 @@ func (c *Consumer) durableFloor(ctx context.Context, server uint64) uint64 {
 // record, a durable consumer resumes after the server's floor.
 func (c *Consumer) saveAcked(ctx context.Context, force bool) {
 	acked := c.acked.Load()
-	if c.kv == nil || !c.durable || acked <= c.savedAck || !force && time.Since(c.ackSavedAt) < ackedSaveEvery {
+	if c.kv == nil || acked <= c.savedAck || !force && time.Since(c.ackSavedAt) < ackedSaveEvery {
 		return
 	}
 	c.ackSavedAt = time.Now()
