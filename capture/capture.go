@@ -214,10 +214,9 @@ func (c *Capturer) connectSource(ctx context.Context) (*sql.DB, mysqlsrc.ServerI
 // resumeAt is where a session starts reading the binlog.
 type resumeAt struct {
 	cp *bus.Checkpoint
-	// captureID is the id capture publishes with; trusted is set when
-	// the stream's messages must carry it (the checkpoint had one).
-	captureID string
-	trusted   bool
+	// captureID is the id capture publishes with; trust is the id the
+	// stream's messages must carry, empty when the checkpoint had none.
+	captureID, trust string
 	// byGTID, when set, resumes after these GTIDs instead of at cp's file
 	// and offset: the source is another server than cp's.
 	byGTID mysql.GTIDSet
@@ -233,9 +232,11 @@ func (c *Capturer) resumePoint(ctx context.Context, db *sql.DB, info mysqlsrc.Se
 		return resumeAt{}, err
 	}
 	var at resumeAt
-	if cp != nil && cp.CaptureID != "" {
-		at.captureID, at.trusted = cp.CaptureID, true
-	} else {
+	if cp != nil {
+		at.trust = cp.CaptureID
+	}
+	at.captureID = at.trust
+	if at.captureID == "" {
 		// A first start, or a checkpoint written before capture ids: the
 		// stream's messages carry none yet.
 		at.captureID = nuid.Next()
@@ -283,30 +284,17 @@ func (c *Capturer) resumePoint(ctx context.Context, db *sql.DB, info mysqlsrc.Se
 // message must be capture's own: it carries the capture id and lies within
 // the server's binlog.
 func (c *Capturer) newPublisher(ctx context.Context, db *sql.DB, js jetstream.JetStream, kv jetstream.KeyValue, stream jetstream.Stream, info mysqlsrc.ServerInfo, at resumeAt) (*publisher, error) {
-	trust := ""
-	if at.trusted {
-		trust = at.captureID
+	file, offset, err := mysqlsrc.MasterStatus(ctx, db, info)
+	if err != nil {
+		return nil, err
 	}
-	lastPos, lastSeq, complete, err := bus.LastPublished(ctx, stream, trust)
+	end := sdk.Position{File: file, Offset: offset, ServerID: info.ServerID}
+	lastPos, lastSeq, complete, err := bus.LastPublished(ctx, stream, bus.Own{CaptureID: at.trust, End: &end})
 	if err != nil {
 		return nil, err
 	}
 	if lastPos != nil && lastPos.ServerID != info.ServerID {
 		lastPos = nil
-	}
-	if lastPos != nil {
-		file, offset, err := mysqlsrc.MasterStatus(ctx, db, info)
-		if err != nil {
-			return nil, err
-		}
-		if lastPos.Compare(sdk.Position{File: file, Offset: offset, Row: lastPos.Row}) > 0 {
-			m, err := stream.GetMsg(ctx, lastSeq)
-			if err != nil {
-				return nil, fmt.Errorf("reading stream message %d: %w", lastSeq, err)
-			}
-			return nil, bus.ForeignMessage(stream.CachedInfo().Config.Name, m,
-				fmt.Sprintf("its position %s is beyond the end of the server's binlog (%s:%d)", lastPos, file, offset))
-		}
 	}
 	var skipTxn map[string]int
 	if at.byGTID != nil {

@@ -25,7 +25,7 @@ func PublishAfterRestart(ctx context.Context, js jetstream.JetStream, source str
 	if err != nil {
 		return err
 	}
-	pos, seq, complete, err := bus.LastPublished(ctx, stream, id)
+	pos, seq, complete, err := bus.LastPublished(ctx, stream, bus.Own{CaptureID: id})
 	if err != nil {
 		return err
 	}
@@ -54,7 +54,7 @@ func PublishTransaction(ctx context.Context, js jetstream.JetStream, source stri
 	if err != nil {
 		return err
 	}
-	_, seq, _, err := bus.LastPublished(ctx, stream, id)
+	_, seq, _, err := bus.LastPublished(ctx, stream, bus.Own{CaptureID: id})
 	if err != nil {
 		return err
 	}

@@ -33,7 +33,7 @@ func (s *snapshotter) handoff(ctx context.Context) (uint64, error) {
 		if cp != nil {
 			id = cp.CaptureID
 		}
-		last, seq, _, err := bus.LastPublished(ctx, s.stream, id)
+		last, seq, _, err := bus.LastPublished(ctx, s.stream, bus.Own{CaptureID: id})
 		if err != nil {
 			return 0, err
 		}

@@ -60,13 +60,21 @@ const CaptureHeader = "Databus-Capture"
 // published: taking its position as capture's own would skip changes.
 var ErrForeignMessage = errors.New("the stream's newest message was not published by capture")
 
+// Own says how to recognise capture's own messages at the stream's end:
+// they carry CaptureID (when set) and, when End is set, lie no further
+// than End in the binlog of End's server.
+type Own struct {
+	CaptureID string
+	End       *sdk.Position
+}
+
 // LastPublished returns the position of the newest event in the stream and
 // the stream's last sequence, or a nil position when the stream holds none.
 // complete is false when the newest message is a chunk of an event whose
 // other chunks were never published: that event must be published again.
-// With captureID set, the newest message must carry it in its
-// [CaptureHeader] header, else the error wraps [ErrForeignMessage].
-func LastPublished(ctx context.Context, s jetstream.Stream, captureID string) (pos *sdk.Position, seq uint64, complete bool, err error) {
+// A newest message that own does not recognise is an error wrapping
+// [ErrForeignMessage].
+func LastPublished(ctx context.Context, s jetstream.Stream, own Own) (pos *sdk.Position, seq uint64, complete bool, err error) {
 	info, err := s.Info(ctx)
 	if err != nil {
 		return nil, 0, false, fmt.Errorf("reading stream info: %w", err)
@@ -82,9 +90,10 @@ func LastPublished(ctx context.Context, s jetstream.Stream, captureID string) (p
 	if err != nil {
 		return nil, 0, false, fmt.Errorf("reading stream message %d: %w", last, err)
 	}
-	if got := m.Header.Get(CaptureHeader); captureID != "" && got != captureID {
-		return nil, 0, false, ForeignMessage(s.CachedInfo().Config.Name, m, fmt.Sprintf("its %s header is %q, not this source's capture id %q", CaptureHeader, got, captureID))
+	if got := m.Header.Get(CaptureHeader); own.CaptureID != "" && got != own.CaptureID {
+		return nil, 0, false, foreignMessage(info.Config.Name, m, fmt.Sprintf("its %s header is %q, not this source's capture id %q", CaptureHeader, got, own.CaptureID))
 	}
+	complete = true
 	if chunk := m.Header.Get(sdk.ChunkHeader); chunk != "" {
 		p, err := MsgPosition(m)
 		if err != nil {
@@ -94,18 +103,23 @@ func LastPublished(ctx context.Context, s jetstream.Stream, captureID string) (p
 		if err != nil {
 			return nil, 0, false, fmt.Errorf("last stream message %d: %w", last, err)
 		}
-		return &p, last, i == n, nil
+		pos, complete = &p, i == n
+	} else {
+		ev, err := sdk.DecodeEvent(m.Data)
+		if err != nil {
+			return nil, 0, false, fmt.Errorf("last stream message %d: %w", last, err)
+		}
+		pos = &ev.Position
 	}
-	ev, err := sdk.DecodeEvent(m.Data)
-	if err != nil {
-		return nil, 0, false, fmt.Errorf("last stream message %d: %w", last, err)
+	if e := own.End; e != nil && pos.ServerID == e.ServerID && pos.Compare(sdk.Position{File: e.File, Offset: e.Offset, Row: pos.Row}) > 0 {
+		return nil, 0, false, foreignMessage(info.Config.Name, m, fmt.Sprintf("its position %s is beyond the end of the server's binlog (%s:%d)", pos, e.File, e.Offset))
 	}
-	return &ev.Position, last, true, nil
+	return pos, last, complete, nil
 }
 
-// ForeignMessage is the error for message m of stream, which capture did
+// foreignMessage is the error for message m of stream, which capture did
 // not publish (why says how that shows), with what to do about it.
-func ForeignMessage(stream string, m *jetstream.RawStreamMsg, why string) error {
+func foreignMessage(stream string, m *jetstream.RawStreamMsg, why string) error {
 	return fmt.Errorf("%w: stream %s, sequence %d, subject %s: %s. Capture stops rather than take it for its own and skip the changes after it: "+
 		"see what it is (nats stream get %s %d), delete it (nats stream rmm %s %d -f), allow only databus to publish to the stream (docs/security.md) and start databus again",
 		ErrForeignMessage, stream, m.Sequence, m.Subject, why, stream, m.Sequence, stream, m.Sequence)
