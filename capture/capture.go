@@ -114,12 +114,15 @@ func (c *Capturer) Run(ctx context.Context) error {
 	backoff := 500 * time.Millisecond
 	for {
 		started := time.Now()
+		before := c.nc.LastError()
 		err := c.session(ctx)
 		if bus.StorageFull(err) {
 			err = fmt.Errorf("JetStream has no room for more events (raise nats.max_store or the account's JetStream storage limit, or free the NATS server's disk); "+
 				"capture keeps its checkpoint and goes on when there is room: %w", err)
 		}
-		if perr := c.nc.LastError(); err != nil && errors.Is(perr, nats.ErrPermissionViolation) {
+		// NATS answers a refused publish with silence (the request times
+		// out) and records why as the connection's last error.
+		if perr := c.nc.LastError(); err != nil && perr != before && errors.Is(perr, nats.ErrPermissionViolation) {
 			err = fmt.Errorf("%w: %v (then: %v): the NATS user databus run connects with may not do what capture does; "+
 				"give it a user with the capture role (nats.auth.capture on the embedded server), not a reader", ErrNATSPermission, perr, err)
 		}
