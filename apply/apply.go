@@ -47,7 +47,10 @@ type Config struct {
 
 // Progress is what an applier has done.
 type Progress struct {
-	Transactions, Events uint64
+	// Transactions and Events count source transactions and events
+	// applied; Commits counts target transactions (each commits one or
+	// more whole source transactions).
+	Transactions, Events, Commits uint64
 	// Seq is the stream sequence of the last applied event.
 	Seq uint64
 	// Lag is the time between the source commit of the last applied event
@@ -59,14 +62,23 @@ type Progress struct {
 type Applier struct {
 	cfg Config
 	log *slog.Logger
-	db  *sql.DB
+	// db runs one statement per call (DDL, snapshot rows, checkpoint
+	// reads); batchDB runs the many statements built from row events that
+	// one round trip carries.
+	db, batchDB *sql.DB
 
 	progress Progress
+	// logged is the progress at the last progress log, at loggedAt.
+	logged   Progress
+	loggedAt time.Time
 	// resumed is true until the first event after a (re)start is applied.
 	resumed bool
 	// resumeSnap is where a snapshot load stood at the last commit, when
 	// the target was loading one.
 	resumeSnap *sdk.SnapshotProgress
+	// careful is the stream sequence up to which events are applied one
+	// statement per round trip, to name the one the target refused.
+	careful uint64
 }
 
 // checkpointDDL creates the table that keeps every applier's position.
@@ -104,16 +116,23 @@ func New(cfg Config) (*Applier, error) {
 	if err := tlsconf.Driver(mc, cfg.TLSMode, cfg.TLS); err != nil {
 		return nil, fmt.Errorf("%w: apply.tls: %v", ErrBadTarget, err)
 	}
+	// A DDL statement's text is run as it is: one statement per call.
 	mc.MultiStatements = false
-	connector, err := mysql.NewConnector(mc)
+	single, err := mysql.NewConnector(mc)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadTarget, err)
 	}
-	return &Applier{cfg: cfg, db: sql.OpenDB(connector), log: log.With("component", "apply", "name", cfg.Name)}, nil
+	mc = mc.Clone()
+	mc.MultiStatements = true
+	multi, err := mysql.NewConnector(mc)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadTarget, err)
+	}
+	return &Applier{cfg: cfg, db: sql.OpenDB(single), batchDB: sql.OpenDB(multi), log: log.With("component", "apply", "name", cfg.Name)}, nil
 }
 
 // Close closes the target connections.
-func (a *Applier) Close() error { return a.db.Close() }
+func (a *Applier) Close() error { return errors.Join(a.batchDB.Close(), a.db.Close()) }
 
 // Progress returns what has been applied so far. It is meant for the
 // goroutine running [Applier.Run] or after it returned.
@@ -159,6 +178,14 @@ func (a *Applier) Run(ctx context.Context) error {
 	backoff := time.Second
 	for {
 		err := a.session(ctx)
+		var bf *batchFailed
+		if errors.As(err, &bf) && bf.upTo > a.careful && ctx.Err() == nil {
+			// Find the statement that failed: apply the same events again,
+			// one statement per round trip.
+			a.careful = bf.upTo
+			a.log.Warn("the target refused a statement of a batch: applying those events again one statement at a time", "err", bf.err, "to_stream_seq", bf.upTo)
+			continue
+		}
 		var se *streamError
 		if !errors.As(err, &se) || ctx.Err() != nil || !se.receiving && !retrying {
 			return err
@@ -282,104 +309,4 @@ func (a *Applier) startPoint(ctx context.Context, nc *nats.Conn) (sdk.Start, err
 		return sdk.StartAtSequence(last + 1), nil
 	}
 	return start, nil
-}
-
-// applyAll applies the events c delivers until ctx ends or an error. Each
-// source transaction is one target transaction that also saves the
-// checkpoint; one whose last event is filtered out is committed when
-// nothing follows it soon.
-func (a *Applier) applyAll(ctx context.Context, c *sdk.Consumer) error {
-	tick := time.NewTicker(a.cfg.ProgressEvery)
-	defer tick.Stop()
-	var open *txn
-	for {
-		select {
-		case <-tick.C:
-			p := a.progress
-			a.log.Info("progress", "transactions", p.Transactions, "events", p.Events, "stream_seq", p.Seq, "lag", p.Lag.Round(time.Millisecond))
-		default:
-		}
-		wait := ctx
-		var cancel context.CancelFunc = func() {}
-		if open != nil && !open.snapshot {
-			// The transaction's last event may be filtered out: commit
-			// what we have when nothing follows soon. (A snapshot's rows
-			// are all there: its transactions end at each table's last
-			// row.)
-			wait, cancel = context.WithTimeout(ctx, 200*time.Millisecond)
-		}
-		m, err := c.Next(wait)
-		cancel()
-		if err != nil {
-			if open != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
-				if err := a.commit(ctx, open); err != nil {
-					return err
-				}
-				open = nil
-				continue
-			}
-			if open != nil {
-				open.rollback()
-			}
-			if ctx.Err() != nil || errors.Is(err, sdk.ErrClosed) {
-				return nil
-			}
-			if lostStream(err) {
-				return &streamError{err: err, receiving: true}
-			}
-			if errors.Is(err, sdk.ErrEventsLost) {
-				return fmt.Errorf("the target cannot be brought up to date: %w; it misses those changes: load a new, empty target with `databus apply --from snapshot`", err)
-			}
-			return err
-		}
-		if err := a.apply(ctx, &open, m); err != nil {
-			if ctx.Err() != nil {
-				return nil // stopped: the open target transaction is rolled back
-			}
-			return err
-		}
-	}
-}
-
-// apply applies one event: a snapshot's, a DDL statement, or a row change
-// in the open target transaction (*open), which it begins, and commits at
-// the transaction's last event or when another transaction starts.
-func (a *Applier) apply(ctx context.Context, open **txn, m *sdk.Message) error {
-	if *open != nil && (*open).id != m.Event.Txn.ID {
-		if err := a.commit(ctx, *open); err != nil {
-			return err
-		}
-		*open = nil
-	}
-	switch {
-	case m.Event.Snapshot:
-		return a.snapshotEvent(ctx, open, m)
-	case m.Event.Op == sdk.OpDDL:
-		return a.ddl(ctx, m)
-	}
-	if *open == nil {
-		tx, err := a.db.BeginTx(ctx, nil)
-		if err != nil {
-			return fmt.Errorf("beginning a target transaction: %w", err)
-		}
-		*open = &txn{id: m.Event.Txn.ID, tx: tx}
-	}
-	t := *open
-	// The statement is built from the event's values, not taken from its
-	// SQL text: a row event can only change the row it describes.
-	stmt, err := m.Event.Statement()
-	if err == nil {
-		_, err = t.tx.ExecContext(ctx, stmt)
-	}
-	if err != nil {
-		t.rollback()
-		return fmt.Errorf("applying stream sequence %d (%s %s.%s at %s): %w", m.Sequence, m.Event.Op, m.Event.Database, m.Event.Table, m.Event.Position, err)
-	}
-	t.last = m
-	t.events++
-	if m.Event.Txn.Last {
-		*open = nil
-		return a.commit(ctx, t)
-	}
-	return nil
 }

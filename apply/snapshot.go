@@ -70,7 +70,7 @@ func (a *Applier) snapshotEvent(ctx context.Context, open **txn, m *sdk.Message)
 			_ = tx.Rollback()
 			return fmt.Errorf("preparing the target session for loading: %w", err)
 		}
-		*open = &txn{id: ev.Txn.ID, tx: tx, snapshot: true}
+		*open = &txn{id: ev.Txn.ID, tx: tx}
 	}
 	t := *open
 	if t.head == "" {

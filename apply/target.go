@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -13,13 +14,12 @@ import (
 	"github.com/databus/databus/sdk"
 )
 
-// txn is an open target transaction.
+// txn is an open target transaction loading a snapshot's rows.
 type txn struct {
-	id       string
-	snapshot bool // rows of a snapshot, committed without a checkpoint
-	tx       *sql.Tx
-	last     *sdk.Message
-	events   int
+	id     string
+	tx     *sql.Tx
+	last   *sdk.Message
+	events int
 	// stmt is the multi-row statement of snapshot rows not run yet, of
 	// stmtRows rows; head is the table's insertHead.
 	stmt     []byte
@@ -27,46 +27,32 @@ type txn struct {
 	head     string
 }
 
-// rollback rolls the transaction back; a snapshot load's transaction
-// first gives its connection back the checks it turned off.
+// rollback gives the connection back the checks the load turned off and
+// rolls the transaction back.
 func (t *txn) rollback() {
-	if t.snapshot {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_, _ = t.tx.ExecContext(ctx, "SET SESSION foreign_key_checks = 1, unique_checks = 1")
-		cancel()
-	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	_, _ = t.tx.ExecContext(ctx, "SET SESSION foreign_key_checks = 1, unique_checks = 1")
+	cancel()
 	_ = t.tx.Rollback()
-}
-
-// commit stores the checkpoint in the transaction, commits it and then
-// acknowledges the stream.
-func (a *Applier) commit(ctx context.Context, t *txn) error {
-	if t.snapshot {
-		return a.commitSnapshotRows(ctx, t)
-	}
-	if err := a.saveCheckpoint(ctx, t.tx, t.last); err != nil {
-		t.rollback()
-		return err
-	}
-	if err := t.tx.Commit(); err != nil {
-		return fmt.Errorf("committing transaction %s on the target: %w", t.id, err)
-	}
-	a.applied(t.last, t.events)
-	_ = t.last.Ack(ctx) // the checkpoint on the target is what counts
-	return nil
 }
 
 type execer interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 }
 
-func (a *Applier) saveCheckpoint(ctx context.Context, x execer, m *sdk.Message) error {
+// checkpointSQL is the statement that records m as the last event
+// applied, to run in the transaction that applies it.
+func checkpointSQL(source, name string, m *sdk.Message) string {
 	p := m.Event.Position
-	_, err := x.ExecContext(ctx, "INSERT INTO `databus`.`apply_checkpoint` (`source`, `name`, `stream_seq`, `txn_id`, `binlog_file`, `binlog_offset`, `updated`) "+
-		"VALUES (?, ?, ?, ?, ?, ?, NOW(6)) ON DUPLICATE KEY UPDATE `stream_seq` = VALUES(`stream_seq`), `txn_id` = VALUES(`txn_id`), "+
-		"`binlog_file` = VALUES(`binlog_file`), `binlog_offset` = VALUES(`binlog_offset`), `updated` = VALUES(`updated`)",
-		a.cfg.Source, a.cfg.Name, m.Sequence, m.Event.Txn.ID, p.File, p.Offset)
-	if err != nil {
+	return "INSERT INTO `databus`.`apply_checkpoint` (`source`, `name`, `stream_seq`, `txn_id`, `binlog_file`, `binlog_offset`, `updated`) VALUES (" +
+		sdk.QuoteString(source) + ", " + sdk.QuoteString(name) + ", " + strconv.FormatUint(m.Sequence, 10) + ", " +
+		sdk.QuoteString(m.Event.Txn.ID) + ", " + sdk.QuoteString(p.File) + ", " + strconv.FormatUint(uint64(p.Offset), 10) + ", NOW(6)) " +
+		"ON DUPLICATE KEY UPDATE `stream_seq` = VALUES(`stream_seq`), `txn_id` = VALUES(`txn_id`), " +
+		"`binlog_file` = VALUES(`binlog_file`), `binlog_offset` = VALUES(`binlog_offset`), `updated` = VALUES(`updated`)"
+}
+
+func (a *Applier) saveCheckpoint(ctx context.Context, x execer, m *sdk.Message) error {
+	if _, err := x.ExecContext(ctx, checkpointSQL(a.cfg.Source, a.cfg.Name, m)); err != nil {
 		return fmt.Errorf("saving the checkpoint at stream sequence %d: %w", m.Sequence, err)
 	}
 	return nil
@@ -82,12 +68,42 @@ func (a *Applier) pin(ctx context.Context, seq uint64) error {
 	return nil
 }
 
-func (a *Applier) applied(m *sdk.Message, events int) {
-	a.progress.Transactions++
+// applied records a target commit of txns source transactions (events
+// events) that ends with m.
+func (a *Applier) applied(m *sdk.Message, txns, events int) {
+	a.progress.Transactions += uint64(txns)
 	a.progress.Events += uint64(events)
+	a.progress.Commits++
 	a.progress.Seq = m.Sequence
 	a.progress.Lag = time.Since(m.Event.Timestamp)
 	a.resumed = false
+}
+
+// logProgress logs what was applied, and how fast since the last log.
+func (a *Applier) logProgress() {
+	p, was := a.progress, a.logged
+	now := time.Now()
+	args := []any{"transactions", p.Transactions, "events", p.Events, "stream_seq", p.Seq, "lag", p.Lag.Round(time.Millisecond)}
+	if !a.loggedAt.IsZero() {
+		secs := now.Sub(a.loggedAt).Seconds()
+		args = append(args, "txns_per_s", int(float64(p.Transactions-was.Transactions)/secs), "events_per_s", int(float64(p.Events-was.Events)/secs))
+	}
+	if n := p.Commits - was.Commits; n > 0 {
+		args = append(args, "txns_per_commit", float64(int(10*float64(p.Transactions-was.Transactions)/float64(n)))/10)
+	}
+	a.log.Info("progress", args...)
+	a.logged, a.loggedAt = p, now
+}
+
+// schemaHint explains a target without the database or table a change
+// applies to.
+func schemaHint(err error) string {
+	var me *mysql.MySQLError
+	if !errors.As(err, &me) || me.Number != 1049 && me.Number != 1146 {
+		return ""
+	}
+	return "; the target lacks the schema the stream's changes apply to (capture started after it was created): " +
+		"load a new, empty target with `databus apply --from snapshot`, or create the databases and tables there first"
 }
 
 // alreadyApplied are MySQL errors a DDL statement raises when it ran before.
@@ -124,13 +140,13 @@ func (a *Applier) ddl(ctx context.Context, m *sdk.Message) error {
 		if a.resumed && errors.As(err, &me) && alreadyApplied[me.Number] {
 			a.log.Warn("DDL seems applied before the last restart; continuing", "stream_seq", m.Sequence, "err", err)
 		} else {
-			return fmt.Errorf("applying DDL at stream sequence %d (%.200s): %w", m.Sequence, m.Event.SQL, err)
+			return fmt.Errorf("applying DDL at stream sequence %d (%s, %.200s): %w%s", m.Sequence, m.Event.Position, m.Event.SQL, err, schemaHint(err))
 		}
 	}
 	if err := a.saveCheckpoint(ctx, conn, m); err != nil {
 		return err
 	}
-	a.applied(m, 1)
+	a.applied(m, 1, 1)
 	_ = m.Ack(ctx)
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -29,7 +30,10 @@ type snapLoader struct {
 	man  *Manifest
 	keep func(db, table string) bool
 
-	next   SnapshotProgress // the row Next hands out next
+	next SnapshotProgress // the row Next hands out next
+	// mu guards acked, dirty and saved: an application may acknowledge
+	// rows on another goroutine than the one calling Next.
+	mu     sync.Mutex
 	acked  SnapshotProgress // just after the newest acknowledged row
 	dirty  bool
 	saved  time.Time
@@ -290,27 +294,39 @@ func (l *snapLoader) damaged(ctx context.Context, obj *SnapshotObject, cause err
 
 // ack records that the application is done with the row before at.
 func (l *snapLoader) ack(at SnapshotProgress) {
-	l.acked, l.dirty = at, true
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.acked.Done { // an acknowledgement arriving after the load finished
+		l.acked, l.dirty = at, true
+	}
 }
 
 // save stores the acknowledged progress, at most every second unless
 // force.
 func (l *snapLoader) save(ctx context.Context, force bool) error {
+	l.mu.Lock()
 	if l.key == "" || !l.dirty || (!force && time.Since(l.saved) < time.Second) {
+		l.mu.Unlock()
 		return nil
 	}
 	b, _ := json.Marshal(l.acked)
+	l.dirty, l.saved = false, time.Now()
+	l.mu.Unlock()
 	if _, err := l.kv.Put(ctx, l.key, b); err != nil {
+		l.mu.Lock()
+		l.dirty = true
+		l.mu.Unlock()
 		return fmt.Errorf("saving snapshot progress: %w", err)
 	}
-	l.dirty, l.saved = false, time.Now()
 	return nil
 }
 
 // finish marks the snapshot loaded for good.
 func (l *snapLoader) finish(ctx context.Context) error {
 	l.open, l.rest = false, nil
+	l.mu.Lock()
 	l.acked, l.dirty = SnapshotProgress{Snapshot: l.man.ID, Table: len(l.man.Tables), Done: true}, true
+	l.mu.Unlock()
 	return l.save(ctx, true)
 }
 

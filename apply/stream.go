@@ -1,0 +1,387 @@
+package apply
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/databus/databus/sdk"
+	"github.com/go-sql-driver/mysql"
+)
+
+// How the stream's changes reach the target. A reader goroutine receives
+// events and builds their statements while the target runs the ones
+// before; the applier puts whole source transactions, in stream order,
+// into one target transaction that ends with the checkpoint of its last
+// event, and sends its statements many per round trip. A target
+// transaction is committed as soon as nothing more has arrived (so a
+// lightly loaded mirror is as fresh as one transaction at a time) or when
+// it is full; a busy stream fills it, and the target commits less often.
+const (
+	// batchBytes bounds the statements sent to the target in one round
+	// trip (well under any server's max_allowed_packet).
+	batchBytes = 1 << 20
+	// groupEvents and groupBytes bound one target transaction once its
+	// source transactions are whole: a source transaction is never split.
+	groupEvents = 20_000
+	groupBytes  = 16 << 20
+	// readAhead is how many prepared events wait for the target.
+	readAhead = 4096
+	// lastEventWait is how long an open source transaction waits for its
+	// next event before it is taken as ended: its last event may be
+	// filtered out.
+	lastEventWait = 200 * time.Millisecond
+)
+
+// item is one event read from the stream, prepared for the target: a row
+// change has its statement (an insert its head and values, so that
+// consecutive inserts into one table become one multi-row statement).
+// err ends the reader: receiving failed (m is nil) or the event has no
+// statement.
+type item struct {
+	m                 *sdk.Message
+	stmt, head, tuple string
+	err               error
+}
+
+// read receives events and prepares them until ctx ends or an error,
+// which is its last item.
+func read(ctx context.Context, c *sdk.Consumer, out chan<- item) {
+	defer close(out)
+	for {
+		m, err := c.Next(ctx)
+		it := item{m: m, err: err}
+		if err == nil {
+			it.prepare()
+		}
+		select {
+		case out <- it:
+		case <-ctx.Done():
+			return
+		}
+		if it.err != nil {
+			return
+		}
+	}
+}
+
+// prepare builds a row change's statement from the event's values (never
+// from its SQL text: a row event can only change the row it describes).
+func (it *item) prepare() {
+	ev := it.m.Event
+	if ev.Snapshot || ev.Op == sdk.OpDDL {
+		return
+	}
+	var err error
+	if ev.Op == sdk.OpInsert {
+		var cols string
+		if cols, err = ev.ColumnList(); err == nil {
+			it.head = insertInto(ev) + cols + " VALUES "
+			it.tuple, err = ev.Tuple()
+		}
+	} else {
+		it.stmt, err = ev.Statement()
+	}
+	if err != nil {
+		it.err = rowError(it.m, it.m, "", err)
+	}
+}
+
+// insertInto is "INSERT INTO `db`.`t` " for the event's table.
+func insertInto(ev *sdk.Event) string {
+	return "INSERT INTO " + sdk.QuoteIdent(ev.Database) + "." + sdk.QuoteIdent(ev.Table) + " "
+}
+
+// group is the target transaction being built: whole source transactions
+// and, last, maybe one whose end has not arrived. Its statements not sent
+// yet are in buf.
+type group struct {
+	conn  *sql.Conn
+	began bool
+	buf   []byte
+	stmts []sent
+	// insertHead is the head of the multi-row insert at the end of buf.
+	insertHead string
+
+	txns, events int
+	bytes        int
+	last         *sdk.Message
+	// openTxn is the source transaction whose last event has not come.
+	openTxn string
+}
+
+// sent is one statement of the round trip in the making: buf[start:end],
+// for the events first to last.
+type sent struct {
+	start, end  int
+	first, last *sdk.Message
+}
+
+func (g *group) pending() bool { return g.began || len(g.buf) > 0 }
+
+func (g *group) full() bool { return g.events >= groupEvents || g.bytes >= groupBytes }
+
+// add appends a prepared row change.
+func (g *group) add(it item) {
+	if g.openTxn != "" && g.openTxn != it.m.Event.Txn.ID {
+		g.endTxn() // the open one's last event was filtered out
+	}
+	n := len(g.buf)
+	if it.head != "" && it.head == g.insertHead && len(g.stmts) > 0 {
+		s := &g.stmts[len(g.stmts)-1]
+		g.buf = append(append(g.buf, ','), it.tuple...)
+		s.end, s.last = len(g.buf), it.m
+	} else {
+		switch {
+		case !g.began:
+			g.buf = append(g.buf, "BEGIN;"...)
+			g.began = true
+		case len(g.buf) > 0:
+			g.buf = append(g.buf, ';')
+		}
+		start := len(g.buf)
+		if it.head != "" {
+			g.buf = append(append(g.buf, it.head...), it.tuple...)
+		} else {
+			g.buf = append(g.buf, it.stmt...)
+		}
+		g.insertHead = it.head
+		g.stmts = append(g.stmts, sent{start: start, end: len(g.buf), first: it.m, last: it.m})
+	}
+	g.bytes += len(g.buf) - n
+	g.events++
+	g.last = it.m
+	g.openTxn = it.m.Event.Txn.ID
+	if it.m.Event.Txn.Last {
+		g.endTxn()
+	}
+}
+
+func (g *group) endTxn() {
+	if g.openTxn != "" {
+		g.txns++
+		g.openTxn = ""
+	}
+}
+
+// send runs the statements not sent yet, and then query when not empty.
+func (g *group) send(ctx context.Context, query string) error {
+	if query != "" {
+		if len(g.buf) > 0 {
+			g.buf = append(g.buf, ';')
+		}
+		g.buf = append(g.buf, query...)
+	}
+	if len(g.buf) == 0 {
+		return nil
+	}
+	if _, err := g.conn.ExecContext(ctx, string(g.buf)); err != nil {
+		return g.failed(ctx, err, query != "")
+	}
+	g.buf, g.stmts, g.insertHead = g.buf[:0], g.stmts[:0], ""
+	return nil
+}
+
+// failed rolls the group back after its round trip failed with err. When
+// the round trip held one statement (and not the commit), the error names
+// it; else it asks for the events to be applied again one statement at a
+// time (batchFailed).
+func (g *group) failed(ctx context.Context, err error, committing bool) error {
+	last, stmts, buf := g.last, g.stmts, g.buf
+	g.rollback(ctx)
+	var me *mysql.MySQLError
+	switch {
+	case len(stmts) == 1 && !committing:
+		s := stmts[0]
+		return rowError(s.first, s.last, string(buf[s.start:s.end]), err)
+	case len(stmts) > 0 && errors.As(err, &me):
+		return &batchFailed{err: err, upTo: last.Sequence}
+	case len(stmts) > 0:
+		return fmt.Errorf("applying stream sequences %d to %d on the target: %w", stmts[0].first.Sequence, last.Sequence, err)
+	}
+	return fmt.Errorf("saving the checkpoint at stream sequence %d and committing on the target: %w", last.Sequence, err)
+}
+
+// batchFailed is a statement of a round trip that the target refused;
+// none of the group is committed. Applying the events again up to upTo
+// one statement per round trip names the statement.
+type batchFailed struct {
+	err  error
+	upTo uint64
+}
+
+func (e *batchFailed) Error() string { return e.err.Error() }
+func (e *batchFailed) Unwrap() error { return e.err }
+
+// rollback ends the target transaction without committing anything of it.
+func (g *group) rollback(ctx context.Context) {
+	if g.began {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		_, _ = g.conn.ExecContext(ctx, "ROLLBACK")
+		cancel()
+	}
+	g.reset()
+}
+
+func (g *group) reset() {
+	g.began, g.buf, g.stmts, g.insertHead = false, g.buf[:0], g.stmts[:0], ""
+	g.txns, g.events, g.bytes, g.last, g.openTxn = 0, 0, 0, nil, ""
+}
+
+// commit sends what is left with the checkpoint of the group's last event
+// and COMMIT in the same round trip, then acknowledges the stream.
+func (a *Applier) commitGroup(ctx context.Context, g *group) error {
+	if !g.pending() {
+		return nil
+	}
+	g.endTxn()
+	last := g.last
+	if err := g.send(ctx, checkpointSQL(a.cfg.Source, a.cfg.Name, last)+";COMMIT"); err != nil {
+		return err
+	}
+	a.applied(last, g.txns, g.events)
+	g.reset()
+	_ = last.Ack(ctx) // the checkpoint on the target is what counts
+	return nil
+}
+
+// rowError names the events a failed statement applies, where they were
+// in the source, the statement and what the target needs.
+func rowError(first, last *sdk.Message, stmt string, err error) error {
+	ev := first.Event
+	seqs := fmt.Sprintf("stream sequence %d", first.Sequence)
+	if last.Sequence != first.Sequence {
+		seqs = fmt.Sprintf("stream sequences %d to %d", first.Sequence, last.Sequence)
+	}
+	msg := fmt.Sprintf("applying %s (%s %s.%s at %s, transaction %s)", seqs, ev.Op, ev.Database, ev.Table, ev.Position, ev.Txn.ID)
+	if stmt != "" {
+		msg += fmt.Sprintf(" with %.300s", stmt)
+	}
+	return fmt.Errorf("%s: %w%s", msg, err, schemaHint(err))
+}
+
+// applyAll applies the events c delivers until ctx ends or an error.
+func (a *Applier) applyAll(ctx context.Context, c *sdk.Consumer) error {
+	rctx, stop := context.WithCancel(ctx)
+	in := make(chan item, readAhead)
+	readerDone := make(chan struct{})
+	go func() { defer close(readerDone); read(rctx, c, in) }()
+	defer func() { stop(); <-readerDone }()
+
+	conn, err := a.batchDB.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("connecting to the target: %w", err)
+	}
+	defer conn.Close()
+	g := &group{conn: conn}
+	var snap *txn // a snapshot's rows being loaded
+	defer func() {
+		g.rollback(ctx)
+		if snap != nil {
+			snap.rollback()
+		}
+	}()
+	tick := time.NewTicker(a.cfg.ProgressEvery)
+	defer tick.Stop()
+	for {
+		it, ok, err := a.next(ctx, in, g, tick)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil // stopped while committing: nothing of it is applied, or all of it
+			}
+			return err
+		}
+		if !ok {
+			return nil // stopped: the open target transaction is rolled back
+		}
+		if it.err != nil {
+			return a.readFailed(ctx, it)
+		}
+		if err := a.applyItem(ctx, g, &snap, it); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+// next returns the next prepared event. While none has arrived, it
+// commits the group when its transactions are whole, or after
+// lastEventWait when the last one is still open (its end filtered out).
+// ok is false when ctx ended.
+func (a *Applier) next(ctx context.Context, in <-chan item, g *group, tick *time.Ticker) (it item, ok bool, err error) {
+	select {
+	case it, ok = <-in:
+		return it, ok, nil
+	default:
+	}
+	for {
+		if g.pending() && g.openTxn == "" {
+			if err := a.commitGroup(ctx, g); err != nil {
+				return item{}, false, err
+			}
+		}
+		var wait <-chan time.Time
+		if g.pending() {
+			wait = time.After(lastEventWait)
+		}
+		select {
+		case it, ok = <-in:
+			return it, ok, nil
+		case <-wait:
+			g.endTxn() // and commit it on the next turn
+		case <-tick.C:
+			a.logProgress()
+		case <-ctx.Done():
+			return item{}, false, nil
+		}
+	}
+}
+
+// applyItem applies one prepared event: a row change joins the group, a
+// snapshot's event or a DDL statement commits the group first.
+func (a *Applier) applyItem(ctx context.Context, g *group, snap **txn, it item) error {
+	ev := it.m.Event
+	if *snap != nil && (*snap).id != ev.Txn.ID {
+		if err := a.commitSnapshotRows(ctx, *snap); err != nil {
+			return err
+		}
+		*snap = nil
+	}
+	if ev.Snapshot {
+		return a.snapshotEvent(ctx, snap, it.m)
+	}
+	if ev.Op == sdk.OpDDL || (g.full() && (g.openTxn == "" || g.openTxn != ev.Txn.ID)) {
+		if err := a.commitGroup(ctx, g); err != nil {
+			return err
+		}
+	}
+	if ev.Op == sdk.OpDDL {
+		return a.ddl(ctx, it.m)
+	}
+	g.add(it)
+	if len(g.buf) >= batchBytes || it.m.Sequence <= a.careful {
+		return g.send(ctx, "")
+	}
+	return nil
+}
+
+// readFailed rolls back what is not committed and says why reading the
+// stream stopped.
+func (a *Applier) readFailed(ctx context.Context, it item) error {
+	err := it.err
+	switch {
+	case it.m != nil:
+		return err // an event without a statement (rowError)
+	case ctx.Err() != nil || errors.Is(err, sdk.ErrClosed):
+		return nil
+	case lostStream(err):
+		return &streamError{err: err, receiving: true}
+	case errors.Is(err, sdk.ErrEventsLost):
+		return fmt.Errorf("the target cannot be brought up to date: %w; it misses those changes: load a new, empty target with `databus apply --from snapshot`", err)
+	}
+	return err
+}
