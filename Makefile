@@ -43,6 +43,7 @@ lint:
 # cache; copy interesting ones to the package's testdata/fuzz to keep them.
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzToken -fuzztime 60s ./sdk
+	$(GO) test -run '^$$' -fuzz FuzzDecodeEvent -fuzztime 60s ./sdk
 	$(GO) test -run '^$$' -fuzz FuzzLiterals -fuzztime 120s ./internal/rowcodec
 
 # The benchmark harness (internal/bench): limits of this machine, databus

@@ -82,7 +82,7 @@ func (it *item) prepare() {
 			it.tuple, err = ev.Tuple()
 		}
 	} else {
-		it.stmt, err = ev.Statement()
+		it.stmt, err = ev.ChangeStatement()
 	}
 	if err != nil {
 		it.err = rowError(it.m, it.m, "", err)

@@ -196,16 +196,19 @@ type Txn struct {
 // DecodeEvent parses an event from its wire form. Numbers are kept exact
 // ([json.Number]).
 func DecodeEvent(data []byte) (*Event, error) {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	var ev Event
-	if err := dec.Decode(&ev); err != nil {
-		return nil, fmt.Errorf("decoding databus event: %w", err)
+	ev, err := decodeFast(data)
+	if err != nil {
+		ev = new(Event)
+		dec := json.NewDecoder(bytes.NewReader(data))
+		dec.UseNumber()
+		if err := dec.Decode(ev); err != nil {
+			return nil, fmt.Errorf("decoding databus event: %w", err)
+		}
 	}
 	if ev.Version > FormatVersion {
 		return nil, fmt.Errorf("%w: event format v%d, this SDK reads up to v%d", ErrUnsupportedVersion, ev.Version, FormatVersion)
 	}
-	return &ev, nil
+	return ev, nil
 }
 
 // IdempotentSQL returns a form of [Event.SQL] that can run again without

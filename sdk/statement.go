@@ -1,6 +1,7 @@
 package sdk
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -14,7 +15,16 @@ import (
 // its columns (a forged or damaged one) is an error, never a statement.
 // Updates and deletes name the row by its primary key, or by every column
 // with LIMIT 1 when the table has none.
-func (e *Event) Statement() (string, error) {
+func (e *Event) Statement() (string, error) { return e.statement(false) }
+
+// ChangeStatement is [Event.Statement] except that an update sets only
+// the columns whose value it changes, as a replica of a server with
+// binlog_row_image=MINIMAL does: the same change on a target that holds
+// the before image, in a shorter statement. An update that changes no
+// column sets them all.
+func (e *Event) ChangeStatement() (string, error) { return e.statement(true) }
+
+func (e *Event) statement(changed bool) (string, error) {
 	if e.Op == OpInsert {
 		tuple, err := e.Tuple()
 		if err != nil {
@@ -33,7 +43,11 @@ func (e *Event) Statement() (string, error) {
 	switch e.Op {
 	case OpUpdate:
 		b.WriteString("UPDATE " + e.qualified() + " SET ")
-		if err := e.appendWritten(&b, e.After, "after", true); err != nil {
+		only := func(Column) bool { return true }
+		if changed && e.changes() {
+			only = e.changed
+		}
+		if err := e.appendWritten(&b, e.After, "after", only); err != nil {
 			return "", err
 		}
 		if err := e.appendWhere(&b); err != nil {
@@ -79,7 +93,7 @@ func (e *Event) Tuple() (string, error) {
 	}
 	var b strings.Builder
 	b.WriteByte('(')
-	if err := e.appendWritten(&b, e.After, "after", false); err != nil {
+	if err := e.appendWritten(&b, e.After, "after", nil); err != nil {
 		return "", err
 	}
 	b.WriteByte(')')
@@ -99,13 +113,39 @@ func (e *Event) checkTable() error {
 	return nil
 }
 
+// changed reports whether the update changes column c's value (a value
+// missing from an image counts as changed).
+func (e *Event) changed(c Column) bool {
+	before, ok := e.Before[c.Name]
+	after, ok2 := e.After[c.Name]
+	if !ok || !ok2 {
+		return true
+	}
+	switch b := before.(type) {
+	case nil:
+		return after != nil
+	case string:
+		a, ok := after.(string)
+		return !ok || a != b
+	case json.Number:
+		a, ok := after.(json.Number)
+		return !ok || a != b
+	}
+	return true // a value no decoded event holds: written, and checked by Literal
+}
+
+// changes reports whether the update changes any written column.
+func (e *Event) changes() bool {
+	return slices.ContainsFunc(e.Columns, func(c Column) bool { return !c.Generated && e.changed(c) })
+}
+
 // appendWritten appends img's values of the written (not generated)
-// columns, comma-separated, each as its literal or, with assign, as
-// `col`=literal.
-func (e *Event) appendWritten(b *strings.Builder, img map[string]any, name string, assign bool) error {
+// columns, comma-separated: each as its literal, or as `col`=literal for
+// the columns assign selects when it is not nil.
+func (e *Event) appendWritten(b *strings.Builder, img map[string]any, name string, assign func(Column) bool) error {
 	first := true
 	for _, c := range e.Columns {
-		if c.Generated {
+		if c.Generated || assign != nil && !assign(c) {
 			continue
 		}
 		lit, err := imageLiteral(c, img, name)
@@ -116,7 +156,7 @@ func (e *Event) appendWritten(b *strings.Builder, img map[string]any, name strin
 			b.WriteByte(',')
 		}
 		first = false
-		if assign {
+		if assign != nil {
 			b.WriteString(QuoteIdent(c.Name) + "=")
 		}
 		b.WriteString(lit)

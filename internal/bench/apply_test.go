@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime/pprof"
 	"strconv"
 	"sync"
 	"testing"
@@ -181,7 +180,7 @@ func checksums(b *testing.B, db *sql.DB) map[string]string {
 		t := fmt.Sprintf("sbtest.sbtest%d", i)
 		var name string
 		var sum sql.NullString
-		if err := db.QueryRow("CHECKSUM TABLE " + t).Scan(&name, &sum); err != nil {
+		if err := db.QueryRow("CHECKSUM TABLE "+t).Scan(&name, &sum); err != nil {
 			b.Fatal(err)
 		}
 		sums[t] = sum.String
@@ -301,10 +300,6 @@ func BenchmarkApply(b *testing.B) {
 		done := make(chan error, 1)
 		cpu0, self0 := serverCPU(b, dst), cpuTime(os.Getpid())
 		start := time.Now()
-		if f := os.Getenv("PROF"); f != "" {
-			pf, _ := os.Create(f)
-			pprof.StartCPUProfile(pf)
-		}
 		go func() { done <- a.Run(ctx) }()
 		for {
 			var seq uint64
@@ -320,7 +315,6 @@ func BenchmarkApply(b *testing.B) {
 		}
 		el := time.Since(start)
 		cpu, self := serverCPU(b, dst)-cpu0, cpuTime(os.Getpid())-self0
-		pprof.StopCPUProfile()
 		cancel()
 		<-done
 		a.Close()
