@@ -131,6 +131,10 @@ func New(cfg Config) (*Applier, error) {
 	return &Applier{cfg: cfg, db: sql.OpenDB(single), batchDB: sql.OpenDB(multi), log: log.With("component", "apply", "name", cfg.Name)}, nil
 }
 
+// filtered reports whether the applier applies only some databases or
+// tables: a transaction's last event may then not reach it.
+func (a *Applier) filtered() bool { return len(a.cfg.Databases)+len(a.cfg.Tables) > 0 }
+
 // Close closes the target connections.
 func (a *Applier) Close() error { return errors.Join(a.batchDB.Close(), a.db.Close()) }
 

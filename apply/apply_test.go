@@ -97,3 +97,29 @@ func TestApplyMirrorsDMLAndDDLAcrossRestarts(t *testing.T) {
 		t.Errorf("progress after the restart: %+v, want seq %d", p, last)
 	}
 }
+
+// A source transaction larger than the events a consumer may hold
+// unacknowledged, and than one round trip, is applied whole.
+func TestApplyMirrorsATransactionLargerThanABatch(t *testing.T) {
+	src := testenv.StartMariaDB(t)
+	dst := testenv.StartMariaDB(t)
+	js := testenv.StartJetStream(t)
+	capt := testenv.NewCapture(testenv.CaptureConfig(src), js.Conn(t))
+	capt.Start(t)
+	src.Exec(t,
+		"CREATE DATABASE big",
+		"CREATE TABLE big.t (id INT PRIMARY KEY, v VARCHAR(200))",
+		"INSERT INTO big.t SELECT seq, REPEAT(CHAR(65 + seq % 26), 150) FROM big.seq_1_to_15000",
+		"UPDATE big.t SET v = CONCAT('changed ', id) WHERE id % 2 = 0",
+	)
+	stop := runApplier(t, apply.Config{TargetDSN: dst.DSN(""), NATSURL: js.URL, Source: "test", Start: sdk.StartBeginning})
+	testenv.Eventually(t, 60*time.Second, func() error {
+		if a, b := src.Checksum(t, "big.t"), dst.Checksum(t, "big.t"); a != b {
+			return fmt.Errorf("source %s, target %s", a, b)
+		}
+		return nil
+	})
+	if p := stop(); p.Transactions != 4 || p.Events != 2+15000+7500 {
+		t.Errorf("progress %+v, want 4 transactions of 22,502 events", p)
+	}
+}

@@ -29,9 +29,15 @@ const (
 	groupBytes  = 16 << 20
 	// readAhead is how many prepared events wait for the target.
 	readAhead = 4096
-	// lastEventWait is how long an open source transaction waits for its
-	// next event before it is taken as ended: its last event may be
-	// filtered out.
+	// ackEvery is how often (in events taken) the applier acknowledges
+	// the stream before the target commits: the server stops delivering
+	// to a consumer with too many unacknowledged events (the SDK's
+	// maxAckPending), and the target's checkpoint, not the consumer, is
+	// where a restart resumes.
+	ackEvery = 512
+	// lastEventWait is how long an open source transaction of a filtered
+	// applier waits for its next event before the stream is asked whether
+	// it has ended (its last event may be filtered out).
 	lastEventWait = 200 * time.Millisecond
 )
 
@@ -285,8 +291,9 @@ func (a *Applier) applyAll(ctx context.Context, c *sdk.Consumer) error {
 	}()
 	tick := time.NewTicker(a.cfg.ProgressEvery)
 	defer tick.Stop()
+	taken := 0
 	for {
-		it, ok, err := a.next(ctx, in, g, tick)
+		it, ok, err := a.next(ctx, c, in, g, tick)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil // stopped while committing: nothing of it is applied, or all of it
@@ -299,6 +306,9 @@ func (a *Applier) applyAll(ctx context.Context, c *sdk.Consumer) error {
 		if it.err != nil {
 			return a.readFailed(ctx, it)
 		}
+		if taken++; taken%ackEvery == 0 && !it.m.Event.Snapshot {
+			_ = it.m.Ack(ctx)
+		}
 		if err := a.applyItem(ctx, g, &snap, it); err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -309,10 +319,10 @@ func (a *Applier) applyAll(ctx context.Context, c *sdk.Consumer) error {
 }
 
 // next returns the next prepared event. While none has arrived, it
-// commits the group when its transactions are whole, or after
-// lastEventWait when the last one is still open (its end filtered out).
-// ok is false when ctx ended.
-func (a *Applier) next(ctx context.Context, in <-chan item, g *group, tick *time.Ticker) (it item, ok bool, err error) {
+// commits the group when its transactions are whole, or when the stream
+// says the last one has ended (its last event filtered out). ok is false
+// when ctx ended.
+func (a *Applier) next(ctx context.Context, c *sdk.Consumer, in <-chan item, g *group, tick *time.Ticker) (it item, ok bool, err error) {
 	select {
 	case it, ok = <-in:
 		return it, ok, nil
@@ -325,14 +335,20 @@ func (a *Applier) next(ctx context.Context, in <-chan item, g *group, tick *time
 			}
 		}
 		var wait <-chan time.Time
-		if g.pending() {
+		if g.pending() && a.filtered() {
 			wait = time.After(lastEventWait)
 		}
 		select {
 		case it, ok = <-in:
 			return it, ok, nil
 		case <-wait:
-			g.endTxn() // and commit it on the next turn
+			ended, err := c.TxnEnded(ctx, g.last)
+			if err != nil {
+				return item{}, false, &streamError{err: err, receiving: true}
+			}
+			if ended {
+				g.endTxn() // and commit it on the next turn
+			}
 		case <-tick.C:
 			a.logProgress()
 		case <-ctx.Done():

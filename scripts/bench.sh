@@ -3,9 +3,14 @@
 # docs/performance.md (between the bench markers). Sizes: BENCH_ROWS (row
 # changes in the pre-written binlog, default 300000), BENCH_BIG_TXN_ROWS
 # (default 1000000), BENCH_LATENCY_SECONDS (default 5), BENCH_SNAPSHOT_ROWS
-# (inserts into the snapshotted tables, default 500000).
+# (inserts into the snapshotted tables, default 500000),
+# BENCH_SYSBENCH_SECONDS (each sysbench workload of the apply benchmarks,
+# default 20). The apply benchmarks need sysbench (installed when missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if ! command -v sysbench >/dev/null; then
+  apt-get update -qq && apt-get install -y -qq sysbench
+fi
 out=$(mktemp)
 go test -run '^$' -bench "${BENCH:-.}" -benchtime 1x -timeout 60m ./internal/bench 2>&1 | tee "$out" | grep -E '^(Benchmark|FAIL|ok|PASS)'
 table=$(awk '
@@ -23,13 +28,15 @@ END {
   if (lim != "" && s != "") printf("| **streaming / lower limit** | %.0f%% (%.0f rows/s of %.0f) |\n", 100*s/lim, s, lim)
   sn=v["Snapshot","rows/s"]; d=v["SnapshotMariadbDump","rows/s"]
   if (sn != "" && d != "") printf("| **snapshot / mariadb-dump** | %.0f%% (%.0f rows/s of %.0f, %.1f MB/s of %.1f) |\n", 100*sn/d, sn, d, v["Snapshot","MB/s"], v["SnapshotMariadbDump","MB/s"])
+  ap=v["Apply","txns/s"]; an=v["ApplyNative","txns/s"]
+  if (ap != "" && an != "") printf("| **apply / native replication** | %.0f%% (%.0f transactions/s of %.0f) |\n", 100*ap/an, ap, an)
   ld=v["SnapshotLoad","rows/s"]; lm=v["SnapshotLoadMariadb","rows/s"]
   if (ld != "" && lm != "") printf("| **snapshot load / mariadb < dump.sql** | %.0f%% (%.0f rows/s of %.0f) |\n", 100*ld/lm, ld, lm)
 }' "$out")
 {
   echo "<!-- bench:start -->"
   echo "Measured $(date -u +%Y-%m-%d) on $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(free -g | awk '/Mem:/ {print $2}') GiB,"
-  echo "BENCH_ROWS=${BENCH_ROWS:-300000}, BENCH_BIG_TXN_ROWS=${BENCH_BIG_TXN_ROWS:-1000000}, BENCH_SNAPSHOT_ROWS=${BENCH_SNAPSHOT_ROWS:-500000}, one run of \`make bench\`:"
+  echo "BENCH_ROWS=${BENCH_ROWS:-300000}, BENCH_BIG_TXN_ROWS=${BENCH_BIG_TXN_ROWS:-1000000}, BENCH_SNAPSHOT_ROWS=${BENCH_SNAPSHOT_ROWS:-500000}, BENCH_SYSBENCH_SECONDS=${BENCH_SYSBENCH_SECONDS:-20}, one run of \`make bench\`:"
   echo
   echo "| benchmark | result |"
   echo "| --- | --- |"

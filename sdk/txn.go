@@ -126,6 +126,23 @@ func (c *Consumer) nextInTxn(ctx context.Context, id string, seq uint64) (m *Mes
 	}
 }
 
+// TxnEnded reports whether the transaction of m can have no more events
+// for this consumer after m: m is its last event or, for a consumer that
+// filters databases or tables (whose filter may hide the last one),
+// capture has published past the transaction and nothing of it is left to
+// deliver. An application that gathers whole transactions itself asks it
+// when no event has come for a while. It may be called while another
+// goroutine waits in Next.
+func (c *Consumer) TxnEnded(ctx context.Context, m *Message) (bool, error) {
+	if m.Event.Txn.Last {
+		return true, nil
+	}
+	if !c.filtered || m.snap != nil {
+		return false, nil
+	}
+	return c.movedPast(ctx, m.Event.Txn.ID, m.Sequence)
+}
+
 // movedPast reports whether transaction id can have no more events for
 // this consumer after stream sequence seq: the stream's newest event is
 // of a later transaction or is id's last (capture publishes in order, so
