@@ -123,3 +123,29 @@ func TestApplyMirrorsATransactionLargerThanABatch(t *testing.T) {
 		t.Errorf("progress %+v, want 4 transactions of 22,502 events", p)
 	}
 }
+
+// An applier that filters may never see a transaction's last event: it
+// commits the transaction once the stream shows it ended.
+func TestFilteredApplyCommitsATransactionWhoseLastEventIsFilteredOut(t *testing.T) {
+	src := testenv.StartMariaDB(t)
+	dst := testenv.StartMariaDB(t)
+	js := testenv.StartJetStream(t)
+	capt := testenv.NewCapture(testenv.CaptureConfig(src), js.Conn(t))
+	capt.Start(t)
+	src.Exec(t, "CREATE DATABASE a", "CREATE TABLE a.t (id INT PRIMARY KEY)", "CREATE DATABASE b", "CREATE TABLE b.t (id INT PRIMARY KEY)")
+	stop := runApplier(t, apply.Config{TargetDSN: dst.DSN(""), NATSURL: js.URL, Source: "test", Start: sdk.StartBeginning, Databases: []string{"a"}})
+	src.Exec(t, "BEGIN", "INSERT INTO a.t VALUES (1)", "INSERT INTO a.t VALUES (2)", "INSERT INTO b.t VALUES (1)", "COMMIT")
+	testenv.Eventually(t, 20*time.Second, func() error {
+		var n int
+		if err := dst.DB(t).QueryRow("SELECT COUNT(*) FROM a.t").Scan(&n); err != nil {
+			return err
+		}
+		if n != 2 {
+			return fmt.Errorf("%d rows of the transaction committed", n)
+		}
+		return nil
+	})
+	if p := stop(); p.Transactions != 3 { // two DDL statements and the transaction
+		t.Errorf("progress %+v, want 3 transactions", p)
+	}
+}
