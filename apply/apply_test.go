@@ -37,12 +37,16 @@ func runApplier(t *testing.T, cfg apply.Config) (stop func() apply.Progress) {
 	return stop
 }
 
+// startRig starts a source captured into JetStream, and an empty target.
+func startRig(t *testing.T) (src, dst *testenv.MariaDB, js *testenv.JetStream) {
+	t.Helper()
+	src, dst, js = testenv.StartMariaDB(t), testenv.StartMariaDB(t), testenv.StartJetStream(t)
+	testenv.NewCapture(testenv.CaptureConfig(src), js.Conn(t)).Start(t)
+	return src, dst, js
+}
+
 func TestApplyMirrorsDMLAndDDLAcrossRestarts(t *testing.T) {
-	src := testenv.StartMariaDB(t)
-	dst := testenv.StartMariaDB(t)
-	js := testenv.StartJetStream(t)
-	capt := testenv.NewCapture(testenv.CaptureConfig(src), js.Conn(t))
-	capt.Start(t)
+	src, dst, js := startRig(t)
 
 	src.Exec(t,
 		"CREATE DATABASE shop",
@@ -101,11 +105,7 @@ func TestApplyMirrorsDMLAndDDLAcrossRestarts(t *testing.T) {
 // A source transaction larger than the events a consumer may hold
 // unacknowledged, and than one round trip, is applied whole.
 func TestApplyMirrorsATransactionLargerThanABatch(t *testing.T) {
-	src := testenv.StartMariaDB(t)
-	dst := testenv.StartMariaDB(t)
-	js := testenv.StartJetStream(t)
-	capt := testenv.NewCapture(testenv.CaptureConfig(src), js.Conn(t))
-	capt.Start(t)
+	src, dst, js := startRig(t)
 	src.Exec(t,
 		"CREATE DATABASE big",
 		"CREATE TABLE big.t (id INT PRIMARY KEY, v VARCHAR(200))",
@@ -127,11 +127,7 @@ func TestApplyMirrorsATransactionLargerThanABatch(t *testing.T) {
 // An applier that filters may never see a transaction's last event: it
 // commits the transaction once the stream shows it ended.
 func TestFilteredApplyCommitsATransactionWhoseLastEventIsFilteredOut(t *testing.T) {
-	src := testenv.StartMariaDB(t)
-	dst := testenv.StartMariaDB(t)
-	js := testenv.StartJetStream(t)
-	capt := testenv.NewCapture(testenv.CaptureConfig(src), js.Conn(t))
-	capt.Start(t)
+	src, dst, js := startRig(t)
 	src.Exec(t, "CREATE DATABASE a", "CREATE TABLE a.t (id INT PRIMARY KEY)", "CREATE DATABASE b", "CREATE TABLE b.t (id INT PRIMARY KEY)")
 	stop := runApplier(t, apply.Config{TargetDSN: dst.DSN(""), NATSURL: js.URL, Source: "test", Start: sdk.StartBeginning, Databases: []string{"a"}})
 	src.Exec(t, "BEGIN", "INSERT INTO a.t VALUES (1)", "INSERT INTO a.t VALUES (2)", "INSERT INTO b.t VALUES (1)", "COMMIT")

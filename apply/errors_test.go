@@ -46,11 +46,7 @@ func waitPublished(t *testing.T, js *testenv.JetStream, seq uint64) {
 }
 
 func TestApplyStopsAtARefusedStatementWithNothingOfItsGroupCommitted(t *testing.T) {
-	src := testenv.StartMariaDB(t)
-	dst := testenv.StartMariaDB(t)
-	js := testenv.StartJetStream(t)
-	capt := testenv.NewCapture(testenv.CaptureConfig(src), js.Conn(t))
-	capt.Start(t)
+	src, dst, js := startRig(t)
 	schema := []string{"CREATE DATABASE shop", "CREATE TABLE shop.t (id INT PRIMARY KEY, v VARCHAR(20))"}
 	src.Exec(t, schema...)
 	dst.Exec(t, schema...)
