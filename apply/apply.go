@@ -290,9 +290,8 @@ func (a *Applier) startPoint(ctx context.Context, nc *nats.Conn) (sdk.Start, err
 		if err != nil {
 			return sdk.Start{}, err
 		}
-		if _, err := a.db.ExecContext(ctx, "INSERT INTO `databus`.`apply_checkpoint` (`source`, `name`, `stream_seq`, `txn_id`, `binlog_file`, `binlog_offset`) "+
-			"VALUES (?, ?, ?, ?, ?, ?)", a.cfg.Source, a.cfg.Name, man.StreamSeq, snapshotMark+man.ID, man.Position.File, man.Position.Offset); err != nil {
-			return sdk.Start{}, fmt.Errorf("saving the start checkpoint: %w", err)
+		if err := a.pin(ctx, man.StreamSeq, snapshotMark+man.ID, man.Position); err != nil {
+			return sdk.Start{}, err
 		}
 		a.log.Info("loading snapshot", "snapshot", man.ID, "tables", len(man.Tables), "rows", man.Rows, "then_stream_seq", man.StreamSeq+1)
 		return sdk.StartSnapshotID(man.ID), nil
@@ -306,7 +305,7 @@ func (a *Applier) startPoint(ctx context.Context, nc *nats.Conn) (sdk.Start, err
 		if err != nil {
 			return sdk.Start{}, err
 		}
-		if err := a.pin(ctx, last); err != nil {
+		if err := a.pin(ctx, last, "", sdk.Position{}); err != nil {
 			return sdk.Start{}, err
 		}
 		a.log.Info("starting now: checkpoint pinned on the target", "stream_seq", last)

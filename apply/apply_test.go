@@ -3,6 +3,10 @@ package apply_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -37,6 +41,34 @@ func runApplier(t *testing.T, cfg apply.Config) (stop func() apply.Progress) {
 	return stop
 }
 
+// logBuffer collects log lines written from several goroutines.
+type logBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// has reports whether a line holds every one of parts.
+func (l *logBuffer) has(parts ...string) bool {
+	for line := range strings.Lines(l.String()) {
+		if !slices.ContainsFunc(parts, func(p string) bool { return !strings.Contains(line, p) }) {
+			return true
+		}
+	}
+	return false
+}
+
 // startRig starts a source captured into JetStream, and an empty target.
 func startRig(t *testing.T) (src, dst *testenv.MariaDB, js *testenv.JetStream) {
 	t.Helper()
@@ -53,7 +85,9 @@ func TestApplyMirrorsDMLAndDDLAcrossRestarts(t *testing.T) {
 		"CREATE TABLE shop.orders (id INT AUTO_INCREMENT PRIMARY KEY, customer VARCHAR(50), total DECIMAL(10,2)) DEFAULT CHARSET=utf8mb4",
 		"INSERT INTO shop.orders (customer, total) VALUES ('a', 1.00), ('b', 2.00)",
 	)
-	cfg := apply.Config{TargetDSN: dst.DSN(""), NATSURL: js.URL, Source: "test", Start: sdk.StartBeginning, ProgressEvery: 100 * time.Millisecond}
+	logs := &logBuffer{}
+	cfg := apply.Config{TargetDSN: dst.DSN(""), NATSURL: js.URL, Source: "test", Start: sdk.StartBeginning, ProgressEvery: 100 * time.Millisecond,
+		Logger: slog.New(slog.NewJSONHandler(logs, nil))}
 	stop := runApplier(t, cfg)
 	src.Exec(t,
 		"BEGIN", "UPDATE shop.orders SET total = total * 3", "INSERT INTO shop.orders (customer, total) VALUES ('c', 0)", "COMMIT",
@@ -95,6 +129,13 @@ func TestApplyMirrorsDMLAndDDLAcrossRestarts(t *testing.T) {
 	for _, table := range []string{"shop.orders", "shop.order_items"} {
 		if a, b := src.Checksum(t, table), dst.Checksum(t, table); a != b {
 			t.Errorf("source %s, target %s", a, b)
+		}
+	}
+	// Operators read the rate, the transactions per commit and the lag
+	// off the progress lines.
+	for _, attr := range []string{`"txns_per_s":`, `"txns_per_commit":`, `"lag":`} {
+		if !logs.has(`"msg":"progress"`, attr) {
+			t.Errorf("no progress line has %s:\n%s", attr, logs)
 		}
 	}
 	if p.Seq != last || p.Transactions == 0 {

@@ -74,12 +74,12 @@ func (a *Applier) snapshotEvent(ctx context.Context, open **txn, m *sdk.Message)
 	}
 	t := *open
 	if t.head == "" {
-		cols, err := ev.ColumnList()
+		head, err := ev.InsertHead()
 		if err != nil {
 			t.rollback()
 			return fmt.Errorf("snapshot row %d of %s.%s: %w", ev.Txn.Seq, ev.Database, ev.Table, err)
 		}
-		t.head = " INTO " + sdk.QuoteIdent(ev.Database) + "." + sdk.QuoteIdent(ev.Table) + " " + cols + " VALUES "
+		t.head = "REPLACE" + strings.TrimPrefix(head, "INSERT")
 	}
 	tuple, err := ev.Tuple()
 	if err != nil {
@@ -92,7 +92,6 @@ func (a *Applier) snapshotEvent(ctx context.Context, open **txn, m *sdk.Message)
 		}
 	}
 	if len(t.stmt) == 0 {
-		t.stmt = append(t.stmt, "REPLACE"...)
 		t.stmt = append(t.stmt, t.head...)
 	} else {
 		t.stmt = append(t.stmt, ',')

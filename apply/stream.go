@@ -82,9 +82,7 @@ func (it *item) prepare() {
 	}
 	var err error
 	if ev.Op == sdk.OpInsert {
-		var cols string
-		if cols, err = ev.ColumnList(); err == nil {
-			it.head = insertInto(ev) + cols + " VALUES "
+		if it.head, err = ev.InsertHead(); err == nil {
 			it.tuple, err = ev.Tuple()
 		}
 	} else {
@@ -95,19 +93,17 @@ func (it *item) prepare() {
 	}
 }
 
-// insertInto is "INSERT INTO `db`.`t` " for the event's table.
-func insertInto(ev *sdk.Event) string {
-	return "INSERT INTO " + sdk.QuoteIdent(ev.Database) + "." + sdk.QuoteIdent(ev.Table) + " "
-}
-
 // group is the target transaction being built: whole source transactions
 // and, last, maybe one whose end has not arrived. Its statements not sent
-// yet are in buf.
+// yet are in buf: stmts of them, for the events from first to last, the
+// last statement starting at buf[lastStmt:].
 type group struct {
-	conn  *sql.Conn
-	began bool
-	buf   []byte
-	stmts []sent
+	conn     *sql.Conn
+	began    bool
+	buf      []byte
+	stmts    int
+	first    *sdk.Message
+	lastStmt int
 	// insertHead is the head of the multi-row insert at the end of buf.
 	insertHead string
 
@@ -116,13 +112,6 @@ type group struct {
 	last         *sdk.Message
 	// openTxn is the source transaction whose last event has not come.
 	openTxn string
-}
-
-// sent is one statement of the round trip in the making: buf[start:end],
-// for the events first to last.
-type sent struct {
-	start, end  int
-	first, last *sdk.Message
 }
 
 func (g *group) pending() bool { return g.began || len(g.buf) > 0 }
@@ -135,10 +124,8 @@ func (g *group) add(it item) {
 		g.endTxn() // the open one's last event was filtered out
 	}
 	n := len(g.buf)
-	if it.head != "" && it.head == g.insertHead && len(g.stmts) > 0 {
-		s := &g.stmts[len(g.stmts)-1]
+	if it.head != "" && it.head == g.insertHead {
 		g.buf = append(append(g.buf, ','), it.tuple...)
-		s.end, s.last = len(g.buf), it.m
 	} else {
 		switch {
 		case !g.began:
@@ -147,14 +134,13 @@ func (g *group) add(it item) {
 		case len(g.buf) > 0:
 			g.buf = append(g.buf, ';')
 		}
-		start := len(g.buf)
-		if it.head != "" {
-			g.buf = append(append(g.buf, it.head...), it.tuple...)
-		} else {
-			g.buf = append(g.buf, it.stmt...)
+		if g.stmts == 0 {
+			g.first = it.m
 		}
+		g.stmts++
+		g.lastStmt = len(g.buf)
+		g.buf = append(append(append(g.buf, it.head...), it.tuple...), it.stmt...) // head and tuple, or stmt
 		g.insertHead = it.head
-		g.stmts = append(g.stmts, sent{start: start, end: len(g.buf), first: it.m, last: it.m})
 	}
 	g.bytes += len(g.buf) - n
 	g.events++
@@ -186,8 +172,13 @@ func (g *group) send(ctx context.Context, query string) error {
 	if _, err := g.conn.ExecContext(ctx, string(g.buf)); err != nil {
 		return g.failed(ctx, err, query != "")
 	}
-	g.buf, g.stmts, g.insertHead = g.buf[:0], g.stmts[:0], ""
+	g.sent()
 	return nil
+}
+
+// sent forgets the statements the target ran.
+func (g *group) sent() {
+	g.buf, g.stmts, g.first, g.insertHead = g.buf[:0], 0, nil, ""
 }
 
 // failed rolls the group back after its round trip failed with err. When
@@ -195,19 +186,20 @@ func (g *group) send(ctx context.Context, query string) error {
 // it; else it asks for the events to be applied again one statement at a
 // time (batchFailed).
 func (g *group) failed(ctx context.Context, err error, committing bool) error {
-	last, stmts, buf := g.last, g.stmts, g.buf
-	g.rollback(ctx)
+	var failed error
 	var me *mysql.MySQLError
 	switch {
-	case len(stmts) == 1 && !committing:
-		s := stmts[0]
-		return rowError(s.first, s.last, string(buf[s.start:s.end]), err)
-	case len(stmts) > 0 && errors.As(err, &me):
-		return &batchFailed{err: err, upTo: last.Sequence}
-	case len(stmts) > 0:
-		return fmt.Errorf("applying stream sequences %d to %d on the target: %w", stmts[0].first.Sequence, last.Sequence, err)
+	case g.stmts == 1 && !committing:
+		failed = rowError(g.first, g.last, string(g.buf[g.lastStmt:]), err)
+	case g.stmts > 0 && errors.As(err, &me):
+		failed = &batchFailed{err: err, upTo: g.last.Sequence}
+	case g.stmts > 0:
+		failed = fmt.Errorf("applying stream sequences %d to %d on the target: %w", g.first.Sequence, g.last.Sequence, err)
+	default:
+		failed = fmt.Errorf("saving the checkpoint at stream sequence %d and committing on the target: %w", g.last.Sequence, err)
 	}
-	return fmt.Errorf("saving the checkpoint at stream sequence %d and committing on the target: %w", last.Sequence, err)
+	g.rollback(ctx)
+	return failed
 }
 
 // batchFailed is a statement of a round trip that the target refused;
@@ -232,11 +224,11 @@ func (g *group) rollback(ctx context.Context) {
 }
 
 func (g *group) reset() {
-	g.began, g.buf, g.stmts, g.insertHead = false, g.buf[:0], g.stmts[:0], ""
-	g.txns, g.events, g.bytes, g.last, g.openTxn = 0, 0, 0, nil, ""
+	g.sent()
+	g.began, g.txns, g.events, g.bytes, g.last, g.openTxn = false, 0, 0, 0, nil, ""
 }
 
-// commit sends what is left with the checkpoint of the group's last event
+// commitGroup sends what is left with the checkpoint of the group's last event
 // and COMMIT in the same round trip, then acknowledges the stream.
 func (a *Applier) commitGroup(ctx context.Context, g *group) error {
 	if !g.pending() {
@@ -244,7 +236,7 @@ func (a *Applier) commitGroup(ctx context.Context, g *group) error {
 	}
 	g.endTxn()
 	last := g.last
-	if err := g.send(ctx, checkpointSQL(a.cfg.Source, a.cfg.Name, last)+";COMMIT"); err != nil {
+	if err := g.send(ctx, a.appliedSQL(last)+";COMMIT"); err != nil {
 		return err
 	}
 	a.applied(last, g.txns, g.events)
@@ -370,7 +362,7 @@ func (a *Applier) applyItem(ctx context.Context, g *group, snap **txn, it item) 
 	if ev.Snapshot {
 		return a.snapshotEvent(ctx, snap, it.m)
 	}
-	if ev.Op == sdk.OpDDL || (g.full() && (g.openTxn == "" || g.openTxn != ev.Txn.ID)) {
+	if ev.Op == sdk.OpDDL || g.full() && g.openTxn != ev.Txn.ID {
 		if err := a.commitGroup(ctx, g); err != nil {
 			return err
 		}
@@ -385,8 +377,8 @@ func (a *Applier) applyItem(ctx context.Context, g *group, snap **txn, it item) 
 	return nil
 }
 
-// readFailed rolls back what is not committed and says why reading the
-// stream stopped.
+// readFailed says why reading the stream stopped (applyAll rolls back
+// what is not committed).
 func (a *Applier) readFailed(ctx context.Context, it item) error {
 	err := it.err
 	switch {

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"time"
 
@@ -21,7 +22,7 @@ type txn struct {
 	last   *sdk.Message
 	events int
 	// stmt is the multi-row statement of snapshot rows not run yet, of
-	// stmtRows rows; head is the table's insertHead.
+	// stmtRows rows, after head: the REPLACE form of the table's InsertHead.
 	stmt     []byte
 	stmtRows int
 	head     string
@@ -36,33 +37,27 @@ func (t *txn) rollback() {
 	_ = t.tx.Rollback()
 }
 
-type execer interface {
-	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
-}
-
-// checkpointSQL is the statement that records m as the last event
-// applied, to run in the transaction that applies it.
-func checkpointSQL(source, name string, m *sdk.Message) string {
-	p := m.Event.Position
+// checkpointSQL is the statement that records the checkpoint: stream
+// sequence seq, the transaction txnID at p (of the last event applied, or
+// what a start pins).
+func (a *Applier) checkpointSQL(seq uint64, txnID string, p sdk.Position) string {
 	return "INSERT INTO `databus`.`apply_checkpoint` (`source`, `name`, `stream_seq`, `txn_id`, `binlog_file`, `binlog_offset`, `updated`) VALUES (" +
-		sdk.QuoteString(source) + ", " + sdk.QuoteString(name) + ", " + strconv.FormatUint(m.Sequence, 10) + ", " +
-		sdk.QuoteString(m.Event.Txn.ID) + ", " + sdk.QuoteString(p.File) + ", " + strconv.FormatUint(uint64(p.Offset), 10) + ", NOW(6)) " +
+		sdk.QuoteString(a.cfg.Source) + ", " + sdk.QuoteString(a.cfg.Name) + ", " + strconv.FormatUint(seq, 10) + ", " +
+		sdk.QuoteString(txnID) + ", " + sdk.QuoteString(p.File) + ", " + strconv.FormatUint(uint64(p.Offset), 10) + ", NOW(6)) " +
 		"ON DUPLICATE KEY UPDATE `stream_seq` = VALUES(`stream_seq`), `txn_id` = VALUES(`txn_id`), " +
 		"`binlog_file` = VALUES(`binlog_file`), `binlog_offset` = VALUES(`binlog_offset`), `updated` = VALUES(`updated`)"
 }
 
-func (a *Applier) saveCheckpoint(ctx context.Context, x execer, m *sdk.Message) error {
-	if _, err := x.ExecContext(ctx, checkpointSQL(a.cfg.Source, a.cfg.Name, m)); err != nil {
-		return fmt.Errorf("saving the checkpoint at stream sequence %d: %w", m.Sequence, err)
-	}
-	return nil
+// appliedSQL records m as the last event applied, to run in the
+// transaction that applies it.
+func (a *Applier) appliedSQL(m *sdk.Message) string {
+	return a.checkpointSQL(m.Sequence, m.Event.Txn.ID, m.Event.Position)
 }
 
-// pin saves a checkpoint at stream sequence seq before anything is applied.
-func (a *Applier) pin(ctx context.Context, seq uint64) error {
-	_, err := a.db.ExecContext(ctx, "INSERT INTO `databus`.`apply_checkpoint` (`source`, `name`, `stream_seq`, `txn_id`, `binlog_file`, `binlog_offset`) "+
-		"VALUES (?, ?, ?, '', '', 0)", a.cfg.Source, a.cfg.Name, seq)
-	if err != nil {
+// pin saves a start checkpoint (stream sequence seq, txnID at p) before
+// anything is applied.
+func (a *Applier) pin(ctx context.Context, seq uint64, txnID string, p sdk.Position) error {
+	if _, err := a.db.ExecContext(ctx, a.checkpointSQL(seq, txnID, p)); err != nil {
 		return fmt.Errorf("saving the start checkpoint: %w", err)
 	}
 	return nil
@@ -89,7 +84,7 @@ func (a *Applier) logProgress() {
 		args = append(args, "txns_per_s", int(float64(p.Transactions-was.Transactions)/secs), "events_per_s", int(float64(p.Events-was.Events)/secs))
 	}
 	if n := p.Commits - was.Commits; n > 0 {
-		args = append(args, "txns_per_commit", float64(int(10*float64(p.Transactions-was.Transactions)/float64(n)))/10)
+		args = append(args, "txns_per_commit", math.Round(10*float64(p.Transactions-was.Transactions)/float64(n))/10)
 	}
 	a.log.Info("progress", args...)
 	a.logged, a.loggedAt = p, now
@@ -143,8 +138,8 @@ func (a *Applier) ddl(ctx context.Context, m *sdk.Message) error {
 			return fmt.Errorf("applying DDL at stream sequence %d (%s, %.200s): %w%s", m.Sequence, m.Event.Position, m.Event.SQL, err, schemaHint(err))
 		}
 	}
-	if err := a.saveCheckpoint(ctx, conn, m); err != nil {
-		return err
+	if _, err := conn.ExecContext(ctx, a.appliedSQL(m)); err != nil {
+		return fmt.Errorf("saving the checkpoint at stream sequence %d: %w", m.Sequence, err)
 	}
 	a.applied(m, 1, 1)
 	_ = m.Ack(ctx)

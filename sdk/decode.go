@@ -150,15 +150,17 @@ func decodeFast(data []byte) (*Event, error) {
 	s := &scanner{data: data}
 	ev := new(Event)
 	var seen uint32
+	next := 0          // where in fastKeys to look for the next key
 	var names []string // the column names, in order
 	err := s.fields(func(k []byte) error {
-		bit := eventKeyBit(k)
-		if bit == 0 || seen&bit != 0 {
+		at := fastKey(k, next)
+		if at < 0 || seen&(1<<at) != 0 {
 			// ddl, keys this path does not know, and repeated keys
 			// (encoding/json merges them into the first)
 			return errUnusual
 		}
-		seen |= bit
+		seen |= 1 << at
+		next = at + 1
 		var err error
 		var i int64
 		switch string(k) {
@@ -224,14 +226,16 @@ func decodeFast(data []byte) (*Event, error) {
 	return ev, nil
 }
 
-// eventKeyBit numbers the keys decodeFast knows; 0 for others.
-func eventKeyBit(k []byte) uint32 {
-	for i, known := range fastKeys {
-		if string(k) == known {
-			return 1 << i
+// fastKey returns the index of k in fastKeys, or -1. It looks at from
+// first: capture writes the keys in fastKeys order.
+func fastKey(k []byte, from int) int {
+	for j := range len(fastKeys) {
+		if i := (from + j) % len(fastKeys); string(k) == fastKeys[i] {
+			return i
 		}
 	}
-	return 0
+	return -1
 }
 
+// fastKeys are the keys decodeFast knows, in the order capture writes them.
 var fastKeys = [...]string{"v", "source", "op", "db", "table", "columns", "pk", "key", "before", "after", "sql", "pos", "ts", "txn", "snapshot"}

@@ -30,8 +30,8 @@ func (e *Event) statement(changed bool) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		cols, _ := e.ColumnList() // Tuple checked the table
-		return "INSERT INTO " + e.qualified() + " " + cols + " VALUES " + tuple, nil
+		head, _ := e.InsertHead() // Tuple checked the table
+		return head + tuple, nil
 	}
 	if e.Op != OpUpdate && e.Op != OpDelete {
 		return "", fmt.Errorf("a %q event is not a row change", e.Op)
@@ -43,11 +43,15 @@ func (e *Event) statement(changed bool) (string, error) {
 	switch e.Op {
 	case OpUpdate:
 		b.WriteString("UPDATE " + e.qualified() + " SET ")
-		only := func(Column) bool { return true }
-		if changed && e.changes() {
-			only = e.changed
+		n := 0
+		var err error
+		if changed {
+			n, err = e.appendWritten(&b, e.After, "after", e.changed)
 		}
-		if err := e.appendWritten(&b, e.After, "after", only); err != nil {
+		if n == 0 && err == nil { // all of them, or none changed
+			_, err = e.appendWritten(&b, e.After, "after", func(Column) bool { return true })
+		}
+		if err != nil {
 			return "", err
 		}
 		if err := e.appendWhere(&b); err != nil {
@@ -62,14 +66,15 @@ func (e *Event) statement(changed bool) (string, error) {
 	return b.String(), nil
 }
 
-// ColumnList returns "(`a`,`b`)": the columns of the event's table that
-// an insert writes (every column but the generated ones), in table order.
-func (e *Event) ColumnList() (string, error) {
+// InsertHead returns "INSERT INTO `db`.`t` (`a`,`b`) VALUES ": an insert
+// into the event's table of the columns it writes (every column but the
+// generated ones), in table order, for [Event.Tuple]s to follow.
+func (e *Event) InsertHead() (string, error) {
 	if err := e.checkTable(); err != nil {
 		return "", err
 	}
 	var b strings.Builder
-	b.WriteByte('(')
+	b.WriteString("INSERT INTO " + e.qualified() + " (")
 	first := true
 	for _, c := range e.Columns {
 		if c.Generated {
@@ -81,19 +86,19 @@ func (e *Event) ColumnList() (string, error) {
 		first = false
 		b.WriteString(QuoteIdent(c.Name))
 	}
-	b.WriteByte(')')
+	b.WriteString(") VALUES ")
 	return b.String(), nil
 }
 
 // Tuple returns "(1,'x')": the literals of the after image's values in
-// [Event.ColumnList] order, for an insert (or a snapshot row).
+// [Event.InsertHead] order, for an insert (or a snapshot row).
 func (e *Event) Tuple() (string, error) {
 	if err := e.checkTable(); err != nil {
 		return "", err
 	}
 	var b strings.Builder
 	b.WriteByte('(')
-	if err := e.appendWritten(&b, e.After, "after", nil); err != nil {
+	if _, err := e.appendWritten(&b, e.After, "after", nil); err != nil {
 		return "", err
 	}
 	b.WriteByte(')')
@@ -134,34 +139,30 @@ func (e *Event) changed(c Column) bool {
 	return true // a value no decoded event holds: written, and checked by Literal
 }
 
-// changes reports whether the update changes any written column.
-func (e *Event) changes() bool {
-	return slices.ContainsFunc(e.Columns, func(c Column) bool { return !c.Generated && e.changed(c) })
-}
-
 // appendWritten appends img's values of the written (not generated)
 // columns, comma-separated: each as its literal, or as `col`=literal for
-// the columns assign selects when it is not nil.
-func (e *Event) appendWritten(b *strings.Builder, img map[string]any, name string, assign func(Column) bool) error {
-	first := true
+// the columns assign selects when it is not nil. It returns how many it
+// appended.
+func (e *Event) appendWritten(b *strings.Builder, img map[string]any, name string, assign func(Column) bool) (int, error) {
+	n := 0
 	for _, c := range e.Columns {
 		if c.Generated || assign != nil && !assign(c) {
 			continue
 		}
 		lit, err := imageLiteral(c, img, name)
 		if err != nil {
-			return err
+			return n, err
 		}
-		if !first {
+		if n > 0 {
 			b.WriteByte(',')
 		}
-		first = false
+		n++
 		if assign != nil {
 			b.WriteString(QuoteIdent(c.Name) + "=")
 		}
 		b.WriteString(lit)
 	}
-	return nil
+	return n, nil
 }
 
 // appendWhere appends the WHERE clause naming the before image's row: by

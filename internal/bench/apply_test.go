@@ -37,7 +37,6 @@ type mirror struct {
 	nc         *nats.Conn
 	lastSeq    uint64 // stream sequence of the load's last event
 	checksums  map[string]string
-	sysbenchDB string
 }
 
 var (
@@ -57,7 +56,7 @@ func loadMirror(b *testing.B) *mirror {
 		if err != nil {
 			b.Fatalf("sysbench is needed: %v (Debian/Ubuntu: apt-get install sysbench)", err)
 		}
-		m := &mirror{src: testenv.StartMariaDB(&onceTB{b}), sysbenchDB: "sbtest"}
+		m := &mirror{src: testenv.StartMariaDB(&onceTB{b})}
 		m.src.Exec(b, "CREATE DATABASE sbtest")
 		host, port := splitAddr(b, m.src.Addr())
 		sysbench := func(args ...string) string {
@@ -83,7 +82,7 @@ func loadMirror(b *testing.B) *mirror {
 
 		m.js = testenv.StartJetStream(&onceTB{b})
 		m.nc = m.js.Conn(b)
-		seedCheckpoint(b, m.nc, mirrorSource, &fixture{db: m.src, start: m.start})
+		seedCheckpoint(b, m.nc, mirrorSource, m.src, m.start)
 		cfg := testenv.CaptureConfig(m.src)
 		cfg.Source = mirrorSource
 		c := testenv.NewCapture(cfg, m.nc)

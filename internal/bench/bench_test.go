@@ -268,7 +268,7 @@ func BenchmarkStreaming(b *testing.B) {
 	for b.Loop() {
 		js := testenv.StartJetStream(b)
 		nc := js.Conn(b)
-		seedCheckpoint(b, nc, "bench", f)
+		seedCheckpoint(b, nc, "bench", f.db, f.start)
 		cmd := exec.Command(bin, "run")
 		cmd.Env = append(os.Environ(), "DATABUS_SOURCE=bench", "DATABUS_MYSQL_ADDR="+f.db.Addr(), "DATABUS_NATS_URL="+js.URL,
 			"DATABUS_DATA_DIR="+b.TempDir(), "DATABUS_LOG_LEVEL=warn", "DATABUS_SNAPSHOT_ON_START=false")
@@ -318,7 +318,7 @@ func captureAll(b *testing.B, f *fixture, source string) *nats.Conn {
 	b.Helper()
 	js := testenv.StartJetStream(b)
 	nc := js.Conn(b)
-	seedCheckpoint(b, nc, source, f)
+	seedCheckpoint(b, nc, source, f.db, f.start)
 	cfg := testenv.CaptureConfig(f.db)
 	cfg.Source = source
 	c := testenv.NewCapture(cfg, nc)
@@ -483,15 +483,15 @@ func kvCheckpoint(nc *nats.Conn, source string) ([]byte, error) {
 	return e.Value(), nil
 }
 
-// seedCheckpoint makes a capture of source start at the fixture's start.
-func seedCheckpoint(b *testing.B, nc *nats.Conn, source string, f *fixture) {
+// seedCheckpoint makes a capture of source start at position start of db.
+func seedCheckpoint(b *testing.B, nc *nats.Conn, source string, db *testenv.MariaDB, start mysql.Position) {
 	b.Helper()
 	js, _ := jetstream.New(nc)
 	kv, err := js.CreateKeyValue(context.Background(), jetstream.KeyValueConfig{Bucket: sdk.StateBucket(source), History: 1, Storage: jetstream.FileStorage})
 	if err != nil {
 		b.Fatal(err)
 	}
-	cp, _ := json.Marshal(bus.Checkpoint{File: f.start.Name, Offset: f.start.Pos, ServerID: f.db.ServerID})
+	cp, _ := json.Marshal(bus.Checkpoint{File: start.Name, Offset: start.Pos, ServerID: db.ServerID})
 	if _, err := kv.Put(context.Background(), bus.CheckpointKey, cp); err != nil {
 		b.Fatal(err)
 	}

@@ -1,14 +1,9 @@
 package bench
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -73,45 +68,12 @@ func loaded(db *sql.DB, man *sdk.Manifest) bool {
 // tables into an empty server with `mariadb < dump.sql`: the yardstick for
 // BenchmarkSnapshotLoad. The dump is taken before the clock starts.
 func BenchmarkSnapshotLoadMariadb(b *testing.B) {
-	dump, err := exec.LookPath("mariadb-dump")
-	if err != nil {
-		b.Fatalf("mariadb-dump is needed: %v (Debian/Ubuntu: apt-get install mariadb-client)", err)
-	}
-	client, err := exec.LookPath("mariadb")
-	if err != nil {
-		b.Fatalf("the mariadb client is needed: %v (Debian/Ubuntu: apt-get install mariadb-client)", err)
-	}
 	f := loadTables(b)
-	host, port := splitAddr(b, f.db.Addr())
-	file := filepath.Join(b.TempDir(), "dump.sql")
-	out, err := os.Create(file)
-	if err != nil {
-		b.Fatal(err)
-	}
-	cmd := exec.Command(dump, "--single-transaction", "--protocol=TCP", "--host="+host, "--port="+strconv.Itoa(int(port)), "--user=root", "--databases", "shop")
-	var stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = out, &stderr
-	if err := cmd.Run(); err != nil {
-		b.Fatalf("mariadb-dump: %v\n%s", err, stderr.Bytes())
-	}
-	out.Close()
+	file := dumpDatabase(b, f.db, "shop")
 	for b.Loop() {
 		dst := testenv.StartMariaDB(b)
-		dhost, dport := splitAddr(b, dst.Addr())
-		in, err := os.Open(file)
-		if err != nil {
-			b.Fatal(err)
-		}
-		cmd := exec.Command(client, "--protocol=TCP", "--host="+dhost, "--port="+strconv.Itoa(int(dport)), "--user=root")
-		stderr.Reset()
-		cmd.Stdin, cmd.Stderr = in, &stderr
 		start := time.Now()
-		err = cmd.Run()
-		el := time.Since(start)
-		in.Close()
-		if err != nil {
-			b.Fatalf("mariadb < dump.sql: %v\n%s", err, stderr.Bytes())
-		}
-		f.report(b, el)
+		restore(b, dst, file)
+		f.report(b, time.Since(start))
 	}
 }
