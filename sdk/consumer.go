@@ -22,6 +22,9 @@ const maxAckPending = 10_000
 type Consumer struct {
 	nc      *nats.Conn
 	ownConn bool
+	// cons is set on the goroutine calling Next (or at Connect), under
+	// consMu, which readers on other goroutines ([Consumer.TxnEnded]) take.
+	consMu  sync.Mutex
 	cons    jetstream.Consumer
 	iter    jetstream.MessagesContext
 	durable bool
@@ -62,7 +65,9 @@ type Consumer struct {
 	lostAt   *EventsLostError
 	lost     error
 	// kv is the source's state bucket, where a durable consumer records
-	// what it acknowledged (savedAck, at ackSavedAt).
+	// what it acknowledged (savedAck, at ackSavedAt); ackMu guards the
+	// three.
+	ackMu      sync.Mutex
 	kv         jetstream.KeyValue
 	savedAck   uint64
 	ackSavedAt time.Time
@@ -243,11 +248,11 @@ func (c *Consumer) open(ctx context.Context, cfg Config, filters []string, resum
 		if c.cons != nil {
 			return nil
 		}
-		var err error
-		c.cons, err = s.CreateOrUpdateConsumer(ctx, ccfg)
+		cons, err := s.CreateOrUpdateConsumer(ctx, ccfg)
 		if err != nil {
 			return fmt.Errorf("creating consumer %q on %s: %w", cfg.Name, stream, err)
 		}
+		c.setCons(cons)
 		return nil
 	}
 	// An ephemeral consumer is created once its snapshot is loaded: the

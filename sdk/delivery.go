@@ -63,10 +63,11 @@ func (c *Consumer) bindDurable(ctx context.Context, name string, filters []strin
 			return fmt.Errorf("replacing consumer %s: %w", name, err)
 		}
 	case err == nil:
-		var floor uint64
-		if c.cons, floor, err = resume(ctx, c.stream, existing, filters); err != nil {
+		cons, floor, err := resume(ctx, c.stream, existing, filters)
+		if err != nil {
 			return fmt.Errorf("resuming consumer %s: %w", name, err)
 		}
+		c.setCons(cons)
 		if floor = c.durableFloor(ctx, floor); floor > 0 {
 			c.next = floor + 1
 		}
@@ -113,7 +114,9 @@ func lostDelivery(err error) bool {
 func (c *Consumer) restartDelivery(ctx context.Context, cause error) error {
 	c.iter.Stop()
 	clear(c.ahead)
-	c.ahead, c.aheadErr = c.ahead[:0], nil
+	// A removal found after the messages read ahead is found again
+	// (c.next is unchanged), once those messages come again.
+	c.ahead, c.aheadErr, c.lostAt = c.ahead[:0], nil, nil
 	backoff := 250 * time.Millisecond
 	for {
 		err := c.rebind(ctx)
@@ -161,8 +164,15 @@ func (c *Consumer) rebind(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	c.cons = cons
+	c.setCons(cons)
 	return nil
+}
+
+// setCons replaces the server-side consumer that delivers.
+func (c *Consumer) setCons(cons jetstream.Consumer) {
+	c.consMu.Lock()
+	defer c.consMu.Unlock()
+	c.cons = cons
 }
 
 // resume prepares an existing durable consumer for a new run. Events that

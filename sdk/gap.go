@@ -204,7 +204,9 @@ func (c *Consumer) durableFloor(ctx context.Context, server uint64) uint64 {
 	if err != nil {
 		return server
 	}
+	c.ackMu.Lock()
 	c.savedAck = own
+	c.ackMu.Unlock()
 	return min(own, server)
 }
 
@@ -212,6 +214,8 @@ func (c *Consumer) durableFloor(ctx context.Context, server uint64) uint64 {
 // every ackedSaveEvery unless force. It is best effort: without the
 // record, a durable consumer resumes after the server's floor.
 func (c *Consumer) saveAcked(ctx context.Context, force bool) {
+	c.ackMu.Lock() // Close saves on another goroutine than Next
+	defer c.ackMu.Unlock()
 	acked := c.acked.Load()
 	if c.kv == nil || acked <= c.savedAck || !force && time.Since(c.ackSavedAt) < ackedSaveEvery {
 		return

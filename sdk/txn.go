@@ -153,7 +153,10 @@ func (c *Consumer) movedPast(ctx context.Context, id string, seq uint64) (bool, 
 	if err != nil || ev == nil || at <= seq || ev.Txn.ID == id && !ev.Txn.Last {
 		return false, err
 	}
-	info, err := c.cons.Info(ctx)
+	c.consMu.Lock()
+	cons := c.cons
+	c.consMu.Unlock()
+	info, err := cons.Info(ctx)
 	if err != nil {
 		return false, fmt.Errorf("reading consumer state: %w", err)
 	}
