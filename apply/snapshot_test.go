@@ -112,8 +112,10 @@ func TestSnapshotUnderWriteLoadThenChangesMirrorsExactly(t *testing.T) {
 		t.Errorf("snapshot position %s, stream sequence %d", man.Position, man.StreamSeq)
 	}
 
-	// Load it into an empty target while the load goes on; kill the
-	// applier in the middle of loading the snapshot once.
+	// Load it into an empty target while the load goes on; stop the
+	// applier once, when its first table is committed (one target
+	// transaction: it is smaller than a batch), and start it again.
+	// A kill inside a table is TestMillionRowSnapshotThroughApplyAndTheSDK's.
 	cfg := apply.Config{TargetDSN: dst.DSN(""), NATSURL: js.URL, Source: "test", Start: sdk.StartSnapshot, ProgressEvery: time.Hour}
 	stop := runApplier(t, cfg)
 	testenv.Eventually(t, 20*time.Second, func() error {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/databus/databus/internal/tlsconf"
+	"github.com/nats-io/nkeys"
 )
 
 // bad is the error of key's value val.
@@ -172,7 +173,7 @@ func (n NATS) checkEmbeddedAuth() error {
 		switch {
 		case u.Nkey != "" && u.Password != "":
 			return bad(key+".nkey", u.Nkey, "set either %s.password or %s.nkey, not both", key, key)
-		case u.Nkey != "" && (len(u.Nkey) != 56 || u.Nkey[0] != 'U'):
+		case u.Nkey != "" && !nkeys.IsValidPublicUserKey(u.Nkey):
 			return bad(key+".nkey", u.Nkey, "want the user's public nkey (56 characters starting with U, from `nk -gen user -pubout`); the seed (SU…) stays with the client")
 		case u.Password != "" && u.User == "":
 			return bad(key+".user", "", "must not be empty when %s.password is set", key)

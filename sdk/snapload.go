@@ -245,7 +245,7 @@ func (l *snapLoader) fetch(ctx context.Context, obj *SnapshotObject) ([]byte, er
 	if err != nil {
 		return nil, l.damaged(ctx, obj, fmt.Errorf("not gzip: %w", err))
 	}
-	data := make([]byte, 0, obj.Bytes)
+	data := make([]byte, 0, obj.Bytes+bytes.MinRead) // ReadFrom wants MinRead free before its last read
 	buf := bytes.NewBuffer(data)
 	// One byte more than the manifest says shows a longer object.
 	if _, err := io.Copy(buf, io.LimitReader(gz, obj.Bytes+1)); err != nil {

@@ -75,14 +75,4 @@ func TestChangeStatementSetsOnlyTheChangedColumns(t *testing.T) {
 	if _, err := odd.ChangeStatement(); err == nil {
 		t.Error("an update with a map value built a statement")
 	}
-	// Inserts and deletes are the same as Statement's.
-	for _, op := range []Op{OpInsert, OpDelete} {
-		e := ev
-		e.Op = op
-		a, err1 := e.Statement()
-		b, err2 := e.ChangeStatement()
-		if a != b || err1 != nil || err2 != nil {
-			t.Errorf("%s: Statement %q (%v), ChangeStatement %q (%v)", op, a, err1, b, err2)
-		}
-	}
 }

@@ -55,9 +55,9 @@ func cmdStatus(ctx context.Context, env *cmdEnv, args []string) error {
 		if e, err := kv.Get(ctx, bus.SnapshotAttemptKey); err == nil {
 			out["snapshot_attempt"] = json.RawMessage(e.Value())
 		}
-	}
-	if snaps, err := snapshotList(ctx, js, cfg.Source); err == nil {
-		out["snapshots"] = snaps
+		if snaps, err := snapshotList(ctx, js, kv, cfg.Source); err == nil {
+			out["snapshots"] = snaps
+		}
 	}
 	enc := json.NewEncoder(env.stdout)
 	enc.SetIndent("", "  ")
@@ -65,13 +65,10 @@ func cmdStatus(ctx context.Context, env *cmdEnv, args []string) error {
 }
 
 // snapshotList describes the complete snapshots of source, newest first,
-// with the damage consumers found in any of them.
-func snapshotList(ctx context.Context, js jetstream.JetStream, source string) ([]map[string]any, error) {
+// with the damage consumers found in any of them (recorded in kv, the
+// source's state bucket).
+func snapshotList(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyValue, source string) ([]map[string]any, error) {
 	ids, err := sdk.SnapshotIDs(ctx, js, source)
-	if err != nil {
-		return nil, err
-	}
-	kv, err := js.KeyValue(ctx, sdk.StateBucket(source))
 	if err != nil {
 		return nil, err
 	}

@@ -359,7 +359,7 @@ func TestTLSEverywhere(t *testing.T) {
 		{"MySQL's certificate from another CA", with("DATABUS_MYSQL_TLS_CA=" + certs.OtherCA), 3, []string{"not accepted", "mysql.tls.ca", "unknown authority"}},
 		{"MySQL's certificate expired", with("DATABUS_MYSQL_ADDR="+expired.Addr(), "DATABUS_MYSQL_TLS_MODE=verify-ca"), 3, []string{"not accepted", "expired"}},
 		{"verify-ca without a CA", with("DATABUS_MYSQL_TLS_CA="), 2, []string{"mysql.tls.ca"}},
-		{"NATS without a client certificate", with("DATABUS_NATS_TLS_CLIENT_CERT=", "DATABUS_NATS_TLS_CLIENT_KEY="), 3, []string{"FAIL nats reachable", "tls", "nats.tls.client_cert"}},
+		{"NATS without a client certificate", with("DATABUS_NATS_TLS_CLIENT_CERT=", "DATABUS_NATS_TLS_CLIENT_KEY="), 3, []string{"FAIL nats reachable", "certificate required", "nats.tls.client_cert"}},
 		{"NATS's certificate from another CA", with("DATABUS_NATS_TLS_CA="+certs.OtherCA, "DATABUS_NATS_TLS_VERIFY_CLIENTS=false"), 3, []string{"FAIL nats reachable", "unknown authority"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
