@@ -1,7 +1,6 @@
 package sdk
 
 import (
-	"encoding/json"
 	"errors"
 	"strconv"
 	"time"
@@ -41,23 +40,9 @@ func (s *scanner) row(names []string) (map[string]any, error) {
 			}
 		}
 		n++
-		switch c := s.peek(); {
-		case c == '"':
-			v, err := s.str()
-			m[k] = v
-			return err
-		case c == 'n':
-			if !s.literal("null") {
-				return errUnusual
-			}
-			m[k] = nil
-			return nil
-		case c == '-' || c >= '0' && c <= '9':
-			v, err := s.number()
-			m[k] = json.Number(v)
-			return err
-		}
-		return errUnusual
+		v, err := s.value()
+		m[k] = v
+		return err
 	})
 	return m, err
 }

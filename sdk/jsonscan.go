@@ -1,6 +1,7 @@
 package sdk
 
 import (
+	"encoding/json"
 	"strconv"
 	"unicode/utf8"
 )
@@ -137,6 +138,22 @@ func unescape(raw []byte) (string, error) {
 		}
 	}
 	return string(b), nil
+}
+
+// value parses a column value: null, a string or a number (as
+// json.Number).
+func (s *scanner) value() (any, error) {
+	switch c := s.peek(); {
+	case c == '"':
+		v, err := s.str()
+		return v, err
+	case c == 'n' && s.literal("null"):
+		return nil, nil
+	case c == '-' || c >= '0' && c <= '9':
+		v, err := s.number()
+		return json.Number(v), err
+	}
+	return nil, errUnusual
 }
 
 // number returns the text of a JSON number.

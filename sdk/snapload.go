@@ -10,7 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
+	"slices"
 	"sync"
 	"time"
 
@@ -53,29 +53,24 @@ type snapLoader struct {
 
 // snapTable is what building one table's row events needs.
 type snapTable struct {
-	t       *SnapshotTable
-	txnID   string
-	insert  string // "INSERT INTO `db`.`t` (`a`,`b`) VALUES ("
-	written []bool // columns the INSERT writes (not generated)
-	pk      []int
+	t      *SnapshotTable
+	txnID  string
+	insert string // the table's Event.InsertHead
+	pk     []int
 }
 
-func newSnapTable(id string, t *SnapshotTable) *snapTable {
+func newSnapTable(id string, t *SnapshotTable) (*snapTable, error) {
 	st := &snapTable{t: t, txnID: SnapshotTxnID(id, t.Database, t.Table)}
-	var names []string
+	var err error
+	if st.insert, err = (&Event{Database: t.Database, Table: t.Table, Columns: t.Columns}).InsertHead(); err != nil {
+		return nil, err
+	}
 	for i, c := range t.Columns {
-		st.written = append(st.written, !c.Generated)
-		if !c.Generated {
-			names = append(names, QuoteIdent(c.Name))
-		}
-		for _, k := range t.PrimaryKey {
-			if k == c.Name {
-				st.pk = append(st.pk, i)
-			}
+		if slices.Contains(t.PrimaryKey, c.Name) {
+			st.pk = append(st.pk, i)
 		}
 	}
-	st.insert = "INSERT INTO " + QuoteIdent(t.Database) + "." + QuoteIdent(t.Table) + " (" + strings.Join(names, ",") + ") VALUES ("
-	return st
+	return st, nil
 }
 
 // row returns the next snapshot event, or nil when the snapshot is done.
@@ -87,7 +82,11 @@ func (l *snapLoader) row(ctx context.Context) (*Event, SnapshotProgress, error) 
 			continue
 		}
 		if l.tbl == nil || l.tbl.t != t {
-			l.tbl = newSnapTable(l.man.ID, t)
+			tbl, err := newSnapTable(l.man.ID, t)
+			if err != nil {
+				return nil, l.next, fmt.Errorf("snapshot %s: %w", l.man.ID, err)
+			}
+			l.tbl = tbl
 		}
 		if !l.schema && l.next.Object == 0 && l.next.Row == 0 {
 			l.schema = true
@@ -144,25 +143,14 @@ func (l *snapLoader) decode(line []byte) (*Event, error) {
 		Columns: cols, PrimaryKey: st.t.PrimaryKey, After: make(map[string]any, len(cols)),
 		Position: l.man.Position, Timestamp: l.man.Started, Snapshot: true,
 	}
-	sql := make([]byte, 0, len(st.insert)+2*len(line))
-	sql = append(sql, st.insert...)
-	first := true
 	for i, v := range vals {
 		ev.After[cols[i].Name] = v
-		if !st.written[i] {
-			continue
-		}
-		lit, err := Literal(cols[i], v)
-		if err != nil {
-			return nil, err
-		}
-		if !first {
-			sql = append(sql, ',')
-		}
-		first = false
-		sql = append(sql, lit...)
 	}
-	ev.SQL = string(append(sql, ')'))
+	tuple, err := ev.Tuple()
+	if err != nil {
+		return nil, err
+	}
+	ev.SQL = st.insert + tuple
 	if len(st.pk) > 0 {
 		ev.Key = make(map[string]any, len(st.pk))
 		for _, i := range st.pk {
@@ -408,62 +396,45 @@ func startSnapshot(ctx context.Context, js jetstream.JetStream, s jetstream.Stre
 }
 
 // decodeValues appends the values of a stored row, a JSON array of nulls,
-// numbers and strings, to vals as [json.Decoder] with UseNumber would
-// decode them (nil, json.Number, string), faster; only strings with
-// escapes go through encoding/json. Anything else is an error.
+// numbers and strings, to vals as [json.Decoder] with UseNumber decodes
+// them (nil, json.Number, string). Anything else is an error.
 func decodeValues(line []byte, vals []any) ([]any, error) {
-	b := bytes.TrimSpace(line)
-	if len(b) < 2 || b[0] != '[' || b[len(b)-1] != ']' {
-		return nil, fmt.Errorf("decoding row: not a JSON array: %.80q", line)
+	s := &scanner{data: line}
+	start := len(vals)
+	for n := 0; ; n++ {
+		ok, err := s.more(n, '[', ']')
+		if err == nil && ok {
+			var v any
+			if v, err = s.value(); err == nil {
+				vals = append(vals, v)
+				continue
+			}
+		}
+		if err == nil && s.peek() == 0 {
+			return vals, nil
+		}
+		return decodeValuesSlowly(line, vals[:start])
 	}
-	b = b[1 : len(b)-1]
-	for i := 0; i < len(b); {
-		var v any
-		switch c := b[i]; {
-		case c == 'n' && bytes.HasPrefix(b[i:], []byte("null")):
-			i += 4
-		case c == '"':
-			j, plain := i+1, true
-			for j < len(b) && b[j] != '"' {
-				if b[j] == '\\' {
-					plain = false
-					j++
-				}
-				j++
-			}
-			if j >= len(b) {
-				return nil, fmt.Errorf("decoding row: unterminated string: %.80q", line)
-			}
-			if plain {
-				v = string(b[i+1 : j])
-			} else {
-				var s string
-				if err := json.Unmarshal(b[i:j+1], &s); err != nil {
-					return nil, fmt.Errorf("decoding row: %w", err)
-				}
-				v = s
-			}
-			i = j + 1
-		case c == '-' || c >= '0' && c <= '9':
-			j := i + 1
-			for j < len(b) && b[j] != ',' {
-				j++
-			}
-			n := json.Number(bytes.TrimSpace(b[i:j]))
-			if !isNumber(string(n)) {
-				return nil, fmt.Errorf("decoding row: %q is not a number", n)
-			}
-			v, i = n, j
+}
+
+// decodeValuesSlowly is decodeValues with encoding/json, for rows the
+// scanner leaves to it (escapes it does not decode, malformed input).
+func decodeValuesSlowly(line []byte, vals []any) ([]any, error) {
+	dec := json.NewDecoder(bytes.NewReader(line))
+	dec.UseNumber()
+	var row []any
+	if err := dec.Decode(&row); err != nil {
+		return nil, fmt.Errorf("decoding row: %w: %.80q", err, line)
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("decoding row: data after the array: %.80q", line)
+	}
+	for i, v := range row {
+		switch v.(type) {
+		case nil, string, json.Number:
 		default:
-			return nil, fmt.Errorf("decoding row: unexpected %q at byte %d: %.80q", c, i+1, line)
-		}
-		vals = append(vals, v)
-		if i < len(b) {
-			if b[i] != ',' {
-				return nil, fmt.Errorf("decoding row: want a comma at byte %d: %.80q", i+1, line)
-			}
-			i++
+			return nil, fmt.Errorf("decoding row: value %d is a %T, want null, a number or a string: %.80q", i+1, v, line)
 		}
 	}
-	return vals, nil
+	return append(vals, row...), nil
 }

@@ -34,7 +34,7 @@ func TestDecodeValuesEqualsEncodingJSON(t *testing.T) {
 			t.Errorf("%s: got %#v, want %#v", line, got, want)
 		}
 	}
-	for _, bad := range []string{``, `{}`, `[1,`, `["open]`, `[true]`, `[1 2]`, `[--1]`, `[1,,2]`} {
+	for _, bad := range []string{``, `{}`, `[1,`, `["open]`, `[true]`, `[1 2]`, `[--1]`, `[1,,2]`, `[1..2]`, `[1]x`, `["bad \u12"]`} {
 		if got, err := decodeValues([]byte(bad), nil); err == nil {
 			t.Errorf("%q: decoded to %#v, want an error", bad, got)
 		}
