@@ -74,8 +74,10 @@ type Applier struct {
 	// resumed is true until the first event after a (re)start is applied.
 	resumed bool
 	// resumeSnap is where a snapshot load stood at the last commit, when
-	// the target was loading one.
+	// the target was loading one; snapSeq is the stream sequence of the
+	// snapshot being loaded (its checkpoint's).
 	resumeSnap *sdk.SnapshotProgress
+	snapSeq    uint64
 	// careful is the stream sequence up to which events are applied one
 	// statement per round trip, to name the one the target refused.
 	careful uint64
@@ -274,7 +276,7 @@ func (a *Applier) startPoint(ctx context.Context, nc *nats.Conn) (sdk.Start, err
 		if err != nil {
 			return sdk.Start{}, err
 		}
-		a.resumeSnap = at
+		a.resumeSnap, a.snapSeq = at, seq
 		if at == nil {
 			a.log.Info("loading the snapshot from its start after a restart", "snapshot", id)
 		} else {
@@ -293,6 +295,7 @@ func (a *Applier) startPoint(ctx context.Context, nc *nats.Conn) (sdk.Start, err
 		if err := a.pin(ctx, man.StreamSeq, snapshotMark+man.ID, man.Position); err != nil {
 			return sdk.Start{}, err
 		}
+		a.snapSeq = man.StreamSeq
 		a.log.Info("loading snapshot", "snapshot", man.ID, "tables", len(man.Tables), "rows", man.Rows, "then_stream_seq", man.StreamSeq+1)
 		return sdk.StartSnapshotID(man.ID), nil
 	case ok:

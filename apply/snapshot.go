@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/databus/databus/internal/rowcodec"
 	"github.com/databus/databus/sdk"
 )
 
@@ -51,7 +50,7 @@ func (a *Applier) snapshotEvent(ctx context.Context, open **txn, m *sdk.Message)
 			}
 			*open = nil
 		}
-		for _, q := range []string{"CREATE DATABASE IF NOT EXISTS " + rowcodec.QuoteIdent(ev.Database), ev.SQL} {
+		for _, q := range []string{"CREATE DATABASE IF NOT EXISTS " + sdk.QuoteIdent(ev.Database), ev.SQL} {
 			if _, err := a.db.ExecContext(ctx, q); err != nil {
 				return fmt.Errorf("creating %s.%s from the snapshot (%.200s): %w", ev.Database, ev.Table, q, err)
 			}
@@ -129,8 +128,7 @@ func (a *Applier) commitSnapshotRows(ctx context.Context, t *txn) error {
 		return err
 	}
 	at, _ := json.Marshal(t.last.Snapshot)
-	if _, err := t.tx.ExecContext(ctx, "UPDATE `databus`.`apply_checkpoint` SET `txn_id` = ?, `updated` = NOW(6) WHERE `source` = ? AND `name` = ?",
-		snapshotMark+string(at), a.cfg.Source, a.cfg.Name); err != nil {
+	if _, err := t.tx.ExecContext(ctx, a.checkpointSQL(a.snapSeq, snapshotMark+string(at), t.last.Event.Position)); err != nil {
 		t.rollback()
 		return fmt.Errorf("saving the snapshot load's progress: %w", err)
 	}

@@ -11,7 +11,6 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 
-	"github.com/databus/databus/internal/rowcodec"
 	"github.com/databus/databus/sdk"
 )
 
@@ -123,7 +122,7 @@ func (a *Applier) ddl(ctx context.Context, m *sdk.Message) error {
 	defer conn.Close()
 	if d := m.Event.DDL; d != nil && !d.Qualified && d.DefaultDB != "" {
 		db := d.DefaultDB
-		if _, err := conn.ExecContext(ctx, "USE "+rowcodec.QuoteIdent(db)); err != nil {
+		if _, err := conn.ExecContext(ctx, "USE "+sdk.QuoteIdent(db)); err != nil {
 			var me *mysql.MySQLError
 			if !errors.As(err, &me) || me.Number != 1049 { // unknown database: the DDL may create it
 				return fmt.Errorf("selecting database %s for DDL at stream sequence %d: %w", db, m.Sequence, err)

@@ -202,20 +202,35 @@ func SnapshotIDs(ctx context.Context, js jetstream.JetStream, source string) ([]
 	if err != nil {
 		return nil, fmt.Errorf("opening snapshot bucket %s: %w", SnapshotBucket(source), err)
 	}
-	objs, err := obs.List(ctx)
-	if errors.Is(err, jetstream.ErrNoObjectsFound) {
-		return nil, nil
-	}
+	all, err := SnapshotsIn(ctx, obs)
 	if err != nil {
-		return nil, fmt.Errorf("listing snapshot bucket %s: %w", SnapshotBucket(source), err)
+		return nil, err
 	}
 	var ids []string
-	for _, o := range objs {
-		if id, manifest := SnapshotOfObject(o.Name); manifest {
+	for id, complete := range all {
+		if complete {
 			ids = append(ids, id)
 		}
 	}
 	slices.Sort(ids)
+	return ids, nil
+}
+
+// SnapshotsIn returns the snapshots that have objects in a snapshot
+// bucket, each with whether it is complete (has its manifest).
+func SnapshotsIn(ctx context.Context, obs jetstream.ObjectStore) (map[string]bool, error) {
+	objs, err := obs.List(ctx)
+	if errors.Is(err, jetstream.ErrNoObjectsFound) {
+		return map[string]bool{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("listing the snapshot bucket: %w", err)
+	}
+	ids := map[string]bool{}
+	for _, o := range objs {
+		id, manifest := SnapshotOfObject(o.Name)
+		ids[id] = ids[id] || manifest
+	}
 	return ids, nil
 }
 

@@ -3,37 +3,16 @@ package snapshot
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/databus/databus/sdk"
 )
 
-// snapshotIDs lists the snapshots in the bucket and whether each is
-// complete (has its manifest).
-func (s *snapshotter) snapshotIDs(ctx context.Context) (map[string]bool, error) {
-	objs, err := s.obs.List(ctx)
-	if errors.Is(err, jetstream.ErrNoObjectsFound) {
-		return map[string]bool{}, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("listing snapshot objects: %w", err)
-	}
-	ids := map[string]bool{}
-	for _, o := range objs {
-		id, manifest := sdk.SnapshotOfObject(o.Name)
-		ids[id] = ids[id] || manifest
-	}
-	return ids, nil
-}
-
 // removePartial deletes what interrupted snapshots left behind.
 func (s *snapshotter) removePartial(ctx context.Context) error {
-	ids, err := s.snapshotIDs(ctx)
+	ids, err := sdk.SnapshotsIn(ctx, s.obs)
 	if err != nil {
 		return err
 	}
@@ -64,7 +43,7 @@ func (s *snapshotter) removeSnapshot(ctx context.Context, id string) {
 // prune keeps the newest opt.Keep sound complete snapshots and any a
 // durable consumer is still loading; damaged snapshots go too.
 func (s *snapshotter) prune(ctx context.Context) error {
-	ids, err := s.snapshotIDs(ctx)
+	ids, err := sdk.SnapshotsIn(ctx, s.obs)
 	if err != nil {
 		return err
 	}

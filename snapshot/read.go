@@ -136,7 +136,7 @@ func keyRanges(ctx context.Context, conn *sql.Conn, st *snapTable, readers int) 
 	default:
 		return whole, nil
 	}
-	col := rowcodec.QuoteIdent(c.Name)
+	col := sdk.QuoteIdent(c.Name)
 	var lo, hi sql.NullString
 	if err := conn.QueryRowContext(ctx, "SELECT MIN("+col+"), MAX("+col+") FROM "+st.t.Qualified()).Scan(&lo, &hi); err != nil {
 		return nil, changedTableErr(st.t, err)
@@ -193,7 +193,7 @@ func (s *snapshotter) readSpan(ctx context.Context, conn *sql.Conn, sp *span) (e
 	if pk := t.PrimaryKey(); len(pk) > 0 {
 		keys := make([]string, len(pk))
 		for i, k := range pk {
-			keys[i] = rowcodec.QuoteIdent(cols[k].Name)
+			keys[i] = sdk.QuoteIdent(cols[k].Name)
 		}
 		q += " ORDER BY " + strings.Join(keys, ", ")
 	}

@@ -17,7 +17,6 @@ import (
 	"github.com/databus/databus/internal/bus"
 	"github.com/databus/databus/internal/filter"
 	"github.com/databus/databus/internal/mysqlsrc"
-	"github.com/databus/databus/internal/rowcodec"
 	"github.com/databus/databus/sdk"
 )
 
@@ -89,7 +88,7 @@ const (
 var systemSchemasList = func() string {
 	quoted := make([]string, len(filter.SystemDatabases))
 	for i, db := range filter.SystemDatabases {
-		quoted[i] = rowcodec.QuoteString(db)
+		quoted[i] = sdk.QuoteString(db)
 	}
 	return strings.Join(quoted, ",")
 }()

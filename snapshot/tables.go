@@ -172,7 +172,7 @@ func (s *snapshotter) holdTables(ctx context.Context, conn *sql.Conn, info mysql
 // not beyond endFile:endOffset. It returns the first one found and where
 // the next look starts: the next file once at's file is read to its end.
 func ddlIn(ctx context.Context, conn *sql.Conn, at sdk.Position, endFile string, endOffset uint32) (string, sdk.Position, error) {
-	rows, err := conn.QueryContext(ctx, fmt.Sprintf("SHOW BINLOG EVENTS IN %s FROM %d LIMIT 1000", rowcodec.QuoteString(at.File), at.Offset))
+	rows, err := conn.QueryContext(ctx, fmt.Sprintf("SHOW BINLOG EVENTS IN %s FROM %d LIMIT 1000", sdk.QuoteString(at.File), at.Offset))
 	if err != nil {
 		return "", at, fmt.Errorf("reading the binlog the snapshot started in (needs BINLOG MONITOR on MariaDB, REPLICATION SLAVE on MySQL): %w", err)
 	}
@@ -234,7 +234,7 @@ func changedTableErr(t *rowevent.Table, err error) error {
 // qualifyCreate turns SHOW CREATE TABLE's output into a statement that
 // runs on a target without USE and without failing when the table exists.
 func qualifyCreate(create string, t *rowevent.Table) string {
-	prefix := "CREATE TABLE " + rowcodec.QuoteIdent(t.Name()) + " "
+	prefix := "CREATE TABLE " + sdk.QuoteIdent(t.Name()) + " "
 	if rest, ok := strings.CutPrefix(create, prefix); ok {
 		return "CREATE TABLE IF NOT EXISTS " + t.Qualified() + " " + rest
 	}

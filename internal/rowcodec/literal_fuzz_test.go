@@ -8,8 +8,8 @@ import (
 	"testing"
 	"unicode/utf8"
 
-	"github.com/databus/databus/internal/rowcodec"
 	"github.com/databus/databus/internal/testenv"
+	"github.com/databus/databus/sdk"
 )
 
 // sessions are connections to a real server under settings that break
@@ -48,21 +48,21 @@ func FuzzLiterals(f *testing.F) {
 		for _, c := range conns {
 			if utf8.ValidString(s) {
 				var got string
-				q := "SELECT HEX(CONVERT(" + rowcodec.QuoteString(s) + " USING utf8mb4))"
+				q := "SELECT HEX(CONVERT(" + sdk.QuoteString(s) + " USING utf8mb4))"
 				if err := c.QueryRowContext(t.Context(), q).Scan(&got); err != nil {
 					t.Fatalf("%s: %v", q, err)
 				}
 				if want := strings.ToUpper(hex.EncodeToString([]byte(s))); got != want {
-					t.Fatalf("text %q: server read %s, want %s (literal %s)", s, got, want, rowcodec.QuoteString(s))
+					t.Fatalf("text %q: server read %s, want %s (literal %s)", s, got, want, sdk.QuoteString(s))
 				}
 			}
 			var got string
-			q := "SELECT HEX(" + rowcodec.QuoteBytes(b) + ")"
+			q := "SELECT HEX(" + sdk.QuoteBytes(b) + ")"
 			if err := c.QueryRowContext(t.Context(), q).Scan(&got); err != nil {
 				t.Fatalf("%s: %v", q, err)
 			}
 			if want := strings.ToUpper(hex.EncodeToString(b)); got != want {
-				t.Fatalf("bytes %x: server read %s (literal %s)", b, got, rowcodec.QuoteBytes(b))
+				t.Fatalf("bytes %x: server read %s (literal %s)", b, got, sdk.QuoteBytes(b))
 			}
 		}
 	})

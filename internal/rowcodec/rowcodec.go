@@ -270,13 +270,13 @@ func asBytes(v any) ([]byte, error) {
 // ToUTF8 converts text stored in charset to UTF-8. It fails on a charset it
 // does not know or on bytes that are not valid in it.
 func ToUTF8(charset string, b []byte) (string, error) {
-	switch charset {
-	case "utf8mb4", "utf8mb3", "utf8", "ascii", "":
+	switch {
+	case utf8Family(charset):
 		if !utf8.Valid(b) {
 			return "", fmt.Errorf("text is not valid %s", charset)
 		}
 		return string(b), nil
-	case "latin1":
+	case charset == "latin1":
 		// MySQL's latin1 is Windows-1252.
 		s, err := charmap.Windows1252.NewDecoder().Bytes(b)
 		if err != nil {
@@ -298,18 +298,9 @@ func labelValue(charset, label string) (Value, error) {
 }
 
 func textValue(s string) Value {
-	return Value{JSON: s, SQL: QuoteString(s)}
+	return Value{JSON: s, SQL: sdk.QuoteString(s)}
 }
 
 func binaryValue(b []byte) Value {
-	return Value{JSON: base64.StdEncoding.EncodeToString(b), SQL: QuoteBytes(b)}
+	return Value{JSON: base64.StdEncoding.EncodeToString(b), SQL: sdk.QuoteBytes(b)}
 }
-
-// QuoteString returns a SQL literal for UTF-8 text: [sdk.QuoteString].
-func QuoteString(s string) string { return sdk.QuoteString(s) }
-
-// QuoteBytes returns a hexadecimal SQL literal: [sdk.QuoteBytes].
-func QuoteBytes(b []byte) string { return sdk.QuoteBytes(b) }
-
-// QuoteIdent backtick-quotes an identifier: [sdk.QuoteIdent].
-func QuoteIdent(name string) string { return sdk.QuoteIdent(name) }

@@ -5,6 +5,7 @@ import (
 	"math"
 	"testing"
 
+	"github.com/databus/databus/sdk"
 	"github.com/go-mysql-org/go-mysql/mysql"
 )
 
@@ -73,7 +74,7 @@ func TestEncodeRefusesWhatItCannotRepresent(t *testing.T) {
 }
 
 func TestQuoteIdent(t *testing.T) {
-	if got, want := QuoteIdent("we`ird"), "`we``ird`"; got != want {
+	if got, want := sdk.QuoteIdent("we`ird"), "`we``ird`"; got != want {
 		t.Errorf("got %s, want %s", got, want)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/databus/databus/sdk"
 	"github.com/go-mysql-org/go-mysql/mysql"
 )
 
@@ -45,7 +46,7 @@ import (
 //     against the column's values (information_schema cannot show
 //     characters beyond the Basic Multilingual Plane).
 func SelectExpr(c *Column) string {
-	name := QuoteIdent(c.Name)
+	name := sdk.QuoteIdent(c.Name)
 	switch c.Type {
 	case mysql.MYSQL_TYPE_FLOAT, mysql.MYSQL_TYPE_DOUBLE:
 		return "CAST(" + name + " AS DOUBLE)"

@@ -20,6 +20,7 @@ import (
 
 	"github.com/databus/databus/internal/rowcodec"
 	"github.com/databus/databus/internal/testenv"
+	"github.com/databus/databus/sdk"
 )
 
 func TestColumnFromSchema(t *testing.T) {
@@ -309,7 +310,7 @@ func insertExtra(columns []string) []string {
 		}
 		quoted := make([]string, len(columns))
 		for j, c := range columns {
-			quoted[j] = rowcodec.QuoteIdent(c)
+			quoted[j] = sdk.QuoteIdent(c)
 		}
 		stmts = append(stmts, "INSERT INTO torture.extra ("+strings.Join(quoted, ",")+") VALUES ("+strings.Join(vals, ",")+")")
 	}

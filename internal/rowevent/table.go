@@ -50,7 +50,7 @@ func NewTable(db, name string, cols []rowcodec.Column, pk []int, generated map[s
 	}
 	var written []string
 	for i, c := range cols {
-		t.idents = append(t.idents, rowcodec.QuoteIdent(c.Name))
+		t.idents = append(t.idents, sdk.QuoteIdent(c.Name))
 		if !t.generated[i] {
 			written = append(written, t.idents[i])
 		}
@@ -69,7 +69,7 @@ func (t *Table) Name() string { return t.name }
 
 // Qualified returns `db`.`table`.
 func (t *Table) Qualified() string {
-	return rowcodec.QuoteIdent(t.db) + "." + rowcodec.QuoteIdent(t.name)
+	return sdk.QuoteIdent(t.db) + "." + sdk.QuoteIdent(t.name)
 }
 
 // Columns returns the table's columns in order; the caller must not
