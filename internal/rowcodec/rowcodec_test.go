@@ -51,6 +51,12 @@ func TestEncode(t *testing.T) {
 			if got.SQL != tt.wantSQL {
 				t.Errorf("SQL: got %s, want %s", got.SQL, tt.wantSQL)
 			}
+			// A consumer builds the literal from the event's JSON value
+			// (sdk.Literal); it must be the one capture wrote.
+			wire := sdk.Column{Name: "c", Type: tt.col.TypeName(), Charset: tt.col.Charset, Nullable: true}
+			if lit, err := sdk.Literal(wire, got.JSON); err != nil || lit != got.SQL {
+				t.Errorf("sdk.Literal of the JSON value %#v: %s, %v; capture wrote %s", got.JSON, lit, err, got.SQL)
+			}
 		})
 	}
 }
