@@ -13,7 +13,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/databus/databus/internal/secret"
 	"github.com/databus/databus/internal/tlsconf"
 	"github.com/databus/databus/sdk"
 )
@@ -234,7 +233,7 @@ func lostStream(err error) bool {
 func (a *Applier) session(ctx context.Context) error {
 	nc, err := nats.Connect(a.cfg.NATSURL, a.cfg.NATSOptions...)
 	if err != nil {
-		return &streamError{err: fmt.Errorf("connecting to NATS at %s: %w", secret.URL(a.cfg.NATSURL), err)}
+		return &streamError{err: fmt.Errorf("connecting to NATS at %s: %w", sdk.RedactURL(a.cfg.NATSURL), err)}
 	}
 	defer nc.Close()
 	start, err := a.startPoint(ctx, nc)

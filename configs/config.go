@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/databus/databus/internal/secret"
+	"github.com/databus/databus/sdk"
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/knadh/koanf/parsers/yaml"
 	"github.com/knadh/koanf/providers/confmap"
@@ -313,11 +313,25 @@ func shown(key, value string) string {
 	case strings.HasSuffix(key, "password") || strings.HasSuffix(key, "token"):
 		return "(hidden)"
 	case strings.HasSuffix(key, "url"):
-		return secret.URL(value)
+		return sdk.RedactURL(value)
 	case key == "apply.target":
-		return secret.DSN(value)
+		return redactDSN(value)
 	}
 	return value
+}
+
+// redactDSN returns a go-sql-driver DSN (user:password@tcp(host:port)/db)
+// with its password masked.
+func redactDSN(dsn string) string {
+	at := strings.LastIndexByte(dsn, '@')
+	if at < 0 {
+		return dsn
+	}
+	user, _, ok := strings.Cut(dsn[:at], ":")
+	if !ok {
+		return dsn
+	}
+	return user + ":" + sdk.RedactMask + dsn[at:]
 }
 
 // ErrUnknownKey is wrapped by the [ConfigError] of a key databus does not

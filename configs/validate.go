@@ -106,7 +106,7 @@ func (c Config) Validate() error {
 		return err
 	}
 	if c.NATS.Token != "" && c.NATS.User != "" {
-		return bad("nats.token", "(hidden)", "set either nats.token or nats.user/nats.password, not both")
+		return bad("nats.token", c.NATS.Token, "set either nats.token or nats.user/nats.password, not both")
 	}
 	return nil
 }
@@ -166,7 +166,7 @@ func (n NATS) checkEmbeddedAuth() error {
 			"or set nats.allow_unauthenticated: true to let anyone who reaches it publish and delete")
 	}
 	if n.Auth.Roles() && n.Token != "" {
-		return bad("nats.token", "(hidden)", "the embedded server takes either users with roles (nats.auth.*) or a token, not both")
+		return bad("nats.token", n.Token, "the embedded server takes either users with roles (nats.auth.*) or a token, not both")
 	}
 	for role, u := range map[string]RoleUser{"admin": n.Auth.Admin, "capture": n.Auth.Capture, "reader": n.Auth.Reader} {
 		key := "nats.auth." + role

@@ -11,7 +11,7 @@ import (
 
 	"github.com/databus/databus/capture"
 	"github.com/databus/databus/internal/mysqlsrc"
-	"github.com/databus/databus/internal/secret"
+	"github.com/databus/databus/sdk"
 )
 
 // errChecksFailed is returned by check when any check failed.
@@ -52,18 +52,18 @@ func cmdCheck(ctx context.Context, env *cmdEnv, args []string) error {
 	print(dd)
 
 	if cfg.NATS.URL != "" {
-		c := mysqlsrc.Check{Name: "nats reachable", Detail: secret.URL(cfg.NATS.URL), Fix: "check nats.url, the NATS credentials (nats.user/password, nats.token, nats.creds, nats.nkey_seed) and TLS (nats.tls.ca, nats.tls.client_cert/client_key)"}
+		c := mysqlsrc.Check{Name: "nats reachable", Detail: sdk.RedactURL(cfg.NATS.URL), Fix: "check nats.url, the NATS credentials (nats.user/password, nats.token, nats.creds, nats.nkey_seed) and TLS (nats.tls.ca, nats.tls.client_cert/client_key)"}
 		nc, err := nats.Connect(cfg.NATS.URL, append(natsOptions(cfg, "databus-check"), nats.Timeout(5*time.Second))...)
 		if err == nil {
 			_, jerr := nc.JetStream()
 			c.OK = jerr == nil
-			c.Detail = "connected to " + secret.URL(nc.ConnectedUrl())
+			c.Detail = "connected to " + sdk.RedactURL(nc.ConnectedUrl())
 			if _, err := nc.RTT(); err != nil {
 				c.OK, c.Detail = false, err.Error()
 			}
 			nc.Close()
 		} else {
-			c.Detail = fmt.Sprintf("%s: %v", secret.URL(cfg.NATS.URL), err)
+			c.Detail = fmt.Sprintf("%s: %v", sdk.RedactURL(cfg.NATS.URL), err)
 		}
 		print(c)
 	} else {

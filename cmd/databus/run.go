@@ -15,8 +15,8 @@ import (
 	"github.com/databus/databus/capture"
 	"github.com/databus/databus/configs"
 	"github.com/databus/databus/embedded"
-	"github.com/databus/databus/internal/secret"
 	"github.com/databus/databus/internal/tlsconf"
+	"github.com/databus/databus/sdk"
 	"github.com/databus/databus/snapshot"
 )
 
@@ -76,12 +76,12 @@ func cmdRun(ctx context.Context, env *cmdEnv, args []string) error {
 				env.log.Warn("NATS disconnected", "err", err)
 			}
 		}),
-		nats.ReconnectHandler(func(nc *nats.Conn) { env.log.Info("NATS reconnected", "url", secret.URL(nc.ConnectedUrl())) }),
+		nats.ReconnectHandler(func(nc *nats.Conn) { env.log.Info("NATS reconnected", "url", sdk.RedactURL(nc.ConnectedUrl())) }),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { env.log.Error("NATS error", "err", err) }),
 	)
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
-		return fmt.Errorf("connecting to NATS at %s (nats.url): %w", secret.URL(url), err)
+		return fmt.Errorf("connecting to NATS at %s (nats.url): %w", sdk.RedactURL(url), err)
 	}
 	defer nc.Close()
 

@@ -12,7 +12,6 @@ import (
 
 	"github.com/databus/databus/configs"
 	"github.com/databus/databus/internal/bus"
-	"github.com/databus/databus/internal/secret"
 	"github.com/databus/databus/sdk"
 )
 
@@ -99,7 +98,7 @@ func connectRunning(cfg configs.Config, name string) (*nats.Conn, error) {
 	url := natsURL(cfg)
 	nc, err := nats.Connect(url, natsOptions(cfg, name)...)
 	if err != nil {
-		return nil, fmt.Errorf("connecting to NATS at %s (is `databus run` running? see nats.url / nats.listen): %w", secret.URL(url), err)
+		return nil, fmt.Errorf("connecting to NATS at %s (is `databus run` running? see nats.url / nats.listen): %w", sdk.RedactURL(url), err)
 	}
 	return nc, nil
 }
