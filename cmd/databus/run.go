@@ -40,6 +40,11 @@ func cmdRun(ctx context.Context, env *cmdEnv, args []string) error {
 	if err := checkDataDir(cfg.DataDir); err != nil {
 		return err
 	}
+	// Settled by the configuration alone: before the embedded server starts.
+	opts, err := ownServerOptions(cfg, "databus-capture-"+cfg.Source)
+	if err != nil {
+		return err
+	}
 	url := cfg.NATS.URL
 	if url == "" {
 		ecfg := embedded.Config{
@@ -64,10 +69,6 @@ func cmdRun(ctx context.Context, env *cmdEnv, args []string) error {
 		defer srv.Close() // last: after capture saved its checkpoint
 		url = srv.ClientURL()
 		env.log.Info("embedded NATS started", "url", url, "store", filepath.Join(cfg.DataDir, "nats"))
-	}
-	opts, err := ownServerOptions(cfg, "databus-capture-"+cfg.Source)
-	if err != nil {
-		return err
 	}
 	opts = append(opts,
 		nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true), nats.ReconnectWait(time.Second),
