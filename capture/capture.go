@@ -3,6 +3,7 @@ package capture
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -46,11 +47,26 @@ type Config struct {
 	// consumers need a new snapshot.
 	Recover   bool
 	OnRecover func(reason error)
-	Logger    *slog.Logger
+	// Lease, when set, is the capture lease this node holds (high
+	// availability, docs/ha.md): capture writes nothing once Lease.Check
+	// fails, and fences off the previous holder when it starts.
+	Lease  Lease
+	Logger *slog.Logger
 
 	// crashAfter, in tests only, makes a session fail every publish after
 	// that many messages, as a killed capture would stop (see fatal).
 	crashAfter int
+}
+
+// Lease is the capture lease of a node that may be one of several (see
+// internal/lease).
+type Lease interface {
+	// Check returns an error once the lease is lost.
+	Check() error
+	// Term is the lease's term, higher for every new holder.
+	Term() uint64
+	// Node names the node that holds it.
+	Node() string
 }
 
 // Capturer reads the source's binlog and publishes every change of the
@@ -62,6 +78,8 @@ type Capturer struct {
 
 	mu     sync.Mutex
 	status Status
+	// marked is the lease term whose leader message is in the stream.
+	marked uint64
 }
 
 // Status is a snapshot of what the capturer is doing.
@@ -149,9 +167,7 @@ func (c *Capturer) Run(ctx context.Context) error {
 // session connects, decides where to resume, sets up publishing and
 // streams the binlog until an error or the end of ctx.
 func (c *Capturer) session(ctx context.Context) error {
-	cctx, cancel := context.WithTimeout(ctx, c.cfg.MySQL.ConnectTimeout+5*time.Second)
-	defer cancel()
-	db, info, err := c.connectSource(cctx)
+	db, info, err := c.connectSource(ctx)
 	if err != nil {
 		return err
 	}
@@ -160,16 +176,23 @@ func (c *Capturer) session(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("opening JetStream: %w", err)
 	}
-	stream, kv, err := bus.Ensure(cctx, js, c.cfg.Source, c.cfg.Stream)
+	// Waits as long as the cluster needs to elect leaders or bring back
+	// servers for the replicas.
+	stream, kv, err := bus.Ensure(ctx, js, c.cfg.Source, c.cfg.Stream, c.log)
 	if err != nil {
 		return err
 	}
+	cctx, cancel := context.WithTimeout(ctx, c.cfg.MySQL.ConnectTimeout+5*time.Second)
+	defer cancel()
 	at, err := c.resumePoint(cctx, db, info, kv)
 	if err != nil {
 		return err
 	}
 	pub, err := c.newPublisher(cctx, db, js, kv, stream, info, at)
 	if err != nil {
+		return err
+	}
+	if err := c.fence(cctx, pub, at.cp); err != nil {
 		return err
 	}
 	gtidSet, err := c.gtidSet(cctx, db, info, at.cp, at.byGTID)
@@ -196,6 +219,8 @@ func (c *Capturer) session(ctx context.Context) error {
 // connectSource connects to the source and checks that it can be
 // captured.
 func (c *Capturer) connectSource(ctx context.Context) (*sql.DB, mysqlsrc.ServerInfo, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.MySQL.ConnectTimeout+5*time.Second)
+	defer cancel()
 	db, err := mysqlsrc.Connect(ctx, c.cfg.MySQL)
 	if err != nil {
 		return nil, mysqlsrc.ServerInfo{}, err
@@ -217,6 +242,9 @@ func (c *Capturer) connectSource(ctx context.Context) (*sql.DB, mysqlsrc.ServerI
 // resumeAt is where a session starts reading the binlog.
 type resumeAt struct {
 	cp *bus.Checkpoint
+	// rev is the checkpoint's revision in the state bucket: capture
+	// writes the next one over it.
+	rev uint64
 	// captureID is the id capture publishes with; trust is the id the
 	// stream's messages must carry, empty when the checkpoint had none.
 	captureID, trust string
@@ -230,11 +258,11 @@ type resumeAt struct {
 // or one that cannot be resumed and Config.Recover) at the server's
 // current position, which is saved as the checkpoint.
 func (c *Capturer) resumePoint(ctx context.Context, db *sql.DB, info mysqlsrc.ServerInfo, kv jetstream.KeyValue) (resumeAt, error) {
-	cp, err := bus.LoadCheckpoint(ctx, kv)
+	cp, rev, err := bus.LoadCheckpointRev(ctx, kv)
 	if err != nil {
 		return resumeAt{}, err
 	}
-	var at resumeAt
+	at := resumeAt{rev: rev}
 	if cp != nil {
 		at.trust = cp.CaptureID
 	}
@@ -270,7 +298,7 @@ func (c *Capturer) resumePoint(ctx context.Context, db *sql.DB, info mysqlsrc.Se
 			return resumeAt{}, err
 		}
 		cp = &bus.Checkpoint{File: file, Offset: pos, ServerID: info.ServerID, ServerUUID: info.ServerUUID, CaptureID: at.captureID}
-		if err := bus.SaveCheckpoint(ctx, kv, *cp); err != nil {
+		if at.rev, err = bus.SaveCheckpoint(ctx, kv, *cp, at.rev); err != nil {
 			return resumeAt{}, err
 		}
 		c.log.Info("no checkpoint: starting at the current binlog position", "file", file, "offset", pos)
@@ -314,13 +342,60 @@ func (c *Capturer) newPublisher(ctx context.Context, db *sql.DB, js jetstream.Je
 		c.log.Warn("the NATS server does not support atomic batch publish (2.12+ needed): a consumer can see part of a transaction")
 	}
 	return &publisher{
-		js: js, kv: kv, source: c.cfg.Source, log: c.log, captureID: at.captureID,
+		js: js, kv: kv, cpRev: at.rev, lease: c.cfg.Lease, source: c.cfg.Source, log: c.log, captureID: at.captureID,
 		expected: lastSeq, skipThrough: lastPos, skipPartial: !complete, skipTxn: skipTxn,
 		maxData:    int(c.nc.MaxPayload()) - 16<<10, // room for headers
 		queue:      make(chan pending, 8192),
 		atomic:     atomic,
 		crashAfter: c.cfg.crashAfter,
 	}, nil
+}
+
+// LeaderMessage is the body of the message a new capture leader publishes
+// on [sdk.LeaderSubject] before anything else (see [Capturer.fence]).
+type LeaderMessage struct {
+	Node string    `json:"node"`
+	Term uint64    `json:"term"`
+	At   time.Time `json:"at"`
+}
+
+// fence makes sure, once per lease term, that the node that held the lease
+// before can write nothing more: it saves the checkpoint again over the
+// revision read (the old leader's next save names an older one and is
+// refused), and publishes a leader message right after the stream's last
+// message (the old leader's next publish expects an older last sequence
+// and is refused). Without a lease there is nothing to fence.
+func (c *Capturer) fence(ctx context.Context, pub *publisher, cp *bus.Checkpoint) error {
+	l := c.cfg.Lease
+	if l == nil || c.marked == l.Term() {
+		return nil
+	}
+	if err := pub.checkLease(); err != nil {
+		return err
+	}
+	rev, err := bus.SaveCheckpoint(ctx, pub.kv, *cp, pub.cpRev)
+	if err != nil {
+		return fmt.Errorf("taking over the checkpoint: %w", err) // retried: it was written just now
+	}
+	pub.cpRev = rev
+	body, err := json.Marshal(LeaderMessage{Node: l.Node(), Term: l.Term(), At: time.Now().UTC()})
+	if err != nil {
+		return err
+	}
+	ack, err := pub.js.PublishMsg(ctx, &nats.Msg{Subject: sdk.LeaderSubject(c.cfg.Source), Data: body, Header: nats.Header{
+		jetstream.MsgIDHeader:           {"leader:" + strconv.FormatUint(l.Term(), 10) + ":" + pub.captureID},
+		jetstream.ExpectedLastSeqHeader: {strconv.FormatUint(pub.expected, 10)},
+		bus.CaptureHeader:               {pub.captureID},
+	}})
+	if err != nil {
+		return fmt.Errorf("publishing the leader message of term %d after stream sequence %d: %w", l.Term(), pub.expected, err)
+	}
+	if !ack.Duplicate {
+		pub.expected = ack.Sequence
+	}
+	c.marked = l.Term()
+	c.log.Info("fenced off the previous capture leader", "term", l.Term(), "stream_seq", ack.Sequence)
+	return nil
 }
 
 // startBinlog opens the binlog stream at the resume point.

@@ -36,6 +36,10 @@ var (
 	// ErrNATSPermission means the NATS server refused capture a subject:
 	// the user it connects with lacks the capture role's permissions.
 	ErrNATSPermission = errors.New("NATS refused permission")
+	// ErrLeaseLost means this node no longer holds the capture lease, or
+	// another capture wrote the checkpoint: it must stop capturing and
+	// stand by (docs/ha.md).
+	ErrLeaseLost = errors.New("no longer the capture leader")
 )
 
 // fatal reports whether err must stop capture instead of being retried.
@@ -43,5 +47,6 @@ func fatal(err error) bool {
 	// errTestCrash stands for a kill: no retry.
 	return errors.Is(err, errTestCrash) || errors.Is(err, ErrAccessDenied) || errors.Is(err, ErrSourceSettings) ||
 		errors.Is(err, ErrUndecodable) || errors.Is(err, ErrServerChanged) || errors.Is(err, ErrBinlogPurged) ||
-		errors.Is(err, ErrForeignMessage) || errors.Is(err, ErrNATSPermission)
+		errors.Is(err, ErrForeignMessage) || errors.Is(err, ErrNATSPermission) || errors.Is(err, bus.ErrReplicasUnsupported) ||
+		errors.Is(err, ErrLeaseLost)
 }

@@ -17,7 +17,7 @@ import (
 // ev, as a capture killed in the middle of a large event would. ev is the
 // last event of its transaction.
 func PublishAfterRestart(ctx context.Context, js jetstream.JetStream, source string, ev sdk.Event, maxData, crashAfter int) error {
-	stream, kv, err := bus.Ensure(ctx, js, source, bus.StreamConfig{DuplicateWindow: time.Minute})
+	stream, kv, err := bus.Ensure(ctx, js, source, bus.StreamConfig{DuplicateWindow: time.Minute}, nil)
 	if err != nil {
 		return err
 	}
@@ -46,7 +46,7 @@ func PublishAfterRestart(ctx context.Context, js jetstream.JetStream, source str
 // that just started, then queues next as its checkpoint, and returns the
 // first error of publishing or of an acknowledgement.
 func PublishTransaction(ctx context.Context, js jetstream.JetStream, source string, evs []sdk.Event, next bus.Checkpoint) error {
-	stream, kv, err := bus.Ensure(ctx, js, source, bus.StreamConfig{DuplicateWindow: time.Minute})
+	stream, kv, err := bus.Ensure(ctx, js, source, bus.StreamConfig{DuplicateWindow: time.Minute}, nil)
 	if err != nil {
 		return err
 	}

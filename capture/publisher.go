@@ -77,8 +77,13 @@ const (
 // With atomic set, messages are sent in atomic batches instead, one per
 // transaction when it fits (see sendBatched).
 type publisher struct {
-	js     jetstream.JetStream
-	kv     jetstream.KeyValue
+	js jetstream.JetStream
+	kv jetstream.KeyValue
+	// cpRev is the checkpoint's revision: the next save replaces it, or
+	// fails if another capture wrote one since.
+	cpRev uint64
+	// lease, when set, must hold for every publish and checkpoint.
+	lease  Lease
 	source string
 	log    *slog.Logger
 	// captureID goes in every message's bus.CaptureHeader header.
@@ -254,6 +259,9 @@ func (p *publisher) send(msg *nats.Msg, stored, ack bool) error {
 	if p.crashAfter > 0 && p.sent >= p.crashAfter {
 		return errTestCrash
 	}
+	if err := p.checkLease(); err != nil {
+		return err
+	}
 	p.sent++
 	if p.window == nil {
 		p.window = semaphore.NewWeighted(max(publishWindow, 2*int64(p.maxData)))
@@ -331,10 +339,19 @@ func (p *publisher) acks(ctx context.Context, interval time.Duration) (err error
 		if latest == nil {
 			return nil
 		}
+		if err := p.checkLease(); err != nil {
+			return err
+		}
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
-		err := bus.SaveCheckpoint(sctx, p.kv, *latest)
+		rev, err := bus.SaveCheckpoint(sctx, p.kv, *latest, p.cpRev)
 		latest, saved = nil, time.Now()
+		if errors.Is(err, bus.ErrCheckpointFenced) {
+			return fmt.Errorf("%w: %w", ErrLeaseLost, err)
+		}
+		if err == nil {
+			p.cpRev = rev
+		}
 		return err
 	}
 	tick := time.NewTicker(interval)
@@ -372,6 +389,18 @@ func (p *publisher) acks(ctx context.Context, interval time.Duration) (err error
 			}
 		}
 	}
+}
+
+// checkLease returns an error wrapping [ErrLeaseLost] once the lease
+// that capture runs under is lost.
+func (p *publisher) checkLease() error {
+	if p.lease == nil {
+		return nil
+	}
+	if err := p.lease.Check(); err != nil {
+		return fmt.Errorf("%w: %w", ErrLeaseLost, err)
+	}
+	return nil
 }
 
 // acked frees the window of the messages item's publish covered.

@@ -4,8 +4,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -113,6 +115,10 @@ type Capture struct {
 	// AtomicTransactions publishes every transaction that fits a JetStream
 	// atomic batch as one (NATS 2.12+): no consumer sees part of it.
 	AtomicTransactions bool `koanf:"atomic_transactions"`
+	// Lease is how long the capture lease lasts without renewal: a
+	// standby `databus run` takes over that long after the leader stops
+	// renewing it (docs/ha.md).
+	Lease time.Duration `koanf:"lease"`
 }
 
 // NATS says which NATS server to use and how the stream is kept.
@@ -134,9 +140,29 @@ type NATS struct {
 	TLS                  NATSTLS `koanf:"tls"`
 	// MaxStore caps the embedded server's JetStream storage in bytes (0:
 	// the disk is the limit).
-	MaxStore int64  `koanf:"max_store"`
-	Stream   Stream `koanf:"stream"`
+	MaxStore int64 `koanf:"max_store"`
+	// ServerName names the embedded server, and this node in the capture
+	// lease and `databus status`; unique in a cluster. Empty: derived
+	// (see [Config.NodeName]).
+	ServerName string  `koanf:"server_name"`
+	Cluster    Cluster `koanf:"cluster"`
+	Stream     Stream  `koanf:"stream"`
 }
+
+// Cluster makes the embedded server a member of a JetStream cluster of
+// databus nodes (docs/ha.md).
+type Cluster struct {
+	// Name is the cluster's name, the same on every node.
+	Name string `koanf:"name"`
+	// Listen is the host:port this node's routes listen on.
+	Listen string `koanf:"listen"`
+	// Routes are the route URLs (nats-route://host:port) of the cluster's
+	// nodes; this node's own may be among them.
+	Routes []string `koanf:"routes"`
+}
+
+// Enabled reports whether the embedded server joins a cluster.
+func (c Cluster) Enabled() bool { return c.Listen != "" || len(c.Routes) > 0 }
 
 // Auth holds the embedded server's users with roles. A role is defined
 // when its password or nkey is set; when any is, these are the only users.
@@ -176,6 +202,8 @@ const (
 	DefaultRetryMax = 30 * time.Second
 	// DefaultSnapshotKeep is snapshot.keep.
 	DefaultSnapshotKeep = 2
+	// DefaultLease is capture.lease.
+	DefaultLease = 3 * time.Second
 )
 
 // Defaults returns the configuration used when nothing is set.
@@ -191,7 +219,7 @@ func Defaults() Config {
 			RetryMax:       DefaultRetryMax,
 			TLS:            MySQLTLS{Mode: "preferred"},
 		},
-		Capture: Capture{Databases: []string{}, Tables: []string{}, Exclude: []string{}},
+		Capture: Capture{Databases: []string{}, Tables: []string{}, Exclude: []string{}, Lease: DefaultLease},
 		NATS: NATS{
 			Listen: "127.0.0.1:4222",
 			Auth: Auth{
@@ -228,6 +256,7 @@ func defaultsMap() map[string]any {
 		"capture.tables":               d.Capture.Tables,
 		"capture.exclude":              d.Capture.Exclude,
 		"capture.atomic_transactions":  d.Capture.AtomicTransactions,
+		"capture.lease":                d.Capture.Lease.String(),
 		"nats.listen":                  d.NATS.Listen,
 		"nats.url":                     d.NATS.URL,
 		"nats.user":                    d.NATS.User,
@@ -252,6 +281,10 @@ func defaultsMap() map[string]any {
 		"nats.auth.reader.password":    d.NATS.Auth.Reader.Password,
 		"nats.auth.reader.nkey":        d.NATS.Auth.Reader.Nkey,
 		"nats.max_store":               d.NATS.MaxStore,
+		"nats.server_name":             d.NATS.ServerName,
+		"nats.cluster.name":            d.NATS.Cluster.Name,
+		"nats.cluster.listen":          d.NATS.Cluster.Listen,
+		"nats.cluster.routes":          []string{},
 		"nats.stream.replicas":         d.NATS.Stream.Replicas,
 		"nats.stream.max_age":          "0s",
 		"nats.stream.max_bytes":        d.NATS.Stream.MaxBytes,
@@ -458,4 +491,47 @@ func decodeKey(k *koanf.Koanf, key string, cfg *Config) error {
 			TagName:          "koanf",
 		},
 	})
+}
+
+// EmbeddedServerName is the embedded server's name: nats.server_name, or
+// for a cluster member "databus-<host name>-<cluster port>" (unique
+// across the cluster's hosts and among nodes on one host), or
+// "databus-<source>".
+func (c Config) EmbeddedServerName() string {
+	switch {
+	case c.NATS.ServerName != "":
+		return c.NATS.ServerName
+	case c.NATS.Cluster.Enabled():
+		_, port, _ := net.SplitHostPort(c.NATS.Cluster.Listen)
+		return "databus-" + hostname() + "-" + port
+	}
+	return "databus-" + c.Source
+}
+
+// NodeName names this `databus run` in the capture lease and in `databus
+// status`: the embedded server's name, or with an external NATS server
+// nats.server_name or "<host name>-<process id>".
+func (c Config) NodeName() string {
+	switch {
+	case c.NATS.URL == "":
+		return c.EmbeddedServerName()
+	case c.NATS.ServerName != "":
+		return c.NATS.ServerName
+	}
+	return hostname() + "-" + strconv.Itoa(os.Getpid())
+}
+
+// hostname is the machine's name reduced to letters, digits, '-' and '_'.
+func hostname() string {
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		return "localhost"
+	}
+	h, _, _ = strings.Cut(h, ".")
+	return strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' {
+			return r
+		}
+		return '_'
+	}, h)
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path"
 	"regexp"
@@ -75,6 +76,12 @@ func (c Config) Validate() error {
 	}
 	if r := c.NATS.Stream.Replicas; r < 1 || r > 5 {
 		return bad("nats.stream.replicas", strconv.Itoa(r), "want 1 to 5")
+	}
+	if err := c.checkCluster(); err != nil {
+		return err
+	}
+	if c.Capture.Lease < time.Second || c.Capture.Lease > time.Minute {
+		return bad("capture.lease", c.Capture.Lease.String(), "want 1s to 1m")
 	}
 	if c.NATS.Stream.DuplicateWindow < time.Second {
 		return bad("nats.stream.duplicate_window", c.NATS.Stream.DuplicateWindow.String(), "must be at least 1s")
@@ -195,4 +202,65 @@ func checkHostPort(addr string) error {
 		return fmt.Errorf("port %q is not a number from 1 to 65535", port)
 	}
 	return nil
+}
+
+var serverName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// checkCluster checks the embedded cluster's keys, and that the servers
+// can hold the stream's replicas.
+func (c Config) checkCluster() error {
+	cl := c.NATS.Cluster
+	if n := c.NATS.ServerName; n != "" && !serverName.MatchString(n) {
+		return bad("nats.server_name", n, "want 1-64 characters of A-Z a-z 0-9 _ - (it is also a key in the state bucket)")
+	}
+	if !cl.Enabled() {
+		if cl.Name != "" {
+			return bad("nats.cluster.name", cl.Name, "set nats.cluster.listen and nats.cluster.routes too, or leave it empty")
+		}
+		if r := c.NATS.Stream.Replicas; r > 1 && c.NATS.URL == "" {
+			return bad("nats.stream.replicas", strconv.Itoa(r), "the embedded NATS server is a single server and keeps one replica: "+
+				"make it a cluster member (nats.cluster.listen, nats.cluster.routes; docs/ha.md), use a clustered NATS (nats.url), or set 1")
+		}
+		return nil
+	}
+	if c.NATS.URL != "" {
+		return bad("nats.cluster.listen", cl.Listen, "nats.cluster.* makes the embedded server a cluster member, and nats.url means no embedded server: set one or the other")
+	}
+	if err := checkHostPort(cl.Listen); err != nil {
+		return bad("nats.cluster.listen", cl.Listen, "%v (the address this node's cluster routes listen on)", err)
+	}
+	if cl.Name != "" && !serverName.MatchString(cl.Name) {
+		return bad("nats.cluster.name", cl.Name, "want 1-64 characters of A-Z a-z 0-9 _ -")
+	}
+	_, listenPort, _ := net.SplitHostPort(cl.Listen)
+	servers := map[string]bool{}
+	self := false
+	for _, r := range cl.Routes {
+		u, err := url.Parse(r)
+		if err != nil || (u.Scheme != "nats-route" && u.Scheme != "nats") || checkHostPort(u.Host) != nil {
+			return bad("nats.cluster.routes", r, "want nats-route://host:port")
+		}
+		servers[u.Host] = true
+		if u.Host == cl.Listen || u.Port() == listenPort && isLocal(u.Hostname()) {
+			self = true
+		}
+	}
+	if len(cl.Routes) == 0 {
+		return bad("nats.cluster.routes", "", "list the route URLs of the other nodes (nats-route://host:port), or of every node")
+	}
+	n := len(servers)
+	if !self {
+		n++
+	}
+	if r := c.NATS.Stream.Replicas; r > n {
+		return bad("nats.stream.replicas", strconv.Itoa(r), "the cluster has %d servers (this one and nats.cluster.routes) and a replica needs a server of its own: add routes or lower the replicas", n)
+	}
+	return nil
+}
+
+// isLocal reports whether host names this machine's loopback or any
+// address.
+func isLocal(host string) bool {
+	ip := net.ParseIP(host)
+	return host == "localhost" || ip != nil && (ip.IsLoopback() || ip.IsUnspecified())
 }

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -35,6 +36,19 @@ type Config struct {
 	// MaxStore caps the JetStream file storage of the server's clients in
 	// bytes ([Server.LimitStore]); 0 leaves it to the disk.
 	MaxStore int64
+	// Cluster, when set, makes the server a member of a JetStream cluster.
+	Cluster *Cluster
+}
+
+// Cluster configures the server's membership of a JetStream cluster.
+type Cluster struct {
+	// Name is the cluster's name, the same on every member.
+	Name string
+	// Listen is the host:port the server's routes listen on.
+	Listen string
+	// Routes are the members' route URLs (nats-route://host:port); the
+	// server's own may be among them.
+	Routes []string
 }
 
 // Server is a running embedded NATS server.
@@ -96,6 +110,11 @@ func Start(cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("embedded NATS: %w", err)
 		}
 	}
+	if cfg.Cluster != nil {
+		if err := applyCluster(opts, *cfg.Cluster); err != nil {
+			return nil, err
+		}
+	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("configuring embedded NATS: %w", err)
@@ -113,6 +132,29 @@ func Start(cfg Config) (*Server, error) {
 		}
 	}
 	return srv, nil
+}
+
+// applyCluster makes opts a member of cluster c.
+func applyCluster(opts *server.Options, c Cluster) error {
+	host, portStr, err := net.SplitHostPort(c.Listen)
+	if err != nil {
+		return fmt.Errorf("nats.cluster.listen %q: want host:port: %w", c.Listen, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return fmt.Errorf("nats.cluster.listen %q: bad port: %w", c.Listen, err)
+	}
+	l, err := net.Listen("tcp", c.Listen)
+	if err != nil {
+		return fmt.Errorf("embedded NATS cannot listen for cluster routes on %s (%w): stop the other process or set nats.cluster.listen to a free address: %v", c.Listen, ErrAddrInUse, err)
+	}
+	_ = l.Close()
+	opts.Cluster = server.ClusterOpts{Name: c.Name, Host: host, Port: port}
+	opts.Routes = server.RoutesFromStr(strings.Join(c.Routes, ","))
+	if len(opts.Routes) != len(c.Routes) {
+		return fmt.Errorf("nats.cluster.routes %q: want nats-route://host:port URLs", c.Routes)
+	}
+	return nil
 }
 
 // LimitStore caps the JetStream file storage of the server's clients (its

@@ -152,7 +152,7 @@ func Connect(ctx context.Context, cfg Config) (*Consumer, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Consumer{nc: cfg.Conn, durable: cfg.Name != "", filtered: len(filters) > 0, maxTxn: cfg.MaxTxnEvents, source: cfg.Source}
+	c := &Consumer{nc: cfg.Conn, durable: cfg.Name != "", filtered: len(cfg.Databases)+len(cfg.Tables) > 0, maxTxn: cfg.MaxTxnEvents, source: cfg.Source}
 	if err := c.open(ctx, cfg, filters, resumeAt); err != nil {
 		c.Close()
 		return nil, err

@@ -232,8 +232,11 @@ func normalizeFilters(cfg jetstream.ConsumerConfig) []string {
 }
 
 // filterSubjects turns database and table filters into non-overlapping
-// subject filters, sorted. No filters means the whole stream.
+// subject filters, sorted. No filters means every event of the stream.
 func filterSubjects(source string, dbs, tables []string) ([]string, error) {
+	if len(dbs) == 0 && len(tables) == 0 {
+		return []string{EventSubjects(source)}, nil
+	}
 	var out []string
 	for _, db := range dbs {
 		if db == "" {

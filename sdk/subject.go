@@ -28,6 +28,22 @@ func StreamSubjects(source string) string {
 	return SubjectPrefix + "." + source + ".>"
 }
 
+// EventSubjects returns the wildcard that covers the events of source and
+// nothing else: "databus.<source>.*.*.*". The stream also holds capture's
+// control messages ([LeaderSubject]), which have fewer tokens.
+func EventSubjects(source string) string {
+	return SubjectPrefix + "." + source + ".*.*.*"
+}
+
+// LeaderSubject returns the subject of the message a capture node
+// publishes when it takes over capture of source:
+// "databus.<source>._capture.leader". It carries no event (see
+// docs/events.md); its place in the stream fences off the node that
+// captured before.
+func LeaderSubject(source string) string {
+	return SubjectPrefix + "." + source + "._capture.leader"
+}
+
 // StreamName returns the JetStream stream name of source: "DATABUS_<source>".
 func StreamName(source string) string {
 	return "DATABUS_" + source

@@ -166,7 +166,7 @@ func (c *Consumer) movedPast(ctx context.Context, id string, seq uint64) (bool, 
 // newestEvent returns the stream's newest event (joining its chunks) and
 // its sequence, or nil when the stream is empty.
 func (c *Consumer) newestEvent(ctx context.Context) (*Event, uint64, error) {
-	raw, err := c.stream.GetLastMsgForSubject(ctx, StreamSubjects(c.source))
+	raw, err := c.stream.GetLastMsgForSubject(ctx, EventSubjects(c.source))
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return nil, 0, nil
 	}

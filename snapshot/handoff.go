@@ -91,6 +91,9 @@ func (s *snapshotter) positionFrom(ctx context.Context, seq, end uint64) (uint64
 		if err != nil {
 			return 0, sdk.Position{}, false, fmt.Errorf("reading stream message %d: %w", seq, err)
 		}
+		if !bus.IsEvent(m) {
+			continue // a leader message
+		}
 		pos, err := bus.MsgPosition(m)
 		if err != nil {
 			return 0, sdk.Position{}, false, err

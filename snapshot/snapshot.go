@@ -120,7 +120,7 @@ func Take(ctx context.Context, cfg Config, nc *nats.Conn, opt Options) (*sdk.Man
 	if err != nil {
 		return nil, fmt.Errorf("opening JetStream: %w", err)
 	}
-	stream, kv, err := bus.Ensure(ctx, js, cfg.Source, cfg.Stream)
+	stream, kv, err := bus.Ensure(ctx, js, cfg.Source, cfg.Stream, nil)
 	if err != nil {
 		return nil, err
 	}

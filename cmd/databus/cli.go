@@ -133,7 +133,7 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	var ue usageError
 	var ce *configs.ConfigError
 	switch {
-	case errors.As(err, &ue), errors.As(err, &ce), errors.Is(err, capture.ErrNATSPermission):
+	case errors.As(err, &ue), errors.As(err, &ce), errors.Is(err, capture.ErrNATSPermission), errors.Is(err, bus.ErrReplicasUnsupported):
 		return exitConfig
 	case errors.Is(err, capture.ErrAccessDenied), errors.Is(err, capture.ErrSourceSettings), errors.Is(err, capture.ErrServerChanged),
 		errors.Is(err, capture.ErrBinlogPurged):

@@ -2,19 +2,25 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/databus/databus/capture"
 	"github.com/databus/databus/configs"
 	"github.com/databus/databus/embedded"
+	"github.com/databus/databus/internal/bus"
+	"github.com/databus/databus/internal/lease"
 	"github.com/databus/databus/internal/tlsconf"
 	"github.com/databus/databus/sdk"
 	"github.com/databus/databus/snapshot"
@@ -47,28 +53,14 @@ func cmdRun(ctx context.Context, env *cmdEnv, args []string) error {
 	}
 	url := cfg.NATS.URL
 	if url == "" {
-		ecfg := embedded.Config{
-			Listen:   cfg.NATS.Listen,
-			StoreDir: filepath.Join(cfg.DataDir, "nats"),
-			Users:    embeddedUsers(cfg),
-			Name:     "databus-" + cfg.Source, MaxStore: cfg.NATS.MaxStore,
-		}
-		if t := cfg.NATS.TLS; t.Cert != "" {
-			var err error
-			if ecfg.TLS, err = tlsconf.Server(tlsconf.Files{CA: t.CA, Cert: t.Cert, Key: t.Key}, t.VerifyClients); err != nil {
-				return &configs.ConfigError{Key: "nats.tls.cert", Value: t.Cert, Err: err}
-			}
-		}
-		if len(ecfg.Users) == 0 { // one user who may do anything, or none
-			ecfg.User, ecfg.Password, ecfg.Token = cfg.NATS.User, cfg.NATS.Password, cfg.NATS.Token
-		}
-		srv, err := embedded.Start(ecfg)
+		srv, err := startEmbedded(cfg)
 		if err != nil {
 			return err
 		}
 		defer srv.Close() // last: after capture saved its checkpoint
 		url = srv.ClientURL()
-		env.log.Info("embedded NATS started", "url", url, "store", filepath.Join(cfg.DataDir, "nats"))
+		env.log.Info("embedded NATS started", "url", url, "store", filepath.Join(cfg.DataDir, "nats"), "server_name", cfg.EmbeddedServerName(),
+			"cluster", cfg.NATS.Cluster.Listen)
 	}
 	opts = append(opts,
 		nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true), nats.ReconnectWait(time.Second),
@@ -86,7 +78,84 @@ func cmdRun(ctx context.Context, env *cmdEnv, args []string) error {
 	}
 	defer nc.Close()
 
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("opening JetStream: %w", err)
+	}
+	// The state bucket holds the capture lease: it must exist before
+	// any node can lead. On a cluster this waits for its leaders.
+	_, kv, err := bus.Ensure(ctx, js, cfg.Source, streamConfig(cfg), env.log)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		if errors.Is(err, bus.ErrReplicasUnsupported) {
+			return &configs.ConfigError{Key: "nats.stream.replicas", Value: strconv.Itoa(cfg.NATS.Stream.Replicas), Err: err}
+		}
+		return err
+	}
+	node := &nodeState{kv: kv, name: cfg.NodeName(), nats: natsServerName(nc), every: cfg.Capture.Lease, changed: make(chan struct{}, 1)}
+	elector := lease.New(lease.Config{
+		Key: bus.LeaderKey, Node: node.name, TTL: cfg.Capture.Lease, Logger: env.log.With("component", "lease", "node", node.name),
+		OnChange: node.setLeading,
+	}, kv)
+	annCtx, stopAnnouncing := context.WithCancel(context.WithoutCancel(ctx))
+	annDone := make(chan struct{})
+	go func() {
+		defer close(annDone)
+		node.announce(annCtx)
+	}()
+	defer func() {
+		stopAnnouncing()
+		<-annDone
+	}()
+	err = elector.Run(ctx, func(ctx context.Context, l *lease.Lease) error {
+		return lead(ctx, env, nc, l)
+	})
+	if flushErr := nc.FlushTimeout(5 * time.Second); flushErr != nil && err == nil && !errors.Is(flushErr, nats.ErrConnectionClosed) {
+		env.log.Warn("flushing NATS connection at shutdown", "err", flushErr)
+	}
+	if err != nil {
+		return err
+	}
+	env.log.Info("stopped")
+	return nil
+}
+
+// startEmbedded starts the embedded NATS server of the configuration.
+func startEmbedded(cfg configs.Config) (*embedded.Server, error) {
+	ecfg := embedded.Config{
+		Listen:   cfg.NATS.Listen,
+		StoreDir: filepath.Join(cfg.DataDir, "nats"),
+		Users:    embeddedUsers(cfg),
+		Name:     cfg.EmbeddedServerName(), MaxStore: cfg.NATS.MaxStore,
+	}
+	if cl := cfg.NATS.Cluster; cl.Enabled() {
+		name := cl.Name
+		if name == "" {
+			name = "databus-" + cfg.Source
+		}
+		ecfg.Cluster = &embedded.Cluster{Name: name, Listen: cl.Listen, Routes: cl.Routes}
+	}
+	if t := cfg.NATS.TLS; t.Cert != "" {
+		var err error
+		if ecfg.TLS, err = tlsconf.Server(tlsconf.Files{CA: t.CA, Cert: t.Cert, Key: t.Key}, t.VerifyClients); err != nil {
+			return nil, &configs.ConfigError{Key: "nats.tls.cert", Value: t.Cert, Err: err}
+		}
+	}
+	if len(ecfg.Users) == 0 { // one user who may do anything, or none
+		ecfg.User, ecfg.Password, ecfg.Token = cfg.NATS.User, cfg.NATS.Password, cfg.NATS.Token
+	}
+	return embedded.Start(ecfg)
+}
+
+// lead is the leader's work while it holds lease l: capture, and the
+// snapshot schedule beside it. It returns [lease.ErrLost] when capture
+// finds that another node took over.
+func lead(ctx context.Context, env *cmdEnv, nc *nats.Conn, l *lease.Lease) error {
+	cfg := env.cfg
 	ccfg := captureConfig(cfg, env.log)
+	ccfg.Lease = l
 	// A recovery leaves a gap in the stream: a new snapshot lets consumers
 	// start again after it.
 	recovered := make(chan struct{}, 1)
@@ -109,15 +178,64 @@ func cmdRun(ctx context.Context, env *cmdEnv, args []string) error {
 		defer close(snapDone)
 		sched.Run(snapCtx, nc)
 	}()
-	err = c.Run(ctx)
+	err := c.Run(ctx)
 	stopSnapshots()
 	<-snapDone
-	if flushErr := nc.FlushTimeout(5 * time.Second); flushErr != nil && err == nil && !errors.Is(flushErr, nats.ErrConnectionClosed) {
-		env.log.Warn("flushing NATS connection at shutdown", "err", flushErr)
+	if errors.Is(err, capture.ErrLeaseLost) {
+		return fmt.Errorf("%w: %w", lease.ErrLost, err)
 	}
-	if err != nil {
-		return err
+	return err
+}
+
+// natsServerName is the name of the NATS server nc is connected to.
+func natsServerName(nc *nats.Conn) string {
+	if name := nc.ConnectedServerName(); name != "" {
+		return name
 	}
-	env.log.Info("stopped")
-	return nil
+	return sdk.RedactURL(nc.ConnectedUrl())
+}
+
+// nodeState announces this node and its role under [bus.NodeKey] while it
+// runs, for `databus status`.
+type nodeState struct {
+	kv      jetstream.KeyValue
+	name    string
+	nats    string
+	every   time.Duration
+	leading atomic.Bool
+	changed chan struct{}
+}
+
+func (n *nodeState) setLeading(on bool) {
+	n.leading.Store(on)
+	select {
+	case n.changed <- struct{}{}:
+	default:
+	}
+}
+
+// announce writes the node's record every n.every and when its role
+// changes, until ctx ends; then it removes it.
+func (n *nodeState) announce(ctx context.Context) {
+	t := time.NewTicker(n.every)
+	defer t.Stop()
+	for {
+		role := "standby"
+		if n.leading.Load() {
+			role = "leader"
+		}
+		b, _ := json.Marshal(bus.Node{Name: n.name, Role: role, NATS: n.nats, Seen: time.Now().UTC()})
+		wctx, cancel := context.WithTimeout(ctx, n.every)
+		_, _ = n.kv.Put(wctx, bus.NodeKey(n.name), b) // best effort: status only
+		cancel()
+		select {
+		case <-ctx.Done():
+			dctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			_ = n.kv.Delete(dctx, bus.NodeKey(n.name))
+			cancel()
+			return
+		case <-t.C:
+		case <-n.changed:
+		}
+	}
 }

@@ -30,31 +30,54 @@ type Checkpoint struct {
 	Updated   time.Time `json:"updated"`
 }
 
+// ErrCheckpointFenced is wrapped by [SaveCheckpoint]'s error when the
+// checkpoint changed since the revision the writer knows: another capture
+// (a new leader) has written it, and this one must stop.
+var ErrCheckpointFenced = errors.New("the checkpoint was written by another capture since this one read it")
+
 // LoadCheckpoint returns the saved checkpoint, or nil when there is none.
 func LoadCheckpoint(ctx context.Context, kv jetstream.KeyValue) (*Checkpoint, error) {
+	cp, _, err := LoadCheckpointRev(ctx, kv)
+	return cp, err
+}
+
+// LoadCheckpointRev returns the saved checkpoint and its revision, or nil
+// and 0 when there is none.
+func LoadCheckpointRev(ctx context.Context, kv jetstream.KeyValue) (*Checkpoint, uint64, error) {
 	e, err := kv.Get(ctx, CheckpointKey)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil, nil
+		return nil, 0, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("reading checkpoint: %w", err)
+		return nil, 0, fmt.Errorf("reading checkpoint: %w", err)
 	}
 	var cp Checkpoint
 	if err := json.Unmarshal(e.Value(), &cp); err != nil {
-		return nil, fmt.Errorf("checkpoint in bucket %s is corrupt: %w", kv.Bucket(), err)
+		return nil, 0, fmt.Errorf("checkpoint in bucket %s is corrupt: %w", kv.Bucket(), err)
 	}
-	return &cp, nil
+	return &cp, e.Revision(), nil
 }
 
-// SaveCheckpoint stores cp, stamped with the time.
-func SaveCheckpoint(ctx context.Context, kv jetstream.KeyValue, cp Checkpoint) error {
+// SaveCheckpoint stores cp, stamped with the time, if the stored
+// checkpoint is still at revision rev (0: there is none yet), and returns
+// its new revision. When another writer changed it since, the error wraps
+// [ErrCheckpointFenced]: two captures never both advance one checkpoint.
+func SaveCheckpoint(ctx context.Context, kv jetstream.KeyValue, cp Checkpoint, rev uint64) (uint64, error) {
 	cp.Updated = time.Now().UTC()
 	b, err := json.Marshal(cp)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	if _, err := kv.Put(ctx, CheckpointKey, b); err != nil {
-		return fmt.Errorf("saving checkpoint %s:%d: %w", cp.File, cp.Offset, err)
+	if rev == 0 {
+		rev, err = kv.Create(ctx, CheckpointKey, b)
+	} else {
+		rev, err = kv.Update(ctx, CheckpointKey, b, rev)
 	}
-	return nil
+	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return 0, fmt.Errorf("saving checkpoint %s:%d: %w", cp.File, cp.Offset, ErrCheckpointFenced)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("saving checkpoint %s:%d: %w", cp.File, cp.Offset, err)
+	}
+	return rev, nil
 }

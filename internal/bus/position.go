@@ -83,12 +83,14 @@ func LastPublished(ctx context.Context, s jetstream.Stream, own Own) (pos *sdk.P
 	if info.State.Msgs == 0 {
 		return nil, last, true, nil
 	}
-	m, err := s.GetMsg(ctx, last)
+	// The newest event: leader messages ([sdk.LeaderSubject]) may follow
+	// it, and the sequence to follow is the stream's last all the same.
+	m, err := s.GetLastMsgForSubject(ctx, eventSubjects(info.Config))
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return nil, last, true, nil
 	}
 	if err != nil {
-		return nil, 0, false, fmt.Errorf("reading stream message %d: %w", last, err)
+		return nil, 0, false, fmt.Errorf("reading the stream's newest event: %w", err)
 	}
 	if got := m.Header.Get(CaptureHeader); own.CaptureID != "" && got != own.CaptureID {
 		return nil, 0, false, foreignMessage(info.Config.Name, m, fmt.Sprintf("its %s header is %q, not this source's capture id %q", CaptureHeader, got, own.CaptureID))
@@ -101,13 +103,13 @@ func LastPublished(ctx context.Context, s jetstream.Stream, own Own) (pos *sdk.P
 		}
 		i, n, err := sdk.ParseChunk(chunk)
 		if err != nil {
-			return nil, 0, false, fmt.Errorf("last stream message %d: %w", last, err)
+			return nil, 0, false, fmt.Errorf("stream message %d: %w", m.Sequence, err)
 		}
 		pos, complete = &p, i == n
 	} else {
 		ev, err := sdk.DecodeEvent(m.Data)
 		if err != nil {
-			return nil, 0, false, fmt.Errorf("last stream message %d: %w", last, err)
+			return nil, 0, false, fmt.Errorf("stream message %d: %w", m.Sequence, err)
 		}
 		pos = &ev.Position
 	}
@@ -115,6 +117,18 @@ func LastPublished(ctx context.Context, s jetstream.Stream, own Own) (pos *sdk.P
 		return nil, 0, false, foreignMessage(info.Config.Name, m, fmt.Sprintf("its position %s is beyond the end of the server's binlog (%s:%d)", pos, e.File, e.Offset))
 	}
 	return pos, last, complete, nil
+}
+
+// eventSubjects is the wildcard of the events of the stream configured as
+// cfg ([sdk.EventSubjects] of its source).
+func eventSubjects(cfg jetstream.StreamConfig) string {
+	return sdk.EventSubjects(strings.TrimPrefix(cfg.Name, sdk.StreamName("")))
+}
+
+// IsEvent reports whether stream message m is an event (or a chunk of
+// one), not a control message such as a leader message.
+func IsEvent(m *jetstream.RawStreamMsg) bool {
+	return strings.Count(m.Subject, ".") == strings.Count(sdk.EventSubjects("x"), ".")
 }
 
 // foreignMessage is the error for message m of stream, which capture did

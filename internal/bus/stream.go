@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/databus/databus/sdk"
@@ -32,7 +35,31 @@ const (
 	// SnapshotAttemptKey holds the [SnapshotAttempt] of the scheduled
 	// snapshot tried last.
 	SnapshotAttemptKey = "snapshot.attempt"
+	// LeaderKey holds the capture lease (a lease.Record): which node
+	// captures.
+	LeaderKey = "capture.leader"
+	// nodeKeyPrefix starts the keys of [NodeKey].
+	nodeKeyPrefix = "capture.node."
 )
+
+// NodeKey is the key under which `databus run` node announces itself (a
+// [Node]) while it runs.
+func NodeKey(node string) string { return nodeKeyPrefix + node }
+
+// NodeKeys is the wildcard that matches every [NodeKey].
+const NodeKeys = nodeKeyPrefix + "*"
+
+// Node is what a `databus run` node says of itself under [NodeKey], again
+// every few seconds while it runs.
+type Node struct {
+	Name string `json:"name"`
+	// Role is "leader" (it captures) or "standby".
+	Role string `json:"role"`
+	// NATS names the NATS server the node uses (its embedded one, or
+	// the external one it is connected to).
+	NATS string    `json:"nats,omitempty"`
+	Seen time.Time `json:"seen"`
+}
 
 // SnapshotAttempt is how the last scheduled snapshot went, for `databus
 // status`: running, done (ID set) or failed (Error, and NextTry when it is
@@ -45,14 +72,69 @@ type SnapshotAttempt struct {
 	NextTry *time.Time `json:"next_try,omitempty"`
 }
 
-// Ensure creates or updates the source's stream and state bucket.
-func Ensure(ctx context.Context, js jetstream.JetStream, source string, sc StreamConfig) (jetstream.Stream, jetstream.KeyValue, error) {
+// ErrReplicasUnsupported is wrapped by [Ensure]'s error when the NATS
+// server is not part of a JetStream cluster and cannot keep more than one
+// replica.
+var ErrReplicasUnsupported = errors.New("the NATS server is not clustered: it keeps one replica only")
+
+// Ensure creates the source's stream and state bucket, or updates them when
+// their configuration differs from sc. On a cluster that is still electing
+// its leaders, or lacks servers for the replicas, it waits and tries again
+// (logging why) until ctx ends. A server that cannot hold replicas at all
+// is an error wrapping [ErrReplicasUnsupported].
+func Ensure(ctx context.Context, js jetstream.JetStream, source string, sc StreamConfig, log *slog.Logger) (jetstream.Stream, jetstream.KeyValue, error) {
+	wait := 250 * time.Millisecond
+	var reported string
+	for {
+		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		s, kv, err := ensure(actx, js, source, sc)
+		cancel()
+		if err == nil || ctx.Err() != nil || !retryable(err) {
+			return s, kv, err
+		}
+		if log != nil && err.Error() != reported {
+			log.Warn("the NATS servers cannot create the stream yet: trying again", "err", err, "replicas", sc.Replicas)
+			reported = err.Error()
+		}
+		select {
+		case <-ctx.Done():
+			return nil, nil, err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
+}
+
+// JetStream error codes of a cluster that cannot place or reach a stream
+// now (nats-server's JSClusterNotAvailErr and JSClusterNoPeersErrF), and of
+// a server that cannot keep replicas (JSStreamReplicasNotSupportedErr).
+const (
+	errCodeClusterNotAvailable  jetstream.ErrorCode = 10008
+	errCodeNoPeers              jetstream.ErrorCode = 10005
+	errCodeReplicasNotSupported jetstream.ErrorCode = 10074
+)
+
+// retryable reports whether ensure's err may pass once the cluster has
+// elected its leaders or its servers are back.
+func retryable(err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.ErrorCode == errCodeClusterNotAvailable || apiErr.ErrorCode == errCodeNoPeers
+	}
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) ||
+		errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrConnectionReconnecting) || errors.Is(err, nats.ErrDisconnected)
+}
+
+// ensure makes one attempt of [Ensure]. What exists with the wanted
+// configuration is only looked up: that needs the stream's leader alone,
+// not the cluster's meta leader.
+func ensure(ctx context.Context, js jetstream.JetStream, source string, sc StreamConfig) (jetstream.Stream, jetstream.KeyValue, error) {
 	cfg := jetstream.StreamConfig{
 		Name:        sdk.StreamName(source),
 		Description: "databus change events of source " + source,
 		Subjects:    []string{sdk.StreamSubjects(source)},
 		Storage:     jetstream.FileStorage,
-		Replicas:    sc.Replicas,
+		Replicas:    max(sc.Replicas, 1),
 		MaxAge:      sc.MaxAge,
 		MaxBytes:    sc.MaxBytes,
 		Duplicates:  sc.DuplicateWindow,
@@ -64,21 +146,57 @@ func Ensure(ctx context.Context, js jetstream.JetStream, source string, sc Strea
 	if cfg.MaxBytes == 0 {
 		cfg.MaxBytes = -1
 	}
-	s, err := js.CreateOrUpdateStream(ctx, cfg)
-	if err != nil {
-		return nil, nil, fmt.Errorf("creating stream %s: %w", cfg.Name, err)
+	s, err := js.Stream(ctx, cfg.Name)
+	if err != nil || !sameStream(s.CachedInfo().Config, cfg) {
+		if err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+			return nil, nil, fmt.Errorf("looking up stream %s: %w", cfg.Name, err)
+		}
+		if s, err = js.CreateOrUpdateStream(ctx, cfg); err != nil {
+			return nil, nil, replicasError(fmt.Errorf("creating stream %s: %w", cfg.Name, err))
+		}
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      sdk.StateBucket(source),
+	bucket := sdk.StateBucket(source)
+	kv, err := js.KeyValue(ctx, bucket)
+	if err == nil {
+		st, err := kv.Status(ctx)
+		if err != nil {
+			return nil, nil, fmt.Errorf("reading state bucket %s: %w", bucket, err)
+		}
+		if st.(*jetstream.KeyValueBucketStatus).StreamInfo().Config.Replicas == cfg.Replicas {
+			return s, kv, nil
+		}
+	} else if !errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil, nil, fmt.Errorf("looking up state bucket %s: %w", bucket, err)
+	}
+	kv, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      bucket,
 		Description: "databus capture state of source " + source,
 		History:     1,
-		Replicas:    sc.Replicas,
+		Replicas:    cfg.Replicas,
 		Storage:     jetstream.FileStorage,
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("creating state bucket %s: %w", sdk.StateBucket(source), err)
+		return nil, nil, replicasError(fmt.Errorf("creating state bucket %s: %w", bucket, err))
 	}
 	return s, kv, nil
+}
+
+// sameStream reports whether the stream configured as have already is
+// what want asks for.
+func sameStream(have, want jetstream.StreamConfig) bool {
+	return slices.Equal(have.Subjects, want.Subjects) && have.Replicas == want.Replicas && have.MaxAge == want.MaxAge &&
+		have.MaxBytes == want.MaxBytes && have.Duplicates == want.Duplicates && have.AllowAtomicPublish == want.AllowAtomicPublish &&
+		have.Storage == want.Storage && have.Discard == want.Discard && have.Description == want.Description
+}
+
+// replicasError wraps [ErrReplicasUnsupported] into err when the server
+// refused replicas.
+func replicasError(err error) error {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeReplicasNotSupported {
+		return fmt.Errorf("%w: %w", ErrReplicasUnsupported, err)
+	}
+	return err
 }
 
 // JetStream error codes for a server without room (nats-server's

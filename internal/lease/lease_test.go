@@ -1,0 +1,198 @@
+package lease_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/databus/databus/internal/lease"
+	"github.com/databus/databus/internal/testenv"
+)
+
+// cutKV is a bucket that a test can cut off, as a network partition or a
+// frozen process would: every operation fails while cut.
+type cutKV struct {
+	jetstream.KeyValue
+	cut atomic.Bool
+}
+
+var errCut = errors.New("cut off")
+
+func (k *cutKV) Get(ctx context.Context, key string) (jetstream.KeyValueEntry, error) {
+	if k.cut.Load() {
+		return nil, errCut
+	}
+	return k.KeyValue.Get(ctx, key)
+}
+
+func (k *cutKV) Create(ctx context.Context, key string, value []byte, opts ...jetstream.KVCreateOpt) (uint64, error) {
+	if k.cut.Load() {
+		return 0, errCut
+	}
+	return k.KeyValue.Create(ctx, key, value, opts...)
+}
+
+func (k *cutKV) Update(ctx context.Context, key string, value []byte, rev uint64) (uint64, error) {
+	if k.cut.Load() {
+		return 0, errCut
+	}
+	return k.KeyValue.Update(ctx, key, value, rev)
+}
+
+func bucket(t *testing.T) jetstream.KeyValue {
+	t.Helper()
+	js, err := jetstream.New(testenv.StartJetStream(t).Conn(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.CreateKeyValue(t.Context(), jetstream.KeyValueConfig{Bucket: "lease_test", History: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kv
+}
+
+// node runs an elector and records what it sees.
+type node struct {
+	name    string
+	kv      *cutKV
+	leading atomic.Pointer[lease.Lease]
+	terms   chan *lease.Lease
+	lostCh  chan error
+	done    chan error
+	cancel  context.CancelFunc
+}
+
+func startNode(t *testing.T, kv jetstream.KeyValue, name string, ttl time.Duration, onLead func(*lease.Lease)) *node {
+	t.Helper()
+	n := &node{name: name, kv: &cutKV{KeyValue: kv}, terms: make(chan *lease.Lease, 16), lostCh: make(chan error, 16), done: make(chan error, 1)}
+	ctx, cancel := context.WithCancel(t.Context())
+	n.cancel = cancel
+	e := lease.New(lease.Config{Key: "leader", Node: name, TTL: ttl}, n.kv)
+	go func() {
+		n.done <- e.Run(ctx, func(ctx context.Context, l *lease.Lease) error {
+			if onLead != nil {
+				onLead(l)
+			}
+			n.leading.Store(l)
+			n.terms <- l
+			<-ctx.Done()
+			n.leading.Store(nil)
+			n.lostCh <- context.Cause(ctx)
+			return nil
+		})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-n.done
+	})
+	return n
+}
+
+func waitLead(t *testing.T, n *node, within time.Duration) *lease.Lease {
+	t.Helper()
+	select {
+	case l := <-n.terms:
+		return l
+	case <-time.After(within):
+		t.Fatalf("%s did not become the leader within %v", n.name, within)
+		return nil
+	}
+}
+
+func TestStandbyTakesOverOnlyAfterTheLeaderCannotWrite(t *testing.T) {
+	kv := bucket(t)
+	const ttl = 600 * time.Millisecond
+	a := startNode(t, kv, "a", ttl, nil)
+	la := waitLead(t, a, 10*time.Second)
+
+	// While a renews, b stands by: across several lease durations.
+	var mu sync.Mutex
+	var aValidWhenBLed []error
+	b := startNode(t, kv, "b", ttl, func(*lease.Lease) {
+		mu.Lock()
+		defer mu.Unlock()
+		aValidWhenBLed = append(aValidWhenBLed, la.Check())
+	})
+	select {
+	case <-b.terms:
+		t.Fatal("b took the lease while a was renewing it")
+	case <-time.After(5 * ttl):
+	}
+	if err := la.Check(); err != nil {
+		t.Fatalf("a's lease while a renews it: %v", err)
+	}
+
+	// a is cut off (frozen, partitioned): its lease ends by its own clock
+	// before b may take over, and its work is told why.
+	a.kv.cut.Store(true)
+	lb := waitLead(t, b, 10*time.Second)
+	mu.Lock()
+	if len(aValidWhenBLed) != 1 || !errors.Is(aValidWhenBLed[0], lease.ErrLost) {
+		t.Errorf("a's lease when b began to lead: %v, want %v", aValidWhenBLed, lease.ErrLost)
+	}
+	mu.Unlock()
+	select {
+	case cause := <-a.lostCh:
+		if !errors.Is(cause, lease.ErrLost) {
+			t.Errorf("a's work ended with cause %v, want %v", cause, lease.ErrLost)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a's work was not stopped")
+	}
+	if lb.Term() <= la.Term() {
+		t.Errorf("b's term %d, a's %d: want higher", lb.Term(), la.Term())
+	}
+
+	// Back, a stands by: b keeps renewing.
+	a.kv.cut.Store(false)
+	select {
+	case <-a.terms:
+		t.Fatal("a took the lease back while b was renewing it")
+	case <-time.After(5 * ttl):
+	}
+	if err := lb.Check(); err != nil {
+		t.Fatalf("b's lease: %v", err)
+	}
+	r, err := lease.Read(t.Context(), kv, "leader")
+	if err != nil || r == nil || r.Node != "b" || r.Term != lb.Term() {
+		t.Fatalf("lease record %+v (%v), want b's of term %d", r, err, lb.Term())
+	}
+}
+
+func TestStoppingHandsTheLeaseOverAtOnce(t *testing.T) {
+	kv := bucket(t)
+	// A lease far longer than the test: only a release lets b lead.
+	const ttl = 10 * time.Minute
+	a := startNode(t, kv, "a", ttl, nil)
+	la := waitLead(t, a, 10*time.Second)
+	b := startNode(t, kv, "b", ttl, nil)
+	a.cancel()
+	if err := <-a.done; err != nil {
+		t.Fatalf("a's Run: %v", err)
+	}
+	a.done <- nil // for the cleanup
+	if err := la.Check(); !errors.Is(err, lease.ErrLost) {
+		t.Errorf("a's lease after it stopped: %v, want %v", err, lease.ErrLost)
+	}
+	waitLead(t, b, 30*time.Second)
+}
+
+func TestLeaderWorkErrorIsReturnedAndReleasesTheLease(t *testing.T) {
+	kv := bucket(t)
+	boom := errors.New("boom")
+	e := lease.New(lease.Config{Key: "leader", Node: "a", TTL: time.Minute}, kv)
+	err := e.Run(t.Context(), func(context.Context, *lease.Lease) error { return boom })
+	if !errors.Is(err, boom) {
+		t.Fatalf("Run: %v, want %v", err, boom)
+	}
+	r, err := lease.Read(t.Context(), kv, "leader")
+	if err != nil || r == nil || !r.Released {
+		t.Fatalf("lease record after the work failed: %+v (%v), want released", r, err)
+	}
+}
