@@ -199,7 +199,11 @@ func (c *Consumer) open(ctx context.Context, cfg Config, filters []string, resum
 		if url == "" {
 			url = nats.DefaultURL
 		}
-		opts := append([]nats.Option{nats.Name("databus-sdk"), nats.MaxReconnects(-1)}, cfg.Options...)
+		// A server that hangs (frozen, partitioned) is left for another
+		// of the URL's within 15s, not after nats.go's default of 4
+		// minutes.
+		opts := append([]nats.Option{nats.Name("databus-sdk"), nats.MaxReconnects(-1), nats.PingInterval(5 * time.Second), nats.MaxPingsOutstanding(3)},
+			cfg.Options...)
 		if cfg.TLS != nil {
 			opts = append(opts, nats.Secure(cfg.TLS))
 		}

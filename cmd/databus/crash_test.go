@@ -68,34 +68,13 @@ var componentNames = [components]string{"databus run", "databus apply", "source 
 // committed and in the binlog; only a machine crash could lose that tail,
 // which is a MariaDB setting, not a databus matter.
 func TestCrashHarness(t *testing.T) {
-	cycles := 8
-	if v := os.Getenv("CRASH_CYCLES"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			t.Fatalf("CRASH_CYCLES=%q: want a positive number", v)
-		}
-		cycles = n
-	}
-	seed := uint64(time.Now().UnixNano())
-	if v := os.Getenv("CRASH_SEED"); v != "" {
-		n, err := strconv.ParseUint(v, 10, 64)
-		if err != nil {
-			t.Fatalf("CRASH_SEED=%q: want a number", v)
-		}
-		seed = n
-	}
+	seed, cycles := harnessParams(t, "CRASH_CYCLES", 8)
 	t.Logf("crash harness: seed %d, %d cycles (CRASH_SEED=%d CRASH_CYCLES=%d repeats the schedule and the load)", seed, cycles, seed, cycles)
 	rng := rand.New(rand.NewPCG(seed, 0))
 	began := time.Now()
 	logs := newCrashLogs(t)
 
-	src := testenv.StartMariaDB(t)
-	dst := testenv.StartMariaDB(t)
-	logs.fileOnFailure("source-mariadb-error.log", filepath.Join(src.DataDir, "error.log"))
-	src.Exec(t, crashSchema...)
-	dst.Exec(t, crashSchema...)
-	dst.Exec(t, "CREATE TABLE app.seen (id BIGINT AUTO_INCREMENT PRIMARY KEY, txn BIGINT NOT NULL)",
-		"CREATE TRIGGER app.ledger_seen AFTER INSERT ON app.ledger FOR EACH ROW INSERT INTO app.seen (txn) VALUES (NEW.txn)")
+	src, dst := startMirrorPair(t, logs)
 	ns := startNATSServer(t, logs)
 
 	env, _ := captureEnv(t, src)
@@ -168,17 +147,78 @@ func TestCrashHarness(t *testing.T) {
 	alive("after the load")
 	last := w.committed.Load()
 
+	rep := verifyMirror(t, src, dst, last, seed, func() error {
+		alive("catching up")
+		return nil
+	}, func() string {
+		return fmt.Sprintf("logs in %s\napply output (tail):\n%s\nrun output (tail):\n%s", logs.dir, tail(ap.out.String(), 40), tail(run.out.String(), 40))
+	})
+	t.Logf("crash harness report: seed %d, %d cycles (kill -9 of databus run %d, databus apply %d, source mariadbd %d, nats-server %d); "+
+		"%d transactions (%d row operations) checked; losses %d, duplicates %d; writer retried %d times after a lost connection (%d commits had happened); %v",
+		seed, cycles, kills[killRun], kills[killApply], kills[killMariaDB], kills[killNATS],
+		rep.txns, w.rows.Load(), rep.missing, rep.duplicates, w.retries.Load(), w.ambiguous.Load(), time.Since(began).Round(time.Second))
+}
+
+// harnessParams reads the number of cycles from the environment variable
+// cyclesVar (def when unset) and the seed from CRASH_SEED (random when
+// unset).
+func harnessParams(t *testing.T, cyclesVar string, def int) (seed uint64, cycles int) {
+	t.Helper()
+	cycles = def
+	if v := os.Getenv(cyclesVar); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			t.Fatalf("%s=%q: want a positive number", cyclesVar, v)
+		}
+		cycles = n
+	}
+	seed = uint64(time.Now().UnixNano())
+	if v := os.Getenv("CRASH_SEED"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			t.Fatalf("CRASH_SEED=%q: want a number", v)
+		}
+		seed = n
+	}
+	return seed, cycles
+}
+
+// startMirrorPair starts the source and the target of a harness, with the
+// crash schema on both and the ledger trigger on the target.
+func startMirrorPair(t *testing.T, logs *crashLogs) (src, dst *testenv.MariaDB) {
+	t.Helper()
+	src = testenv.StartMariaDB(t)
+	dst = testenv.StartMariaDB(t)
+	logs.fileOnFailure("source-mariadb-error.log", filepath.Join(src.DataDir, "error.log"))
+	src.Exec(t, crashSchema...)
+	dst.Exec(t, crashSchema...)
+	dst.Exec(t, "CREATE TABLE app.seen (id BIGINT AUTO_INCREMENT PRIMARY KEY, txn BIGINT NOT NULL)",
+		"CREATE TRIGGER app.ledger_seen AFTER INSERT ON app.ledger FOR EACH ROW INSERT INTO app.seen (txn) VALUES (NEW.txn)")
+	return src, dst
+}
+
+// mirrorReport is what verifyMirror found.
+type mirrorReport struct{ txns, missing, duplicates int }
+
+// verifyMirror waits until the target has applied the writer's last
+// transaction (check is called while waiting, diag describes the
+// processes when the wait fails) and then checks that the target mirrors
+// the source: CHECKSUM TABLE of every table, and the ledger, which shows
+// any transaction lost, applied twice or out of commit order.
+func verifyMirror(t *testing.T, src, dst *testenv.MariaDB, last int64, seed uint64, check func() error, diag func() string) mirrorReport {
+	t.Helper()
 	// Every transaction carries a ledger row and is applied whole, in
 	// order: the target has caught up when it has the last one.
 	testenv.Eventually(t, 5*time.Minute, func() error {
-		alive("catching up")
+		if err := check(); err != nil {
+			return err
+		}
 		var got int64
 		if err := dst.DB(t).QueryRow("SELECT COALESCE(MAX(txn), 0) FROM app.ledger").Scan(&got); err != nil {
 			return err
 		}
 		if got != last {
-			return fmt.Errorf("the target applied up to transaction %d of %d (seed %d, logs in %s)\napply output (tail):\n%s\nrun output (tail):\n%s",
-				got, last, seed, logs.dir, tail(ap.out.String(), 40), tail(run.out.String(), 40))
+			return fmt.Errorf("the target applied up to transaction %d of %d (seed %d, %s)", got, last, seed, diag())
 		}
 		return nil
 	})
@@ -218,10 +258,7 @@ func TestCrashHarness(t *testing.T) {
 			break
 		}
 	}
-	t.Logf("crash harness report: seed %d, %d cycles (kill -9 of databus run %d, databus apply %d, source mariadbd %d, nats-server %d); "+
-		"%d transactions (%d row operations) checked; losses %d, duplicates %d; writer retried %d times after a lost connection (%d commits had happened); %v",
-		seed, cycles, kills[killRun], kills[killApply], kills[killMariaDB], kills[killNATS],
-		len(want), w.rows.Load(), len(missing), duplicates, w.retries.Load(), w.ambiguous.Load(), time.Since(began).Round(time.Second))
+	return mirrorReport{txns: len(want), missing: len(missing), duplicates: duplicates}
 }
 
 // natsServer is a nats-server process with JetStream, which a test can
@@ -515,7 +552,7 @@ func newCrashLogs(t *testing.T) *crashLogs {
 	l := &crashLogs{t: t, dir: dir, current: map[string]*proc{}, n: map[string]int{}}
 	// Registered first, so it runs last: after every process was killed.
 	t.Cleanup(func() {
-		if !t.Failed() {
+		if !t.Failed() && os.Getenv("CRASH_KEEP_LOGS") == "" {
 			os.RemoveAll(dir)
 			return
 		}

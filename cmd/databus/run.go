@@ -167,6 +167,10 @@ func lead(ctx context.Context, env *cmdEnv, nc *nats.Conn, l *lease.Lease) error
 		}
 	}
 	c := capture.New(ccfg, nc)
+	// Before capture starts: a leader moving is a short pause for its
+	// stream's clients.
+	leaders := newLeaderMover(env, nc)
+	leaders.move(ctx)
 	snapCtx, stopSnapshots := context.WithCancel(ctx)
 	snapDone := make(chan struct{})
 	sched := &snapshot.Schedule{
@@ -178,13 +182,71 @@ func lead(ctx context.Context, env *cmdEnv, nc *nats.Conn, l *lease.Lease) error
 		defer close(snapDone)
 		sched.Run(snapCtx, nc)
 	}()
+	moveDone := make(chan struct{})
+	go func() {
+		defer close(moveDone)
+		leaders.keep(snapCtx)
+	}()
 	err := c.Run(ctx)
 	stopSnapshots()
 	<-snapDone
+	<-moveDone
 	if errors.Is(err, capture.ErrLeaseLost) {
 		return fmt.Errorf("%w: %w", lease.ErrLost, err)
 	}
 	return err
+}
+
+// leaderMover keeps the cluster leadership of the source's stream, state
+// bucket and snapshot bucket off the NATS server this node uses (see
+// [bus.MoveLeaders]).
+type leaderMover struct {
+	env     *cmdEnv
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	streams []string
+}
+
+func newLeaderMover(env *cmdEnv, nc *nats.Conn) *leaderMover {
+	m := &leaderMover{env: env, nc: nc}
+	if env.cfg.NATS.Stream.Replicas < 2 {
+		return m // nothing to move
+	}
+	m.js, _ = jetstream.New(nc)
+	source := env.cfg.Source
+	m.streams = []string{sdk.StreamName(source), "KV_" + sdk.StateBucket(source), "OBJ_" + sdk.SnapshotBucket(source)}
+	return m
+}
+
+// move moves the leaders once.
+func (m *leaderMover) move(ctx context.Context) {
+	if m.js == nil {
+		return
+	}
+	mctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	moved, err := bus.MoveLeaders(mctx, m.js, m.nc.ConnectedServerName(), m.streams...)
+	switch {
+	case err != nil && ctx.Err() == nil:
+		m.env.log.Warn("moving stream leaders off this node's NATS server", "err", err)
+	case len(moved) > 0:
+		m.env.log.Info("moved stream leaders off this node's NATS server, so that a standby finds them alive if this node dies", "streams", moved)
+	}
+}
+
+// keep moves the leaders every 10 seconds until ctx ends.
+func (m *leaderMover) keep(ctx context.Context) {
+	if m.js == nil {
+		return
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(10 * time.Second):
+		}
+		m.move(ctx)
+	}
 }
 
 // natsServerName is the name of the NATS server nc is connected to.

@@ -2,6 +2,7 @@ package bus
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -86,7 +87,7 @@ func Ensure(ctx context.Context, js jetstream.JetStream, source string, sc Strea
 	wait := 250 * time.Millisecond
 	var reported string
 	for {
-		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		s, kv, err := ensure(actx, js, source, sc)
 		cancel()
 		if err == nil || ctx.Err() != nil || !retryable(err) {
@@ -220,4 +221,64 @@ func StorageFull(err error) bool {
 		return false
 	}
 	return err != nil && strings.Contains(err.Error(), "insufficient storage")
+}
+
+// MoveLeaders asks every stream in streams whose cluster leader is the
+// server named server to hand its leadership to another current replica.
+// The capture leader calls it for its own NATS server: when that node
+// dies, its standbys then find the stream and the state bucket led by a
+// live server, without waiting for a leader election (4 to 9 seconds).
+// Streams that are not replicated, or have no other current replica, are
+// left alone. It returns the names of the streams it moved, once they
+// have their new leaders.
+func MoveLeaders(ctx context.Context, js jetstream.JetStream, server string, streams ...string) ([]string, error) {
+	var moved []string
+	for _, name := range streams {
+		s, err := js.Stream(ctx, name)
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			continue
+		}
+		if err != nil {
+			return moved, fmt.Errorf("looking up stream %s: %w", name, err)
+		}
+		cl := s.CachedInfo().Cluster
+		if cl == nil || cl.Leader != server || !slices.ContainsFunc(cl.Replicas, func(p *jetstream.PeerInfo) bool { return p.Current && !p.Offline }) {
+			continue
+		}
+		// An empty placement lets the server pick a current replica and
+		// hand over directly, instead of calling an election.
+		resp, err := js.Conn().RequestWithContext(ctx, "$JS.API.STREAM.LEADER.STEPDOWN."+name, []byte(`{"placement":{}}`))
+		if err != nil {
+			return moved, fmt.Errorf("asking stream %s's leader to step down: %w", name, err)
+		}
+		var r struct {
+			Error *jetstream.APIError `json:"error"`
+		}
+		if err := json.Unmarshal(resp.Data, &r); err != nil {
+			return moved, fmt.Errorf("stream %s's leader step-down answer %q: %w", name, resp.Data, err)
+		}
+		if r.Error != nil {
+			return moved, fmt.Errorf("stream %s's leader did not step down: %w", name, r.Error)
+		}
+		moved = append(moved, name)
+		if err := waitLeader(ctx, s, server); err != nil {
+			return moved, fmt.Errorf("stream %s after its leader stepped down: %w", name, err)
+		}
+	}
+	return moved, nil
+}
+
+// waitLeader waits until stream s has a leader other than server.
+func waitLeader(ctx context.Context, s jetstream.Stream, server string) error {
+	for {
+		info, err := s.Info(ctx)
+		if err == nil && info.Cluster != nil && info.Cluster.Leader != "" && info.Cluster.Leader != server {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }

@@ -1,0 +1,311 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/databus/databus/capture"
+	"github.com/databus/databus/internal/bus"
+	"github.com/databus/databus/internal/lease"
+	"github.com/databus/databus/internal/testenv"
+	"github.com/databus/databus/sdk"
+)
+
+// What the HA harness does to a node in a cycle.
+const (
+	haKillLeader = iota
+	haFreezeLeader
+	haKillStandby
+	haFaults
+)
+
+var haFaultNames = [haFaults]string{"kill -9 the leader node", "SIGSTOP the leader node past its lease", "kill -9 a standby node"}
+
+// haSource is the source name of the HA harness.
+const haSource = "ha"
+
+// haNode is one `databus run` of the HA harness, whose embedded NATS
+// server is a member of the three-node cluster.
+type haNode struct {
+	name string
+	env  []string
+	p    *proc
+	down bool // killed or frozen by the harness
+}
+
+// TestHAHarness runs three `databus run` nodes on localhost, each with an
+// embedded NATS server in one JetStream cluster and the stream, state
+// bucket and snapshots replicated three times, and `databus apply` into a
+// target connected to all three, under the crash harness's write load. In
+// each of HA_CYCLES cycles (3 by default, one of each fault; `make soak`
+// runs more) it kills -9 the node that leads capture (its NATS server and
+// its capture) and restarts it later, freezes the leader with SIGSTOP for
+// longer than its lease and wakes it, or kills -9 a standby. After the
+// load the target must equal the source (CHECKSUM TABLE and the ledger:
+// nothing lost, nothing applied twice, commit order kept). It reports the
+// failover times: from the fault to the first event published under the
+// new leader.
+func TestHAHarness(t *testing.T) {
+	seed, cycles := harnessParams(t, "HA_CYCLES", 3)
+	t.Logf("HA harness: seed %d, %d cycles (CRASH_SEED=%d HA_CYCLES=%d repeats the schedule and the load)", seed, cycles, seed, cycles)
+	rng := rand.New(rand.NewPCG(seed, 2))
+	began := time.Now()
+	logs := newCrashLogs(t)
+	src, dst := startMirrorPair(t, logs)
+
+	const leaseTTL = 3 * time.Second
+	var clientURLs, routes []string
+	clusterPorts := make([]int, 3)
+	clientPorts := make([]int, 3)
+	for i := range 3 {
+		clientPorts[i], clusterPorts[i] = testenv.FreePort(t), testenv.FreePort(t)
+		clientURLs = append(clientURLs, "nats://127.0.0.1:"+strconv.Itoa(clientPorts[i]))
+		routes = append(routes, "nats-route://127.0.0.1:"+strconv.Itoa(clusterPorts[i]))
+	}
+	nodes := make([]*haNode, 3)
+	for i := range nodes {
+		n := &haNode{name: "node" + strconv.Itoa(i+1)}
+		n.env = []string{
+			"DATABUS_SOURCE=" + haSource,
+			"DATABUS_MYSQL_ADDR=" + src.Addr(),
+			"DATABUS_MYSQL_RETRY_MAX=1s",
+			"DATABUS_DATA_DIR=" + filepath.Join(t.TempDir(), n.name),
+			"DATABUS_NATS_LISTEN=127.0.0.1:" + strconv.Itoa(clientPorts[i]),
+			"DATABUS_NATS_SERVER_NAME=" + n.name,
+			"DATABUS_NATS_CLUSTER_LISTEN=127.0.0.1:" + strconv.Itoa(clusterPorts[i]),
+			"DATABUS_NATS_CLUSTER_ROUTES=" + strings.Join(routes, ","),
+			"DATABUS_NATS_STREAM_REPLICAS=3",
+			"DATABUS_CAPTURE_LEASE=" + leaseTTL.String(),
+			"DATABUS_LOG_LEVEL=info",
+		}
+		n.p = logs.track(n.name, startDatabus(t, n.env, "run"))
+		nodes[i] = n
+	}
+	client := []string{"DATABUS_SOURCE=" + haSource, "DATABUS_NATS_URL=" + strings.Join(clientURLs, ","), "DATABUS_LOG_LEVEL=info"}
+	nc, err := nats.Connect(strings.Join(clientURLs, ","), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond), nats.RetryOnFailedConnect(true),
+		nats.PingInterval(time.Second), nats.MaxPingsOutstanding(3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	alive := func(when string) {
+		t.Helper()
+		for _, n := range nodes {
+			if n.down {
+				continue
+			}
+			select {
+			case <-n.p.exited:
+				t.Fatalf("%s: %s exited by itself with %d (seed %d, logs in %s):\n%s", when, n.name, n.p.code, seed, logs.dir, tail(n.p.out.String(), 60))
+			default:
+			}
+		}
+	}
+	first := waitLeader(t, js, 0, alive)
+	t.Logf("%s leads capture (term %d)", first.Node, first.Term)
+	waitEvents(t, src, js)
+
+	applyArgs := []string{"apply", "--target", dst.DSN(""), "--from", "now", "--progress", "1s"}
+	ap := logs.track("apply", startDatabus(t, client, applyArgs...))
+	testenv.Eventually(t, 60*time.Second, func() error { // "now" is pinned on the target
+		var seq uint64
+		return dst.DB(t).QueryRow("SELECT stream_seq FROM databus.apply_checkpoint").Scan(&seq)
+	})
+	w := startCrashWriter(t, src, seed)
+
+	var failovers []time.Duration
+	var faults [haFaults]int
+	var order []int
+	for c := range cycles {
+		if len(order) == 0 {
+			order = rng.Perm(haFaults)
+		}
+		fault := order[0]
+		order = order[1:]
+		select {
+		case <-time.After(time.Duration(1000+rng.IntN(2000)) * time.Millisecond):
+		case <-w.finished:
+			t.Fatalf("cycle %d: the writer stopped (seed %d): %v", c+1, seed, w.err)
+		}
+		alive(fmt.Sprintf("before cycle %d", c+1))
+		rec := waitLeader(t, js, 0, alive)
+		li := slices.IndexFunc(nodes, func(n *haNode) bool { return n.name == rec.Node })
+		if li < 0 {
+			t.Fatalf("the lease names node %q, which is not one of the harness's", rec.Node)
+		}
+		leader := nodes[li]
+		t.Logf("cycle %d: %s (%s leads, term %d) after transaction %d", c+1, haFaultNames[fault], leader.name, rec.Term, w.committed.Load())
+		switch fault {
+		case haKillLeader:
+			leader.down = true
+			leader.p.kill()
+			at := time.Now()
+			failovers = append(failovers, waitFailover(t, js, rec.Term, at, alive))
+			time.Sleep(time.Duration(rng.IntN(3000)) * time.Millisecond)
+			leader.p = logs.track(leader.name, startDatabus(t, leader.env, "run"))
+			leader.down = false
+		case haFreezeLeader:
+			leader.down = true
+			if err := leader.p.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+				t.Fatal(err)
+			}
+			at := time.Now()
+			d := waitFailover(t, js, rec.Term, at, alive)
+			failovers = append(failovers, d)
+			// Frozen past its lease in any case, then woken.
+			time.Sleep(max(0, 2*leaseTTL-time.Since(at)))
+			newer := waitLeader(t, js, rec.Term, alive)
+			if err := leader.p.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+				t.Fatal(err)
+			}
+			leader.down = false
+			// Awake, the old leader stands by: the new one keeps its lease.
+			testenv.Eventually(t, time.Minute, func() error {
+				if !strings.Contains(leader.p.out.String(), "standing by") {
+					return fmt.Errorf("%s, woken, has not logged that it stands by:\n%s", leader.name, tail(leader.p.out.String(), 20))
+				}
+				return nil
+			})
+			time.Sleep(2 * leaseTTL)
+			if now := waitLeader(t, js, 0, alive); now.Term != newer.Term || now.Node != newer.Node {
+				t.Errorf("cycle %d: after %s woke the lease went from %s (term %d) to %s (term %d)", c+1, leader.name, newer.Node, newer.Term, now.Node, now.Term)
+			}
+		case haKillStandby:
+			s := nodes[(li+1+rng.IntN(2))%3]
+			s.down = true
+			s.p.kill()
+			time.Sleep(time.Duration(rng.IntN(3000)) * time.Millisecond)
+			s.p = logs.track(s.name, startDatabus(t, s.env, "run"))
+			s.down = false
+			if now := waitLeader(t, js, 0, alive); now.Term != rec.Term {
+				t.Errorf("cycle %d: killing standby %s changed the lease from term %d to %d (%s)", c+1, s.name, rec.Term, now.Term, now.Node)
+			}
+		}
+		faults[fault]++
+	}
+	if err := w.stop(); err != nil {
+		t.Fatalf("writer (seed %d): %v", seed, err)
+	}
+	alive("after the load")
+	rep := verifyMirror(t, src, dst, w.committed.Load(), seed, func() error {
+		alive("catching up")
+		select {
+		case <-ap.exited:
+			t.Fatalf("databus apply exited with %d:\n%s", ap.code, tail(ap.out.String(), 60))
+		default:
+		}
+		return nil
+	}, func() string {
+		return fmt.Sprintf("logs in %s\napply output (tail):\n%s", logs.dir, tail(ap.out.String(), 40))
+	})
+	slices.Sort(failovers)
+	var p50, worst time.Duration
+	if len(failovers) > 0 {
+		p50, worst = failovers[len(failovers)/2], failovers[len(failovers)-1]
+	}
+	t.Logf("HA harness report: seed %d, %d cycles (kill -9 leader %d, SIGSTOP leader %d, kill -9 standby %d); %d transactions (%d row operations) checked; "+
+		"losses %d, duplicates %d; failover (fault to first event under the new leader) p50 %v, max %v over %d; %v",
+		seed, cycles, faults[haKillLeader], faults[haFreezeLeader], faults[haKillStandby], rep.txns, w.rows.Load(), rep.missing, rep.duplicates,
+		p50.Round(10*time.Millisecond), worst.Round(10*time.Millisecond), len(failovers), time.Since(began).Round(time.Second))
+}
+
+// waitLeader waits until the capture lease is held with a term above
+// after, and returns it.
+func waitLeader(t *testing.T, js jetstream.JetStream, after uint64, alive func(string)) *lease.Record {
+	t.Helper()
+	var rec *lease.Record
+	testenv.Eventually(t, 2*time.Minute, func() error {
+		alive("waiting for a leader")
+		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+		defer cancel()
+		kv, err := js.KeyValue(ctx, sdk.StateBucket(haSource))
+		if err != nil {
+			return err
+		}
+		r, err := lease.Read(ctx, kv, bus.LeaderKey)
+		switch {
+		case err != nil:
+			return err
+		case r == nil || r.Released || r.Term <= after:
+			return fmt.Errorf("no lease above term %d: %+v", after, r)
+		}
+		rec = r
+		return nil
+	})
+	return rec
+}
+
+// waitFailover waits until a leader of a term above old has published its
+// leader message and an event after it, and returns the time since at.
+func waitFailover(t *testing.T, js jetstream.JetStream, old uint64, at time.Time, alive func(string)) time.Duration {
+	t.Helper()
+	var took time.Duration
+	testenv.Eventually(t, 2*time.Minute, func() error {
+		alive("waiting for the new leader's first event")
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		defer cancel()
+		s, err := js.Stream(ctx, sdk.StreamName(haSource))
+		if err != nil {
+			return err
+		}
+		m, err := s.GetLastMsgForSubject(ctx, sdk.LeaderSubject(haSource))
+		if err != nil {
+			return err
+		}
+		var lm capture.LeaderMessage
+		if err := json.Unmarshal(m.Data, &lm); err != nil {
+			return err
+		}
+		if lm.Term <= old {
+			return fmt.Errorf("the newest leader message is of term %d", lm.Term)
+		}
+		info, err := s.Info(ctx)
+		if err != nil {
+			return err
+		}
+		if info.State.LastSeq <= m.Sequence {
+			return errors.New("no event after the new leader's message yet")
+		}
+		took = time.Since(at)
+		return nil
+	})
+	return took
+}
+
+// waitEvents writes rows into a table of the source alone until the
+// stream has an event: capture runs. The target, whose apply starts
+// later, never sees them.
+func waitEvents(t *testing.T, src *testenv.MariaDB, js jetstream.JetStream) {
+	t.Helper()
+	src.Exec(t, "CREATE TABLE app.probe (id INT AUTO_INCREMENT PRIMARY KEY)")
+	testenv.Eventually(t, 2*time.Minute, func() error {
+		src.Exec(t, "INSERT INTO app.probe VALUES ()")
+		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+		defer cancel()
+		s, err := js.Stream(ctx, sdk.StreamName(haSource))
+		if err != nil {
+			return err
+		}
+		if _, err := s.GetLastMsgForSubject(ctx, sdk.EventSubjects(haSource)); err != nil {
+			return fmt.Errorf("no event in the stream yet: %w", err)
+		}
+		return nil
+	})
+}
