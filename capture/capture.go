@@ -48,8 +48,9 @@ type Config struct {
 	Recover   bool
 	OnRecover func(reason error)
 	// Lease, when set, is the capture lease this node holds (high
-	// availability, docs/ha.md): capture writes nothing once Lease.Check
-	// fails, and fences off the previous holder when it starts.
+	// availability, docs/ha.md): capture writes nothing while Lease.Wait
+	// waits or once it fails, and fences off the previous holder when it
+	// starts.
 	Lease  Lease
 	Logger *slog.Logger
 
@@ -61,8 +62,9 @@ type Config struct {
 // Lease is the capture lease of a node that may be one of several (see
 // internal/lease).
 type Lease interface {
-	// Check returns an error once the lease is lost.
-	Check() error
+	// Wait returns nil while the lease is held, waits while it may be
+	// renewed still, and returns an error once it is lost.
+	Wait() error
 	// Term is the lease's term, higher for every new holder.
 	Term() uint64
 	// Node names the node that holds it.

@@ -391,13 +391,14 @@ func (p *publisher) acks(ctx context.Context, interval time.Duration) (err error
 	}
 }
 
-// checkLease returns an error wrapping [ErrLeaseLost] once the lease
-// that capture runs under is lost.
+// checkLease waits while the lease that capture runs under has expired
+// but may be renewed, and returns an error wrapping [ErrLeaseLost] once it
+// is lost.
 func (p *publisher) checkLease() error {
 	if p.lease == nil {
 		return nil
 	}
-	if err := p.lease.Check(); err != nil {
+	if err := p.lease.Wait(); err != nil {
 		return fmt.Errorf("%w: %w", ErrLeaseLost, err)
 	}
 	return nil

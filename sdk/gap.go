@@ -179,13 +179,44 @@ func (c *Consumer) checkStart(ctx context.Context) error {
 	return nil
 }
 
-// streamState reads where the stream begins and ends now.
+// streamState reads where the stream begins and ends now, waiting while
+// NATS cannot answer for a moment ([Transient]).
 func (c *Consumer) streamState(ctx context.Context) (jetstream.StreamState, error) {
-	info, err := c.stream.Info(ctx)
-	if err != nil {
-		return jetstream.StreamState{}, fmt.Errorf("reading stream %s: %w", StreamName(c.source), err)
+	backoff := 100 * time.Millisecond
+	for {
+		info, err := c.stream.Info(ctx)
+		if err == nil {
+			return info.State, nil
+		}
+		if !Transient(err) || ctx.Err() != nil || c.closed.Load() {
+			return jetstream.StreamState{}, fmt.Errorf("reading stream %s: %w", StreamName(c.source), err)
+		}
+		select {
+		case <-ctx.Done():
+			return jetstream.StreamState{}, fmt.Errorf("reading stream %s: %w", StreamName(c.source), err)
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 2*time.Second)
 	}
-	return info.State, nil
+}
+
+// errCodeClusterNotAvailable is nats-server's JSClusterNotAvailErr: the
+// JetStream cluster has no leader for the request yet.
+const errCodeClusterNotAvailable jetstream.ErrorCode = 10008
+
+// Transient reports whether err is NATS or JetStream unable to answer for
+// a moment, and worth trying again: a request that timed out or found no
+// responder, a connection being re-established, or a JetStream cluster
+// electing a leader (after one of its servers died). The SDK's own reads
+// wait through these; an application can use it for its own calls.
+func Transient(err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.ErrorCode == errCodeClusterNotAvailable
+	}
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) ||
+		errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrConnectionReconnecting) || errors.Is(err, nats.ErrDisconnected) ||
+		errors.Is(err, jetstream.ErrServerShutdown)
 }
 
 // durableFloor returns where a durable consumer resumes: after the

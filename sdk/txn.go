@@ -132,7 +132,8 @@ func (c *Consumer) nextInTxn(ctx context.Context, id string, seq uint64) (m *Mes
 // capture has published past the transaction and nothing of it is left to
 // deliver. An application that gathers whole transactions itself asks it
 // when no event has come for a while. It may be called while another
-// goroutine waits in Next.
+// goroutine waits in Next. While NATS cannot answer for a moment
+// ([Transient]) it reports false.
 func (c *Consumer) TxnEnded(ctx context.Context, m *Message) (bool, error) {
 	if m.Event.Txn.Last {
 		return true, nil
@@ -140,7 +141,11 @@ func (c *Consumer) TxnEnded(ctx context.Context, m *Message) (bool, error) {
 	if !c.filtered || m.snap != nil {
 		return false, nil
 	}
-	return c.movedPast(ctx, m.Event.Txn.ID, m.Sequence)
+	ended, err := c.movedPast(ctx, m.Event.Txn.ID, m.Sequence)
+	if Transient(err) && ctx.Err() == nil {
+		return false, nil // not known yet: ask again later
+	}
+	return ended, err
 }
 
 // movedPast reports whether transaction id can have no more events for

@@ -128,12 +128,18 @@ func TestHAHarness(t *testing.T) {
 		var seq uint64
 		return dst.DB(t).QueryRow("SELECT stream_seq FROM databus.apply_checkpoint").Scan(&seq)
 	})
+	// A reader given one node of the cluster (node1, which the harness
+	// kills at least once): it learns the others from the server and
+	// carries on when its node dies.
+	tailEnv := append(slices.Clone(client), "DATABUS_NATS_URL="+clientURLs[0])
+	tl := logs.track("tail", startDatabus(t, tailEnv, "tail", "--from", "now", "--table", "app.ledger"))
 	w := startCrashWriter(t, src, seed)
 
 	var failovers []time.Duration
 	var faults [haFaults]int
 	var order []int
-	for c := range cycles {
+	killed := map[string]bool{}
+	for c := 0; c < cycles || !killed[nodes[0].name]; c++ {
 		if len(order) == 0 {
 			order = rng.Perm(haFaults)
 		}
@@ -145,19 +151,30 @@ func TestHAHarness(t *testing.T) {
 			t.Fatalf("cycle %d: the writer stopped (seed %d): %v", c+1, seed, w.err)
 		}
 		alive(fmt.Sprintf("before cycle %d", c+1))
+		// One fault at a time: the cluster has healed from the last one.
+		waitHealthy(t, js, alive)
 		rec := waitLeader(t, js, 0, alive)
 		li := slices.IndexFunc(nodes, func(n *haNode) bool { return n.name == rec.Node })
 		if li < 0 {
 			t.Fatalf("the lease names node %q, which is not one of the harness's", rec.Node)
 		}
 		leader := nodes[li]
+		if c >= cycles { // an extra cycle: node1 has not died yet
+			fault = haKillStandby
+			if li == 0 {
+				fault = haKillLeader
+			}
+		}
 		t.Logf("cycle %d: %s (%s leads, term %d) after transaction %d", c+1, haFaultNames[fault], leader.name, rec.Term, w.committed.Load())
 		switch fault {
 		case haKillLeader:
 			leader.down = true
 			leader.p.kill()
+			killed[leader.name] = true
 			at := time.Now()
-			failovers = append(failovers, waitFailover(t, js, rec.Term, at, alive))
+			d := waitFailover(t, js, rec.Term, at, alive)
+			t.Logf("cycle %d: failover in %v", c+1, d.Round(10*time.Millisecond))
+			failovers = append(failovers, d)
 			time.Sleep(time.Duration(rng.IntN(3000)) * time.Millisecond)
 			leader.p = logs.track(leader.name, startDatabus(t, leader.env, "run"))
 			leader.down = false
@@ -168,6 +185,7 @@ func TestHAHarness(t *testing.T) {
 			}
 			at := time.Now()
 			d := waitFailover(t, js, rec.Term, at, alive)
+			t.Logf("cycle %d: failover in %v", c+1, d.Round(10*time.Millisecond))
 			failovers = append(failovers, d)
 			// Frozen past its lease in any case, then woken.
 			time.Sleep(max(0, 2*leaseTTL-time.Since(at)))
@@ -189,8 +207,12 @@ func TestHAHarness(t *testing.T) {
 			}
 		case haKillStandby:
 			s := nodes[(li+1+rng.IntN(2))%3]
+			if li != 0 && !killed[nodes[0].name] {
+				s = nodes[0]
+			}
 			s.down = true
 			s.p.kill()
+			killed[s.name] = true
 			time.Sleep(time.Duration(rng.IntN(3000)) * time.Millisecond)
 			s.p = logs.track(s.name, startDatabus(t, s.env, "run"))
 			s.down = false
@@ -204,17 +226,21 @@ func TestHAHarness(t *testing.T) {
 		t.Fatalf("writer (seed %d): %v", seed, err)
 	}
 	alive("after the load")
-	rep := verifyMirror(t, src, dst, w.committed.Load(), seed, func() error {
+	last := w.committed.Load()
+	rep := verifyMirror(t, src, dst, last, seed, func() error {
 		alive("catching up")
-		select {
-		case <-ap.exited:
-			t.Fatalf("databus apply exited with %d:\n%s", ap.code, tail(ap.out.String(), 60))
-		default:
+		for _, p := range []*proc{ap, tl} {
+			select {
+			case <-p.exited:
+				t.Fatalf("%s exited with %d:\n%s", strings.Join(p.cmd.Args, " "), p.code, tail(p.out.String(), 60))
+			default:
+			}
 		}
 		return nil
 	}, func() string {
 		return fmt.Sprintf("logs in %s\napply output (tail):\n%s", logs.dir, tail(ap.out.String(), 40))
 	})
+	checkTailedLedger(t, tl, last)
 	slices.Sort(failovers)
 	var p50, worst time.Duration
 	if len(failovers) > 0 {
@@ -250,6 +276,33 @@ func waitLeader(t *testing.T, js jetstream.JetStream, after uint64, alive func(s
 		return nil
 	})
 	return rec
+}
+
+// waitHealthy waits until the stream, the state bucket and the snapshot
+// bucket each have a leader and three current replicas.
+func waitHealthy(t *testing.T, js jetstream.JetStream, alive func(string)) {
+	t.Helper()
+	testenv.Eventually(t, 3*time.Minute, func() error {
+		alive("waiting for the cluster to heal")
+		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+		defer cancel()
+		for _, name := range []string{sdk.StreamName(haSource), "KV_" + sdk.StateBucket(haSource), "OBJ_" + sdk.SnapshotBucket(haSource)} {
+			s, err := js.Stream(ctx, name)
+			if err != nil {
+				return fmt.Errorf("stream %s: %w", name, err)
+			}
+			cl := s.CachedInfo().Cluster
+			if cl == nil || cl.Leader == "" || len(cl.Replicas) != 2 {
+				return fmt.Errorf("stream %s: cluster %+v", name, cl)
+			}
+			for _, p := range cl.Replicas {
+				if !p.Current || p.Offline {
+					return fmt.Errorf("stream %s: replica %s is not current", name, p.Name)
+				}
+			}
+		}
+		return nil
+	})
 }
 
 // waitFailover waits until a leader of a term above old has published its
@@ -308,4 +361,41 @@ func waitEvents(t *testing.T, src *testenv.MariaDB, js jetstream.JetStream) {
 		}
 		return nil
 	})
+}
+
+// checkTailedLedger waits until tail has printed the ledger row of every
+// transaction from 1 to last, and checks that it printed each once, in
+// commit order.
+func checkTailedLedger(t *testing.T, tl *proc, last int64) {
+	t.Helper()
+	var got []int64
+	testenv.Eventually(t, 2*time.Minute, func() error {
+		got = got[:0]
+		for line := range strings.Lines(tl.out.String()) {
+			if !strings.HasPrefix(line, "{") || !strings.HasSuffix(line, "\n") {
+				continue // a log line, or a line being written
+			}
+			dec := json.NewDecoder(strings.NewReader(line))
+			dec.UseNumber()
+			var ev sdk.Event
+			if err := dec.Decode(&ev); err != nil {
+				return fmt.Errorf("tail printed %q: %w", line, err)
+			}
+			n, err := ev.After["txn"].(json.Number).Int64()
+			if err != nil {
+				return fmt.Errorf("tail printed a ledger row without a txn: %+v", ev.After)
+			}
+			got = append(got, n)
+		}
+		if len(got) == 0 || got[len(got)-1] != last {
+			return fmt.Errorf("tail has printed %d ledger rows, the last of transaction %v, want up to %d", len(got), got[max(0, len(got)-1):], last)
+		}
+		return nil
+	})
+	for i, n := range got {
+		if n != int64(i+1) {
+			t.Errorf("tail printed the ledger row of transaction %d where %d was due: lost, repeated or out of order", n, i+1)
+			return
+		}
+	}
 }

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/databus/databus/sdk"
@@ -106,11 +105,10 @@ func Ensure(ctx context.Context, js jetstream.JetStream, source string, sc Strea
 	}
 }
 
-// JetStream error codes of a cluster that cannot place or reach a stream
-// now (nats-server's JSClusterNotAvailErr and JSClusterNoPeersErrF), and of
-// a server that cannot keep replicas (JSStreamReplicasNotSupportedErr).
+// JetStream error codes of a cluster that lacks servers to place a stream
+// now (nats-server's JSClusterNoPeersErrF), and of a server that cannot
+// keep replicas (JSStreamReplicasNotSupportedErr).
 const (
-	errCodeClusterNotAvailable  jetstream.ErrorCode = 10008
 	errCodeNoPeers              jetstream.ErrorCode = 10005
 	errCodeReplicasNotSupported jetstream.ErrorCode = 10074
 )
@@ -119,11 +117,7 @@ const (
 // elected its leaders or its servers are back.
 func retryable(err error) bool {
 	var apiErr *jetstream.APIError
-	if errors.As(err, &apiErr) {
-		return apiErr.ErrorCode == errCodeClusterNotAvailable || apiErr.ErrorCode == errCodeNoPeers
-	}
-	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) ||
-		errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrConnectionReconnecting) || errors.Is(err, nats.ErrDisconnected)
+	return sdk.Transient(err) || errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeNoPeers
 }
 
 // ensure makes one attempt of [Ensure]. What exists with the wanted
@@ -241,13 +235,14 @@ func MoveLeaders(ctx context.Context, js jetstream.JetStream, server string, str
 		if err != nil {
 			return moved, fmt.Errorf("looking up stream %s: %w", name, err)
 		}
-		cl := s.CachedInfo().Cluster
-		if cl == nil || cl.Leader != server || !slices.ContainsFunc(cl.Replicas, func(p *jetstream.PeerInfo) bool { return p.Current && !p.Offline }) {
+		to := successor(s.CachedInfo().Cluster, server)
+		if to == "" {
 			continue
 		}
-		// An empty placement lets the server pick a current replica and
-		// hand over directly, instead of calling an election.
-		resp, err := js.Conn().RequestWithContext(ctx, "$JS.API.STREAM.LEADER.STEPDOWN."+name, []byte(`{"placement":{}}`))
+		// A preferred server hands over directly, instead of calling an
+		// election.
+		req, _ := json.Marshal(map[string]any{"placement": map[string]string{"preferred": to}})
+		resp, err := js.Conn().RequestWithContext(ctx, "$JS.API.STREAM.LEADER.STEPDOWN."+name, req)
 		if err != nil {
 			return moved, fmt.Errorf("asking stream %s's leader to step down: %w", name, err)
 		}
@@ -266,6 +261,23 @@ func MoveLeaders(ctx context.Context, js jetstream.JetStream, server string, str
 		}
 	}
 	return moved, nil
+}
+
+// successor returns the replica that should lead a stream of cluster cl
+// instead of server, or "" when server does not lead it or the stream is
+// not healthy enough to move: every replica must be current and heard
+// from within the last second, or the new leader could be a server that
+// just died.
+func successor(cl *jetstream.ClusterInfo, server string) string {
+	if cl == nil || cl.Leader != server || len(cl.Replicas) == 0 {
+		return ""
+	}
+	for _, p := range cl.Replicas {
+		if !p.Current || p.Offline || p.Active > time.Second {
+			return ""
+		}
+	}
+	return cl.Replicas[0].Name
 }
 
 // waitLeader waits until stream s has a leader other than server.

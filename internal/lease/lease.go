@@ -103,7 +103,8 @@ type Lease struct {
 	node  string
 	begun time.Time // monotonic base of until
 	until atomic.Int64
-	rev   uint64 // owned by the holding goroutine
+	rev   uint64        // owned by the holding goroutine
+	ended chan struct{} // closed once the lease is lost for good
 }
 
 // Term returns the lease's term: higher for every new holder.
@@ -113,13 +114,31 @@ func (l *Lease) Term() uint64 { return l.term }
 func (l *Lease) Node() string { return l.node }
 
 // Check returns nil while the lease is held and [ErrLost] once it has
-// expired by this node's clock or was lost to another node. A leader
-// calls it before every write that only the leader may make.
+// expired by this node's clock or was lost to another node.
 func (l *Lease) Check() error {
 	if time.Since(l.begun) >= time.Duration(l.until.Load()) {
 		return ErrLost
 	}
 	return nil
+}
+
+// Wait returns nil at once while the lease is held. Once it has expired
+// by this node's clock, it waits: the holder keeps renewing it, and a
+// renewal still succeeds when no other node took the lease meanwhile (the
+// bucket did not answer for a while, as during a leader election in the
+// NATS cluster). It returns [ErrLost] once the lease is lost for good. A
+// leader calls it before every write that only the leader may make.
+func (l *Lease) Wait() error {
+	for {
+		if l.Check() == nil {
+			return nil
+		}
+		select {
+		case <-l.ended:
+			return ErrLost
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
 
 // extend makes the lease valid until sent+ttl, sent being when the
@@ -132,7 +151,8 @@ func (l *Lease) extend(sent time.Time, ttl time.Duration) {
 func (l *Lease) expire() { l.until.Store(0) }
 
 // Run campaigns until this node holds the lease, runs lead with a context
-// that ends when the lease is lost (its cause is [ErrLost]), and
+// that ends when the lease is lost to another node (its cause is
+// [ErrLost]), and
 // campaigns again when lead returns because of that. Run returns nil when
 // ctx ends, and lead's error when lead fails while still leading; in both
 // cases a lease still held is released, so a standby takes over at once.
@@ -214,6 +234,11 @@ func (e *Elector) try(ctx context.Context, seenRev *uint64, seenAt *time.Time) (
 		return e.take(rctx, 0, 1)
 	}
 	if err != nil {
+		// Unable to read, this node cannot tell whether the holder
+		// renews: the bucket may be electing a leader, when the holder
+		// cannot renew either. The holder gets a whole TTL again from
+		// the next read.
+		*seenRev = 0
 		return nil, "", fmt.Errorf("reading the lease: %w", err)
 	}
 	var r Record
@@ -237,7 +262,7 @@ func (e *Elector) try(ctx context.Context, seenRev *uint64, seenAt *time.Time) (
 // take writes a lease of term over revision rev (0: the key must not
 // exist). Losing the race to another node is not an error.
 func (e *Elector) take(ctx context.Context, rev, term uint64) (*Lease, string, error) {
-	l := &Lease{term: term, node: e.cfg.Node, begun: time.Now()}
+	l := &Lease{term: term, node: e.cfg.Node, begun: time.Now(), ended: make(chan struct{})}
 	sent := time.Now()
 	var err error
 	if rev == 0 {
@@ -260,27 +285,33 @@ func (e *Elector) record(term uint64, released bool) []byte {
 	return b
 }
 
-// hold renews l every TTL/3 until ctx ends, the lease expires without a
-// successful renewal, or another node took it. It expires l before it
-// returns.
+// hold renews l every TTL/3 until ctx ends or another node took it; then
+// it expires l for good. A lease that expired because the bucket did not
+// answer in time is renewed as soon as it answers again, if no other node
+// took it meanwhile (the compare-and-set says so).
 func (e *Elector) hold(ctx context.Context, l *Lease) {
+	defer close(l.ended)
 	defer l.expire()
 	every := e.cfg.TTL / 3
 	t := time.NewTimer(every)
 	defer t.Stop()
+	paused := false
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		if l.Check() != nil {
-			e.log.Warn("the capture lease expired before it could be renewed", "term", l.term)
-			return
+		if l.Check() != nil && !paused {
+			e.log.Warn("the capture lease expired before it could be renewed: capture pauses until it is renewed or another node takes it", "term", l.term)
+			paused = true
 		}
 		sent := time.Now()
-		remaining := time.Duration(l.until.Load()) - sent.Sub(l.begun)
-		rctx, cancel := context.WithTimeout(ctx, remaining)
+		wait := time.Duration(l.until.Load()) - sent.Sub(l.begun)
+		if wait <= 0 {
+			wait = every
+		}
+		rctx, cancel := context.WithTimeout(ctx, wait)
 		rev, err := e.kv.Update(rctx, e.cfg.Key, e.record(l.term, false), l.rev)
 		cancel()
 		switch {
@@ -288,6 +319,10 @@ func (e *Elector) hold(ctx context.Context, l *Lease) {
 			l.rev = rev
 			l.extend(sent, e.cfg.TTL)
 			t.Reset(every)
+			if paused {
+				e.log.Info("renewed the capture lease: capture goes on", "term", l.term)
+				paused = false
+			}
 		case errors.Is(err, jetstream.ErrKeyRevisionMismatch):
 			e.log.Warn("another node took the capture lease", "term", l.term)
 			return
@@ -295,7 +330,9 @@ func (e *Elector) hold(ctx context.Context, l *Lease) {
 			if ctx.Err() != nil {
 				return
 			}
-			e.log.Warn("renewing the capture lease", "err", err, "term", l.term)
+			if !paused {
+				e.log.Warn("renewing the capture lease", "err", err, "term", l.term)
+			}
 			t.Reset(every / 4) // try again soon: the lease runs out
 		}
 	}

@@ -129,7 +129,9 @@ func TestStandbyTakesOverOnlyAfterTheLeaderCannotWrite(t *testing.T) {
 	}
 
 	// a is cut off (frozen, partitioned): its lease ends by its own clock
-	// before b may take over, and its work is told why.
+	// before b may take over. Its work waits (Wait) as long as a cannot
+	// tell whether another node took over.
+	waited := make(chan error, 1)
 	a.kv.cut.Store(true)
 	lb := waitLead(t, b, 10*time.Second)
 	mu.Lock()
@@ -137,6 +139,27 @@ func TestStandbyTakesOverOnlyAfterTheLeaderCannotWrite(t *testing.T) {
 		t.Errorf("a's lease when b began to lead: %v, want %v", aValidWhenBLed, lease.ErrLost)
 	}
 	mu.Unlock()
+	go func() { waited <- la.Wait() }()
+	select {
+	case err := <-waited:
+		t.Fatalf("a's Wait returned %v while a was cut off and b led", err)
+	case <-time.After(3 * ttl):
+	}
+	if lb.Term() <= la.Term() {
+		t.Errorf("b's term %d, a's %d: want higher", lb.Term(), la.Term())
+	}
+
+	// Back, a finds that b took over: its work ends and it stands by,
+	// while b keeps renewing.
+	a.kv.cut.Store(false)
+	select {
+	case err := <-waited:
+		if !errors.Is(err, lease.ErrLost) {
+			t.Errorf("a's Wait: %v, want %v", err, lease.ErrLost)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a's Wait did not return once a could reach the bucket again")
+	}
 	select {
 	case cause := <-a.lostCh:
 		if !errors.Is(cause, lease.ErrLost) {
@@ -145,12 +168,6 @@ func TestStandbyTakesOverOnlyAfterTheLeaderCannotWrite(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("a's work was not stopped")
 	}
-	if lb.Term() <= la.Term() {
-		t.Errorf("b's term %d, a's %d: want higher", lb.Term(), la.Term())
-	}
-
-	// Back, a stands by: b keeps renewing.
-	a.kv.cut.Store(false)
 	select {
 	case <-a.terms:
 		t.Fatal("a took the lease back while b was renewing it")
@@ -181,6 +198,31 @@ func TestStoppingHandsTheLeaseOverAtOnce(t *testing.T) {
 		t.Errorf("a's lease after it stopped: %v, want %v", err, lease.ErrLost)
 	}
 	waitLead(t, b, 30*time.Second)
+}
+
+func TestLeaseCutOffBrieflyIsRenewedAndWorkGoesOn(t *testing.T) {
+	kv := bucket(t)
+	const ttl = 600 * time.Millisecond
+	a := startNode(t, kv, "a", ttl, nil)
+	la := waitLead(t, a, 10*time.Second)
+	// No other node: when the bucket answers again, nobody took the lease
+	// and a renews it, in the same term, without stopping its work.
+	a.kv.cut.Store(true)
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if la.Check() == nil {
+			return errors.New("a's lease has not expired yet")
+		}
+		return nil
+	})
+	a.kv.cut.Store(false)
+	if err := la.Wait(); err != nil {
+		t.Fatalf("a's Wait after the bucket came back: %v", err)
+	}
+	select {
+	case cause := <-a.lostCh:
+		t.Fatalf("a's work ended (%v) though nobody took the lease", cause)
+	case <-time.After(3 * ttl):
+	}
 }
 
 func TestLeaderWorkErrorIsReturnedAndReleasesTheLease(t *testing.T) {
