@@ -91,7 +91,7 @@ func TestCrashHarness(t *testing.T) {
 		return dst.DB(t).QueryRow("SELECT stream_seq FROM databus.apply_checkpoint").Scan(&seq)
 	})
 
-	w := startCrashWriter(t, src, seed)
+	w := startCrashWriter(t, src, seed, 20*time.Millisecond)
 	// No process is expected to exit by itself, whatever was killed.
 	alive := func(when string) {
 		t.Helper()
@@ -319,6 +319,7 @@ func (n *natsServer) kill() { n.p.kill() }
 type crashWriter struct {
 	db       *sql.DB
 	seed     uint64
+	pace     time.Duration
 	stopc    chan struct{}
 	stopOnce sync.Once
 	finished chan struct{}
@@ -330,13 +331,15 @@ type crashWriter struct {
 	ambiguous atomic.Int64 // of which had committed nevertheless
 }
 
-func startCrashWriter(t *testing.T, src *testenv.MariaDB, seed uint64) *crashWriter {
+// startCrashWriter starts the load: between two transactions it sleeps a
+// random time below pace.
+func startCrashWriter(t *testing.T, src *testenv.MariaDB, seed uint64, pace time.Duration) *crashWriter {
 	t.Helper()
 	db, err := sql.Open("mysql", src.DSN("")+"&timeout=5s&readTimeout=60s&writeTimeout=60s")
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := &crashWriter{db: db, seed: seed, stopc: make(chan struct{}), finished: make(chan struct{})}
+	w := &crashWriter{db: db, seed: seed, pace: pace, stopc: make(chan struct{}), finished: make(chan struct{})}
 	go func() {
 		defer close(w.finished)
 		w.err = w.loop()
@@ -362,6 +365,7 @@ func (w *crashWriter) stop() error {
 
 func (w *crashWriter) loop() error {
 	pace := rand.New(rand.NewPCG(w.seed, 1))
+	maxSleep := max(1, int(w.pace/time.Millisecond))
 	for n := int64(1); ; n++ {
 		select {
 		case <-w.stopc:
@@ -395,7 +399,7 @@ func (w *crashWriter) loop() error {
 		}
 		w.committed.Store(n)
 		// Pacing only, so that apply keeps up on a small machine.
-		time.Sleep(time.Duration(pace.IntN(20)) * time.Millisecond)
+		time.Sleep(time.Duration(pace.IntN(maxSleep)) * time.Millisecond)
 	}
 }
 

@@ -132,8 +132,19 @@ func TestHAHarness(t *testing.T) {
 	// kills at least once): it learns the others from the server and
 	// carries on when its node dies.
 	tailEnv := append(slices.Clone(client), "DATABUS_NATS_URL="+clientURLs[0])
-	tl := logs.track("tail", startDatabus(t, tailEnv, "tail", "--from", "now", "--table", "app.ledger"))
-	w := startCrashWriter(t, src, seed)
+	s, err := js.Stream(t.Context(), sdk.StreamName(haSource))
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	from := strconv.FormatUint(info.State.LastSeq+1, 10) // before the writer's first transaction
+	tl := logs.track("tail", startDatabus(t, tailEnv, "tail", "--from", from, "--table", "app.ledger"))
+	// A steady load the three replicas keep up with on a small machine:
+	// a node that comes back must catch up before the next fault.
+	w := startCrashWriter(t, src, seed, 150*time.Millisecond)
 
 	var failovers []time.Duration
 	var faults [haFaults]int
@@ -152,7 +163,11 @@ func TestHAHarness(t *testing.T) {
 		}
 		alive(fmt.Sprintf("before cycle %d", c+1))
 		// One fault at a time: the cluster has healed from the last one.
+		healing := time.Now()
 		waitHealthy(t, js, alive)
+		if d := time.Since(healing); d > time.Second {
+			t.Logf("cycle %d: the cluster healed in %v", c+1, d.Round(100*time.Millisecond))
+		}
 		rec := waitLeader(t, js, 0, alive)
 		li := slices.IndexFunc(nodes, func(n *haNode) bool { return n.name == rec.Node })
 		if li < 0 {
@@ -259,13 +274,7 @@ func waitLeader(t *testing.T, js jetstream.JetStream, after uint64, alive func(s
 	var rec *lease.Record
 	testenv.Eventually(t, 2*time.Minute, func() error {
 		alive("waiting for a leader")
-		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
-		defer cancel()
-		kv, err := js.KeyValue(ctx, sdk.StateBucket(haSource))
-		if err != nil {
-			return err
-		}
-		r, err := lease.Read(ctx, kv, bus.LeaderKey)
+		r, err := leaseRecord(t, js)
 		switch {
 		case err != nil:
 			return err
@@ -278,14 +287,49 @@ func waitLeader(t *testing.T, js jetstream.JetStream, after uint64, alive func(s
 	return rec
 }
 
+// leaseRecord reads the capture lease from the state bucket's leader (a
+// direct get may answer from a replica that lags).
+func leaseRecord(t *testing.T, js jetstream.JetStream) (*lease.Record, error) {
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+	defer cancel()
+	bucket := sdk.StateBucket(haSource)
+	req, _ := json.Marshal(map[string]string{"last_by_subj": "$KV." + bucket + "." + bus.LeaderKey})
+	resp, err := js.Conn().RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET.KV_"+bucket, req)
+	if err != nil {
+		return nil, err
+	}
+	var r struct {
+		Message *struct {
+			Data []byte `json:"data"`
+		} `json:"message"`
+		Error *jetstream.APIError `json:"error"`
+	}
+	if err := json.Unmarshal(resp.Data, &r); err != nil {
+		return nil, err
+	}
+	if r.Error != nil {
+		return nil, r.Error
+	}
+	var rec lease.Record
+	if err := json.Unmarshal(r.Message.Data, &rec); err != nil {
+		return nil, fmt.Errorf("lease %q: %w", r.Message.Data, err)
+	}
+	return &rec, nil
+}
+
 // waitHealthy waits until the stream, the state bucket and the snapshot
-// bucket each have a leader and three current replicas.
+// bucket each have a leader, not the node that leads capture, and three
+// current replicas: the deployment has settled after the last fault.
 func waitHealthy(t *testing.T, js jetstream.JetStream, alive func(string)) {
 	t.Helper()
 	testenv.Eventually(t, 3*time.Minute, func() error {
 		alive("waiting for the cluster to heal")
 		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
 		defer cancel()
+		rec, err := leaseRecord(t, js)
+		if err != nil || rec == nil {
+			return fmt.Errorf("no lease: %v", err)
+		}
 		for _, name := range []string{sdk.StreamName(haSource), "KV_" + sdk.StateBucket(haSource), "OBJ_" + sdk.SnapshotBucket(haSource)} {
 			s, err := js.Stream(ctx, name)
 			if err != nil {
@@ -295,9 +339,12 @@ func waitHealthy(t *testing.T, js jetstream.JetStream, alive func(string)) {
 			if cl == nil || cl.Leader == "" || len(cl.Replicas) != 2 {
 				return fmt.Errorf("stream %s: cluster %+v", name, cl)
 			}
+			if cl.Leader == rec.Node {
+				return fmt.Errorf("stream %s is led by %s, which leads capture: not moved yet", name, rec.Node)
+			}
 			for _, p := range cl.Replicas {
-				if !p.Current || p.Offline {
-					return fmt.Errorf("stream %s: replica %s is not current", name, p.Name)
+				if !p.Current || p.Offline || p.Active > 3*time.Second {
+					return fmt.Errorf("stream %s: replica %s is not current (%+v)", name, p.Name, p)
 				}
 			}
 		}
@@ -381,7 +428,7 @@ func checkTailedLedger(t *testing.T, tl *proc, last int64) {
 			if err := dec.Decode(&ev); err != nil {
 				return fmt.Errorf("tail printed %q: %w", line, err)
 			}
-			n, err := ev.After["txn"].(json.Number).Int64()
+			n, err := strconv.ParseInt(fmt.Sprint(ev.After["txn"]), 10, 64) // BIGINT: a JSON string
 			if err != nil {
 				return fmt.Errorf("tail printed a ledger row without a txn: %+v", ev.After)
 			}

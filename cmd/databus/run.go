@@ -223,7 +223,9 @@ func (m *leaderMover) move(ctx context.Context) {
 	if m.js == nil {
 		return
 	}
-	mctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	// Short: a stream without a leader (an election) is not moved, and
+	// capture waits for none of this.
+	mctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	moved, err := bus.MoveLeaders(mctx, m.js, m.nc.ConnectedServerName(), m.streams...)
 	switch {
@@ -234,7 +236,7 @@ func (m *leaderMover) move(ctx context.Context) {
 	}
 }
 
-// keep moves the leaders every 10 seconds until ctx ends.
+// keep moves the leaders every 2 seconds until ctx ends.
 func (m *leaderMover) keep(ctx context.Context) {
 	if m.js == nil {
 		return
@@ -243,7 +245,7 @@ func (m *leaderMover) keep(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(10 * time.Second):
+		case <-time.After(2 * time.Second):
 		}
 		m.move(ctx)
 	}
