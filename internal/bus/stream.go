@@ -266,18 +266,23 @@ func MoveLeaders(ctx context.Context, js jetstream.JetStream, server string, str
 // successor returns the replica that should lead a stream of cluster cl
 // instead of server, or "" when server does not lead it or the stream is
 // not healthy enough to move: every replica must be current and heard
-// from within the last 3 seconds (raft heartbeats come every second), or
-// the new leader could be a server that just died.
+// from within the last 1.5 seconds (raft heartbeats come every second),
+// or the new leader could be a server that just died or hangs. Of those,
+// the one heard from last is chosen.
 func successor(cl *jetstream.ClusterInfo, server string) string {
 	if cl == nil || cl.Leader != server || len(cl.Replicas) == 0 {
 		return ""
 	}
+	best := cl.Replicas[0]
 	for _, p := range cl.Replicas {
-		if !p.Current || p.Offline || p.Active > 3*time.Second {
+		if !p.Current || p.Offline || p.Active > 1500*time.Millisecond {
 			return ""
 		}
+		if p.Active < best.Active {
+			best = p
+		}
 	}
-	return cl.Replicas[0].Name
+	return best.Name
 }
 
 // waitLeader waits until stream s has a leader other than server.

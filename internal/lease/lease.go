@@ -256,7 +256,14 @@ func (e *Elector) try(ctx context.Context, seenRev *uint64, seenAt *time.Time) (
 	if !r.Released && time.Since(*seenAt) < ttl {
 		return nil, r.Node, nil
 	}
-	return e.take(rctx, entry.Revision(), r.Term+1)
+	l, holder, err := e.take(rctx, entry.Revision(), r.Term+1)
+	if err != nil {
+		// The bucket takes no writes now: neither could the holder renew.
+		// It gets a whole TTL again once the bucket answers, and does not
+		// lose the lease to a standby that was merely faster.
+		*seenRev = 0
+	}
+	return l, holder, err
 }
 
 // take writes a lease of term over revision rev (0: the key must not
@@ -333,7 +340,7 @@ func (e *Elector) hold(ctx context.Context, l *Lease) {
 			if !paused {
 				e.log.Warn("renewing the capture lease", "err", err, "term", l.term)
 			}
-			t.Reset(every / 4) // try again soon: the lease runs out
+			t.Reset(every / 10) // try again soon: the lease runs out
 		}
 	}
 }
