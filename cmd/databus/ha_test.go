@@ -146,7 +146,7 @@ func TestHAHarness(t *testing.T) {
 	// a node that comes back must catch up before the next fault.
 	w := startCrashWriter(t, src, seed, 150*time.Millisecond)
 
-	var failovers []time.Duration
+	var failovers [haFaults][]time.Duration // by fault
 	var faults [haFaults]int
 	var order []int
 	killed := map[string]bool{}
@@ -189,7 +189,7 @@ func TestHAHarness(t *testing.T) {
 			at := time.Now()
 			d := waitFailover(t, js, rec.Term, at, alive)
 			t.Logf("cycle %d: failover in %v", c+1, d.Round(10*time.Millisecond))
-			failovers = append(failovers, d)
+			failovers[fault] = append(failovers[fault], d)
 			time.Sleep(time.Duration(rng.IntN(3000)) * time.Millisecond)
 			leader.p = logs.track(leader.name, startDatabus(t, leader.env, "run"))
 			leader.down = false
@@ -201,7 +201,7 @@ func TestHAHarness(t *testing.T) {
 			at := time.Now()
 			d := waitFailover(t, js, rec.Term, at, alive)
 			t.Logf("cycle %d: failover in %v", c+1, d.Round(10*time.Millisecond))
-			failovers = append(failovers, d)
+			failovers[fault] = append(failovers[fault], d)
 			// Frozen past its lease in any case, then woken.
 			time.Sleep(max(0, 2*leaseTTL-time.Since(at)))
 			newer := waitLeader(t, js, rec.Term, alive)
@@ -256,15 +256,19 @@ func TestHAHarness(t *testing.T) {
 		return fmt.Sprintf("logs in %s\napply output (tail):\n%s", logs.dir, tail(ap.out.String(), 40))
 	})
 	checkTailedLedger(t, tl, last)
-	slices.Sort(failovers)
-	var p50, worst time.Duration
-	if len(failovers) > 0 {
-		p50, worst = failovers[len(failovers)/2], failovers[len(failovers)-1]
-	}
 	t.Logf("HA harness report: seed %d, %d cycles (kill -9 leader %d, SIGSTOP leader %d, kill -9 standby %d); %d transactions (%d row operations) checked; "+
-		"losses %d, duplicates %d; failover (fault to first event under the new leader) p50 %v, max %v over %d; %v",
+		"losses %d, duplicates %d; failover (fault to first event under the new leader): kill -9 of the leader node %s, SIGSTOP of the leader node %s; %v",
 		seed, cycles, faults[haKillLeader], faults[haFreezeLeader], faults[haKillStandby], rep.txns, w.rows.Load(), rep.missing, rep.duplicates,
-		p50.Round(10*time.Millisecond), worst.Round(10*time.Millisecond), len(failovers), time.Since(began).Round(time.Second))
+		quantiles(failovers[haKillLeader]), quantiles(failovers[haFreezeLeader]), time.Since(began).Round(time.Second))
+}
+
+// quantiles describes durations as "p50 X, max Y over N".
+func quantiles(d []time.Duration) string {
+	if len(d) == 0 {
+		return "not measured"
+	}
+	slices.Sort(d)
+	return fmt.Sprintf("p50 %v, max %v over %d", d[len(d)/2].Round(10*time.Millisecond), d[len(d)-1].Round(10*time.Millisecond), len(d))
 }
 
 // waitLeader waits until the capture lease is held with a term above
