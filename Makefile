@@ -3,7 +3,7 @@ GO      ?= go
 BIN     := bin/databus
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: build test test-short soak demo lint bench fuzz clean
+.PHONY: build test test-short soak demo demo-ha lint bench fuzz clean
 
 build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/databus
@@ -18,10 +18,15 @@ test:
 # kill -9 and restarts of databus run, databus apply, the source mariadbd
 # and nats-server under load, then exact comparison of source and target.
 # `make test` runs it with 8 cycles. CRASH_SEED=N repeats a run.
+# Then the HA harness (cmd/databus/ha_test.go) for HA_CYCLES cycles: kill -9
+# of the capture leader node, SIGSTOP of it past its lease, kill -9 of a
+# standby, in a three-node cluster under load (`make test` runs 3).
 CRASH_CYCLES ?= 200
+HA_CYCLES ?= 30
 soak:
 	scripts/ensure-mariadb.sh
 	CRASH_CYCLES=$(CRASH_CYCLES) $(GO) test -count=1 -run '^TestCrashHarness$$' -timeout 2h -v ./cmd/databus
+	HA_CYCLES=$(HA_CYCLES) $(GO) test -count=1 -run '^TestHAHarness$$' -timeout 2h -v ./cmd/databus
 
 # Unit tests only: no MariaDB needed (-short skips, by name, every test that
 # starts a mariadbd; make test runs them all).
@@ -33,6 +38,12 @@ test-short:
 demo: build
 	scripts/ensure-mariadb.sh
 	scripts/demo.sh
+
+# Three databus run nodes on localhost as one JetStream cluster, a write
+# load, kill -9 of the capture leader and the takeover (docs/ha.md).
+demo-ha: build
+	scripts/ensure-mariadb.sh
+	scripts/demo-ha.sh
 
 lint:
 	$(GO) vet ./...
@@ -54,4 +65,4 @@ bench:
 	scripts/bench.sh
 
 clean:
-	rm -rf bin demo-data
+	rm -rf bin demo-data demo-ha-data

@@ -159,6 +159,10 @@ type Cluster struct {
 	// Routes are the route URLs (nats-route://host:port) of the cluster's
 	// nodes; this node's own may be among them.
 	Routes []string `koanf:"routes"`
+	// User and Password, the same on every node, are required of the
+	// routes between the nodes.
+	User     string `koanf:"user"`
+	Password string `koanf:"password"`
 }
 
 // Enabled reports whether the embedded server joins a cluster.
@@ -285,6 +289,8 @@ func defaultsMap() map[string]any {
 		"nats.cluster.name":            d.NATS.Cluster.Name,
 		"nats.cluster.listen":          d.NATS.Cluster.Listen,
 		"nats.cluster.routes":          []string{},
+		"nats.cluster.user":            d.NATS.Cluster.User,
+		"nats.cluster.password":        d.NATS.Cluster.Password,
 		"nats.stream.replicas":         d.NATS.Stream.Replicas,
 		"nats.stream.max_age":          "0s",
 		"nats.stream.max_bytes":        d.NATS.Stream.MaxBytes,

@@ -107,6 +107,22 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{name: "bad source", flags: map[string]string{"source": "a.b"}, key: "source"},
 		{name: "bad table", file: "capture:\n  tables: [orders]\n", key: "capture.tables"},
 		{name: "bad level", env: []string{"DATABUS_LOG_LEVEL=loud"}, key: "log.level"},
+		{name: "replicas on a single embedded server", env: []string{"DATABUS_NATS_STREAM_REPLICAS=3"}, key: "nats.stream.replicas"},
+		{name: "routes without listen", env: []string{"DATABUS_NATS_CLUSTER_ROUTES=nats-route://a:6222"}, key: "nats.cluster.listen"},
+		{name: "listen without routes", env: []string{"DATABUS_NATS_CLUSTER_LISTEN=127.0.0.1:6222"}, key: "nats.cluster.routes"},
+		{name: "route not a URL", env: []string{"DATABUS_NATS_CLUSTER_LISTEN=127.0.0.1:6222", "DATABUS_NATS_CLUSTER_ROUTES=db2:6222"}, key: "nats.cluster.routes"},
+		{name: "cluster name alone", env: []string{"DATABUS_NATS_CLUSTER_NAME=c"}, key: "nats.cluster.name"},
+		{name: "replicas beyond the routes", env: []string{"DATABUS_NATS_CLUSTER_LISTEN=0.0.0.0:6222",
+			"DATABUS_NATS_CLUSTER_ROUTES=nats-route://127.0.0.1:6222,nats-route://db2:6222", "DATABUS_NATS_STREAM_REPLICAS=3",
+			"DATABUS_NATS_CLUSTER_USER=route", "DATABUS_NATS_CLUSTER_PASSWORD=pw"}, key: "nats.stream.replicas"},
+		{name: "routes open to the network without credentials", env: []string{"DATABUS_NATS_CLUSTER_LISTEN=0.0.0.0:6222",
+			"DATABUS_NATS_CLUSTER_ROUTES=nats-route://db2:6222"}, key: "nats.cluster.listen"},
+		{name: "route credentials in the URL", env: []string{"DATABUS_NATS_CLUSTER_LISTEN=127.0.0.1:6222",
+			"DATABUS_NATS_CLUSTER_ROUTES=nats-route://u:p@db2:6222"}, key: "nats.cluster.routes"},
+		{name: "cluster with an external server", env: []string{"DATABUS_NATS_URL=nats://x:4222", "DATABUS_NATS_CLUSTER_LISTEN=127.0.0.1:6222",
+			"DATABUS_NATS_CLUSTER_ROUTES=nats-route://db2:6222"}, key: "nats.cluster.listen"},
+		{name: "bad server name", env: []string{"DATABUS_NATS_SERVER_NAME=a b"}, key: "nats.server_name"},
+		{name: "lease too short", env: []string{"DATABUS_CAPTURE_LEASE=100ms"}, key: "capture.lease"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -123,6 +139,22 @@ func TestErrorsNameTheKey(t *testing.T) {
 				t.Errorf("key: got %q, want %q (error: %v)", ce.Key, tt.key, err)
 			}
 		})
+	}
+}
+
+func TestClusterOfThree(t *testing.T) {
+	routes := "nats-route://db1:6222,nats-route://db2:6222,nats-route://db3:6222"
+	cfg, err := Load("", []string{"DATABUS_NATS_LISTEN=127.0.0.1:4222", "DATABUS_NATS_CLUSTER_LISTEN=0.0.0.0:6222",
+		"DATABUS_NATS_CLUSTER_ROUTES=" + routes, "DATABUS_NATS_STREAM_REPLICAS=3", "DATABUS_NATS_CLUSTER_USER=route", "DATABUS_NATS_CLUSTER_PASSWORD=pw"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.NATS.Cluster.Routes; len(got) != 3 || got[2] != "nats-route://db3:6222" {
+		t.Errorf("routes: got %q, want the three of %q", got, routes)
+	}
+	name := cfg.EmbeddedServerName()
+	if !strings.HasPrefix(name, "databus-") || !strings.HasSuffix(name, "-6222") || cfg.NodeName() != name {
+		t.Errorf("server name %q, node name %q: want databus-<host>-6222 for both", name, cfg.NodeName())
 	}
 }
 

@@ -165,9 +165,7 @@ func checkFiles(prefix string, files map[string]string) error {
 func (n NATS) checkEmbeddedAuth() error {
 	auth := n.Auth.Roles() || n.User != "" || n.Token != ""
 	host, _, _ := net.SplitHostPort(n.Listen)
-	ip := net.ParseIP(host)
-	loopback := host == "localhost" || ip != nil && ip.IsLoopback()
-	if !auth && !loopback && !n.AllowUnauthenticated {
+	if !auth && !isLoopback(host) && !n.AllowUnauthenticated {
 		return bad("nats.listen", n.Listen, "other machines can reach this address and the embedded server requires no credentials: "+
 			"define users with roles (nats.auth.capture.password, nats.auth.reader.password, nats.auth.admin.password), "+
 			"or set nats.allow_unauthenticated: true to let anyone who reaches it publish and delete")
@@ -229,6 +227,14 @@ func (c Config) checkCluster() error {
 	if err := checkHostPort(cl.Listen); err != nil {
 		return bad("nats.cluster.listen", cl.Listen, "%v (the address this node's cluster routes listen on)", err)
 	}
+	if host, _, _ := net.SplitHostPort(cl.Listen); !isLoopback(host) && cl.Password == "" && !c.NATS.AllowUnauthenticated {
+		return bad("nats.cluster.listen", cl.Listen, "other machines can reach this address and the routes require no credentials: anyone who reaches it joins the cluster "+
+			"and reads and writes everything: set nats.cluster.user and nats.cluster.password (the same on every node), "+
+			"or set nats.allow_unauthenticated: true on a network only the nodes reach")
+	}
+	if (cl.User == "") != (cl.Password == "") {
+		return bad("nats.cluster.user", cl.User, "set both nats.cluster.user and nats.cluster.password, or neither")
+	}
 	if cl.Name != "" && !serverName.MatchString(cl.Name) {
 		return bad("nats.cluster.name", cl.Name, "want 1-64 characters of A-Z a-z 0-9 _ -")
 	}
@@ -239,6 +245,9 @@ func (c Config) checkCluster() error {
 		u, err := url.Parse(r)
 		if err != nil || (u.Scheme != "nats-route" && u.Scheme != "nats") || checkHostPort(u.Host) != nil {
 			return bad("nats.cluster.routes", r, "want nats-route://host:port")
+		}
+		if u.User != nil {
+			return bad("nats.cluster.routes", u.Redacted(), "give the routes' credentials in nats.cluster.user and nats.cluster.password, not in the URL")
 		}
 		servers[u.Host] = true
 		if u.Host == cl.Listen || u.Port() == listenPort && isLocal(u.Hostname()) {
@@ -262,5 +271,11 @@ func (c Config) checkCluster() error {
 // address.
 func isLocal(host string) bool {
 	ip := net.ParseIP(host)
-	return host == "localhost" || ip != nil && (ip.IsLoopback() || ip.IsUnspecified())
+	return isLoopback(host) || ip != nil && ip.IsUnspecified()
+}
+
+// isLoopback reports whether host is reachable from this machine only.
+func isLoopback(host string) bool {
+	ip := net.ParseIP(host)
+	return host == "localhost" || ip != nil && ip.IsLoopback()
 }

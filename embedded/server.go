@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -49,6 +50,9 @@ type Cluster struct {
 	// Routes are the members' route URLs (nats-route://host:port); the
 	// server's own may be among them.
 	Routes []string
+	// User and Password, when set, are required of routes, and given to
+	// the routes this server opens.
+	User, Password string
 }
 
 // Server is a running embedded NATS server.
@@ -154,9 +158,15 @@ func applyCluster(opts *server.Options, c Cluster) error {
 	// the other members keep routing requests to it (direct gets of the
 	// lease among them), which go unanswered.
 	opts.Cluster = server.ClusterOpts{Name: c.Name, Host: host, Port: port, PingInterval: time.Second, MaxPingsOut: 3}
+	opts.Cluster.Username, opts.Cluster.Password = c.User, c.Password
 	opts.Routes = server.RoutesFromStr(strings.Join(c.Routes, ","))
 	if len(opts.Routes) != len(c.Routes) {
 		return fmt.Errorf("nats.cluster.routes %q: want nats-route://host:port URLs", c.Routes)
+	}
+	if c.Password != "" {
+		for _, r := range opts.Routes {
+			r.User = url.UserPassword(c.User, c.Password)
+		}
 	}
 	return nil
 }

@@ -9,36 +9,10 @@ BIN="$PWD/bin/databus"
 rm -rf "$ROOT"
 mkdir -p "$ROOT"
 
-free_port() { # first port from $1 on that nobody listens on
-  local p=$1
-  while (echo >"/dev/tcp/127.0.0.1/$p") 2>/dev/null; do p=$((p + 1)); done
-  echo "$p"
-}
-MYSQL_PORT=$(free_port 33306)
+# shellcheck source=scripts/demo-lib.sh
+source scripts/demo-lib.sh
 NATS_PORT=$(free_port 4222)
-SOCK="$ROOT/mysql.sock"
-MARIADBD=$(command -v mariadbd || echo /usr/sbin/mariadbd)
-INSTALL_DB=$(command -v mariadb-install-db || echo /usr/bin/mariadb-install-db)
-CLIENT=$(command -v mariadb || command -v mysql)
-
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-}
-trap cleanup EXIT
-
-echo "== starting a throwaway MariaDB on 127.0.0.1:$MYSQL_PORT (binlog ROW, FULL image and metadata)"
-"$INSTALL_DB" --no-defaults --datadir="$ROOT/mysql" --auth-root-authentication-method=normal --skip-test-db --user="$(id -un)" >"$ROOT/install.log" 2>&1
-"$MARIADBD" --no-defaults --datadir="$ROOT/mysql" --socket="$SOCK" --port="$MYSQL_PORT" --bind-address=127.0.0.1 \
-  --user="$(id -un)" --log-bin=mysql-bin --binlog-format=ROW --binlog-row-image=FULL --binlog-row-metadata=FULL \
-  --server-id=1 --log-error="$ROOT/mysql.err" --skip-name-resolve --innodb-buffer-pool-size=32M &
-pids+=($!)
-for _ in $(seq 1 100); do "$CLIENT" -S "$SOCK" -uroot -e 'SELECT 1' >/dev/null 2>&1 && break; sleep 0.2; done
-"$CLIENT" -S "$SOCK" -uroot -e "CREATE USER IF NOT EXISTS 'databus'@'127.0.0.1' IDENTIFIED BY 'demo';
-  GRANT SELECT, RELOAD, REPLICATION SLAVE, BINLOG MONITOR ON *.* TO 'databus'@'127.0.0.1';
-  CREATE DATABASE shop; CREATE TABLE shop.orders (id BIGINT UNSIGNED PRIMARY KEY, customer VARCHAR(64),
-  total DECIMAL(12,2), placed DATETIME(3)) DEFAULT CHARSET=utf8mb4;"
+start_mariadb
 
 export DATABUS_MYSQL_ADDR="127.0.0.1:$MYSQL_PORT" DATABUS_MYSQL_USER=databus DATABUS_MYSQL_PASSWORD=demo
 export DATABUS_NATS_LISTEN="127.0.0.1:$NATS_PORT" DATABUS_DATA_DIR="$ROOT/databus" DATABUS_SOURCE=demo

@@ -352,6 +352,7 @@ func TestExitCodesAndMessages(t *testing.T) {
 		env, _ := captureEnv(t, db)
 		return append(env, extra...)
 	}
+	single := testenv.StartJetStream(t) // an external server, not clustered
 	tests := []struct {
 		name string
 		env  []string
@@ -369,6 +370,15 @@ func TestExitCodesAndMessages(t *testing.T) {
 		{"nats port in use", base("DATABUS_NATS_LISTEN=" + busy.Addr().String()), []string{"run"}, 1, []string{"nats.listen", busy.Addr().String()}},
 		{"embedded NATS open to the network without users", base("DATABUS_NATS_LISTEN=0.0.0.0:4999"), []string{"run"}, 2, []string{"nats.listen", "nats.auth.reader.password", "nats.allow_unauthenticated"}},
 		{"bad nkey", base("DATABUS_NATS_AUTH_READER_NKEY=SUAxyz"), []string{"run"}, 2, []string{"nats.auth.reader.nkey", "public nkey"}},
+		{"replicas on the embedded single server", base("DATABUS_NATS_STREAM_REPLICAS=3"), []string{"run"}, 2,
+			[]string{"nats.stream.replicas", "nats.cluster.routes", "nats.url"}},
+		{"check refuses replicas the servers cannot hold", base("DATABUS_NATS_STREAM_REPLICAS=3"), []string{"check"}, 2, []string{"nats.stream.replicas"}},
+		{"replicas beyond the embedded cluster", base("DATABUS_NATS_CLUSTER_LISTEN=127.0.0.1:6999", "DATABUS_NATS_CLUSTER_ROUTES=nats-route://127.0.0.1:6999,nats-route://127.0.0.1:6998",
+			"DATABUS_NATS_STREAM_REPLICAS=3"), []string{"run"}, 2, []string{"nats.stream.replicas", "the cluster has 2 servers"}},
+		{"cluster keys with an external server", base("DATABUS_NATS_URL="+single.URL, "DATABUS_NATS_CLUSTER_LISTEN=127.0.0.1:6999",
+			"DATABUS_NATS_CLUSTER_ROUTES=nats-route://127.0.0.1:6998"), []string{"run"}, 2, []string{"nats.cluster.listen", "nats.url"}},
+		{"replicas on an external server that is not clustered", base("DATABUS_NATS_URL="+single.URL, "DATABUS_NATS_STREAM_REPLICAS=3"), []string{"run"}, 2,
+			[]string{"nats.stream.replicas", "not clustered"}},
 		{"check reports failures", base("DATABUS_MYSQL_USER=plain", "DATABUS_MYSQL_PASSWORD=pw"), []string{"check"}, 3, []string{"FAIL privileges", "fix: GRANT"}},
 		{"help", nil, []string{"run", "--help"}, 0, []string{"--config", "mysql-addr"}},
 		{"version", nil, []string{"version"}, 0, []string{"databus", "event format v1"}},

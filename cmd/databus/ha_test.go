@@ -87,6 +87,8 @@ func TestHAHarness(t *testing.T) {
 			"DATABUS_NATS_SERVER_NAME=" + n.name,
 			"DATABUS_NATS_CLUSTER_LISTEN=127.0.0.1:" + strconv.Itoa(clusterPorts[i]),
 			"DATABUS_NATS_CLUSTER_ROUTES=" + strings.Join(routes, ","),
+			"DATABUS_NATS_CLUSTER_USER=route",
+			"DATABUS_NATS_CLUSTER_PASSWORD=route-secret",
 			"DATABUS_NATS_STREAM_REPLICAS=3",
 			"DATABUS_CAPTURE_LEASE=" + leaseTTL.String(),
 			"DATABUS_LOG_LEVEL=info",
@@ -121,6 +123,7 @@ func TestHAHarness(t *testing.T) {
 	first := waitLeader(t, js, 0, alive)
 	t.Logf("%s leads capture (term %d)", first.Node, first.Term)
 	waitEvents(t, src, js)
+	checkClusterStatus(t, client, first.Node)
 
 	applyArgs := []string{"apply", "--target", dst.DSN(""), "--from", "now", "--progress", "1s"}
 	ap := logs.track("apply", startDatabus(t, client, applyArgs...))
@@ -449,4 +452,55 @@ func checkTailedLedger(t *testing.T, tl *proc, last int64) {
 			return
 		}
 	}
+}
+
+// checkClusterStatus checks that `databus status` shows leader leading
+// capture, the three nodes (one leader, two standbys), and the stream and
+// both buckets replicated on three servers.
+func checkClusterStatus(t *testing.T, env []string, leader string) {
+	t.Helper()
+	testenv.Eventually(t, time.Minute, func() error {
+		code, out := runDatabus(t, env, "status")
+		if code != 0 {
+			return fmt.Errorf("status exited with %d:\n%s", code, out)
+		}
+		var st struct {
+			Capture struct {
+				Leader string     `json:"leader"`
+				Nodes  []bus.Node `json:"nodes"`
+			} `json:"capture"`
+			Cluster map[string]struct {
+				Leader    string `json:"leader"`
+				Replicas  int    `json:"replicas"`
+				Followers []struct {
+					Server string `json:"server"`
+				} `json:"followers"`
+			} `json:"cluster"`
+		}
+		if err := json.Unmarshal([]byte(out[strings.Index(out, "{"):]), &st); err != nil {
+			return fmt.Errorf("status output: %v\n%s", err, out)
+		}
+		if st.Capture.Leader != leader {
+			return fmt.Errorf("status shows %q leading capture, want %q:\n%s", st.Capture.Leader, leader, out)
+		}
+		roles := map[string]string{}
+		for _, n := range st.Capture.Nodes {
+			roles[n.Name] = n.Role
+		}
+		if len(roles) != 3 || roles[leader] != "leader" {
+			return fmt.Errorf("status shows nodes %v, want node1-3 with %s the leader:\n%s", roles, leader, out)
+		}
+		for name, r := range roles {
+			if name != leader && r != "standby" {
+				return fmt.Errorf("status shows %s as %q, want standby", name, r)
+			}
+		}
+		for _, key := range []string{"stream", "state_bucket", "snapshot_bucket"} {
+			c := st.Cluster[key]
+			if c.Replicas != 3 || c.Leader == "" || len(c.Followers) != 2 {
+				return fmt.Errorf("status shows %s as %+v, want 3 replicas, a leader and 2 followers:\n%s", key, c, out)
+			}
+		}
+		return nil
+	})
 }

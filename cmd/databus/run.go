@@ -135,7 +135,7 @@ func startEmbedded(cfg configs.Config) (*embedded.Server, error) {
 		if name == "" {
 			name = "databus-" + cfg.Source
 		}
-		ecfg.Cluster = &embedded.Cluster{Name: name, Listen: cl.Listen, Routes: cl.Routes}
+		ecfg.Cluster = &embedded.Cluster{Name: name, Listen: cl.Listen, Routes: cl.Routes, User: cl.User, Password: cl.Password}
 	}
 	if t := cfg.NATS.TLS; t.Cert != "" {
 		var err error

@@ -6,12 +6,15 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/databus/databus/configs"
 	"github.com/databus/databus/internal/bus"
+	"github.com/databus/databus/internal/lease"
 	"github.com/databus/databus/sdk"
 )
 
@@ -46,8 +49,10 @@ func cmdStatus(ctx context.Context, env *cmdEnv, args []string) error {
 			"first_seq": info.State.FirstSeq, "last_seq": info.State.LastSeq, "consumers": info.State.Consumers,
 		}
 	}
+	out["cluster"] = clusterStatus(ctx, js, cfg.Source)
 	kv, err := js.KeyValue(ctx, sdk.StateBucket(cfg.Source))
 	if err == nil {
+		out["capture"] = captureStatus(ctx, kv)
 		if e, err := kv.Get(ctx, bus.CheckpointKey); err == nil {
 			out["checkpoint"] = json.RawMessage(e.Value())
 		}
@@ -61,6 +66,69 @@ func cmdStatus(ctx context.Context, env *cmdEnv, args []string) error {
 	enc := json.NewEncoder(env.stdout)
 	enc.SetIndent("", "  ")
 	return enc.Encode(out)
+}
+
+// captureStatus describes which node leads capture and every node that
+// announced itself (the others stand by).
+func captureStatus(ctx context.Context, kv jetstream.KeyValue) map[string]any {
+	st := map[string]any{}
+	rec, err := lease.Read(ctx, kv, bus.LeaderKey)
+	switch {
+	case err != nil:
+		st["lease_error"] = err.Error()
+	case rec == nil:
+		st["leader"] = "none yet: is `databus run` running?"
+	case rec.Released:
+		st["leader"] = "none: " + rec.Node + " released the lease when it stopped"
+		st["term"] = rec.Term
+	default:
+		st["leader"], st["term"], st["lease_renewed"], st["lease"] = rec.Node, rec.Term, rec.Renewed, rec.TTL
+	}
+	var nodes []bus.Node
+	if keys, err := kv.ListKeysFiltered(ctx, bus.NodeKeys); err == nil {
+		for key := range keys.Keys() {
+			e, err := kv.Get(ctx, key)
+			if err != nil {
+				continue
+			}
+			var n bus.Node
+			if json.Unmarshal(e.Value(), &n) == nil {
+				nodes = append(nodes, n)
+			}
+		}
+	}
+	slices.SortFunc(nodes, func(a, b bus.Node) int { return strings.Compare(a.Name, b.Name) })
+	st["nodes"] = nodes
+	return st
+}
+
+// clusterStatus describes, for the stream, the state bucket and the
+// snapshot bucket of source, which NATS server leads it and how its
+// replicas stand.
+func clusterStatus(ctx context.Context, js jetstream.JetStream, source string) map[string]any {
+	out := map[string]any{}
+	for key, name := range map[string]string{
+		"stream": sdk.StreamName(source), "state_bucket": "KV_" + sdk.StateBucket(source), "snapshot_bucket": "OBJ_" + sdk.SnapshotBucket(source),
+	} {
+		s, err := js.Stream(ctx, name)
+		if err != nil {
+			out[key] = map[string]any{"name": name, "error": err.Error()}
+			continue
+		}
+		info := s.CachedInfo()
+		st := map[string]any{"name": name, "replicas": info.Config.Replicas}
+		if cl := info.Cluster; cl != nil {
+			st["cluster"], st["leader"] = cl.Name, cl.Leader
+			var peers []map[string]any
+			for _, p := range cl.Replicas {
+				peers = append(peers, map[string]any{"server": p.Name, "current": p.Current, "offline": p.Offline,
+					"lag": p.Lag, "active": p.Active.Round(time.Millisecond).String()})
+			}
+			st["followers"] = peers
+		}
+		out[key] = st
+	}
+	return out
 }
 
 // snapshotList describes the complete snapshots of source, newest first,

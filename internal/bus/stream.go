@@ -75,7 +75,7 @@ type SnapshotAttempt struct {
 // ErrReplicasUnsupported is wrapped by [Ensure]'s error when the NATS
 // server is not part of a JetStream cluster and cannot keep more than one
 // replica.
-var ErrReplicasUnsupported = errors.New("the NATS server is not clustered: it keeps one replica only")
+var ErrReplicasUnsupported = errors.New("the NATS server is not clustered and keeps one replica only (use a JetStream cluster with a server for each replica, or set 1)")
 
 // Ensure creates the source's stream and state bucket, or updates them when
 // their configuration differs from sc. On a cluster that is still electing
