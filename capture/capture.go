@@ -82,6 +82,9 @@ type Capturer struct {
 	status Status
 	// marked is the lease term whose leader message is in the stream.
 	marked uint64
+	// inProcess counts the sessions in a row that failed on a message id
+	// "in process" (see unstick).
+	inProcess int
 }
 
 // Status is a snapshot of what the capturer is doing.
@@ -157,6 +160,7 @@ func (c *Capturer) Run(ctx context.Context) error {
 			backoff = 500 * time.Millisecond
 		}
 		c.log.Warn("capture interrupted, retrying from the checkpoint", "err", err, "retry_in", backoff)
+		c.unstick(ctx, err)
 		select {
 		case <-ctx.Done():
 			return nil
@@ -164,6 +168,32 @@ func (c *Capturer) Run(ctx context.Context) error {
 		}
 		backoff = min(backoff*2, c.cfg.RetryMax)
 	}
+}
+
+// unstick handles a publish that JetStream refuses again and again
+// because a message with its id is "in process" on the stream's leader:
+// the stream does not hold the event (capture resumed after the stream's
+// last message), but the leader keeps the id of a message it never stored
+// (seen with nats-server 2.15 on clustered streams after leader changes
+// under load) until its duplicate window ends. A leader change clears it,
+// so after the second such failure in a row capture asks the stream's
+// leader to step down.
+func (c *Capturer) unstick(ctx context.Context, err error) {
+	if !bus.MsgIDInProcess(err) {
+		c.inProcess = 0
+		return
+	}
+	if c.inProcess++; c.inProcess < 2 {
+		return
+	}
+	c.inProcess = 0
+	js, jerr := jetstream.New(c.nc)
+	if jerr == nil {
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		jerr = bus.StepDown(sctx, js, sdk.StreamName(c.cfg.Source), "")
+	}
+	c.log.Warn("the stream's leader holds the id of a message it did not store: asked it to hand over its leadership, which clears it", "err", jerr)
 }
 
 // session connects, decides where to resume, sets up publishing and

@@ -239,21 +239,8 @@ func MoveLeaders(ctx context.Context, js jetstream.JetStream, server string, str
 		if to == "" {
 			continue
 		}
-		// A preferred server hands over directly, instead of calling an
-		// election.
-		req, _ := json.Marshal(map[string]any{"placement": map[string]string{"preferred": to}})
-		resp, err := js.Conn().RequestWithContext(ctx, "$JS.API.STREAM.LEADER.STEPDOWN."+name, req)
-		if err != nil {
-			return moved, fmt.Errorf("asking stream %s's leader to step down: %w", name, err)
-		}
-		var r struct {
-			Error *jetstream.APIError `json:"error"`
-		}
-		if err := json.Unmarshal(resp.Data, &r); err != nil {
-			return moved, fmt.Errorf("stream %s's leader step-down answer %q: %w", name, resp.Data, err)
-		}
-		if r.Error != nil {
-			return moved, fmt.Errorf("stream %s's leader did not step down: %w", name, r.Error)
+		if err := StepDown(ctx, js, name, to); err != nil {
+			return moved, err
 		}
 		moved = append(moved, name)
 		if err := waitLeader(ctx, s, server); err != nil {
@@ -261,6 +248,42 @@ func MoveLeaders(ctx context.Context, js jetstream.JetStream, server string, str
 		}
 	}
 	return moved, nil
+}
+
+// StepDown asks the leader of stream name to hand its leadership over to
+// the replica named preferred, or to a healthy replica of its choice when
+// preferred is empty; either way directly, without an election.
+func StepDown(ctx context.Context, js jetstream.JetStream, name, preferred string) error {
+	var req []byte
+	if preferred != "" {
+		req, _ = json.Marshal(map[string]any{"placement": map[string]string{"preferred": preferred}})
+	}
+	resp, err := js.Conn().RequestWithContext(ctx, "$JS.API.STREAM.LEADER.STEPDOWN."+name, req)
+	if err != nil {
+		return fmt.Errorf("asking stream %s's leader to step down: %w", name, err)
+	}
+	var r struct {
+		Error *jetstream.APIError `json:"error"`
+	}
+	if err := json.Unmarshal(resp.Data, &r); err != nil {
+		return fmt.Errorf("stream %s's leader step-down answer %q: %w", name, resp.Data, err)
+	}
+	if r.Error != nil {
+		return fmt.Errorf("stream %s's leader did not step down: %w", name, r.Error)
+	}
+	return nil
+}
+
+// errCodeMsgIDInProcess is nats-server's JSStreamDuplicateMessageConflict:
+// a message with this Nats-Msg-Id is being stored ("in process").
+const errCodeMsgIDInProcess jetstream.ErrorCode = 10158
+
+// MsgIDInProcess reports whether err is JetStream refusing a message
+// because one with the same Nats-Msg-Id is being stored. The stream's
+// leader forgets such a message id when its leadership changes.
+func MsgIDInProcess(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeMsgIDInProcess
 }
 
 // successor returns the replica that should lead a stream of cluster cl
