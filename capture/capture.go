@@ -80,8 +80,6 @@ type Capturer struct {
 
 	mu     sync.Mutex
 	status Status
-	// marked is the lease term whose leader message is in the stream.
-	marked uint64
 	// inProcess counts the sessions in a row that failed on a message id
 	// "in process" (see unstick).
 	inProcess int
@@ -224,7 +222,7 @@ func (c *Capturer) session(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := c.fence(cctx, pub, at.cp); err != nil {
+	if err := c.fence(cctx, stream, pub, at.cp); err != nil {
 		return err
 	}
 	gtidSet, err := c.gtidSet(cctx, db, info, at.cp, at.byGTID)
@@ -391,19 +389,33 @@ type LeaderMessage struct {
 	At   time.Time `json:"at"`
 }
 
-// fence makes sure, once per lease term, that the node that held the lease
-// before can write nothing more: it saves the checkpoint again over the
-// revision read (the old leader's next save names an older one and is
-// refused), and publishes a leader message right after the stream's last
+// fence checks, at the start of every session, that no node took the
+// lease over since this one got it, and makes sure that the node that held
+// the lease before can write nothing more. The stream's newest leader
+// message tells: one of a higher term means another node leads now
+// ([ErrLeaseLost]), whatever this node's clock says of its lease; one of
+// this node's term was published by an earlier session. Otherwise, the
+// first session of a term saves the checkpoint again over the revision
+// read (the old leader's next save names an older one and is refused),
+// and publishes the term's leader message right after the stream's last
 // message (the old leader's next publish expects an older last sequence
 // and is refused). Without a lease there is nothing to fence.
-func (c *Capturer) fence(ctx context.Context, pub *publisher, cp *bus.Checkpoint) error {
+func (c *Capturer) fence(ctx context.Context, stream jetstream.Stream, pub *publisher, cp *bus.Checkpoint) error {
 	l := c.cfg.Lease
-	if l == nil || c.marked == l.Term() {
+	if l == nil {
 		return nil
 	}
 	if err := pub.checkLease(); err != nil {
 		return err
+	}
+	last, err := newestLeader(ctx, stream, c.cfg.Source)
+	switch {
+	case err != nil:
+		return err
+	case last != nil && last.Term > l.Term():
+		return fmt.Errorf("%w: the stream holds the leader message of term %d (node %s), this node's lease is of term %d", ErrLeaseLost, last.Term, last.Node, l.Term())
+	case last != nil && last.Term == l.Term():
+		return nil
 	}
 	rev, err := bus.SaveCheckpoint(ctx, pub.kv, *cp, pub.cpRev)
 	if err != nil {
@@ -425,9 +437,26 @@ func (c *Capturer) fence(ctx context.Context, pub *publisher, cp *bus.Checkpoint
 	if !ack.Duplicate {
 		pub.expected = ack.Sequence
 	}
-	c.marked = l.Term()
 	c.log.Info("fenced off the previous capture leader", "term", l.Term(), "stream_seq", ack.Sequence)
 	return nil
+}
+
+// newestLeader returns the stream's newest leader message, nil when it
+// has none. It is read from the stream's leader, not a replica that may
+// lag.
+func newestLeader(ctx context.Context, stream jetstream.Stream, source string) (*LeaderMessage, error) {
+	m, err := stream.GetLastMsgForSubject(ctx, sdk.LeaderSubject(source))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the stream's newest leader message: %w", err)
+	}
+	var lm LeaderMessage
+	if err := json.Unmarshal(m.Data, &lm); err != nil {
+		return nil, fmt.Errorf("leader message at stream sequence %d: %w", m.Sequence, err)
+	}
+	return &lm, nil
 }
 
 // startBinlog opens the binlog stream at the resume point.

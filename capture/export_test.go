@@ -21,7 +21,7 @@ func PublishAfterRestart(ctx context.Context, js jetstream.JetStream, source str
 	if err != nil {
 		return err
 	}
-	id, err := captureID(ctx, kv)
+	id, rev, err := captureID(ctx, kv)
 	if err != nil {
 		return err
 	}
@@ -29,7 +29,7 @@ func PublishAfterRestart(ctx context.Context, js jetstream.JetStream, source str
 	if err != nil {
 		return err
 	}
-	p := &publisher{js: js, kv: kv, source: source, captureID: id, expected: seq, skipThrough: pos, skipPartial: !complete,
+	p := &publisher{js: js, kv: kv, cpRev: rev, source: source, captureID: id, expected: seq, skipThrough: pos, skipPartial: !complete,
 		maxData: maxData, queue: make(chan pending, 64), crashAfter: crashAfter}
 	done := make(chan error, 1)
 	go func() { done <- p.acks(ctx, time.Hour) }()
@@ -50,7 +50,7 @@ func PublishTransaction(ctx context.Context, js jetstream.JetStream, source stri
 	if err != nil {
 		return err
 	}
-	id, err := captureID(ctx, kv)
+	id, rev, err := captureID(ctx, kv)
 	if err != nil {
 		return err
 	}
@@ -58,7 +58,7 @@ func PublishTransaction(ctx context.Context, js jetstream.JetStream, source stri
 	if err != nil {
 		return err
 	}
-	p := &publisher{js: js, kv: kv, source: source, captureID: id, expected: seq, maxData: 1 << 20, queue: make(chan pending, 64)}
+	p := &publisher{js: js, kv: kv, cpRev: rev, source: source, captureID: id, expected: seq, maxData: 1 << 20, queue: make(chan pending, 64)}
 	done := make(chan error, 1)
 	go func() { done <- p.acks(ctx, time.Hour) }()
 	for i := range evs {
@@ -83,11 +83,12 @@ func CrashAfter(n int) func(*Config) {
 	return func(c *Config) { c.crashAfter = n }
 }
 
-// captureID is the capture id of the source's checkpoint, "" without one.
-func captureID(ctx context.Context, kv jetstream.KeyValue) (string, error) {
-	cp, err := bus.LoadCheckpoint(ctx, kv)
+// captureID is the capture id of the source's checkpoint, "" without one,
+// and the checkpoint's revision.
+func captureID(ctx context.Context, kv jetstream.KeyValue) (string, uint64, error) {
+	cp, rev, err := bus.LoadCheckpointRev(ctx, kv)
 	if err != nil || cp == nil {
-		return "", err
+		return "", 0, err
 	}
-	return cp.CaptureID, nil
+	return cp.CaptureID, rev, nil
 }
