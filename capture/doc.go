@@ -15,12 +15,19 @@
 //   - After a restart a session resumes at the checkpoint and skips what the
 //     stream already holds; on another MariaDB server of the same
 //     replication domain it resumes by GTID.
+//   - Under a lease ([Config.Lease], several nodes for one source), capture
+//     writes nothing while the lease is not held, and every session checks
+//     the stream's newest leader message: the first session of a term
+//     publishes the term's leader message and writes the checkpoint over
+//     the revision it read (fence.go), so the previous holder's in-flight
+//     publishes and checkpoint writes are refused by the server, and its
+//     next session stops with [ErrLeaseLost].
 //
 // # Lifecycle
 //
 // [New] returns a [Capturer]; [Capturer.Run] runs sessions until its
 // context ends or a fatal error ([ErrAccessDenied], [ErrSourceSettings],
-// [ErrUndecodable], [ErrServerChanged], [ErrBinlogPurged]). Other failures
+// [ErrUndecodable], [ErrServerChanged], [ErrBinlogPurged], [ErrLeaseLost]). Other failures
 // are retried with backoff from the checkpoint. A session (capture.go)
 // connects and checks the source, chooses where to resume, prepares the
 // publisher (publisher.go) and streams: the reader (reader.go) turns
