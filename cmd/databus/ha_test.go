@@ -299,29 +299,7 @@ func waitLeader(t *testing.T, js jetstream.JetStream, after uint64, alive func(s
 func leaseRecord(t *testing.T, js jetstream.JetStream) (*lease.Record, error) {
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
 	defer cancel()
-	bucket := sdk.StateBucket(haSource)
-	req, _ := json.Marshal(map[string]string{"last_by_subj": "$KV." + bucket + "." + bus.LeaderKey})
-	resp, err := js.Conn().RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET.KV_"+bucket, req)
-	if err != nil {
-		return nil, err
-	}
-	var r struct {
-		Message *struct {
-			Data []byte `json:"data"`
-		} `json:"message"`
-		Error *jetstream.APIError `json:"error"`
-	}
-	if err := json.Unmarshal(resp.Data, &r); err != nil {
-		return nil, err
-	}
-	if r.Error != nil {
-		return nil, r.Error
-	}
-	var rec lease.Record
-	if err := json.Unmarshal(r.Message.Data, &rec); err != nil {
-		return nil, fmt.Errorf("lease %q: %w", r.Message.Data, err)
-	}
-	return &rec, nil
+	return lease.ReadFromLeader(ctx, js.Conn(), sdk.StateBucket(haSource), bus.LeaderKey)
 }
 
 // waitHealthy waits until the stream, the state bucket and the snapshot

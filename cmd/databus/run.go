@@ -97,7 +97,7 @@ func cmdRun(ctx context.Context, env *cmdEnv, args []string) error {
 	node := &nodeState{kv: kv, name: cfg.NodeName(), nats: natsServerName(nc), every: cfg.Capture.Lease, changed: make(chan struct{}, 1)}
 	elector := lease.New(lease.Config{
 		Key: bus.LeaderKey, Node: node.name, TTL: cfg.Capture.Lease, Logger: env.log.With("component", "lease", "node", node.name),
-		OnChange: node.setLeading,
+		OnChange: node.setLeading, Conn: nc,
 	}, kv)
 	annCtx, stopAnnouncing := context.WithCancel(context.WithoutCancel(ctx))
 	annDone := make(chan struct{})

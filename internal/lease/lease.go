@@ -1,6 +1,7 @@
 package lease
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
 )
@@ -53,6 +55,60 @@ func Read(ctx context.Context, kv jetstream.KeyValue, key string) (*Record, erro
 	return &r, nil
 }
 
+// ReadFromLeader returns the lease record stored under key in bucket, or
+// nil when there is none, as the bucket's stream leader has it: a direct
+// get (kv.Get) may be answered by a replica that lags or hangs.
+func ReadFromLeader(ctx context.Context, nc *nats.Conn, bucket, key string) (*Record, error) {
+	value, _, err := getFromLeader(ctx, nc, bucket, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading lease %s: %w", key, err)
+	}
+	var r Record
+	if err := json.Unmarshal(value, &r); err != nil {
+		return nil, fmt.Errorf("lease %s in bucket %s is corrupt: %w", key, bucket, err)
+	}
+	return &r, nil
+}
+
+// errCodeNoMessage is nats-server's JSNoMessageFoundErr.
+const errCodeNoMessage jetstream.ErrorCode = 10037
+
+// getFromLeader reads the newest value of key in bucket from the bucket's
+// stream leader, and its revision; jetstream.ErrKeyNotFound when it has
+// none or it was deleted.
+func getFromLeader(ctx context.Context, nc *nats.Conn, bucket, key string) ([]byte, uint64, error) {
+	req, _ := json.Marshal(map[string]string{"last_by_subj": "$KV." + bucket + "." + key})
+	resp, err := nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET.KV_"+bucket, req)
+	if err != nil {
+		return nil, 0, err
+	}
+	var r struct {
+		Message *struct {
+			Seq    uint64 `json:"seq"`
+			Header []byte `json:"hdrs"`
+			Data   []byte `json:"data"`
+		} `json:"message"`
+		Error *jetstream.APIError `json:"error"`
+	}
+	if err := json.Unmarshal(resp.Data, &r); err != nil {
+		return nil, 0, fmt.Errorf("answer %q: %w", resp.Data, err)
+	}
+	switch {
+	case r.Error != nil && r.Error.ErrorCode == errCodeNoMessage:
+		return nil, 0, jetstream.ErrKeyNotFound
+	case r.Error != nil:
+		return nil, 0, r.Error
+	case r.Message == nil:
+		return nil, 0, fmt.Errorf("answer %q holds no message", resp.Data)
+	case bytes.Contains(r.Message.Header, []byte("KV-Operation")): // deleted or purged
+		return nil, 0, jetstream.ErrKeyNotFound
+	}
+	return r.Message.Data, r.Message.Seq, nil
+}
+
 // Config configures an [Elector].
 type Config struct {
 	// Key is the lease's key in the bucket.
@@ -66,6 +122,10 @@ type Config struct {
 	// OnChange, if set, is called with true when this node becomes the
 	// leader and false when it stops being one.
 	OnChange func(leading bool)
+	// Conn, when set, is the connection over which the lease is read from
+	// the bucket's stream leader (see [ReadFromLeader]); without it, from
+	// any replica (kv.Get).
+	Conn *nats.Conn
 }
 
 // Elector campaigns for a lease in a JetStream key-value bucket and runs
@@ -229,7 +289,7 @@ func (e *Elector) acquire(ctx context.Context) (*Lease, error) {
 func (e *Elector) try(ctx context.Context, seenRev *uint64, seenAt *time.Time) (*Lease, string, error) {
 	rctx, cancel := context.WithTimeout(ctx, e.cfg.TTL)
 	defer cancel()
-	entry, err := e.kv.Get(rctx, e.cfg.Key)
+	value, rev, err := e.get(rctx)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return e.take(rctx, 0, 1)
 	}
@@ -242,12 +302,12 @@ func (e *Elector) try(ctx context.Context, seenRev *uint64, seenAt *time.Time) (
 		return nil, "", fmt.Errorf("reading the lease: %w", err)
 	}
 	var r Record
-	if err := json.Unmarshal(entry.Value(), &r); err != nil {
+	if err := json.Unmarshal(value, &r); err != nil {
 		// Not a lease this version wrote: wait it out like any other.
 		r = Record{Node: "(unreadable lease)"}
 	}
-	if entry.Revision() != *seenRev {
-		*seenRev, *seenAt = entry.Revision(), time.Now()
+	if rev != *seenRev {
+		*seenRev, *seenAt = rev, time.Now()
 	}
 	ttl, err := time.ParseDuration(r.TTL)
 	if err != nil || ttl <= 0 {
@@ -256,7 +316,7 @@ func (e *Elector) try(ctx context.Context, seenRev *uint64, seenAt *time.Time) (
 	if !r.Released && time.Since(*seenAt) < ttl {
 		return nil, r.Node, nil
 	}
-	l, holder, err := e.take(rctx, entry.Revision(), r.Term+1)
+	l, holder, err := e.take(rctx, rev, r.Term+1)
 	if err != nil {
 		// The bucket takes no writes now: neither could the holder renew.
 		// It gets a whole TTL again once the bucket answers, and does not
@@ -264,6 +324,18 @@ func (e *Elector) try(ctx context.Context, seenRev *uint64, seenAt *time.Time) (
 		*seenRev = 0
 	}
 	return l, holder, err
+}
+
+// get reads the lease's value and revision.
+func (e *Elector) get(ctx context.Context) ([]byte, uint64, error) {
+	if e.cfg.Conn != nil {
+		return getFromLeader(ctx, e.cfg.Conn, e.kv.Bucket(), e.cfg.Key)
+	}
+	entry, err := e.kv.Get(ctx, e.cfg.Key)
+	if err != nil {
+		return nil, 0, err
+	}
+	return entry.Value(), entry.Revision(), nil
 }
 
 // take writes a lease of term over revision rev (0: the key must not

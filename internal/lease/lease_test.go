@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/databus/databus/internal/lease"
@@ -46,7 +47,14 @@ func (k *cutKV) Update(ctx context.Context, key string, value []byte, rev uint64
 
 func bucket(t *testing.T) jetstream.KeyValue {
 	t.Helper()
-	js, err := jetstream.New(testenv.StartJetStream(t).Conn(t))
+	kv, _ := bucketAndConn(t)
+	return kv
+}
+
+func bucketAndConn(t *testing.T) (jetstream.KeyValue, *nats.Conn) {
+	t.Helper()
+	nc := testenv.StartJetStream(t).Conn(t)
+	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +62,7 @@ func bucket(t *testing.T) jetstream.KeyValue {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return kv
+	return kv, nc
 }
 
 // node runs an elector and records what it sees.
@@ -236,5 +244,45 @@ func TestLeaderWorkErrorIsReturnedAndReleasesTheLease(t *testing.T) {
 	r, err := lease.Read(t.Context(), kv, "leader")
 	if err != nil || r == nil || !r.Released {
 		t.Fatalf("lease record after the work failed: %+v (%v), want released", r, err)
+	}
+}
+
+// An elector that reads the lease from the bucket's leader (as databus run
+// does) leads, and ReadFromLeader shows its record, or none once deleted.
+func TestLeaseReadFromTheBucketsLeader(t *testing.T) {
+	kv, nc := bucketAndConn(t)
+	if r, err := lease.ReadFromLeader(t.Context(), nc, kv.Bucket(), "leader"); err != nil || r != nil {
+		t.Fatalf("before any lease: %+v, %v; want none", r, err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	led := make(chan *lease.Lease, 1)
+	done := make(chan error, 1)
+	e := lease.New(lease.Config{Key: "leader", Node: "a", TTL: time.Minute, Conn: nc}, kv)
+	go func() {
+		done <- e.Run(ctx, func(ctx context.Context, l *lease.Lease) error {
+			led <- l
+			<-ctx.Done()
+			return nil
+		})
+	}()
+	var l *lease.Lease
+	select {
+	case l = <-led:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no lease within 10s")
+	}
+	r, err := lease.ReadFromLeader(t.Context(), nc, kv.Bucket(), "leader")
+	if err != nil || r == nil || r.Node != "a" || r.Term != l.Term() || r.Released {
+		t.Fatalf("lease read from the leader: %+v, %v; want a's of term %d", r, err, l.Term())
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := kv.Delete(t.Context(), "leader"); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := lease.ReadFromLeader(t.Context(), nc, kv.Bucket(), "leader"); err != nil || r != nil {
+		t.Fatalf("after the lease was deleted: %+v, %v; want none", r, err)
 	}
 }
