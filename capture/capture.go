@@ -249,7 +249,7 @@ type resumeAt struct {
 // or one that cannot be resumed and Config.Recover) at the server's
 // current position, which is saved as the checkpoint.
 func (c *Capturer) resumePoint(ctx context.Context, db *sql.DB, info mysqlsrc.ServerInfo, kv jetstream.KeyValue) (resumeAt, error) {
-	cp, rev, err := bus.LoadCheckpointRev(ctx, kv)
+	cp, rev, err := bus.LoadCheckpointRev(ctx, c.nc, kv)
 	if err != nil {
 		return resumeAt{}, err
 	}

@@ -86,7 +86,7 @@ func CrashAfter(n int) func(*Config) {
 // captureID is the capture id of the source's checkpoint, "" without one,
 // and the checkpoint's revision.
 func captureID(ctx context.Context, kv jetstream.KeyValue) (string, uint64, error) {
-	cp, rev, err := bus.LoadCheckpointRev(ctx, kv)
+	cp, rev, err := bus.LoadCheckpointRev(ctx, nil, kv)
 	if err != nil || cp == nil {
 		return "", 0, err
 	}

@@ -1,12 +1,14 @@
 package bus
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -37,14 +39,28 @@ var ErrCheckpointFenced = errors.New("the checkpoint was written by another capt
 
 // LoadCheckpoint returns the saved checkpoint, or nil when there is none.
 func LoadCheckpoint(ctx context.Context, kv jetstream.KeyValue) (*Checkpoint, error) {
-	cp, _, err := LoadCheckpointRev(ctx, kv)
+	cp, _, err := LoadCheckpointRev(ctx, nil, kv)
 	return cp, err
 }
 
 // LoadCheckpointRev returns the saved checkpoint and its revision, or nil
-// and 0 when there is none.
-func LoadCheckpointRev(ctx context.Context, kv jetstream.KeyValue) (*Checkpoint, uint64, error) {
-	e, err := kv.Get(ctx, CheckpointKey)
+// and 0 when there is none. With nc it reads from the bucket's stream
+// leader ([GetFromLeader]): the newest revision, the one a save must
+// name.
+func LoadCheckpointRev(ctx context.Context, nc *nats.Conn, kv jetstream.KeyValue) (*Checkpoint, uint64, error) {
+	var (
+		value []byte
+		rev   uint64
+		err   error
+	)
+	if nc != nil {
+		value, rev, err = GetFromLeader(ctx, nc, kv.Bucket(), CheckpointKey)
+	} else {
+		var e jetstream.KeyValueEntry
+		if e, err = kv.Get(ctx, CheckpointKey); err == nil {
+			value, rev = e.Value(), e.Revision()
+		}
+	}
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, 0, nil
 	}
@@ -52,10 +68,48 @@ func LoadCheckpointRev(ctx context.Context, kv jetstream.KeyValue) (*Checkpoint,
 		return nil, 0, fmt.Errorf("reading checkpoint: %w", err)
 	}
 	var cp Checkpoint
-	if err := json.Unmarshal(e.Value(), &cp); err != nil {
+	if err := json.Unmarshal(value, &cp); err != nil {
 		return nil, 0, fmt.Errorf("checkpoint in bucket %s is corrupt: %w", kv.Bucket(), err)
 	}
-	return &cp, e.Revision(), nil
+	return &cp, rev, nil
+}
+
+// errCodeNoMessage is nats-server's JSNoMessageFoundErr.
+const errCodeNoMessage jetstream.ErrorCode = 10037
+
+// GetFromLeader reads the newest value of key in bucket from the bucket's
+// stream leader, and its revision; jetstream.ErrKeyNotFound when it has
+// none or it was deleted. Unlike kv.Get (a direct get, which any replica
+// may answer), it never returns a value older than the newest write, and
+// it is not sent to a replica that hangs.
+func GetFromLeader(ctx context.Context, nc *nats.Conn, bucket, key string) ([]byte, uint64, error) {
+	req, _ := json.Marshal(map[string]string{"last_by_subj": "$KV." + bucket + "." + key})
+	resp, err := nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET.KV_"+bucket, req)
+	if err != nil {
+		return nil, 0, err
+	}
+	var r struct {
+		Message *struct {
+			Seq    uint64 `json:"seq"`
+			Header []byte `json:"hdrs"`
+			Data   []byte `json:"data"`
+		} `json:"message"`
+		Error *jetstream.APIError `json:"error"`
+	}
+	if err := json.Unmarshal(resp.Data, &r); err != nil {
+		return nil, 0, fmt.Errorf("answer %q: %w", resp.Data, err)
+	}
+	switch {
+	case r.Error != nil && r.Error.ErrorCode == errCodeNoMessage:
+		return nil, 0, jetstream.ErrKeyNotFound
+	case r.Error != nil:
+		return nil, 0, r.Error
+	case r.Message == nil:
+		return nil, 0, fmt.Errorf("answer %q holds no message", resp.Data)
+	case bytes.Contains(r.Message.Header, []byte("KV-Operation")): // deleted or purged
+		return nil, 0, jetstream.ErrKeyNotFound
+	}
+	return r.Message.Data, r.Message.Seq, nil
 }
 
 // SaveCheckpoint stores cp, stamped with the time, if the stored

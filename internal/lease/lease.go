@@ -1,7 +1,6 @@
 package lease
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,6 +13,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
+
+	"github.com/databus/databus/internal/bus"
 )
 
 // ErrLost is returned by [Lease.Check] once the lease has expired or
@@ -59,7 +60,7 @@ func Read(ctx context.Context, kv jetstream.KeyValue, key string) (*Record, erro
 // nil when there is none, as the bucket's stream leader has it: a direct
 // get (kv.Get) may be answered by a replica that lags or hangs.
 func ReadFromLeader(ctx context.Context, nc *nats.Conn, bucket, key string) (*Record, error) {
-	value, _, err := getFromLeader(ctx, nc, bucket, key)
+	value, _, err := bus.GetFromLeader(ctx, nc, bucket, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, nil
 	}
@@ -71,42 +72,6 @@ func ReadFromLeader(ctx context.Context, nc *nats.Conn, bucket, key string) (*Re
 		return nil, fmt.Errorf("lease %s in bucket %s is corrupt: %w", key, bucket, err)
 	}
 	return &r, nil
-}
-
-// errCodeNoMessage is nats-server's JSNoMessageFoundErr.
-const errCodeNoMessage jetstream.ErrorCode = 10037
-
-// getFromLeader reads the newest value of key in bucket from the bucket's
-// stream leader, and its revision; jetstream.ErrKeyNotFound when it has
-// none or it was deleted.
-func getFromLeader(ctx context.Context, nc *nats.Conn, bucket, key string) ([]byte, uint64, error) {
-	req, _ := json.Marshal(map[string]string{"last_by_subj": "$KV." + bucket + "." + key})
-	resp, err := nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET.KV_"+bucket, req)
-	if err != nil {
-		return nil, 0, err
-	}
-	var r struct {
-		Message *struct {
-			Seq    uint64 `json:"seq"`
-			Header []byte `json:"hdrs"`
-			Data   []byte `json:"data"`
-		} `json:"message"`
-		Error *jetstream.APIError `json:"error"`
-	}
-	if err := json.Unmarshal(resp.Data, &r); err != nil {
-		return nil, 0, fmt.Errorf("answer %q: %w", resp.Data, err)
-	}
-	switch {
-	case r.Error != nil && r.Error.ErrorCode == errCodeNoMessage:
-		return nil, 0, jetstream.ErrKeyNotFound
-	case r.Error != nil:
-		return nil, 0, r.Error
-	case r.Message == nil:
-		return nil, 0, fmt.Errorf("answer %q holds no message", resp.Data)
-	case bytes.Contains(r.Message.Header, []byte("KV-Operation")): // deleted or purged
-		return nil, 0, jetstream.ErrKeyNotFound
-	}
-	return r.Message.Data, r.Message.Seq, nil
 }
 
 // Config configures an [Elector].
@@ -329,7 +294,7 @@ func (e *Elector) try(ctx context.Context, seenRev *uint64, seenAt *time.Time) (
 // get reads the lease's value and revision.
 func (e *Elector) get(ctx context.Context) ([]byte, uint64, error) {
 	if e.cfg.Conn != nil {
-		return getFromLeader(ctx, e.cfg.Conn, e.kv.Bucket(), e.cfg.Key)
+		return bus.GetFromLeader(ctx, e.cfg.Conn, e.kv.Bucket(), e.cfg.Key)
 	}
 	entry, err := e.kv.Get(ctx, e.cfg.Key)
 	if err != nil {
