@@ -61,11 +61,15 @@ func cmdCheck(ctx context.Context, env *cmdEnv, args []string) error {
 			if _, err := nc.RTT(); err != nil {
 				c.OK, c.Detail = false, err.Error()
 			}
+			print(c)
+			if c.OK {
+				print(replicasCheck(nc, cfg.NATS.Stream.Replicas))
+			}
 			nc.Close()
 		} else {
 			c.Detail = fmt.Sprintf("%s: %v", sdk.RedactURL(cfg.NATS.URL), err)
+			print(c)
 		}
-		print(c)
 	} else {
 		c := mysqlsrc.Check{Name: "nats.listen free", OK: true, Detail: cfg.NATS.Listen + " is free for the embedded server",
 			Fix: "stop the process using it or set nats.listen to a free address"}
@@ -82,4 +86,27 @@ func cmdCheck(ctx context.Context, env *cmdEnv, args []string) error {
 	}
 	fmt.Fprintln(env.stdout, "all checks passed")
 	return nil
+}
+
+// replicasCheck checks that the NATS server nc is connected to can keep
+// replicas copies of the stream: a server outside a cluster keeps one; a
+// cluster that announces fewer servers than replicas cannot place them
+// (a cluster that hides its members passes).
+func replicasCheck(nc *nats.Conn, replicas int) mysqlsrc.Check {
+	c := mysqlsrc.Check{Name: "nats.stream.replicas", OK: true, Detail: fmt.Sprintf("%d", replicas)}
+	if replicas < 2 {
+		return c
+	}
+	servers := 1 + len(nc.DiscoveredServers())
+	switch cluster := nc.ConnectedClusterName(); {
+	case cluster == "":
+		c.OK, c.Detail = false, fmt.Sprintf("%d replicas, but the NATS server is not in a cluster and keeps one", replicas)
+		c.Fix = "set nats.stream.replicas: 1, or use a JetStream cluster with a server for each replica (docs/ha.md)"
+	case servers < replicas && len(nc.DiscoveredServers()) > 0:
+		c.OK, c.Detail = false, fmt.Sprintf("%d replicas, but cluster %s announces %d servers", replicas, cluster, servers)
+		c.Fix = "add servers to the cluster or lower nats.stream.replicas"
+	default:
+		c.Detail = fmt.Sprintf("%d replicas in cluster %s", replicas, cluster)
+	}
+	return c
 }

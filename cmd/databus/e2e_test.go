@@ -379,6 +379,8 @@ func TestExitCodesAndMessages(t *testing.T) {
 			"DATABUS_NATS_CLUSTER_ROUTES=nats-route://127.0.0.1:6998"), []string{"run"}, 2, []string{"nats.cluster.listen", "nats.url"}},
 		{"replicas on an external server that is not clustered", base("DATABUS_NATS_URL="+single.URL, "DATABUS_NATS_STREAM_REPLICAS=3"), []string{"run"}, 2,
 			[]string{"nats.stream.replicas", "not clustered"}},
+		{"check reports replicas an external server cannot hold", base("DATABUS_NATS_URL="+single.URL, "DATABUS_NATS_STREAM_REPLICAS=3"), []string{"check"}, 3,
+			[]string{"FAIL nats.stream.replicas", "not in a cluster", "fix: set nats.stream.replicas: 1"}},
 		{"check reports failures", base("DATABUS_MYSQL_USER=plain", "DATABUS_MYSQL_PASSWORD=pw"), []string{"check"}, 3, []string{"FAIL privileges", "fix: GRANT"}},
 		{"help", nil, []string{"run", "--help"}, 0, []string{"--config", "mysql-addr"}},
 		{"version", nil, []string{"version"}, 0, []string{"databus", "event format v1"}},
