@@ -16,6 +16,13 @@
 // events is moved back to just after its last acknowledged event. Run one
 // process per durable consumer name.
 //
+// Against a NATS cluster give [Config.URL] several servers (or one: the
+// client learns the others). A consumer whose server dies or hangs
+// reconnects to another and carries on after its last acknowledged event;
+// reads that fail while the cluster elects a leader are retried
+// ([Transient]). Consumers given no filter read the events
+// ([EventSubjects]) and never see capture's leader messages.
+//
 // The package depends only on the NATS client; the wire format it decodes
 // ([Event]) is documented in docs/events.md so that programs in other
 // languages can read the same streams.
