@@ -47,6 +47,9 @@ type Consumer struct {
 	// reconnects is the connection's reconnect count when delivery
 	// started.
 	reconnects uint64
+	// delivered is the consumer (delivery) sequence of the last message
+	// received since delivery started, 0 before the first.
+	delivered uint64
 	// chunks collects the parts of an event split over several messages.
 	chunks []byte
 	nChunk int
@@ -313,6 +316,16 @@ func (c *Consumer) Next(ctx context.Context) (*Message, error) {
 			}
 			continue
 		}
+		if d := meta.Sequence.Consumer; c.delivered != 0 && d != c.delivered+1 {
+			// The server delivered messages that never arrived (lost
+			// between servers of a cluster, without a reconnect of this
+			// connection): deliver again from the last acknowledged event.
+			if err := c.restartDelivery(ctx, fmt.Errorf("%w: deliveries %d to %d", errLostInFlight, c.delivered+1, d-1)); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		c.delivered = meta.Sequence.Consumer
 		if meta.Sequence.Stream <= c.lastSeq {
 			// A redelivery of an event already handed to the application:
 			// its acknowledgement (cumulative) covers it, or already did

@@ -84,7 +84,7 @@ func (c *Consumer) startDelivery(ctx context.Context) error {
 	if info := c.cons.CachedInfo(); info != nil {
 		c.floor = max(c.floor, info.AckFloor.Stream)
 	}
-	c.reconnects = c.nc.Stats().Reconnects
+	c.reconnects, c.delivered = c.nc.Stats().Reconnects, 0
 	// Bound what the server pushes ahead by bytes, not count: a count of
 	// large events (or chunks of one) could exceed the server's per-client
 	// pending limit and get the connection closed as a slow consumer.
@@ -96,7 +96,10 @@ func (c *Consumer) startDelivery(ctx context.Context) error {
 	return nil
 }
 
-var errReconnected = errors.New("reconnected to NATS")
+var (
+	errReconnected  = errors.New("reconnected to NATS")
+	errLostInFlight = errors.New("messages the server delivered did not arrive")
+)
 
 // lostDelivery reports whether err means the server stopped delivering to
 // this consumer (a NATS restart or failover, the consumer deleted) rather
