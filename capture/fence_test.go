@@ -51,7 +51,7 @@ func TestNewLeaderFencesOffTheOldOne(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitEvents(t, js, 1)
+	testenv.WaitEvents(t, js, "test", 1)
 
 	// The new leader (term 2) starts while the old one still runs.
 	newCfg := r.Capture.Config
@@ -67,7 +67,7 @@ func TestNewLeaderFencesOffTheOldOne(t *testing.T) {
 		t.Fatal("the old leader still runs a minute after the new one started")
 	}
 	r.DB.Exec(t, "INSERT INTO app.t VALUES (2)", "INSERT INTO app.t VALUES (3)")
-	waitEvents(t, js, 3)
+	testenv.WaitEvents(t, js, "test", 3)
 
 	// Every change once, the term-2 leader message before the changes
 	// after it, and the checkpoint the new leader's.
@@ -108,27 +108,4 @@ func TestNewLeaderFencesOffTheOldOne(t *testing.T) {
 	if err := newer.Stop(t); err != nil {
 		t.Errorf("the new leader: %v", err)
 	}
-}
-
-// waitEvents waits until the stream holds at least n events.
-func waitEvents(t *testing.T, js jetstream.JetStream, n uint64) {
-	t.Helper()
-	testenv.Eventually(t, 20*time.Second, func() error {
-		s, err := js.Stream(t.Context(), sdk.StreamName("test"))
-		if err != nil {
-			return err
-		}
-		info, err := s.Info(t.Context(), jetstream.WithSubjectFilter(sdk.EventSubjects("test")))
-		if err != nil {
-			return err
-		}
-		var got uint64
-		for _, c := range info.State.Subjects {
-			got += c
-		}
-		if got < n {
-			return fmt.Errorf("%d events in the stream, want %d", got, n)
-		}
-		return nil
-	})
 }

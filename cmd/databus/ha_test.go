@@ -482,3 +482,62 @@ func checkClusterStatus(t *testing.T, env []string, leader string) {
 		return nil
 	})
 }
+
+// Two `databus run` against one external NATS server (no embedded
+// servers, as with an external cluster): one captures, the other stands
+// by; when the leader is killed the standby takes over, and the stream
+// holds every change once.
+func TestStandbyTakesOverWithExternalNATS(t *testing.T) {
+	logs := newCrashLogs(t)
+	src := testenv.StartMariaDB(t)
+	src.Exec(t, "CREATE DATABASE app", "CREATE TABLE app.t (id INT PRIMARY KEY)")
+	ns := startNATSServer(t, logs)
+	env := func(name string) []string {
+		return []string{"DATABUS_SOURCE=ext", "DATABUS_MYSQL_ADDR=" + src.Addr(), "DATABUS_MYSQL_RETRY_MAX=1s", "DATABUS_NATS_URL=" + ns.url,
+			"DATABUS_NATS_SERVER_NAME=" + name, "DATABUS_DATA_DIR=" + t.TempDir(), "DATABUS_LOG_LEVEL=info", "DATABUS_SNAPSHOT_ON_START=false"}
+	}
+	nodes := map[string]*proc{"a": logs.track("a", startDatabus(t, env("a"), "run")), "b": logs.track("b", startDatabus(t, env("b"), "run"))}
+	nc, js := connectJS(t, ns.url)
+	leaderOf := func(after uint64) *lease.Record {
+		t.Helper()
+		var rec *lease.Record
+		testenv.Eventually(t, time.Minute, func() error {
+			r, err := lease.ReadFromLeader(t.Context(), nc, sdk.StateBucket("ext"), bus.LeaderKey)
+			if err != nil || r == nil || r.Released || r.Term <= after {
+				return fmt.Errorf("lease %+v (%v), want one above term %d", r, err, after)
+			}
+			rec = r
+			return nil
+		})
+		return rec
+	}
+	first := leaderOf(0)
+	standby := map[string]string{"a": "b", "b": "a"}[first.Node]
+	testenv.Eventually(t, time.Minute, func() error {
+		if out := nodes[standby].out.String(); !strings.Contains(out, "standing by: another node captures") {
+			return fmt.Errorf("%s has not said it stands by:\n%s", standby, tail(out, 20))
+		}
+		return nil
+	})
+	src.Exec(t, "INSERT INTO app.t VALUES (1)")
+	testenv.WaitEvents(t, js, "ext", 1)
+	nodes[first.Node].kill()
+	if next := leaderOf(first.Term); next.Node != standby {
+		t.Fatalf("after %s was killed the lease went to %q, want %s", first.Node, next.Node, standby)
+	}
+	src.Exec(t, "INSERT INTO app.t VALUES (2)", "INSERT INTO app.t VALUES (3)")
+	testenv.WaitEvents(t, js, "ext", 3)
+	c, err := sdk.Connect(t.Context(), sdk.Config{Conn: nc, Source: "ext", Start: sdk.StartBeginning})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	evs := testenv.ReadUntilQuiet(t, c, 2*time.Second)
+	var ids []string
+	for _, ev := range evs {
+		ids = append(ids, fmt.Sprint(ev.After["id"]))
+	}
+	if got := strings.Join(ids, ","); got != "1,2,3" {
+		t.Errorf("events in the stream: %s, want 1,2,3 once each", got)
+	}
+}

@@ -2,10 +2,12 @@ package testenv
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/databus/databus/capture"
 	"github.com/databus/databus/sdk"
@@ -105,4 +107,28 @@ func ReadUntilQuiet(t *testing.T, c *sdk.Consumer, quiet time.Duration) []*sdk.E
 		}
 		out = append(out, m.Event)
 	}
+}
+
+// WaitEvents waits until the stream of source holds at least n events
+// (leader messages do not count).
+func WaitEvents(t testing.TB, js jetstream.JetStream, source string, n uint64) {
+	t.Helper()
+	Eventually(t, time.Minute, func() error {
+		s, err := js.Stream(context.Background(), sdk.StreamName(source))
+		if err != nil {
+			return err
+		}
+		info, err := s.Info(context.Background(), jetstream.WithSubjectFilter(sdk.EventSubjects(source)))
+		if err != nil {
+			return err
+		}
+		var got uint64
+		for _, c := range info.State.Subjects {
+			got += c
+		}
+		if got < n {
+			return fmt.Errorf("%d events in stream %s, want %d", got, sdk.StreamName(source), n)
+		}
+		return nil
+	})
 }
