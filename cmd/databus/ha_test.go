@@ -167,9 +167,9 @@ func TestHAHarness(t *testing.T) {
 		alive(fmt.Sprintf("before cycle %d", c+1))
 		// One fault at a time: the cluster has healed from the last one.
 		healing := time.Now()
-		waitHealthy(t, js, alive)
+		why := waitHealthy(t, js, alive)
 		if d := time.Since(healing); d > time.Second {
-			t.Logf("cycle %d: the cluster healed in %v", c+1, d.Round(100*time.Millisecond))
+			t.Logf("cycle %d: the cluster healed in %v (last: %s)", c+1, d.Round(100*time.Millisecond), why)
 		}
 		rec := waitLeader(t, js, 0, alive)
 		li := slices.IndexFunc(nodes, func(n *haNode) bool { return n.name == rec.Node })
@@ -304,10 +304,17 @@ func leaseRecord(t *testing.T, js jetstream.JetStream) (*lease.Record, error) {
 
 // waitHealthy waits until the stream, the state bucket and the snapshot
 // bucket each have a leader, not the node that leads capture, and three
-// current replicas: the deployment has settled after the last fault.
-func waitHealthy(t *testing.T, js jetstream.JetStream, alive func(string)) {
+// current replicas: the deployment has settled after the last fault. It
+// returns the last reason it waited for.
+func waitHealthy(t *testing.T, js jetstream.JetStream, alive func(string)) string {
 	t.Helper()
-	testenv.Eventually(t, 3*time.Minute, func() error {
+	var why string
+	testenv.Eventually(t, 3*time.Minute, func() (err error) {
+		defer func() {
+			if err != nil {
+				why = err.Error()
+			}
+		}()
 		alive("waiting for the cluster to heal")
 		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
 		defer cancel()
@@ -335,6 +342,7 @@ func waitHealthy(t *testing.T, js jetstream.JetStream, alive func(string)) {
 		}
 		return nil
 	})
+	return why
 }
 
 // waitFailover waits until a leader of a term above old has published its
