@@ -52,7 +52,7 @@ func cmdStatus(ctx context.Context, env *cmdEnv, args []string) error {
 	out["cluster"] = clusterStatus(ctx, js, cfg.Source)
 	kv, err := js.KeyValue(ctx, sdk.StateBucket(cfg.Source))
 	if err == nil {
-		out["capture"] = captureStatus(ctx, kv)
+		out["capture"] = captureStatus(ctx, kv, cfg.Capture.Lease)
 		if e, err := kv.Get(ctx, bus.CheckpointKey); err == nil {
 			out["checkpoint"] = json.RawMessage(e.Value())
 		}
@@ -69,8 +69,9 @@ func cmdStatus(ctx context.Context, env *cmdEnv, args []string) error {
 }
 
 // captureStatus describes which node leads capture and every node that
-// announced itself (the others stand by).
-func captureStatus(ctx context.Context, kv jetstream.KeyValue) map[string]any {
+// announced itself (the others stand by). A node not heard from for three
+// leases (killed, or its machine gone) is marked stale.
+func captureStatus(ctx context.Context, kv jetstream.KeyValue, leaseTTL time.Duration) map[string]any {
 	st := map[string]any{}
 	rec, err := lease.Read(ctx, kv, bus.LeaderKey)
 	switch {
@@ -84,20 +85,25 @@ func captureStatus(ctx context.Context, kv jetstream.KeyValue) map[string]any {
 	default:
 		st["leader"], st["term"], st["lease_renewed"], st["lease"] = rec.Node, rec.Term, rec.Renewed, rec.TTL
 	}
-	var nodes []bus.Node
+	type node struct {
+		bus.Node
+		Stale bool `json:"stale,omitempty"`
+	}
+	var nodes []node
 	if keys, err := kv.ListKeysFiltered(ctx, bus.NodeKeys); err == nil {
 		for key := range keys.Keys() {
 			e, err := kv.Get(ctx, key)
 			if err != nil {
 				continue
 			}
-			var n bus.Node
-			if json.Unmarshal(e.Value(), &n) == nil {
+			var n node
+			if json.Unmarshal(e.Value(), &n.Node) == nil {
+				n.Stale = time.Since(n.Seen) > 3*leaseTTL
 				nodes = append(nodes, n)
 			}
 		}
 	}
-	slices.SortFunc(nodes, func(a, b bus.Node) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(nodes, func(a, b node) int { return strings.Compare(a.Name, b.Name) })
 	st["nodes"] = nodes
 	return st
 }
