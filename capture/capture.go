@@ -131,8 +131,7 @@ func (c *Capturer) Run(ctx context.Context) error {
 		// NATS answers a refused publish with silence (the request times
 		// out) and records why as the connection's last error.
 		if perr := c.nc.LastError(); err != nil && perr != before && errors.Is(perr, nats.ErrPermissionViolation) {
-			err = fmt.Errorf("%w: %v (then: %v): the NATS user databus run connects with may not do what capture does; "+
-				"give it a user with the capture role (nats.auth.capture on the embedded server), not a reader", ErrNATSPermission, perr, err)
+			err = PermissionError(perr, err)
 		}
 		c.setStreaming(false, err)
 		if ctx.Err() != nil {
@@ -153,6 +152,14 @@ func (c *Capturer) Run(ctx context.Context) error {
 		}
 		backoff = min(backoff*2, c.cfg.RetryMax)
 	}
+}
+
+// PermissionError is err, which followed perr, the NATS server's refusal
+// of a subject (the connection's last error), explained: the user databus
+// run connects with lacks the capture role. It wraps [ErrNATSPermission].
+func PermissionError(perr, err error) error {
+	return fmt.Errorf("%w: %v (then: %v): the NATS user databus run connects with may not do what capture does; "+
+		"give it a user with the capture role (nats.auth.capture on the embedded server), not a reader", ErrNATSPermission, perr, err)
 }
 
 // session connects, decides where to resume, sets up publishing and

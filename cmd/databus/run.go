@@ -95,6 +95,15 @@ func cmdRun(ctx context.Context, env *cmdEnv, args []string) error {
 		return err
 	}
 	node := &nodeState{kv: kv, name: cfg.NodeName(), nats: natsServerName(nc), every: cfg.Capture.Lease, changed: make(chan struct{}, 1)}
+	// The first announcement is a write to the state bucket: a user who
+	// may not write it is refused now, not after standing by for ever.
+	before := nc.LastError()
+	if err := node.put(ctx); err != nil {
+		if perr := nc.LastError(); perr != before && errors.Is(perr, nats.ErrPermissionViolation) {
+			return capture.PermissionError(perr, err)
+		}
+		env.log.Warn("announcing this node in the state bucket", "err", err)
+	}
 	elector := lease.New(lease.Config{
 		Key: bus.LeaderKey, Node: node.name, TTL: cfg.Capture.Lease, Logger: env.log.With("component", "lease", "node", node.name),
 		OnChange: node.setLeading, Conn: nc,
@@ -278,20 +287,26 @@ func (n *nodeState) setLeading(on bool) {
 	}
 }
 
+// put writes the node's record with its role now.
+func (n *nodeState) put(ctx context.Context) error {
+	role := "standby"
+	if n.leading.Load() {
+		role = "leader"
+	}
+	b, _ := json.Marshal(bus.Node{Name: n.name, Role: role, NATS: n.nats, Seen: time.Now().UTC()})
+	ctx, cancel := context.WithTimeout(ctx, n.every)
+	defer cancel()
+	_, err := n.kv.Put(ctx, bus.NodeKey(n.name), b)
+	return err
+}
+
 // announce writes the node's record every n.every and when its role
 // changes, until ctx ends; then it removes it.
 func (n *nodeState) announce(ctx context.Context) {
 	t := time.NewTicker(n.every)
 	defer t.Stop()
 	for {
-		role := "standby"
-		if n.leading.Load() {
-			role = "leader"
-		}
-		b, _ := json.Marshal(bus.Node{Name: n.name, Role: role, NATS: n.nats, Seen: time.Now().UTC()})
-		wctx, cancel := context.WithTimeout(ctx, n.every)
-		_, _ = n.kv.Put(wctx, bus.NodeKey(n.name), b) // best effort: status only
-		cancel()
+		_ = n.put(ctx) // best effort: status only
 		select {
 		case <-ctx.Done():
 			dctx, cancel := context.WithTimeout(context.Background(), time.Second)
