@@ -104,20 +104,12 @@ func TestCrashHarness(t *testing.T) {
 		}
 	}
 	var kills [components]int
-	var order []int
+	faults := &faultSchedule{rng: rng, n: components}
 	for c := range cycles {
 		// Each block of four cycles kills every component once, in a
 		// random order, so that the short form covers them all.
-		if len(order) == 0 {
-			order = rng.Perm(components)
-		}
-		comp := order[0]
-		order = order[1:]
-		select {
-		case <-time.After(time.Duration(300+rng.IntN(2700)) * time.Millisecond):
-		case <-w.finished:
-			t.Fatalf("cycle %d: the writer stopped (seed %d): %v", c+1, seed, w.err)
-		}
+		comp := faults.next()
+		w.pause(t, rng, c, 300*time.Millisecond, 2700*time.Millisecond)
 		alive(fmt.Sprintf("before cycle %d", c+1))
 		down := time.Duration(rng.IntN(1000)) * time.Millisecond
 		t.Logf("cycle %d: kill -9 %s after transaction %d, down for %v", c+1, componentNames[comp], w.committed.Load(), down)
@@ -349,6 +341,34 @@ func startCrashWriter(t *testing.T, src *testenv.MariaDB, seed uint64, pace time
 		db.Close()
 	})
 	return w
+}
+
+// pause waits a random time from min to min+span before cycle c, and
+// fails the test if the writer stopped meanwhile.
+func (w *crashWriter) pause(t *testing.T, rng *rand.Rand, c int, min, span time.Duration) {
+	t.Helper()
+	select {
+	case <-time.After(min + time.Duration(rng.Int64N(int64(span)))):
+	case <-w.finished:
+		t.Fatalf("cycle %d: the writer stopped (seed %d): %v", c+1, w.seed, w.err)
+	}
+}
+
+// faultSchedule picks the fault of each cycle, one of n, so that every
+// block of n cycles has each fault once, in a random order.
+type faultSchedule struct {
+	rng   *rand.Rand
+	n     int
+	order []int
+}
+
+func (s *faultSchedule) next() int {
+	if len(s.order) == 0 {
+		s.order = s.rng.Perm(s.n)
+	}
+	f := s.order[0]
+	s.order = s.order[1:]
+	return f
 }
 
 // stop ends the load after the transaction in progress and returns the

@@ -151,19 +151,11 @@ func TestHAHarness(t *testing.T) {
 
 	var failovers [haFaults][]time.Duration // by fault
 	var faults [haFaults]int
-	var order []int
+	schedule := &faultSchedule{rng: rng, n: haFaults}
 	killed := map[string]bool{}
 	for c := 0; c < cycles || !killed[nodes[0].name]; c++ {
-		if len(order) == 0 {
-			order = rng.Perm(haFaults)
-		}
-		fault := order[0]
-		order = order[1:]
-		select {
-		case <-time.After(time.Duration(1000+rng.IntN(2000)) * time.Millisecond):
-		case <-w.finished:
-			t.Fatalf("cycle %d: the writer stopped (seed %d): %v", c+1, seed, w.err)
-		}
+		fault := schedule.next()
+		w.pause(t, rng, c, time.Second, 2*time.Second)
 		alive(fmt.Sprintf("before cycle %d", c+1))
 		// One fault at a time: the cluster has healed from the last one.
 		healing := time.Now()
