@@ -48,7 +48,7 @@ type Consumer struct {
 	// started.
 	reconnects uint64
 	// delivered is the consumer (delivery) sequence of the last message
-	// received since delivery started, 0 before the first.
+	// received, or the consumer's last delivery when delivery started.
 	delivered uint64
 	// chunks collects the parts of an event split over several messages.
 	chunks []byte
@@ -316,7 +316,7 @@ func (c *Consumer) Next(ctx context.Context) (*Message, error) {
 			}
 			continue
 		}
-		if d := meta.Sequence.Consumer; c.delivered != 0 && d != c.delivered+1 {
+		if d := meta.Sequence.Consumer; d != c.delivered+1 {
 			// The server delivered messages that never arrived (lost
 			// between servers of a cluster, without a reconnect of this
 			// connection): deliver again from the last acknowledged event.

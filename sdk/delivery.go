@@ -81,10 +81,11 @@ func (c *Consumer) startDelivery(ctx context.Context) error {
 	if err := c.create(ctx); err != nil {
 		return err
 	}
-	if info := c.cons.CachedInfo(); info != nil {
-		c.floor = max(c.floor, info.AckFloor.Stream)
-	}
 	c.reconnects, c.delivered = c.nc.Stats().Reconnects, 0
+	if info := c.cons.CachedInfo(); info != nil {
+		// The next delivery follows the consumer's last one.
+		c.floor, c.delivered = max(c.floor, info.AckFloor.Stream), info.Delivered.Consumer
+	}
 	// Bound what the server pushes ahead by bytes, not count: a count of
 	// large events (or chunks of one) could exceed the server's per-client
 	// pending limit and get the connection closed as a slow consumer.
