@@ -26,27 +26,6 @@ type Cluster struct {
 // Enabled reports whether the embedded server joins a cluster.
 func (c Cluster) Enabled() bool { return c.Listen != "" || len(c.Routes) > 0 }
 
-// Auth holds the embedded server's users with roles. A role is defined
-// when its password or nkey is set; when any is, these are the only users.
-type Auth struct {
-	Admin   RoleUser `koanf:"admin"`
-	Capture RoleUser `koanf:"capture"`
-	Reader  RoleUser `koanf:"reader"`
-}
-
-// RoleUser is the user of one role: a name and password, or a public nkey.
-type RoleUser struct {
-	User     string `koanf:"user"`
-	Password string `koanf:"password"`
-	Nkey     string `koanf:"nkey"`
-}
-
-// Defined reports whether the role has a user.
-func (u RoleUser) Defined() bool { return u.Password != "" || u.Nkey != "" }
-
-// Roles reports whether any role has a user.
-func (a Auth) Roles() bool { return a.Admin.Defined() || a.Capture.Defined() || a.Reader.Defined() }
-
 // EmbeddedServerName is the embedded server's name: nats.server_name, or
 // for a cluster member "databus-<host name>-<cluster port>" (unique
 // across the cluster's hosts and among nodes on one host), or
@@ -58,6 +37,15 @@ func (c Config) EmbeddedServerName() string {
 	case c.NATS.Cluster.Enabled():
 		_, port, _ := net.SplitHostPort(c.NATS.Cluster.Listen)
 		return "databus-" + hostname() + "-" + port
+	}
+	return "databus-" + c.Source
+}
+
+// ClusterName is the embedded cluster's name: nats.cluster.name, or
+// "databus-<source>".
+func (c Config) ClusterName() string {
+	if c.NATS.Cluster.Name != "" {
+		return c.NATS.Cluster.Name
 	}
 	return "databus-" + c.Source
 }

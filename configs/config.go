@@ -147,6 +147,27 @@ type NATS struct {
 	Stream     Stream  `koanf:"stream"`
 }
 
+// Auth holds the embedded server's users with roles. A role is defined
+// when its password or nkey is set; when any is, these are the only users.
+type Auth struct {
+	Admin   RoleUser `koanf:"admin"`
+	Capture RoleUser `koanf:"capture"`
+	Reader  RoleUser `koanf:"reader"`
+}
+
+// RoleUser is the user of one role: a name and password, or a public nkey.
+type RoleUser struct {
+	User     string `koanf:"user"`
+	Password string `koanf:"password"`
+	Nkey     string `koanf:"nkey"`
+}
+
+// Defined reports whether the role has a user.
+func (u RoleUser) Defined() bool { return u.Password != "" || u.Nkey != "" }
+
+// Roles reports whether any role has a user.
+func (a Auth) Roles() bool { return a.Admin.Defined() || a.Capture.Defined() || a.Reader.Defined() }
+
 // Stream configures the source's JetStream stream.
 type Stream struct {
 	Replicas        int           `koanf:"replicas"`

@@ -63,24 +63,12 @@ type Server struct {
 
 // Start starts the server and waits up to 10 seconds until it is ready.
 func Start(cfg Config) (*Server, error) {
-	host, portStr, err := net.SplitHostPort(cfg.Listen)
+	host, port, err := freeAddr(cfg.Listen, "nats.listen")
 	if err != nil {
-		return nil, fmt.Errorf("nats.listen %q: want host:port: %w", cfg.Listen, err)
-	}
-	port, err := strconv.Atoi(portStr)
-	if err != nil {
-		return nil, fmt.Errorf("nats.listen %q: bad port: %w", cfg.Listen, err)
+		return nil, err
 	}
 	if port == 0 {
 		port = server.RANDOM_PORT
-	} else {
-		// nats-server logs and exits on a taken port; check first so the
-		// caller gets an error it can explain.
-		l, err := net.Listen("tcp", cfg.Listen)
-		if err != nil {
-			return nil, fmt.Errorf("embedded NATS cannot listen on %s (%w): stop the other process or set nats.listen to a free address: %v", cfg.Listen, ErrAddrInUse, err)
-		}
-		_ = l.Close()
 	}
 	if err := os.MkdirAll(cfg.StoreDir, 0o750); err != nil {
 		return nil, fmt.Errorf("creating JetStream store %s: %w", cfg.StoreDir, err)
@@ -138,21 +126,35 @@ func Start(cfg Config) (*Server, error) {
 	return srv, nil
 }
 
-// applyCluster makes opts a member of cluster c.
-func applyCluster(opts *server.Options, c Cluster) error {
-	host, portStr, err := net.SplitHostPort(c.Listen)
+// freeAddr splits addr, the value of key, into host and port, and checks
+// that nothing listens on it (port 0 picks a free port later).
+// nats-server logs and exits on a taken port; checking first gives the
+// caller an error it can explain.
+func freeAddr(addr, key string) (string, int, error) {
+	host, portStr, err := net.SplitHostPort(addr)
 	if err != nil {
-		return fmt.Errorf("nats.cluster.listen %q: want host:port: %w", c.Listen, err)
+		return "", 0, fmt.Errorf("%s %q: want host:port: %w", key, addr, err)
 	}
 	port, err := strconv.Atoi(portStr)
 	if err != nil {
-		return fmt.Errorf("nats.cluster.listen %q: bad port: %w", c.Listen, err)
+		return "", 0, fmt.Errorf("%s %q: bad port: %w", key, addr, err)
 	}
-	l, err := net.Listen("tcp", c.Listen)
+	if port != 0 {
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			return "", 0, fmt.Errorf("embedded NATS cannot listen on %s (%w): stop the other process or set %s to a free address: %v", addr, ErrAddrInUse, key, err)
+		}
+		_ = l.Close()
+	}
+	return host, port, nil
+}
+
+// applyCluster makes opts a member of cluster c.
+func applyCluster(opts *server.Options, c Cluster) error {
+	host, port, err := freeAddr(c.Listen, "nats.cluster.listen")
 	if err != nil {
-		return fmt.Errorf("embedded NATS cannot listen for cluster routes on %s (%w): stop the other process or set nats.cluster.listen to a free address: %v", c.Listen, ErrAddrInUse, err)
+		return err
 	}
-	_ = l.Close()
 	// A member that hangs (frozen, partitioned) loses its routes within
 	// about 3s instead of nats-server's default of 4 minutes: until then
 	// the other members keep routing requests to it (direct gets of the

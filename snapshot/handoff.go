@@ -91,8 +91,8 @@ func (s *snapshotter) positionFrom(ctx context.Context, seq, end uint64) (uint64
 		if err != nil {
 			return 0, sdk.Position{}, false, fmt.Errorf("reading stream message %d: %w", seq, err)
 		}
-		if !bus.IsEvent(m) {
-			continue // a leader message
+		if m.Subject == sdk.LeaderSubject(s.cfg.Source) {
+			continue // not an event
 		}
 		pos, err := bus.MsgPosition(m)
 		if err != nil {

@@ -314,7 +314,8 @@ func waitHealthy(t *testing.T, js jetstream.JetStream, alive func(string)) strin
 		if err != nil || rec == nil {
 			return fmt.Errorf("no lease: %v", err)
 		}
-		for _, name := range []string{sdk.StreamName(haSource), "KV_" + sdk.StateBucket(haSource), "OBJ_" + sdk.SnapshotBucket(haSource)} {
+		events, state, snapshots := bus.Streams(haSource)
+		for _, name := range []string{events, state, snapshots} {
 			s, err := js.Stream(ctx, name)
 			if err != nil {
 				return fmt.Errorf("stream %s: %w", name, err)

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -94,33 +95,7 @@ func cmdRun(ctx context.Context, env *cmdEnv, args []string) error {
 		}
 		return err
 	}
-	node := &nodeState{kv: kv, name: cfg.NodeName(), nats: natsServerName(nc), every: cfg.Capture.Lease, changed: make(chan struct{}, 1)}
-	// The first announcement is a write to the state bucket: a user who
-	// may not write it is refused now, not after standing by for ever.
-	before := nc.LastError()
-	if err := node.put(ctx); err != nil {
-		if perr := nc.LastError(); perr != before && errors.Is(perr, nats.ErrPermissionViolation) {
-			return capture.PermissionError(perr, err)
-		}
-		env.log.Warn("announcing this node in the state bucket", "err", err)
-	}
-	elector := lease.New(lease.Config{
-		Key: bus.LeaderKey, Node: node.name, TTL: cfg.Capture.Lease, Logger: env.log.With("component", "lease", "node", node.name),
-		OnChange: node.setLeading, Conn: nc,
-	}, kv)
-	annCtx, stopAnnouncing := context.WithCancel(context.WithoutCancel(ctx))
-	annDone := make(chan struct{})
-	go func() {
-		defer close(annDone)
-		node.announce(annCtx)
-	}()
-	defer func() {
-		stopAnnouncing()
-		<-annDone
-	}()
-	err = elector.Run(ctx, func(ctx context.Context, l *lease.Lease) error {
-		return lead(ctx, env, nc, l)
-	})
+	err = elect(ctx, env, nc, kv)
 	if flushErr := nc.FlushTimeout(5 * time.Second); flushErr != nil && err == nil && !errors.Is(flushErr, nats.ErrConnectionClosed) {
 		env.log.Warn("flushing NATS connection at shutdown", "err", flushErr)
 	}
@@ -140,11 +115,7 @@ func startEmbedded(cfg configs.Config) (*embedded.Server, error) {
 		Name:     cfg.EmbeddedServerName(), MaxStore: cfg.NATS.MaxStore,
 	}
 	if cl := cfg.NATS.Cluster; cl.Enabled() {
-		name := cl.Name
-		if name == "" {
-			name = "databus-" + cfg.Source
-		}
-		ecfg.Cluster = &embedded.Cluster{Name: name, Listen: cl.Listen, Routes: cl.Routes, User: cl.User, Password: cl.Password}
+		ecfg.Cluster = &embedded.Cluster{Name: cfg.ClusterName(), Listen: cl.Listen, Routes: cl.Routes, User: cl.User, Password: cl.Password}
 	}
 	if t := cfg.NATS.TLS; t.Cert != "" {
 		var err error
@@ -156,6 +127,35 @@ func startEmbedded(cfg configs.Config) (*embedded.Server, error) {
 		ecfg.User, ecfg.Password, ecfg.Token = cfg.NATS.User, cfg.NATS.Password, cfg.NATS.Token
 	}
 	return embedded.Start(ecfg)
+}
+
+// elect announces this node in the state bucket kv and campaigns for the
+// capture lease, capturing while it holds it, until ctx ends or capture
+// fails.
+func elect(ctx context.Context, env *cmdEnv, nc *nats.Conn, kv jetstream.KeyValue) error {
+	cfg := env.cfg
+	node := &nodeState{kv: kv, name: cfg.NodeName(), nats: natsServerName(nc), every: cfg.Capture.Lease, changed: make(chan struct{}, 1)}
+	// The first announcement is a write to the state bucket: a user who
+	// may not write it is refused now, not after standing by for ever.
+	before := nc.LastError()
+	if err := node.put(ctx); err != nil {
+		if perr := nc.LastError(); perr != before && errors.Is(perr, nats.ErrPermissionViolation) {
+			return capture.PermissionError(perr, err)
+		}
+		env.log.Warn("announcing this node in the state bucket", "err", err)
+	}
+	elector := lease.New(lease.Config{
+		Key: bus.LeaderKey, Node: node.name, TTL: cfg.Capture.Lease, Logger: env.log.With("component", "lease", "node", node.name),
+		OnChange: node.setLeading, Conn: nc,
+	}, kv)
+	annCtx, stopAnnouncing := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	wg.Go(func() { node.announce(annCtx) })
+	defer wg.Wait()
+	defer stopAnnouncing()
+	return elector.Run(ctx, func(ctx context.Context, l *lease.Lease) error {
+		return lead(ctx, env, nc, l)
+	})
 }
 
 // lead is the leader's work while it holds lease l: capture, and the
@@ -180,26 +180,18 @@ func lead(ctx context.Context, env *cmdEnv, nc *nats.Conn, l *lease.Lease) error
 	// stream's clients.
 	leaders := newLeaderMover(env, nc)
 	leaders.move(ctx)
-	snapCtx, stopSnapshots := context.WithCancel(ctx)
-	snapDone := make(chan struct{})
 	sched := &snapshot.Schedule{
 		Config: snapshotConfig(cfg), Options: snapshotOptions(cfg),
 		OnStart: cfg.Snapshot.OnStart, Interval: cfg.Snapshot.Interval, Recovered: recovered,
 		Logger: env.log.With("component", "snapshot"),
 	}
-	go func() {
-		defer close(snapDone)
-		sched.Run(snapCtx, nc)
-	}()
-	moveDone := make(chan struct{})
-	go func() {
-		defer close(moveDone)
-		leaders.keep(snapCtx)
-	}()
+	besideCtx, stopBeside := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { sched.Run(besideCtx, nc) })
+	wg.Go(func() { leaders.keep(besideCtx) })
 	err := c.Run(ctx)
-	stopSnapshots()
-	<-snapDone
-	<-moveDone
+	stopBeside()
+	wg.Wait()
 	if errors.Is(err, capture.ErrLeaseLost) {
 		return fmt.Errorf("%w: %w", lease.ErrLost, err)
 	}
@@ -222,8 +214,8 @@ func newLeaderMover(env *cmdEnv, nc *nats.Conn) *leaderMover {
 		return m // nothing to move
 	}
 	m.js, _ = jetstream.New(nc)
-	source := env.cfg.Source
-	m.streams = []string{sdk.StreamName(source), "KV_" + sdk.StateBucket(source), "OBJ_" + sdk.SnapshotBucket(source)}
+	events, state, snapshots := bus.Streams(env.cfg.Source)
+	m.streams = []string{events, state, snapshots}
 	return m
 }
 

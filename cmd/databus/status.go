@@ -52,7 +52,7 @@ func cmdStatus(ctx context.Context, env *cmdEnv, args []string) error {
 	out["cluster"] = clusterStatus(ctx, js, cfg.Source)
 	kv, err := js.KeyValue(ctx, sdk.StateBucket(cfg.Source))
 	if err == nil {
-		out["capture"] = captureStatus(ctx, kv, cfg.Capture.Lease)
+		out["capture"] = captureStatus(ctx, nc, kv, cfg.Capture.Lease)
 		if e, err := kv.Get(ctx, bus.CheckpointKey); err == nil {
 			out["checkpoint"] = json.RawMessage(e.Value())
 		}
@@ -71,9 +71,9 @@ func cmdStatus(ctx context.Context, env *cmdEnv, args []string) error {
 // captureStatus describes which node leads capture and every node that
 // announced itself (the others stand by). A node not heard from for three
 // leases (killed, or its machine gone) is marked stale.
-func captureStatus(ctx context.Context, kv jetstream.KeyValue, leaseTTL time.Duration) map[string]any {
+func captureStatus(ctx context.Context, nc *nats.Conn, kv jetstream.KeyValue, leaseTTL time.Duration) map[string]any {
 	st := map[string]any{}
-	rec, err := lease.Read(ctx, kv, bus.LeaderKey)
+	rec, err := lease.ReadFromLeader(ctx, nc, kv.Bucket(), bus.LeaderKey)
 	switch {
 	case err != nil:
 		st["lease_error"] = err.Error()
@@ -113,9 +113,8 @@ func captureStatus(ctx context.Context, kv jetstream.KeyValue, leaseTTL time.Dur
 // replicas stand.
 func clusterStatus(ctx context.Context, js jetstream.JetStream, source string) map[string]any {
 	out := map[string]any{}
-	for key, name := range map[string]string{
-		"stream": sdk.StreamName(source), "state_bucket": "KV_" + sdk.StateBucket(source), "snapshot_bucket": "OBJ_" + sdk.SnapshotBucket(source),
-	} {
+	events, state, snapshots := bus.Streams(source)
+	for key, name := range map[string]string{"stream": events, "state_bucket": state, "snapshot_bucket": snapshots} {
 		s, err := js.Stream(ctx, name)
 		if err != nil {
 			out[key] = map[string]any{"name": name, "error": err.Error()}

@@ -84,7 +84,7 @@ const errCodeNoMessage jetstream.ErrorCode = 10037
 // it is not sent to a replica that hangs.
 func GetFromLeader(ctx context.Context, nc *nats.Conn, bucket, key string) ([]byte, uint64, error) {
 	req, _ := json.Marshal(map[string]string{"last_by_subj": "$KV." + bucket + "." + key})
-	resp, err := nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET.KV_"+bucket, req)
+	resp, err := nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+kvStream(bucket), req)
 	if err != nil {
 		return nil, 0, err
 	}

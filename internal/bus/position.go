@@ -125,12 +125,6 @@ func eventSubjects(cfg jetstream.StreamConfig) string {
 	return sdk.EventSubjects(strings.TrimPrefix(cfg.Name, sdk.StreamName("")))
 }
 
-// IsEvent reports whether stream message m is an event (or a chunk of
-// one), not a control message such as a leader message.
-func IsEvent(m *jetstream.RawStreamMsg) bool {
-	return strings.Count(m.Subject, ".") == strings.Count(sdk.EventSubjects("x"), ".")
-}
-
 // foreignMessage is the error for message m of stream, which capture did
 // not publish (why says how that shows), with what to do about it.
 func foreignMessage(stream string, m *jetstream.RawStreamMsg, why string) error {

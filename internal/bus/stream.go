@@ -72,6 +72,16 @@ type SnapshotAttempt struct {
 	NextTry *time.Time `json:"next_try,omitempty"`
 }
 
+// Streams names the JetStream streams that hold source: its events, its
+// state bucket's and its snapshot bucket's (JetStream keeps bucket B in
+// stream KV_B or OBJ_B).
+func Streams(source string) (events, state, snapshots string) {
+	return sdk.StreamName(source), kvStream(sdk.StateBucket(source)), "OBJ_" + sdk.SnapshotBucket(source)
+}
+
+// kvStream is the stream of key-value bucket.
+func kvStream(bucket string) string { return "KV_" + bucket }
+
 // ErrReplicasUnsupported is wrapped by [Ensure]'s error when the NATS
 // server is not part of a JetStream cluster and cannot keep more than one
 // replica.

@@ -39,23 +39,6 @@ type Record struct {
 	Released bool      `json:"released,omitempty"`
 }
 
-// Read returns the lease record stored under key, or nil when there is
-// none.
-func Read(ctx context.Context, kv jetstream.KeyValue, key string) (*Record, error) {
-	e, err := kv.Get(ctx, key)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("reading lease %s: %w", key, err)
-	}
-	var r Record
-	if err := json.Unmarshal(e.Value(), &r); err != nil {
-		return nil, fmt.Errorf("lease %s in bucket %s is corrupt: %w", key, kv.Bucket(), err)
-	}
-	return &r, nil
-}
-
 // ReadFromLeader returns the lease record stored under key in bucket, or
 // nil when there is none, as the bucket's stream leader has it: a direct
 // get (kv.Get) may be answered by a replica that lags or hangs.
@@ -198,7 +181,7 @@ func (e *Elector) Run(ctx context.Context, lead func(ctx context.Context, l *Lea
 			cancel(ErrLost)
 		})
 		err = lead(lctx, l)
-		lost := context.Cause(lctx) == ErrLost || errors.Is(err, ErrLost)
+		lost := errors.Is(context.Cause(lctx), ErrLost) || errors.Is(err, ErrLost)
 		cancel(nil)
 		wg.Wait()
 		if e.cfg.OnChange != nil {

@@ -114,7 +114,7 @@ func waitLead(t *testing.T, n *node, within time.Duration) *lease.Lease {
 }
 
 func TestStandbyTakesOverOnlyAfterTheLeaderCannotWrite(t *testing.T) {
-	kv := bucket(t)
+	kv, nc := bucketAndConn(t)
 	const ttl = 600 * time.Millisecond
 	a := startNode(t, kv, "a", ttl, nil)
 	la := waitLead(t, a, 10*time.Second)
@@ -184,7 +184,7 @@ func TestStandbyTakesOverOnlyAfterTheLeaderCannotWrite(t *testing.T) {
 	if err := lb.Check(); err != nil {
 		t.Fatalf("b's lease: %v", err)
 	}
-	r, err := lease.Read(t.Context(), kv, "leader")
+	r, err := lease.ReadFromLeader(t.Context(), nc, kv.Bucket(), "leader")
 	if err != nil || r == nil || r.Node != "b" || r.Term != lb.Term() {
 		t.Fatalf("lease record %+v (%v), want b's of term %d", r, err, lb.Term())
 	}
@@ -234,14 +234,14 @@ func TestLeaseCutOffBrieflyIsRenewedAndWorkGoesOn(t *testing.T) {
 }
 
 func TestLeaderWorkErrorIsReturnedAndReleasesTheLease(t *testing.T) {
-	kv := bucket(t)
+	kv, nc := bucketAndConn(t)
 	boom := errors.New("boom")
 	e := lease.New(lease.Config{Key: "leader", Node: "a", TTL: time.Minute}, kv)
 	err := e.Run(t.Context(), func(context.Context, *lease.Lease) error { return boom })
 	if !errors.Is(err, boom) {
 		t.Fatalf("Run: %v, want %v", err, boom)
 	}
-	r, err := lease.Read(t.Context(), kv, "leader")
+	r, err := lease.ReadFromLeader(t.Context(), nc, kv.Bucket(), "leader")
 	if err != nil || r == nil || !r.Released {
 		t.Fatalf("lease record after the work failed: %+v (%v), want released", r, err)
 	}
