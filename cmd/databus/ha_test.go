@@ -495,7 +495,7 @@ func TestStandbyTakesOverWithExternalNATS(t *testing.T) {
 	ns := startNATSServer(t, logs)
 	env := func(name string) []string {
 		return []string{"DATABUS_SOURCE=ext", "DATABUS_MYSQL_ADDR=" + src.Addr(), "DATABUS_MYSQL_RETRY_MAX=1s", "DATABUS_NATS_URL=" + ns.url,
-			"DATABUS_NATS_SERVER_NAME=" + name, "DATABUS_DATA_DIR=" + t.TempDir(), "DATABUS_LOG_LEVEL=info", "DATABUS_SNAPSHOT_ON_START=false"}
+			"DATABUS_NATS_SERVER_NAME=" + name, "DATABUS_DATA_DIR=" + t.TempDir(), "DATABUS_LOG_LEVEL=info"}
 	}
 	nodes := map[string]*proc{"a": logs.track("a", startDatabus(t, env("a"), "run")), "b": logs.track("b", startDatabus(t, env("b"), "run"))}
 	nc, js := connectJS(t, ns.url)
@@ -520,6 +520,18 @@ func TestStandbyTakesOverWithExternalNATS(t *testing.T) {
 		}
 		return nil
 	})
+	// The snapshot on start follows the lease: the leader takes it, the
+	// standby does not.
+	testenv.Eventually(t, time.Minute, func() error {
+		_, err := sdk.LatestSnapshot(t.Context(), js, "ext")
+		return err
+	})
+	if ids, err := sdk.SnapshotIDs(t.Context(), js, "ext"); err != nil || len(ids) != 1 {
+		t.Errorf("snapshots %v (%v), want the leader's one", ids, err)
+	}
+	if out := nodes[standby].out.String(); strings.Contains(out, "snapshot starting") {
+		t.Errorf("standby %s took a snapshot:\n%s", standby, tail(out, 20))
+	}
 	src.Exec(t, "INSERT INTO app.t VALUES (1)")
 	testenv.WaitEvents(t, js, "ext", 1)
 	nodes[first.Node].kill()
