@@ -3,7 +3,7 @@ GO      ?= go
 BIN     := bin/databus
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: build test test-short soak demo demo-ha lint bench fuzz clean
+.PHONY: build test test-short soak demo demo-ha lint bench fuzz charsets clean
 
 build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/databus
@@ -27,6 +27,13 @@ soak:
 	scripts/ensure-mariadb.sh
 	CRASH_CYCLES=$(CRASH_CYCLES) $(GO) test -count=1 -run '^TestCrashHarness$$' -timeout 2h -v ./cmd/databus
 	HA_CYCLES=$(HA_CYCLES) $(GO) test -count=1 -run '^TestHAHarness$$' -timeout 2h -v ./cmd/databus
+
+# Re-read the embedded character set tables (internal/charset/tables) off
+# a throwaway mariadbd: the server's own conversion of every byte sequence
+# is the reference. make test checks the tables against the server.
+charsets:
+	scripts/ensure-mariadb.sh
+	$(GO) test -count=1 -run '^TestDecodeAgreesWithTheServer$$' ./internal/charset -update
 
 # Unit tests only: no MariaDB needed (-short skips, by name, every test that
 # starts a mariadbd; make test runs them all).

@@ -168,9 +168,11 @@ func TestTablesWithoutOrWithCompositeKeys(t *testing.T) {
 
 func TestUnrepresentableValueStopsCaptureNamingTheColumn(t *testing.T) {
 	r := testenv.NewRig(t)
-	r.DB.Exec(t, "CREATE DATABASE odd", "CREATE TABLE odd.t (id INT PRIMARY KEY, name VARCHAR(10) CHARACTER SET sjis)")
+	// cp1250 has no character 0x81: the server stores the byte but
+	// converts it to '?'.
+	r.DB.Exec(t, "CREATE DATABASE odd", "CREATE TABLE odd.t (id INT PRIMARY KEY, name VARCHAR(10) CHARACTER SET cp1250)")
 	r.Start(t)
-	r.DB.Exec(t, "INSERT INTO odd.t VALUES (1, 'abc')")
+	r.DB.Exec(t, "INSERT INTO odd.t VALUES (1, CAST(X'618162' AS CHAR CHARACTER SET cp1250))")
 	var err error
 	testenv.Eventually(t, 20*time.Second, func() error {
 		if r.Status().Streaming {
@@ -182,7 +184,7 @@ func TestUnrepresentableValueStopsCaptureNamingTheColumn(t *testing.T) {
 	if !errors.Is(err, capture.ErrUndecodable) {
 		t.Fatalf("got %v, want ErrUndecodable", err)
 	}
-	for _, s := range []string{"odd.t", "name", "sjis", "mysql-bin."} {
+	for _, s := range []string{"odd.t", "name", "cp1250", "81", "mysql-bin."} {
 		if !strings.Contains(err.Error(), s) {
 			t.Errorf("error does not name %q: %v", s, err)
 		}

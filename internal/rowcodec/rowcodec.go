@@ -10,8 +10,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/go-mysql-org/go-mysql/mysql"
-	"golang.org/x/text/encoding/charmap"
 
+	"github.com/databus/databus/internal/charset"
 	"github.com/databus/databus/sdk"
 )
 
@@ -222,9 +222,12 @@ func Encode(c *Column, v any) (Value, error) {
 			return Value{}, err
 		}
 		if c.Charset == "binary" {
+			if c.Type == mysql.MYSQL_TYPE_STRING {
+				b = padBinary(b, int(stringLength(c.Meta)))
+			}
 			return binaryValue(b), nil
 		}
-		s, err := ToUTF8(c.Charset, b)
+		s, err := charset.Decode(c.Charset, b)
 		if err != nil {
 			return Value{}, err
 		}
@@ -267,30 +270,10 @@ func asBytes(v any) ([]byte, error) {
 	return nil, fmt.Errorf("string value of Go type %T", v)
 }
 
-// ToUTF8 converts text stored in charset to UTF-8. It fails on a charset it
-// does not know or on bytes that are not valid in it.
-func ToUTF8(charset string, b []byte) (string, error) {
-	switch {
-	case utf8Family(charset):
-		if !utf8.Valid(b) {
-			return "", fmt.Errorf("text is not valid %s", charset)
-		}
-		return string(b), nil
-	case charset == "latin1":
-		// MySQL's latin1 is Windows-1252.
-		s, err := charmap.Windows1252.NewDecoder().Bytes(b)
-		if err != nil {
-			return "", fmt.Errorf("decoding latin1: %w", err)
-		}
-		return string(s), nil
-	}
-	return "", fmt.Errorf("character set %s is not supported yet", charset)
-}
-
 // labelValue encodes ENUM and SET labels, which the table map holds in the
 // column's character set.
-func labelValue(charset, label string) (Value, error) {
-	s, err := ToUTF8(charset, []byte(label))
+func labelValue(cs, label string) (Value, error) {
+	s, err := charset.Decode(cs, []byte(label))
 	if err != nil {
 		return Value{}, err
 	}
@@ -299,6 +282,15 @@ func labelValue(charset, label string) (Value, error) {
 
 func textValue(s string) Value {
 	return Value{JSON: s, SQL: sdk.QuoteString(s)}
+}
+
+// padBinary gives a BINARY(n) value its n bytes: the binlog carries it
+// without its trailing zero bytes, which are part of the value.
+func padBinary(b []byte, n int) []byte {
+	if len(b) >= n {
+		return b
+	}
+	return append(append(make([]byte, 0, n), b...), make([]byte, n-len(b))...)
 }
 
 func binaryValue(b []byte) Value {

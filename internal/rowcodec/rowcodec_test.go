@@ -36,6 +36,13 @@ func TestEncode(t *testing.T) {
 		{"utf8mb4 text", Column{Type: mysql.MYSQL_TYPE_VARCHAR, Charset: "utf8mb4"}, "héllo 😀", "héllo 😀", "_utf8mb4'héllo 😀'"},
 		{"backslash", Column{Type: mysql.MYSQL_TYPE_VARCHAR, Charset: "utf8mb4"}, `a\b`, `a\b`, "_utf8mb4 X'615c62'"},
 		{"latin1", Column{Type: mysql.MYSQL_TYPE_STRING, Charset: "latin1"}, "caf\xe9 \x80", "café €", "_utf8mb4'café €'"},
+		// MySQL's latin1 is Windows-1252 with its five undefined bytes
+		// mapped to the C1 controls, as the server converts them.
+		{"latin1 C1", Column{Type: mysql.MYSQL_TYPE_VARCHAR, Charset: "latin1"}, "\x81\x8d\x8f\x90\x9d", "\u0081\u008d\u008f\u0090\u009d", "_utf8mb4'\u0081\u008d\u008f\u0090\u009d'"},
+		{"latin2", Column{Type: mysql.MYSQL_TYPE_VARCHAR, Charset: "latin2"}, "\xa1\xb1", "Ąą", "_utf8mb4'Ąą'"},
+		{"sjis", Column{Type: mysql.MYSQL_TYPE_VARCHAR, Charset: "sjis"}, "\x82\xa0\xb1", "あｱ", "_utf8mb4'あｱ'"},
+		{"utf16 pair", Column{Type: mysql.MYSQL_TYPE_VARCHAR, Charset: "utf16"}, "\xd8\x3d\xde\x00", "😀", "_utf8mb4'😀'"},
+		{"binary(4) padded", Column{Type: mysql.MYSQL_TYPE_STRING, Meta: 0xfe04, Charset: "binary"}, "\x00\x01", "AAEAAA==", "X'00010000'"},
 		{"binary", Column{Type: mysql.MYSQL_TYPE_BLOB, Meta: 2, Charset: "binary"}, []byte{0, 0xff, '\''}, "AP8n", "X'00ff27'"},
 		{"empty binary", Column{Type: mysql.MYSQL_TYPE_VARCHAR, Charset: "binary"}, "", "", "''"},
 	}
@@ -68,7 +75,9 @@ func TestEncodeRefusesWhatItCannotRepresent(t *testing.T) {
 		in   any
 	}{
 		{"invalid utf8", Column{Type: mysql.MYSQL_TYPE_VARCHAR, Charset: "utf8mb4"}, "\xff"},
-		{"unknown charset", Column{Type: mysql.MYSQL_TYPE_VARCHAR, Charset: "sjis"}, "x"},
+		{"unknown charset", Column{Type: mysql.MYSQL_TYPE_VARCHAR, Charset: "gb18030"}, "x"},
+		{"latin1 byte the server cannot convert", Column{Type: mysql.MYSQL_TYPE_VARCHAR, Charset: "ascii"}, "\x80"},
+		{"sjis lead byte alone", Column{Type: mysql.MYSQL_TYPE_VARCHAR, Charset: "sjis"}, "a\x81"},
 		{"enum index beyond", Column{Type: mysql.MYSQL_TYPE_ENUM, Enum: []string{"a"}}, int64(3)},
 		{"unknown type", Column{Type: 0x20}, int64(1)},
 	}

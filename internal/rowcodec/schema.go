@@ -6,7 +6,8 @@ import (
 	"strings"
 
 	"github.com/go-mysql-org/go-mysql/mysql"
-	"golang.org/x/text/encoding/charmap"
+
+	"github.com/databus/databus/internal/charset"
 )
 
 // ColumnFromSchema builds a column from its information_schema.COLUMNS row:
@@ -15,8 +16,8 @@ import (
 // MariaDB table map of the same column: same Type, Meta, Unsigned, Charset,
 // Nullable, Enum and Set. A type databus cannot decode is an error naming
 // the column.
-func ColumnFromSchema(name, dataType, columnType, charset string, nullable bool) (Column, error) {
-	c := Column{Name: name, Nullable: nullable, Charset: charset}
+func ColumnFromSchema(name, dataType, columnType, characterSet string, nullable bool) (Column, error) {
+	c := Column{Name: name, Nullable: nullable, Charset: characterSet}
 	args, attrs, err := splitColumnType(columnType)
 	if err != nil {
 		return Column{}, fmt.Errorf("column %s: type %q: %w", name, columnType, err)
@@ -47,11 +48,11 @@ func ColumnFromSchema(name, dataType, columnType, charset string, nullable bool)
 		if err != nil {
 			return 0, fmt.Errorf("length %q", args)
 		}
-		max, ok := charsetMaxLen[c.Charset]
+		max, ok := charset.MaxLen(c.Charset)
 		if !ok {
 			return 0, fmt.Errorf("character set %q is unknown to databus", c.Charset)
 		}
-		return n * max, nil
+		return n * uint16(max), nil
 	}
 	// Only numeric types have a sign; ZEROFILL implies UNSIGNED.
 	unsigned := attrs["unsigned"] || attrs["zerofill"]
@@ -274,33 +275,21 @@ func unescape(c byte) byte {
 	return c
 }
 
-// labelsInCharset converts ENUM or SET values from UTF-8 to charset, the
-// form the table map gives them in. Only the character sets [ToUTF8]
-// knows are converted; ASCII values are the same in any other ASCII-based
-// one.
-func labelsInCharset(values []string, charset string) ([]string, error) {
-	switch charset {
-	case "utf8mb4", "utf8mb3", "utf8", "":
+// labelsInCharset converts ENUM or SET values from UTF-8 to cs, the form
+// the table map gives them in.
+func labelsInCharset(values []string, cs string) ([]string, error) {
+	if charset.IsUTF8(cs) || cs == "" {
 		return values, nil
-	case "latin1":
-		out := make([]string, len(values))
-		for i, v := range values {
-			s, err := charmap.Windows1252.NewEncoder().String(v)
-			if err != nil {
-				return nil, fmt.Errorf("value %q is not latin1: %w", v, err)
-			}
-			out[i] = s
-		}
-		return out, nil
 	}
-	for _, v := range values {
-		for i := 0; i < len(v); i++ {
-			if v[i] >= 0x80 || !asciiBased(charset) {
-				return nil, fmt.Errorf("values in character set %s are not supported", charset)
-			}
+	out := make([]string, len(values))
+	for i, v := range values {
+		b, err := charset.Encode(cs, v)
+		if err != nil {
+			return nil, fmt.Errorf("value %q in character set %s: %w", v, cs, err)
 		}
+		out[i] = string(b)
 	}
-	return values, nil
+	return out, nil
 }
 
 // stringLength is the byte length of a CHAR or BINARY column from its
@@ -314,26 +303,4 @@ func stringLength(meta uint16) uint16 {
 // folded into it (inverted), and the low 8 bits of the length.
 func stringMeta(realType byte, n uint16) uint16 {
 	return uint16(realType^byte((n&0x300)>>4))<<8 | n&0xFF
-}
-
-// charsetMaxLen is the longest character, in bytes, of each character set
-// MariaDB knows (information_schema.CHARACTER_SETS.MAXLEN).
-var charsetMaxLen = map[string]uint16{
-	"armscii8": 1, "ascii": 1, "binary": 1, "cp1250": 1, "cp1251": 1, "cp1256": 1, "cp1257": 1, "cp850": 1,
-	"cp852": 1, "cp866": 1, "dec8": 1, "geostd8": 1, "greek": 1, "hebrew": 1, "hp8": 1, "keybcs2": 1,
-	"koi8r": 1, "koi8u": 1, "latin1": 1, "latin2": 1, "latin5": 1, "latin7": 1, "macce": 1, "macroman": 1,
-	"swe7": 1, "tis620": 1,
-	"big5": 2, "cp932": 2, "euckr": 2, "gb2312": 2, "gbk": 2, "sjis": 2, "ucs2": 2,
-	"eucjpms": 3, "ujis": 3, "utf8mb3": 3, "utf8": 3,
-	"utf16": 4, "utf16le": 4, "utf32": 4, "utf8mb4": 4,
-}
-
-// asciiBased reports whether a space is the byte 0x20 in charset, and no
-// other character ends with that byte.
-func asciiBased(charset string) bool {
-	switch charset {
-	case "ucs2", "utf16", "utf16le", "utf32":
-		return false
-	}
-	return true
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/databus/databus/internal/charset"
 	"github.com/databus/databus/sdk"
 	"github.com/go-mysql-org/go-mysql/mysql"
 )
@@ -78,13 +79,14 @@ func FromText(c *Column, raw []byte) (any, error) {
 		mysql.MYSQL_TYPE_VECTOR:
 		return raw, nil // the stored bytes
 	case mysql.MYSQL_TYPE_STRING:
-		// The binlog carries CHAR and BINARY without their padding —
-		// trailing spaces, or zero bytes for BINARY — and so does the
-		// text protocol, but for CHAR under sql_mode PAD_CHAR_TO_FULL_LENGTH.
+		// CHAR comes without its trailing spaces, as the binlog carries
+		// it (the text protocol gives them only under sql_mode
+		// PAD_CHAR_TO_FULL_LENGTH). BINARY(n) keeps its n bytes
+		// (SelectExpr reads them whole; Encode pads the binlog's).
 		if c.Charset == "binary" {
-			return bytes.TrimRight(raw, "\x00"), nil
+			return raw, nil
 		}
-		if asciiBased(c.Charset) {
+		if charset.ASCIIBased(c.Charset) {
 			return bytes.TrimRight(raw, " "), nil
 		}
 		return raw, nil
@@ -344,7 +346,7 @@ func AppendTextJSON(buf []byte, c *Column, raw []byte) ([]byte, error) {
 	case mysql.MYSQL_TYPE_ENUM, mysql.MYSQL_TYPE_SET:
 		// "n,text" (SelectExpr): once checked against the column's
 		// values, the text is the value.
-		if utf8Family(c.Charset) {
+		if charset.IsUTF8(c.Charset) {
 			if _, err := enumFromText(c, string(raw)); err != nil {
 				return buf, err
 			}
@@ -353,7 +355,7 @@ func AppendTextJSON(buf []byte, c *Column, raw []byte) ([]byte, error) {
 		}
 	case mysql.MYSQL_TYPE_VARCHAR, mysql.MYSQL_TYPE_VAR_STRING, mysql.MYSQL_TYPE_BLOB, mysql.MYSQL_TYPE_STRING:
 		if c.Type == mysql.MYSQL_TYPE_STRING {
-			v, _ := FromText(c, raw) // trims CHAR and BINARY padding
+			v, _ := FromText(c, raw) // trims CHAR padding
 			raw = v.([]byte)
 		}
 		if c.Charset == "binary" {
@@ -361,8 +363,7 @@ func AppendTextJSON(buf []byte, c *Column, raw []byte) ([]byte, error) {
 			buf = base64.StdEncoding.AppendEncode(buf, raw)
 			return append(buf, '"'), nil
 		}
-		// latin1 that is ASCII reads the same as UTF-8.
-		if utf8Family(c.Charset) && utf8.Valid(raw) || c.Charset == "latin1" && isASCII(raw) {
+		if charset.IsUTF8(c.Charset) && utf8.Valid(raw) {
 			return AppendJSONString(buf, raw), nil
 		}
 	}
@@ -406,29 +407,10 @@ func plainDecimal(b []byte) bool {
 	return plainInt(intPart)
 }
 
-// utf8Family reports whether text in charset is UTF-8 as stored, as
-// [ToUTF8] takes it.
-func utf8Family(charset string) bool {
-	switch charset {
-	case "utf8mb4", "utf8mb3", "utf8", "ascii", "":
-		return true
-	}
-	return false
-}
-
 // temporalText reports whether b holds only what dates and times print.
 func temporalText(b []byte) bool {
 	for _, c := range b {
 		if (c < '0' || c > '9') && c != '-' && c != ':' && c != ' ' && c != '.' {
-			return false
-		}
-	}
-	return true
-}
-
-func isASCII(b []byte) bool {
-	for _, c := range b {
-		if c >= 0x80 {
 			return false
 		}
 	}

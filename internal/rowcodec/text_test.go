@@ -164,7 +164,7 @@ func TestFromText(t *testing.T) {
 		{col("set", "set('a','b')", "utf8mb4"), "0,", int64(0)},
 		{col("set", "set("+valueList("m", 64)+")", "utf8mb4"), "-9223372036854775808,m63", int64(math.MinInt64)},
 		{col("char", "char(5)", "utf8mb4"), "ab   ", []byte("ab")}, // PAD_CHAR_TO_FULL_LENGTH
-		{col("binary", "binary(4)", ""), "a\x00b\x00", []byte("a\x00b")},
+		{col("binary", "binary(4)", ""), "a\x00b\x00", []byte("a\x00b\x00")},
 		{col("varchar", "varchar(5)", "utf8mb4"), "ab  ", []byte("ab  ")},
 		{col("varchar", "varchar(5)", "latin1"), "a\"b\\", []byte("a\"b\\")},
 		{col("varchar", "varchar(5)", "latin1"), "\x80\xe9", []byte("\x80\xe9")},
@@ -558,6 +558,14 @@ func compare(sc *rowcodec.Column, sv any, bc *rowcodec.Column, bv any) string {
 			s = s[:200] + "…"
 		}
 		return s
+	}
+	if b, ok := bv.(string); ok && sc.Type == mysql.MYSQL_TYPE_STRING && sc.Charset == "binary" {
+		// The binlog drops BINARY's trailing zero bytes; Encode puts
+		// them back (compared below).
+		bv = norm(sv)
+		if strings.TrimRight(bv.(string), "\x00") != b {
+			return fmt.Sprintf("FromText gives %s, the binlog %s", show(sv), show(b))
+		}
 	}
 	if !reflect.DeepEqual(norm(sv), norm(bv)) {
 		return fmt.Sprintf("FromText gives %s, the binlog %s", show(sv), show(bv))
