@@ -76,6 +76,8 @@ type Capturer struct {
 type Status struct {
 	// Streaming is true while the binlog is being read.
 	Streaming bool
+	// Started is true once the binlog was read since start.
+	Started bool
 	// Checkpoint is the last saved checkpoint.
 	Position sdk.Position
 	// Published counts events published since start.
@@ -417,6 +419,7 @@ func (c *Capturer) setStreaming(on bool, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.status.Streaming = on
+	c.status.Started = c.status.Started || on
 	if err != nil {
 		c.status.LastError = err.Error()
 	}

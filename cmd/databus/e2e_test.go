@@ -660,3 +660,46 @@ func TestPurgedBinlogExitsThreeThenRecoverTakesANewSnapshot(t *testing.T) {
 		t.Errorf("after --recover: got %s, want %s", strings.Join(got, " "), want)
 	}
 }
+
+// A value capture cannot represent stops capture, not the embedded NATS
+// server: consumers still read what was captured, `databus status` names
+// the cause and exits non-zero, and so does the process when it ends.
+func TestCaptureStopKeepsTheEmbeddedServerUp(t *testing.T) {
+	db := testenv.StartMariaDB(t)
+	db.Exec(t, "CREATE DATABASE app", "CREATE TABLE app.t (id INT PRIMARY KEY, name VARCHAR(10) CHARACTER SET cp1250)")
+	env, _ := captureEnv(t, db)
+	p := startDatabus(t, env, "run")
+	waitCapturing(t, env, p)
+	db.Exec(t, "INSERT INTO app.t VALUES (1, 'fine')")
+	// cp1250 has no character 0x81: the server stores the byte and
+	// converts it to '?'.
+	db.Exec(t, "INSERT INTO app.t VALUES (2, CAST(X'81' AS CHAR CHARACTER SET cp1250))")
+	testenv.Eventually(t, 30*time.Second, func() error {
+		if !strings.Contains(p.out.String(), "capture stopped") {
+			return fmt.Errorf("no \"capture stopped\" in the log yet")
+		}
+		return nil
+	})
+	select {
+	case <-p.exited:
+		t.Fatalf("databus run exited when capture stopped:\n%s", p.out.String())
+	default:
+	}
+	// The stream is still served: the row before the bad one is there.
+	code, out := runDatabus(t, env, "tail", "--from", "beginning", "--count", "1")
+	if code != 0 || !strings.Contains(out, `"fine"`) {
+		t.Fatalf("tail while capture is stopped: exit %d\n%s", code, out)
+	}
+	code, out = runDatabus(t, env, "status")
+	if code == 0 {
+		t.Errorf("status exits 0 while capture is stopped:\n%s", out)
+	}
+	for _, s := range []string{"capture_stopped", "app.t", "cp1250", "capture is stopped by an error"} {
+		if !strings.Contains(out, s) {
+			t.Errorf("status does not mention %q:\n%s", s, out)
+		}
+	}
+	if code := p.stop(t); code == 0 || !strings.Contains(p.out.String(), "databus run: ") {
+		t.Errorf("exit code %d after SIGTERM of a stopped capture; want non-zero with the cause:\n%s", code, p.out.String())
+	}
+}

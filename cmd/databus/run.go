@@ -53,13 +53,14 @@ func cmdRun(ctx context.Context, env *cmdEnv, args []string) error {
 		return err
 	}
 	url := cfg.NATS.URL
+	embeddedUp := false
 	if url == "" {
 		srv, err := startEmbedded(cfg)
 		if err != nil {
 			return err
 		}
 		defer srv.Close() // last: after capture saved its checkpoint
-		url = srv.ClientURL()
+		url, embeddedUp = srv.ClientURL(), true
 		env.log.Info("embedded NATS started", "url", url, "store", filepath.Join(cfg.DataDir, "nats"), "server_name", cfg.EmbeddedServerName(),
 			"cluster", cfg.NATS.Cluster.Listen)
 	}
@@ -96,6 +97,16 @@ func cmdRun(ctx context.Context, env *cmdEnv, args []string) error {
 		return err
 	}
 	err = elect(ctx, env, nc, kv)
+	if stop := (*captureStopped)(nil); errors.As(err, &stop) {
+		err = stop.err
+		recordStop(kv, cfg.NodeName(), stop)
+		if embeddedUp {
+			// Consumers keep the stream: only capture stopped.
+			env.log.Error("capture stopped; the embedded NATS server stays up for consumers. Fix the cause and restart `databus run` "+
+				"(SIGTERM stops it); `databus status` shows the error", "err", err, "position", stop.pos)
+			<-ctx.Done()
+		}
+	}
 	if flushErr := nc.FlushTimeout(5 * time.Second); flushErr != nil && err == nil && !errors.Is(flushErr, nats.ErrConnectionClosed) {
 		env.log.Warn("flushing NATS connection at shutdown", "err", flushErr)
 	}
@@ -154,15 +165,39 @@ func elect(ctx context.Context, env *cmdEnv, nc *nats.Conn, kv jetstream.KeyValu
 	defer wg.Wait()
 	defer stopAnnouncing()
 	return elector.Run(ctx, func(ctx context.Context, l *lease.Lease) error {
-		return lead(ctx, env, nc, l)
+		return lead(ctx, env, nc, kv, l)
 	})
+}
+
+// captureStopped is the error of a capture that stopped after it had read
+// the binlog: something it read stops it (a value it cannot represent, a
+// foreign message), not its configuration.
+type captureStopped struct {
+	err error
+	pos sdk.Position
+}
+
+func (e *captureStopped) Error() string { return e.err.Error() }
+func (e *captureStopped) Unwrap() error { return e.err }
+
+// recordStop writes why capture stopped under [bus.CaptureStopKey], for
+// `databus status`.
+func recordStop(kv jetstream.KeyValue, node string, stop *captureStopped) {
+	b, _ := json.Marshal(bus.CaptureStop{Node: node, Error: stop.err.Error(), At: time.Now().UTC(), Position: stop.pos.String()})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, _ = kv.Put(ctx, bus.CaptureStopKey, b) // best effort: the log has it too
 }
 
 // lead is the leader's work while it holds lease l: capture, and the
 // snapshot schedule beside it. It returns [lease.ErrLost] when capture
 // finds that another node took over.
-func lead(ctx context.Context, env *cmdEnv, nc *nats.Conn, l *lease.Lease) error {
+func lead(ctx context.Context, env *cmdEnv, nc *nats.Conn, kv jetstream.KeyValue, l *lease.Lease) error {
 	cfg := env.cfg
+	// A new capture: the stop another one recorded is history.
+	if err := kv.Delete(ctx, bus.CaptureStopKey); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		env.log.Warn("clearing the recorded capture stop", "err", err)
+	}
 	ccfg := captureConfig(cfg, env.log)
 	ccfg.Lease = l
 	// A recovery leaves a gap in the stream: a new snapshot lets consumers
@@ -194,6 +229,9 @@ func lead(ctx context.Context, env *cmdEnv, nc *nats.Conn, l *lease.Lease) error
 	wg.Wait()
 	if errors.Is(err, capture.ErrLeaseLost) {
 		return fmt.Errorf("%w: %w", lease.ErrLost, err)
+	}
+	if st := c.Status(); err != nil && st.Started {
+		return &captureStopped{err: err, pos: st.Position}
 	}
 	return err
 }

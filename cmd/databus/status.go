@@ -53,6 +53,12 @@ func cmdStatus(ctx context.Context, env *cmdEnv, args []string) error {
 	kv, err := js.KeyValue(ctx, sdk.StateBucket(cfg.Source))
 	if err == nil {
 		out["capture"] = captureStatus(ctx, nc, kv, cfg.Capture.Lease)
+		if e, err := kv.Get(ctx, bus.CaptureStopKey); err == nil {
+			var stop bus.CaptureStop
+			if json.Unmarshal(e.Value(), &stop) == nil {
+				out["capture_stopped"] = &stop
+			}
+		}
 		if e, err := kv.Get(ctx, bus.CheckpointKey); err == nil {
 			out["checkpoint"] = json.RawMessage(e.Value())
 		}
@@ -65,7 +71,14 @@ func cmdStatus(ctx context.Context, env *cmdEnv, args []string) error {
 	}
 	enc := json.NewEncoder(env.stdout)
 	enc.SetIndent("", "  ")
-	return enc.Encode(out)
+	if err := enc.Encode(out); err != nil {
+		return err
+	}
+	if stop, ok := out["capture_stopped"].(*bus.CaptureStop); ok {
+		// Non-zero, for scripts and probes.
+		return fmt.Errorf("capture is stopped by an error (node %s, %s): %s", stop.Node, stop.At.Format(time.RFC3339), stop.Error)
+	}
+	return nil
 }
 
 // captureStatus describes which node leads capture and every node that

@@ -38,6 +38,9 @@ const (
 	// LeaderKey holds the capture lease (a lease.Record): which node
 	// captures.
 	LeaderKey = "capture.leader"
+	// CaptureStopKey holds the [CaptureStop] of the capture that an error
+	// stopped; the next capture to start deletes it.
+	CaptureStopKey = "capture.stopped"
 	// nodeKeyPrefix starts the keys of [NodeKey].
 	nodeKeyPrefix = "capture.node."
 )
@@ -59,6 +62,18 @@ type Node struct {
 	// the external one it is connected to).
 	NATS string    `json:"nats,omitempty"`
 	Seen time.Time `json:"seen"`
+}
+
+// CaptureStop says why capture stopped and cannot go on by itself (a
+// value it cannot represent, a foreign message in the stream), for
+// `databus status`.
+type CaptureStop struct {
+	Node  string    `json:"node"`
+	Error string    `json:"error"`
+	At    time.Time `json:"at"`
+	// Position is the last checkpoint: where capture starts again once
+	// the cause is fixed.
+	Position string `json:"position,omitempty"`
 }
 
 // SnapshotAttempt is how the last scheduled snapshot went, for `databus

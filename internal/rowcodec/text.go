@@ -69,7 +69,8 @@ func SelectExpr(c *Column) string {
 // (with capture's decoder settings: no ParseTime, no UseDecimal, UTC
 // timestamps); nil is NULL. The Go type is the decoder's too, except that
 // character and byte strings are always []byte, which [Encode] treats as it
-// treats a string. The result may alias raw.
+// treats a string, and that a BINARY(n) keeps the trailing zero bytes the
+// binlog drops ([Encode] puts them back). The result may alias raw.
 func FromText(c *Column, raw []byte) (any, error) {
 	if raw == nil {
 		return nil, nil
