@@ -207,8 +207,8 @@ func (c *Capturer) session(ctx context.Context) error {
 	c.log.Info("capturing", "server", info.Version, "file", at.cp.File, "offset", at.cp.Offset, "gtid_set", gtidSet, "stream_last_seq", pub.expected)
 	r := &reader{cfg: c.cfg, log: c.log, info: info, pub: pub, file: at.cp.File, tables: map[uint64]*binlogTable{}, gtidSet: gtidSet,
 		committed: c.committed,
-		generated: func(schema, table string) (map[string]bool, error) {
-			return mysqlsrc.GeneratedColumns(ctx, db, schema, table)
+		traits: func(schema, table string) (mysqlsrc.ColumnTraits, error) {
+			return mysqlsrc.TableTraits(ctx, db, info, schema, table)
 		}}
 	if err := c.stream(ctx, streamer, r, pub); err != nil {
 		return err

@@ -210,3 +210,47 @@ func readCharsetRows(t *testing.T, c *sdk.Consumer, n int, snap bool) map[string
 	}
 	return got
 }
+
+// MariaDB's JSON is a LONGTEXT kept to JSON by CHECK (json_valid(col)):
+// capture and snapshots mark such columns "type": "json" with their
+// storage type beside, and only them.
+func TestMariaDBJSONColumnsAreMarked(t *testing.T) {
+	r := testenv.NewRig(t)
+	r.DB.Exec(t, "CREATE DATABASE js", "CREATE TABLE js.t (id INT PRIMARY KEY, j JSON, k LONGTEXT, l TEXT, plain LONGTEXT, `we``ird` JSON, "+
+		"CHECK (json_valid(k)), CONSTRAINT both_checks CHECK (json_valid(l) AND id > 0))")
+	r.Start(t)
+	r.DB.Exec(t, `INSERT INTO js.t VALUES (1, '{"a": [1, 2.50]}', '[]', '{}', 'not json', 'null')`)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	if _, err := r.Snapshot(ctx, snapshot.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][2]string{"j": {"json", "longtext"}, "k": {"json", "longtext"}, "l": {"text", ""}, "plain": {"longtext", ""}, "we`ird": {"json", "longtext"}}
+	for _, from := range []struct {
+		name string
+		cfg  sdk.Config
+		n    int
+	}{
+		{"binlog", sdk.Config{Name: "b", Start: sdk.StartBeginning, Tables: []string{"js.t"}}, 1},
+		{"snapshot", sdk.Config{Name: "s", Start: sdk.StartSnapshot, Tables: []string{"js.t"}}, 2}, // the schema, the row
+	} {
+		var row *sdk.Event
+		for _, e := range testenv.Read(t, r.Consumer(t, from.cfg), from.n) {
+			if e.Op == sdk.OpInsert {
+				row = e
+			}
+		}
+		if row == nil {
+			t.Fatalf("%s: no insert among the first %d events", from.name, from.n)
+		}
+		for _, c := range row.Columns {
+			if w, ok := want[c.Name]; ok && (c.Type != w[0] || c.Storage != w[1]) {
+				t.Errorf("%s: column %s: type %q storage %q, want %q %q", from.name, c.Name, c.Type, c.Storage, w[0], w[1])
+			}
+		}
+		// The value is the stored text, as for any text column.
+		if got := row.After["j"]; got != `{"a": [1, 2.50]}` {
+			t.Errorf("%s: j = %#v", from.name, got)
+		}
+	}
+}

@@ -28,8 +28,8 @@ type reader struct {
 
 	file   string
 	tables map[uint64]*binlogTable
-	// generated looks up the generated columns of a table.
-	generated func(db, table string) (map[string]bool, error)
+	// traits looks up the generated and JSON columns of a table.
+	traits func(db, table string) (mysqlsrc.ColumnTraits, error)
 
 	inTxn bool
 	txnID string
@@ -220,11 +220,11 @@ func (r *reader) rows(h *replication.EventHeader, ev *replication.RowsEvent) err
 	}
 	t := r.tables[ev.TableID]
 	if t == nil || !sameShape(t.tableMap, ev.Table) {
-		gen, err := r.generated(db, name)
+		traits, err := r.traits(db, name)
 		if err != nil {
-			return fmt.Errorf("%w: reading generated columns of %s.%s: %v", ErrUnreachable, db, name, err)
+			return fmt.Errorf("%w: reading the generated and JSON columns of %s.%s: %v", ErrUnreachable, db, name, err)
 		}
-		t, err = newTable(ev.Table, r.info.Collations, gen)
+		t, err = newTable(ev.Table, r.info.Collations, traits)
 		if err != nil {
 			return err
 		}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/go-mysql-org/go-mysql/replication"
 
+	"github.com/databus/databus/internal/mysqlsrc"
 	"github.com/databus/databus/internal/rowcodec"
 	"github.com/databus/databus/internal/rowevent"
 	"github.com/databus/databus/sdk"
@@ -23,7 +24,7 @@ type binlogTable struct {
 }
 
 // newTable builds a table from a table map event.
-func newTable(tm *replication.TableMapEvent, collations map[uint64]string, generated map[string]bool) (*binlogTable, error) {
+func newTable(tm *replication.TableMapEvent, collations map[uint64]string, traits mysqlsrc.ColumnTraits) (*binlogTable, error) {
 	cols, err := rowcodec.ColumnsFromTableMap(tm, collations)
 	if errors.Is(err, rowcodec.ErrNoColumnNames) {
 		return nil, fmt.Errorf("%w: %v", ErrSourceSettings, err)
@@ -35,7 +36,8 @@ func newTable(tm *replication.TableMapEvent, collations map[uint64]string, gener
 	for i, k := range tm.PrimaryKey {
 		pk[i] = int(k)
 	}
-	return &binlogTable{Table: rowevent.NewTable(string(tm.Schema), string(tm.Table), cols, pk, generated), tableMap: tm}, nil
+	rowcodec.MarkJSON(cols, traits.JSON)
+	return &binlogTable{Table: rowevent.NewTable(string(tm.Schema), string(tm.Table), cols, pk, traits.Generated), tableMap: tm}, nil
 }
 
 // sameShape reports whether a table built from table map a is the one

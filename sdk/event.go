@@ -105,6 +105,10 @@ type Column struct {
 	// Type is the MySQL type as seen in the binlog, e.g. "int",
 	// "bigint unsigned", "decimal(10,2)", "datetime(6)", "varchar", "blob".
 	Type string `json:"type"`
+	// Storage is the type the server stores the column as when Type
+	// names what it holds instead: "longtext" for MariaDB's JSON, whose
+	// Type is "json". Empty otherwise.
+	Storage string `json:"storage,omitempty"`
 	// Charset is the character set of text columns ("utf8mb4", "latin1");
 	// "binary" for byte strings. Empty for other types.
 	Charset string `json:"charset,omitempty"`

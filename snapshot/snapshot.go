@@ -212,7 +212,7 @@ func (s *snapshotter) take(ctx context.Context) error {
 	if testHookViewOpened != nil {
 		testHookViewOpened()
 	}
-	tables, err := s.tables(ctx, conns[0])
+	tables, err := s.tables(ctx, conns[0], info)
 	if err != nil {
 		return err
 	}

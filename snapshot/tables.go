@@ -26,7 +26,7 @@ type snapTable struct {
 }
 
 // tables lists the captured base tables with their columns and keys.
-func (s *snapshotter) tables(ctx context.Context, conn *sql.Conn) ([]snapTable, error) {
+func (s *snapshotter) tables(ctx context.Context, conn *sql.Conn, info mysqlsrc.ServerInfo) ([]snapTable, error) {
 	type key struct{ db, name string }
 	var order []key
 	estimates := map[key]int64{}
@@ -71,6 +71,25 @@ func (s *snapshotter) tables(ctx context.Context, conn *sql.Conn) ([]snapTable, 
 	if err != nil {
 		return nil, err
 	}
+	// MariaDB's JSON is a text column with CHECK (json_valid(col)).
+	jsonCols := map[key]map[string]bool{}
+	if info.MariaDB {
+		err = queryEach(ctx, conn, "SELECT CONSTRAINT_SCHEMA, TABLE_NAME, CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS "+
+			"WHERE CONSTRAINT_SCHEMA NOT IN ("+systemSchemasList+")",
+			func(v []string) error {
+				k := key{v[0], v[1]}
+				if name, ok := rowcodec.JSONCheckColumn(v[2]); ok {
+					if jsonCols[k] == nil {
+						jsonCols[k] = map[string]bool{}
+					}
+					jsonCols[k][name] = true
+				}
+				return nil
+			})
+		if err != nil {
+			return nil, err
+		}
+	}
 	pkNames := map[key][]string{}
 	err = queryEach(ctx, conn, "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME FROM information_schema.STATISTICS "+
 		"WHERE INDEX_NAME = 'PRIMARY' AND TABLE_SCHEMA NOT IN ("+systemSchemasList+") ORDER BY TABLE_SCHEMA, TABLE_NAME, SEQ_IN_INDEX",
@@ -92,6 +111,7 @@ func (s *snapshotter) tables(ctx context.Context, conn *sql.Conn) ([]snapTable, 
 			}
 			pk = append(pk, i)
 		}
+		rowcodec.MarkJSON(cols[k], jsonCols[k])
 		out = append(out, snapTable{t: rowevent.NewTable(k.db, k.name, cols[k], pk, generated[k]), estimate: estimates[k]})
 	}
 	return out, nil

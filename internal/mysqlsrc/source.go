@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/databus/databus/internal/rowcodec"
 	"github.com/databus/databus/internal/tlsconf"
 	"github.com/go-sql-driver/mysql"
 )
@@ -407,25 +408,55 @@ func CheckSource(ctx context.Context, cfg Config) ([]Check, error) {
 	return append(checks, more...), nil
 }
 
-// GeneratedColumns returns the generated columns of db.table as the server
-// describes them now. The binlog does not mark them, and SQL must not write
-// them.
-func GeneratedColumns(ctx context.Context, db *sql.DB, schema, table string) (map[string]bool, error) {
-	rows, err := db.QueryContext(ctx, "SELECT COLUMN_NAME FROM information_schema.COLUMNS "+
-		"WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND EXTRA LIKE '%GENERATED%'", schema, table)
+// ColumnTraits is what the binlog does not say about a table's columns.
+type ColumnTraits struct {
+	// Generated names the generated columns, which SQL must not write.
+	Generated map[string]bool
+	// JSON names the text columns kept to JSON by a CHECK
+	// (json_valid(col)): MariaDB's JSON type (see
+	// [rowcodec.JSONCheckColumn]).
+	JSON map[string]bool
+}
+
+// TableTraits returns the [ColumnTraits] of db.table as the server
+// describes them now.
+func TableTraits(ctx context.Context, db *sql.DB, info ServerInfo, schema, table string) (ColumnTraits, error) {
+	tr := ColumnTraits{Generated: map[string]bool{}, JSON: map[string]bool{}}
+	if err := scanNames(ctx, db, tr.Generated, "SELECT COLUMN_NAME FROM information_schema.COLUMNS "+
+		"WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND EXTRA LIKE '%GENERATED%'", schema, table); err != nil {
+		return tr, err
+	}
+	if !info.MariaDB {
+		return tr, nil // MySQL's JSON is a type of its own
+	}
+	clauses := map[string]bool{}
+	if err := scanNames(ctx, db, clauses, "SELECT CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS "+
+		"WHERE CONSTRAINT_SCHEMA = ? AND TABLE_NAME = ?", schema, table); err != nil {
+		return tr, err
+	}
+	for clause := range clauses {
+		if name, ok := rowcodec.JSONCheckColumn(clause); ok {
+			tr.JSON[name] = true
+		}
+	}
+	return tr, nil
+}
+
+// scanNames adds the one-column result of q to set.
+func scanNames(ctx context.Context, db *sql.DB, set map[string]bool, q string, args ...any) error {
+	rows, err := db.QueryContext(ctx, q, args...)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer rows.Close()
-	out := map[string]bool{}
 	for rows.Next() {
 		var name string
 		if err := rows.Scan(&name); err != nil {
-			return nil, err
+			return err
 		}
-		out[name] = true
+		set[name] = true
 	}
-	return out, rows.Err()
+	return rows.Err()
 }
 
 // classifyTLS explains a failure to set up TLS with the source, or nil

@@ -29,6 +29,22 @@ type Column struct {
 	Nullable bool
 	Enum     []string
 	Set      []string
+	// JSON marks MariaDB's JSON: a text column (LONGTEXT) that a CHECK
+	// (json_valid(col)) keeps to JSON documents. Its type is "json", its
+	// [Column.Storage] the text type.
+	JSON bool
+}
+
+// Storage is the type the server stores the column as, when TypeName
+// names what it holds instead ("longtext" for MariaDB's JSON); "" when
+// they are the same.
+func (c Column) Storage() string {
+	if !c.JSON {
+		return ""
+	}
+	plain := c
+	plain.JSON = false
+	return plain.TypeName()
 }
 
 // TypeName renders the column type the way the event documents it, e.g.
@@ -45,6 +61,9 @@ func (c Column) TypeName() string {
 		return fmt.Sprintf("%s(%d)", base, c.Meta)
 	}
 	bin := c.Charset == "binary"
+	if c.JSON {
+		return "json"
+	}
 	switch c.Type {
 	case mysql.MYSQL_TYPE_TINY:
 		return "tinyint" + unsigned

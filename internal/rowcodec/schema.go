@@ -304,3 +304,32 @@ func stringLength(meta uint16) uint16 {
 func stringMeta(realType byte, n uint16) uint16 {
 	return uint16(realType^byte((n&0x300)>>4))<<8 | n&0xFF
 }
+
+// JSONCheckColumn returns the column that a CHECK constraint's clause, as
+// information_schema.CHECK_CONSTRAINTS shows it, keeps to JSON: the name
+// in json_valid(`name`), when that is the whole clause. This is how
+// MariaDB's JSON type is stored (a LONGTEXT with such a check), and how a
+// user marks a text column as JSON by hand.
+func JSONCheckColumn(clause string) (string, bool) {
+	clause = strings.TrimSpace(clause)
+	if len(clause) < len("json_valid(``)") || !strings.EqualFold(clause[:len("json_valid(`")], "json_valid(`") || !strings.HasSuffix(clause, "`)") {
+		return "", false
+	}
+	quoted := clause[len("json_valid(`") : len(clause)-2]
+	// Inside, a backtick is doubled; a lone one ends the name early.
+	name := strings.ReplaceAll(quoted, "``", "`")
+	if strings.Count(quoted, "`")%2 != 0 || strings.Contains(strings.ReplaceAll(quoted, "``", ""), "`") {
+		return "", false
+	}
+	return name, true
+}
+
+// MarkJSON sets [Column.JSON] on the text columns of cols named in json.
+func MarkJSON(cols []Column, json map[string]bool) {
+	for i := range cols {
+		c := &cols[i]
+		if json[c.Name] && c.Type == mysql.MYSQL_TYPE_BLOB && c.Charset != "binary" {
+			c.JSON = true
+		}
+	}
+}

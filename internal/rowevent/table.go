@@ -43,7 +43,8 @@ func NewTable(db, name string, cols []rowcodec.Column, pk []int, generated map[s
 	for _, c := range cols {
 		t.generated = append(t.generated, generated[c.Name])
 		t.quoted = append(t.quoted, append(rowcodec.AppendJSONString(nil, c.Name), ':'))
-		t.wire = append(t.wire, sdk.Column{Name: c.Name, Type: c.TypeName(), Charset: c.Charset, Nullable: c.Nullable, Generated: generated[c.Name]})
+		t.wire = append(t.wire, sdk.Column{Name: c.Name, Type: c.TypeName(), Storage: c.Storage(), Charset: c.Charset, Nullable: c.Nullable,
+			Generated: generated[c.Name]})
 	}
 	for _, i := range pk {
 		t.pkNames = append(t.pkNames, cols[i].Name)
