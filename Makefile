@@ -3,7 +3,7 @@ GO      ?= go
 BIN     := bin/databus
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: build test test-short soak demo demo-ha lint bench fuzz charsets clean
+.PHONY: build test test-short soak demo demo-ha lint bench fuzz charsets ddl-corpus clean
 
 build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/databus
@@ -34,6 +34,19 @@ soak:
 charsets:
 	scripts/ensure-mariadb.sh
 	$(GO) test -count=1 -run '^TestDecodeAgreesWithTheServer$$' ./internal/charset -update
+
+# The DDL corpus harness (internal/ddl/corpus_test.go) on every script of
+# MariaDB's own test suite (package mariadb-test): each CREATE TABLE and
+# ALTER TABLE that runs on a plain server runs on a source, is qualified as
+# capture publishes it and runs on a target, and SHOW CREATE TABLE must be
+# equal on both. make test runs it on internal/ddl/testdata/corpus.test.
+# The differences go to ddl-corpus-report.txt.
+DDL_CORPUS ?= /usr/share/mysql/mysql-test
+DDL_CORPUS_WORKERS ?= 2
+ddl-corpus:
+	scripts/ensure-mariadb-test.sh
+	DDL_CORPUS=$(DDL_CORPUS) DDL_CORPUS_WORKERS=$(DDL_CORPUS_WORKERS) DDL_CORPUS_REPORT=$(CURDIR)/ddl-corpus-report.txt \
+		$(GO) test -count=1 -run '^TestDDLCorpus$$' -timeout 4h -v ./internal/ddl
 
 # Unit tests only: no MariaDB needed (-short skips, by name, every test that
 # starts a mariadbd; make test runs them all).

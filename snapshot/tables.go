@@ -252,14 +252,14 @@ func changedTableErr(t *rowevent.Table, err error) error {
 }
 
 // qualifyCreate turns SHOW CREATE TABLE's output into a statement that
-// runs on a target without USE and without failing when the table exists.
+// runs on a target without USE (the table and the tables its foreign keys
+// reference qualified) and without failing when the table exists.
 func qualifyCreate(create string, t *rowevent.Table) string {
-	prefix := "CREATE TABLE " + sdk.QuoteIdent(t.Name()) + " "
-	if rest, ok := strings.CutPrefix(create, prefix); ok {
-		return "CREATE TABLE IF NOT EXISTS " + t.Qualified() + " " + rest
-	}
 	if r := ddl.Qualify(create, t.Database()); r.Qualified {
-		return r.SQL
+		create = r.SQL
+	}
+	if rest, ok := strings.CutPrefix(create, "CREATE TABLE "); ok {
+		return "CREATE TABLE IF NOT EXISTS " + rest
 	}
 	return create
 }

@@ -1,17 +1,22 @@
-// Package ddl qualifies DDL statements read from the binlog: it parses a
-// statement with a full MySQL parser, puts the session's default database in
-// front of every unqualified table name, and lists the tables and databases
-// the statement touches. It never uses regular expressions on SQL.
+// Package ddl qualifies DDL statements read from the binlog: it puts the
+// session's default database in front of every unqualified table name,
+// and lists the tables and databases the statement touches.
+//
+// It does not re-print the statement. A printer re-prints only what its
+// parser's syntax tree carries, and drops the rest (NCHAR's character set,
+// options of a newer server), so that the target would run another
+// statement. Qualify finds the table names with a lexer (strings,
+// comments and quoted names are never mistaken for names) and the
+// statement's grammar around them, and inserts `db`. before each
+// unqualified one: every other byte of the statement is kept. It never
+// uses regular expressions on SQL.
 package ddl
 
 import (
 	"fmt"
 	"strings"
 
-	"github.com/pingcap/tidb/pkg/parser"
-	"github.com/pingcap/tidb/pkg/parser/ast"
-	"github.com/pingcap/tidb/pkg/parser/format"
-	_ "github.com/pingcap/tidb/pkg/parser/test_driver" // value expressions
+	"github.com/databus/databus/sdk"
 )
 
 // Table names a table.
@@ -30,120 +35,401 @@ type Result struct {
 	// SQL is the schema-qualified statement when Qualified, else the
 	// original statement.
 	SQL string
-	// Qualified is false when the statement could not be parsed or is of a
-	// kind whose text databus does not rewrite (views, triggers, routines,
-	// events): it is then published unmodified.
+	// Qualified is true when SQL names the database of every table it
+	// names, and for database statements. It is false for kinds whose
+	// text databus does not rewrite (views, triggers, routines, events,
+	// sequences, anything it does not know): they are published
+	// unmodified.
 	Qualified bool
 	// Tables are the tables the statement touches, in statement order (for
 	// a rename: old, new, old, new…).
 	Tables []Table
 	// Databases are the databases a database-level statement touches.
 	Databases []string
-	// Err says why the statement could not be parsed.
+	// Err says why a table statement could not be qualified.
 	Err error
 }
 
-// Qualify parses stmt, run with defaultDB as the session's default
+// Qualify qualifies stmt, run with defaultDB as the session's default
 // database.
 func Qualify(stmt, defaultDB string) Result {
+	w := &walker{s: stmt, toks: lex(stmt), db: defaultDB}
 	res := Result{Kind: "other", SQL: stmt}
-	p := parser.New()
-	p.SetSQLMode(0)
-	node, err := p.ParseOneStmt(stmt, "", "")
-	if err != nil {
-		res.Err = fmt.Errorf("parsing DDL: %w", err)
-		return res
-	}
-	q := &qualifier{db: defaultDB}
-	switch n := node.(type) {
-	case *ast.CreateTableStmt:
-		res.Kind = "create_table"
-	case *ast.AlterTableStmt:
-		res.Kind = "alter_table"
-	case *ast.DropTableStmt:
-		res.Kind = "drop_table"
-		if n.IsView {
-			res.Kind = "drop_view"
-			q.passThrough = true
-		}
-	case *ast.TruncateTableStmt:
+	switch w.upper(0) {
+	case "CREATE":
+		w.create(&res)
+	case "ALTER":
+		w.alter(&res)
+	case "DROP":
+		w.drop(&res)
+	case "TRUNCATE":
 		res.Kind = "truncate_table"
-	case *ast.RenameTableStmt:
-		res.Kind = "rename_table"
-	case *ast.CreateIndexStmt:
-		res.Kind = "create_index"
-	case *ast.DropIndexStmt:
-		res.Kind = "drop_index"
-	case *ast.CreateDatabaseStmt:
-		res.Kind, res.Databases = "create_database", []string{n.Name.O}
-	case *ast.AlterDatabaseStmt:
-		name := n.Name.O
-		if name == "" {
-			name = defaultDB
+		w.i = 1
+		w.skip("TABLE")
+		w.name()
+	case "RENAME":
+		if w.upper(1) == "TABLE" || w.upper(1) == "TABLES" {
+			res.Kind = "rename_table"
+			w.i = 2
+			w.skip("IF", "EXISTS")
+			w.renamePairs()
 		}
-		res.Kind, res.Databases = "alter_database", []string{name}
-	case *ast.DropDatabaseStmt:
-		res.Kind, res.Databases = "drop_database", []string{n.Name.O}
-	case *ast.CreateViewStmt:
-		res.Kind = "create_view"
-		q.passThrough = true
-		// A view's own name is still reported; its body is not rewritten.
-		res.Tables = append(res.Tables, Table{DB: or(n.ViewName.Schema.O, defaultDB), Table: n.ViewName.Name.O})
-		return res
-	default:
-		res.Err = fmt.Errorf("statement kind %T is passed through unmodified", node)
-		return res
 	}
-	node.Accept(q)
-	res.Tables = q.tables
-	if q.passThrough || len(res.Databases) > 0 {
-		// Database statements need no qualification; views keep their text.
-		res.Qualified = len(res.Databases) > 0
-		return res
-	}
-	if q.missingDB {
+	res.Tables, res.Databases = w.tables, w.databases
+	switch {
+	case w.err != nil:
+		res.Err = fmt.Errorf("%s statement: %w", res.Kind, w.err)
+		res.Tables = nil
+	case res.Kind == "other":
+		res.Err = fmt.Errorf("statements of this kind are published unmodified")
+	case w.passThrough:
+	case len(res.Databases) > 0:
+		res.Qualified = true
+	case w.missingDB:
 		res.Err = fmt.Errorf("a table name has no database and the statement ran without a default database")
-		return res
+	default:
+		res.SQL, res.Qualified = w.qualified(), true
 	}
-	var b strings.Builder
-	flags := format.DefaultRestoreFlags | format.RestoreStringWithoutDefaultCharset
-	if err := node.Restore(format.NewRestoreCtx(flags, &b)); err != nil {
-		res.Err = fmt.Errorf("restoring qualified DDL: %w", err)
-		return res
-	}
-	res.SQL, res.Qualified = b.String(), true
 	return res
 }
 
-func or(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
+// insert is a database to put before the table name at offset at.
+type insert struct {
+	at int
+	db string
 }
 
-// qualifier sets the default database on every unqualified table name.
-type qualifier struct {
-	db          string
+// walker follows the grammar of a DDL statement through its tokens,
+// collecting the table names and where each unqualified one starts.
+type walker struct {
+	s    string
+	toks []token
+	i    int // the next token
+	db   string
+
 	tables      []Table
-	passThrough bool
+	databases   []string
+	inserts     []insert // where unqualified table names start
 	missingDB   bool
+	passThrough bool
+	err         error
 }
 
-func (q *qualifier) Enter(n ast.Node) (ast.Node, bool) {
-	t, ok := n.(*ast.TableName)
-	if !ok {
-		return n, false
+// upper returns token i as an upper-case keyword, "" when it is not an
+// unquoted word.
+func (w *walker) upper(i int) string {
+	if i >= len(w.toks) || w.toks[i].kind != tokWord {
+		return ""
 	}
-	if t.Schema.O == "" {
-		if q.db == "" {
-			q.missingDB = true
-		} else {
-			t.Schema = ast.NewCIStr(q.db)
+	return strings.ToUpper(w.s[w.toks[i].start:w.toks[i].end])
+}
+
+// punct reports whether token i is the character c.
+func (w *walker) punct(i int, c byte) bool {
+	return i < len(w.toks) && w.toks[i].kind == tokPunct && w.s[w.toks[i].start] == c
+}
+
+// skip moves past the keywords words when they come next, all of them.
+func (w *walker) skip(words ...string) bool {
+	for k, word := range words {
+		if w.upper(w.i+k) != word {
+			return false
 		}
 	}
-	q.tables = append(q.tables, Table{DB: t.Schema.O, Table: t.Name.O})
-	return n, true
+	w.i += len(words)
+	return true
 }
 
-func (q *qualifier) Leave(n ast.Node) (ast.Node, bool) { return n, true }
+// skipWait moves past WAIT n or NOWAIT.
+func (w *walker) skipWait() {
+	if w.skip("NOWAIT") {
+		return
+	}
+	if w.upper(w.i) == "WAIT" {
+		w.i += 2
+	}
+}
+
+// ident reads a name at token i: a backtick-quoted name or a word.
+func (w *walker) ident(i int) (string, bool) {
+	if i >= len(w.toks) || (w.toks[i].kind != tokWord && w.toks[i].kind != tokQuoted) {
+		return "", false
+	}
+	return unquote(w.s, w.toks[i]), true
+}
+
+// name reads a table name, db.table or table, and records it.
+func (w *walker) name() { w.nameIn(w.db) }
+
+// nameIn reads a table name whose database, when it has none, is db.
+func (w *walker) nameIn(db string) {
+	first, ok := w.ident(w.i)
+	if !ok {
+		if w.err == nil {
+			w.err = fmt.Errorf("expected a table name at offset %d", w.offset())
+		}
+		return
+	}
+	if w.punct(w.i+1, '.') {
+		if table, ok := w.ident(w.i + 2); ok {
+			w.tables = append(w.tables, Table{DB: first, Table: table})
+			w.i += 3
+			return
+		}
+	}
+	if db == "" {
+		w.missingDB = true
+	}
+	w.tables = append(w.tables, Table{DB: db, Table: first})
+	w.inserts = append(w.inserts, insert{w.toks[w.i].start, db})
+	w.i++
+}
+
+// names reads table names separated by commas.
+func (w *walker) names() {
+	w.name()
+	for w.err == nil && w.punct(w.i, ',') {
+		w.i++
+		w.name()
+	}
+}
+
+func (w *walker) offset() int {
+	if w.i < len(w.toks) {
+		return w.toks[w.i].start
+	}
+	return len(w.s)
+}
+
+// database reads a database name and records it.
+func (w *walker) database() {
+	if name, ok := w.ident(w.i); ok {
+		w.databases = append(w.databases, name)
+		w.i++
+	}
+}
+
+// objectKeyword moves past the words between CREATE, ALTER or DROP and
+// the kind of object (OR REPLACE, TEMPORARY, UNIQUE, ALGORITHM=…,
+// DEFINER=…, SQL SECURITY …) and returns that kind.
+func (w *walker) objectKeyword() string {
+	for ; w.i < len(w.toks); w.i++ {
+		switch kw := w.upper(w.i); kw {
+		case "TABLE", "INDEX", "DATABASE", "SCHEMA", "VIEW", "TRIGGER", "PROCEDURE", "FUNCTION", "EVENT", "SEQUENCE",
+			"USER", "ROLE", "SERVER", "PACKAGE", "TABLESPACE", "LOGFILE", "SPATIAL", "FULLTEXT", "UNIQUE":
+			if kw == "SPATIAL" || kw == "FULLTEXT" || kw == "UNIQUE" {
+				continue // … INDEX
+			}
+			w.i++
+			return kw
+		}
+	}
+	return ""
+}
+
+func (w *walker) create(res *Result) {
+	w.i = 1
+	switch w.objectKeyword() {
+	case "TABLE":
+		res.Kind = "create_table"
+		w.skip("IF", "NOT", "EXISTS")
+		w.name()
+		switch {
+		case w.skip("LIKE"):
+			w.name()
+		case w.punct(w.i, '(') && w.upper(w.i+1) == "LIKE":
+			w.i += 2
+			w.name()
+		}
+		w.tableBody()
+	case "INDEX":
+		res.Kind = "create_index"
+		w.skip("IF", "NOT", "EXISTS")
+		for w.i < len(w.toks) && w.upper(w.i) != "ON" {
+			w.i++
+		}
+		w.i++
+		w.name()
+	case "DATABASE", "SCHEMA":
+		res.Kind = "create_database"
+		w.skip("IF", "NOT", "EXISTS")
+		w.database()
+	case "VIEW":
+		res.Kind = "create_view"
+		w.view()
+	}
+}
+
+func (w *walker) alter(res *Result) {
+	w.i = 1
+	switch w.objectKeyword() {
+	case "TABLE":
+		res.Kind = "alter_table"
+		w.skip("IF", "EXISTS")
+		w.name()
+		w.tableBody()
+	case "DATABASE", "SCHEMA":
+		res.Kind = "alter_database"
+		switch w.upper(w.i) {
+		case "CHARACTER", "CHARSET", "DEFAULT", "COLLATE", "COMMENT":
+			// no name: the default database
+			if w.db != "" {
+				w.databases = append(w.databases, w.db)
+			}
+		default:
+			w.database()
+		}
+	case "VIEW":
+		res.Kind = "alter_view"
+		w.view()
+	}
+}
+
+func (w *walker) drop(res *Result) {
+	w.i = 1
+	switch w.objectKeyword() {
+	case "TABLE":
+		res.Kind = "drop_table"
+		w.skip("IF", "EXISTS")
+		w.names()
+	case "INDEX":
+		res.Kind = "drop_index"
+		w.skip("IF", "EXISTS")
+		w.i++ // the index
+		if w.skip("ON") {
+			w.name()
+		}
+	case "DATABASE", "SCHEMA":
+		res.Kind = "drop_database"
+		w.skip("IF", "EXISTS")
+		w.database()
+	case "VIEW":
+		res.Kind = "drop_view"
+		w.skip("IF", "EXISTS")
+		w.names()
+		w.passThrough = true
+	}
+}
+
+// view reads a view's name; its text is not rewritten.
+func (w *walker) view() {
+	w.skip("IF", "NOT", "EXISTS")
+	w.name()
+	w.passThrough = true
+}
+
+// renamePairs reads RENAME TABLE's a TO b, c TO d.
+func (w *walker) renamePairs() {
+	for w.err == nil {
+		w.name()
+		w.skipWait()
+		if !w.skip("TO") {
+			w.err = fmt.Errorf("expected TO at offset %d", w.offset())
+			return
+		}
+		w.name()
+		if !w.punct(w.i, ',') {
+			return
+		}
+		w.i++
+	}
+}
+
+// tableBody reads the rest of a CREATE TABLE or ALTER TABLE (whose own
+// name is w.tables[0]) for the other
+// tables it names: REFERENCES t (foreign keys), UNION=(t1,t2) (MERGE),
+// RENAME [TO|AS] t, EXCHANGE PARTITION p WITH TABLE t, CONVERT PARTITION
+// p TO TABLE t, CONVERT TABLE t TO PARTITION p, and the sequences of
+// default values: NEXT VALUE FOR s, PREVIOUS VALUE FOR s, NEXTVAL(s),
+// LASTVAL(s), SETVAL(s, n). These keywords are reserved words or function
+// names: unquoted, they are nothing else.
+func (w *walker) tableBody() {
+	for w.err == nil && w.i < len(w.toks) {
+		switch w.upper(w.i) {
+		case "REFERENCES":
+			// A foreign key's parent is in the child table's database
+			// unless it names one, whatever the session's default.
+			w.i++
+			w.nameIn(w.tables[0].DB)
+		case "UNION":
+			w.i++
+			if w.punct(w.i, '=') {
+				w.i++
+			}
+			if w.punct(w.i, '(') {
+				w.i++
+				w.names()
+			}
+		case "RENAME":
+			switch w.upper(w.i + 1) {
+			case "COLUMN", "INDEX", "KEY", "CONSTRAINT":
+				w.i += 2
+				continue
+			}
+			w.i++
+			if !w.skip("TO") {
+				w.skip("AS")
+			}
+			w.name()
+		case "WITH":
+			w.i++
+			if w.skip("TABLE") {
+				w.name()
+			}
+		case "CONVERT":
+			if w.upper(w.i+1) == "TABLE" {
+				w.i += 2
+				w.name()
+				continue
+			}
+			w.i++
+		case "NEXT", "PREVIOUS":
+			// NEXT VALUE FOR s, PREVIOUS VALUE FOR s: a sequence (a table)
+			if w.upper(w.i+1) == "VALUE" && w.upper(w.i+2) == "FOR" {
+				w.i += 3
+				w.name()
+				continue
+			}
+			w.i++
+		case "NEXTVAL", "LASTVAL", "SETVAL":
+			// NEXTVAL(s), LASTVAL(s), SETVAL(s, n)
+			if w.punct(w.i+1, '(') {
+				w.i += 2
+				w.name()
+				continue
+			}
+			w.i++
+		case "SELECT":
+			// Logged only by statement-based binlogs; with ROW the server
+			// logs the new table's definition instead.
+			w.err = fmt.Errorf("CREATE TABLE … SELECT is not qualified: its query is logged only with binlog_format STATEMENT or MIXED")
+		case "TO":
+			// CONVERT PARTITION p TO TABLE t
+			w.i++
+			if w.skip("TABLE") {
+				w.name()
+			}
+		default:
+			w.i++
+		}
+	}
+}
+
+// qualified returns the statement with `db`. before every unqualified
+// table name.
+func (w *walker) qualified() string {
+	if len(w.inserts) == 0 {
+		return w.s
+	}
+	var b strings.Builder
+	b.Grow(len(w.s) + len(w.inserts)*(len(w.db)+3))
+	last := 0
+	for _, in := range w.inserts {
+		b.WriteString(w.s[last:in.at])
+		b.WriteString(sdk.QuoteIdent(in.db))
+		b.WriteByte('.')
+		last = in.at
+	}
+	b.WriteString(w.s[last:])
+	return b.String()
+}
