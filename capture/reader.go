@@ -1,6 +1,7 @@
 package capture
 
 import (
+	"encoding/binary"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -167,7 +168,7 @@ func (r *reader) query(h *replication.EventHeader, q *replication.QueryEvent) er
 	// DDL or account management: it commits implicitly.
 	r.begin(h)
 	if kind == ddl.Schema {
-		if ev, ok := r.ddlEvent(h, stmt, string(q.Schema)); ok {
+		if ev, ok := r.ddlEvent(h, stmt, string(q.Schema), ddl.ModeOf(sqlMode(q.StatusVars))); ok {
 			if err := r.emit(rowevent.Event{Event: ev}); err != nil {
 				return err
 			}
@@ -182,8 +183,8 @@ func (r *reader) query(h *replication.EventHeader, q *replication.QueryEvent) er
 // capture filter selects it: a statement is published when any table or
 // database it touches is captured (so a rename into or out of the captured
 // set is published).
-func (r *reader) ddlEvent(h *replication.EventHeader, stmt, defaultDB string) (sdk.Event, bool) {
-	res := ddl.Qualify(stmt, defaultDB)
+func (r *reader) ddlEvent(h *replication.EventHeader, stmt, defaultDB string, mode ddl.Mode) (sdk.Event, bool) {
+	res := ddl.Qualify(stmt, defaultDB, mode)
 	if res.Err != nil {
 		r.log.Warn("DDL published unqualified", "err", res.Err, "default_db", defaultDB, "file", r.file, "offset", h.LogPos)
 	}
@@ -241,4 +242,27 @@ func (r *reader) rows(h *replication.EventHeader, ev *replication.RowsEvent) err
 		}
 	}
 	return nil
+}
+
+// sqlMode returns the sql_mode a query event ran under, from its status
+// variables: the server writes Q_FLAGS2_CODE (0, 4 bytes), then
+// Q_SQL_MODE_CODE (1, 8 bytes, little-endian). 0 when they are not there.
+func sqlMode(vars []byte) uint64 {
+	for len(vars) > 0 {
+		switch vars[0] {
+		case 0:
+			if len(vars) < 5 {
+				return 0
+			}
+			vars = vars[5:]
+		case 1:
+			if len(vars) < 9 {
+				return 0
+			}
+			return binary.LittleEndian.Uint64(vars[1:9])
+		default:
+			return 0
+		}
+	}
+	return 0
 }

@@ -255,7 +255,7 @@ func changedTableErr(t *rowevent.Table, err error) error {
 // runs on a target without USE (the table and the tables its foreign keys
 // reference qualified) and without failing when the table exists.
 func qualifyCreate(create string, t *rowevent.Table) string {
-	if r := ddl.Qualify(create, t.Database()); r.Qualified {
+	if r := ddl.Qualify(create, t.Database(), ddl.Mode{}); r.Qualified {
 		create = r.SQL
 	}
 	if rest, ok := strings.CutPrefix(create, "CREATE TABLE "); ok {

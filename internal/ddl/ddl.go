@@ -51,9 +51,9 @@ type Result struct {
 }
 
 // Qualify qualifies stmt, run with defaultDB as the session's default
-// database.
-func Qualify(stmt, defaultDB string) Result {
-	w := &walker{s: stmt, toks: lex(stmt), db: defaultDB}
+// database, under mode.
+func Qualify(stmt, defaultDB string, mode Mode) Result {
+	w := &walker{s: stmt, toks: lex(stmt, mode), db: defaultDB}
 	res := Result{Kind: "other", SQL: stmt}
 	switch w.upper(0) {
 	case "CREATE":

@@ -57,7 +57,7 @@ func TestQualify(t *testing.T) {
 		{"CREATE TABLE t (a INT)", "", "create_table", "", "[{ t}]"},
 	}
 	for _, tt := range tests {
-		res := Qualify(tt.stmt, tt.db)
+		res := Qualify(tt.stmt, tt.db, Mode{})
 		if res.Kind != tt.kind {
 			t.Errorf("%s: kind %s, want %s", tt.stmt, res.Kind, tt.kind)
 		}
@@ -81,11 +81,31 @@ func TestQualify(t *testing.T) {
 func TestLexSkipsWhatIsNotCode(t *testing.T) {
 	s := "a 'b''c\\'d' \"e\" `f``g` # h\n-- i\n/* j */ /*!40101 k */ /*M!100101 l */ m--n"
 	var words []string
-	for _, tok := range lex(s) {
+	for _, tok := range lex(s, Mode{}) {
 		words = append(words, s[tok.start:tok.end])
 	}
 	want := "[a 'b''c\\'d' \"e\" `f``g` k l m - - n]"
 	if got := fmt.Sprint(words); got != want {
 		t.Errorf("tokens %s, want %s", got, want)
+	}
+}
+
+func TestQualifyUnderSQLMode(t *testing.T) {
+	ansi := Qualify(`CREATE TABLE "t" (a INT DEFAULT 1, b VARCHAR(3) DEFAULT 'x"y') COMMENT 'REFERENCES z'`, "d", ModeOf(4))
+	if want := "CREATE TABLE `d`.\"t\" (a INT DEFAULT 1, b VARCHAR(3) DEFAULT 'x\"y') COMMENT 'REFERENCES z'"; !ansi.Qualified || ansi.SQL != want {
+		t.Errorf("ANSI_QUOTES: got %s (%v), want %s", ansi.SQL, ansi.Err, want)
+	}
+	if fmt.Sprint(ansi.Tables) != "[{d t}]" {
+		t.Errorf("ANSI_QUOTES: tables %v", ansi.Tables)
+	}
+	// Under NO_BACKSLASH_ESCAPES 'a\' ends at its second quote, so the
+	// REFERENCES after it is code.
+	stmt := `CREATE TABLE t (a VARCHAR(3) DEFAULT 'a\', p INT, FOREIGN KEY (p) REFERENCES q (id))`
+	nbe := Qualify(stmt, "d", ModeOf(1<<20))
+	if want := "[{d t} {d q}]"; fmt.Sprint(nbe.Tables) != want {
+		t.Errorf("NO_BACKSLASH_ESCAPES: tables %v, want %s", nbe.Tables, want)
+	}
+	if def := Qualify(stmt, "d", Mode{}); fmt.Sprint(def.Tables) == fmt.Sprint(nbe.Tables) {
+		t.Errorf("with backslash escapes the string runs on; got the same tables %v", def.Tables)
 	}
 }

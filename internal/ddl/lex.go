@@ -23,11 +23,33 @@ type token struct {
 	start, end int
 }
 
-// lex splits a MySQL or MariaDB statement into tokens. Comments and
-// whitespace are not tokens; the text of an executable comment (/*! … */,
-// /*M! … */) is, as the server runs it. It never fails: an unterminated
-// quote or comment runs to the end of the text.
-func lex(s string) []token {
+// Mode is what of the session's sql_mode changes how a statement reads.
+type Mode struct {
+	// ANSIQuotes: "x" is a name, not a string (ANSI_QUOTES, part of
+	// sql_mode ANSI and ORACLE).
+	ANSIQuotes bool
+	// NoBackslashEscapes: a backslash in a string is itself
+	// (NO_BACKSLASH_ESCAPES).
+	NoBackslashEscapes bool
+}
+
+// sql_mode bits, as the binlog carries them.
+const (
+	modeANSIQuotes         = 1 << 2
+	modeNoBackslashEscapes = 1 << 20
+)
+
+// ModeOf returns the Mode of a sql_mode given as its bits (the binlog's
+// Q_SQL_MODE_CODE).
+func ModeOf(sqlMode uint64) Mode {
+	return Mode{ANSIQuotes: sqlMode&modeANSIQuotes != 0, NoBackslashEscapes: sqlMode&modeNoBackslashEscapes != 0}
+}
+
+// lex splits a MySQL or MariaDB statement, read under mode, into tokens.
+// Comments and whitespace are not tokens; the text of an executable
+// comment (/*! … */, /*M! … */) is, as the server runs it. It never fails:
+// an unterminated quote or comment runs to the end of the text.
+func lex(s string, mode Mode) []token {
 	var toks []token
 	inExec := false // inside /*! … */
 	for i := 0; i < len(s); {
@@ -55,12 +77,12 @@ func lex(s string) []token {
 		case c == '*' && inExec && strings.HasPrefix(s[i:], "*/"):
 			inExec = false
 			i += 2
-		case c == '`':
-			end := quoteEnd(s, i, '`', false)
+		case c == '`' || c == '"' && mode.ANSIQuotes:
+			end := quoteEnd(s, i, c, false)
 			toks = append(toks, token{tokQuoted, i, end})
 			i = end
 		case c == '\'' || c == '"':
-			end := quoteEnd(s, i, c, true)
+			end := quoteEnd(s, i, c, !mode.NoBackslashEscapes)
 			toks = append(toks, token{tokString, i, end})
 			i = end
 		case isWordByte(c):
@@ -108,13 +130,14 @@ func quoteEnd(s string, i int, q byte, backslash bool) int {
 	return len(s)
 }
 
-// unquote returns the name a word or backtick token stands for.
+// unquote returns the name a word or quoted-name token stands for.
 func unquote(s string, t token) string {
 	text := s[t.start:t.end]
 	if t.kind != tokQuoted {
 		return text
 	}
-	text = strings.TrimPrefix(text, "`")
-	text = strings.TrimSuffix(text, "`")
-	return strings.ReplaceAll(text, "``", "`")
+	q := text[:1] // ` or "
+	text = text[1:]
+	text = strings.TrimSuffix(text, q)
+	return strings.ReplaceAll(text, q+q, q)
 }
