@@ -82,6 +82,11 @@ type Applier struct {
 	careful uint64
 }
 
+// rowSQLMode is the sql_mode of apply's sessions: row statements mean the
+// same under it whatever the target's default. DDL runs under the mode it
+// ran under on the source (see [Applier.ddl]).
+const rowSQLMode = "NO_AUTO_VALUE_ON_ZERO,NO_BACKSLASH_ESCAPES"
+
 // checkpointDDL creates the table that keeps every applier's position.
 var checkpointDDL = []string{
 	"CREATE DATABASE IF NOT EXISTS `databus`",
@@ -110,7 +115,7 @@ func New(cfg Config) (*Applier, error) {
 	}
 	mc.Params = map[string]string{
 		"time_zone":          "'+00:00'",
-		"sql_mode":           "'NO_AUTO_VALUE_ON_ZERO,NO_BACKSLASH_ESCAPES'",
+		"sql_mode":           "'" + rowSQLMode + "'",
 		"foreign_key_checks": "0",
 	}
 	mc.Collation = "utf8mb4_general_ci"

@@ -129,7 +129,22 @@ func (a *Applier) ddl(ctx context.Context, m *sdk.Message) error {
 			}
 		}
 	}
-	if _, err := conn.ExecContext(ctx, m.Event.SQL); err != nil {
+	// The statement means what it meant on the source under the source's
+	// sql_mode: how it reads (ANSI_QUOTES, NO_BACKSLASH_ESCAPES) and what
+	// it creates (ORACLE's types). Without one (MySQL, a snapshot's
+	// schema), the target's default.
+	setMode, modeArgs := "SET SESSION sql_mode = @@GLOBAL.sql_mode", []any(nil)
+	if d := m.Event.DDL; d != nil && d.SQLMode != nil {
+		setMode, modeArgs = "SET SESSION sql_mode = ?", []any{*d.SQLMode}
+	}
+	if _, err := conn.ExecContext(ctx, setMode, modeArgs...); err != nil {
+		return fmt.Errorf("setting the sql_mode of DDL at stream sequence %d: %w", m.Sequence, err)
+	}
+	_, err = conn.ExecContext(ctx, m.Event.SQL)
+	if _, rerr := conn.ExecContext(ctx, "SET SESSION sql_mode = '"+rowSQLMode+"'"); rerr != nil {
+		return fmt.Errorf("restoring apply's sql_mode after DDL at stream sequence %d: %w", m.Sequence, rerr)
+	}
+	if err != nil {
 		var me *mysql.MySQLError
 		if a.resumed && errors.As(err, &me) && alreadyApplied[me.Number] {
 			a.log.Warn("DDL seems applied before the last restart; continuing", "stream_seq", m.Sequence, "err", err)

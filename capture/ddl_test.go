@@ -49,6 +49,13 @@ var ddlScript = []string{
 	"CREATE TRIGGER orders_bi BEFORE INSERT ON orders FOR EACH ROW SET NEW.customer = UPPER(NEW.customer)",
 	"INSERT INTO orders (id, customer, total) VALUES (9, 'lower', 1)",
 	"DROP VIEW big_orders",
+	// DDL reads and means what it does under the session's sql_mode.
+	`SET SESSION sql_mode = 'ANSI_QUOTES'`,
+	`CREATE TABLE "quoted" (a VARCHAR(5) DEFAULT 'x"y', "b" INT)`,
+	`SET SESSION sql_mode = 'ORACLE'`,
+	`CREATE TABLE ora (a VARCHAR2(10), n NUMBER(5), d DATE)`,
+	`SET SESSION sql_mode = DEFAULT`,
+	`CREATE TABLE esc (a VARCHAR(9) DEFAULT 'it\'s', d NCHAR(3))`,
 	"DROP DATABASE crm",
 }
 
@@ -102,6 +109,13 @@ func TestDDLIsQualifiedAndMirrorsWithoutUSE(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+		// As databus apply does: under the source's sql_mode.
+		if e.DDL.SQLMode == nil {
+			t.Fatalf("%s: no sql_mode", e.DDL.Statement)
+		}
+		if _, err := conn.ExecContext(t.Context(), "SET SESSION sql_mode = ?", *e.DDL.SQLMode); err != nil {
+			t.Fatal(err)
+		}
 		if _, err := conn.ExecContext(t.Context(), e.SQL); err != nil {
 			t.Fatalf("target rejects DDL %q (from %q): %v", e.SQL, e.DDL.Statement, err)
 		}
@@ -112,7 +126,7 @@ func TestDDLIsQualifiedAndMirrorsWithoutUSE(t *testing.T) {
 			t.Errorf("no DDL event of kind %s", k)
 		}
 	}
-	for _, table := range []string{"orders", "orders_archive", "orders_big", "people"} {
+	for _, table := range []string{"orders", "orders_archive", "orders_big", "people", "quoted", "ora", "esc"} {
 		a, b := showCreate(t, r.DB.DB(t), "shop", table), showCreate(t, target.DB(t), "shop", table)
 		if a != b {
 			t.Errorf("SHOW CREATE TABLE shop.%s differs:\nsource %s\ntarget %s", table, a, b)

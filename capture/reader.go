@@ -168,7 +168,7 @@ func (r *reader) query(h *replication.EventHeader, q *replication.QueryEvent) er
 	// DDL or account management: it commits implicitly.
 	r.begin(h)
 	if kind == ddl.Schema {
-		if ev, ok := r.ddlEvent(h, stmt, string(q.Schema), ddl.ModeOf(sqlMode(q.StatusVars))); ok {
+		if ev, ok := r.ddlEvent(h, stmt, string(q.Schema), q.StatusVars); ok {
 			if err := r.emit(rowevent.Event{Event: ev}); err != nil {
 				return err
 			}
@@ -183,12 +183,18 @@ func (r *reader) query(h *replication.EventHeader, q *replication.QueryEvent) er
 // capture filter selects it: a statement is published when any table or
 // database it touches is captured (so a rename into or out of the captured
 // set is published).
-func (r *reader) ddlEvent(h *replication.EventHeader, stmt, defaultDB string, mode ddl.Mode) (sdk.Event, bool) {
-	res := ddl.Qualify(stmt, defaultDB, mode)
+func (r *reader) ddlEvent(h *replication.EventHeader, stmt, defaultDB string, statusVars []byte) (sdk.Event, bool) {
+	sqlModeBits, modeKnown := sqlMode(statusVars)
+	res := ddl.Qualify(stmt, defaultDB, ddl.ModeOf(sqlModeBits))
 	if res.Err != nil {
 		r.log.Warn("DDL published unqualified", "err", res.Err, "default_db", defaultDB, "file", r.file, "offset", h.LogPos)
 	}
 	info := &sdk.DDL{Statement: stmt, DefaultDB: defaultDB, Kind: res.Kind, Qualified: res.Qualified, Databases: res.Databases}
+	if r.info.MariaDB && modeKnown {
+		if text, ok := ddl.MariaDBSQLMode(sqlModeBits); ok {
+			info.SQLMode = &text
+		}
+	}
 	captured := false
 	for _, t := range res.Tables {
 		info.Tables = append(info.Tables, sdk.TableRef{DB: t.DB, Table: t.Table})
@@ -246,23 +252,18 @@ func (r *reader) rows(h *replication.EventHeader, ev *replication.RowsEvent) err
 
 // sqlMode returns the sql_mode a query event ran under, from its status
 // variables: the server writes Q_FLAGS2_CODE (0, 4 bytes), then
-// Q_SQL_MODE_CODE (1, 8 bytes, little-endian). 0 when they are not there.
-func sqlMode(vars []byte) uint64 {
+// Q_SQL_MODE_CODE (1, 8 bytes, little-endian). false when they are not
+// there.
+func sqlMode(vars []byte) (uint64, bool) {
 	for len(vars) > 0 {
-		switch vars[0] {
-		case 0:
-			if len(vars) < 5 {
-				return 0
-			}
+		switch {
+		case vars[0] == 0 && len(vars) >= 5:
 			vars = vars[5:]
-		case 1:
-			if len(vars) < 9 {
-				return 0
-			}
-			return binary.LittleEndian.Uint64(vars[1:9])
+		case vars[0] == 1 && len(vars) >= 9:
+			return binary.LittleEndian.Uint64(vars[1:9]), true
 		default:
-			return 0
+			return 0, false
 		}
 	}
-	return 0
+	return 0, false
 }

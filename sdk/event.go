@@ -91,6 +91,12 @@ type DDL struct {
 	Tables []TableRef `json:"tables,omitempty"`
 	// Databases are the databases a database-level statement touches.
 	Databases []string `json:"databases,omitempty"`
+	// SQLMode is the sql_mode the statement ran under on the source, as
+	// SET sql_mode takes it ("" for none; absent when unknown, as from
+	// MySQL). It decides how the statement reads (ANSI_QUOTES,
+	// NO_BACKSLASH_ESCAPES, ORACLE) and what it creates: run the
+	// statement under it.
+	SQLMode *string `json:"sql_mode,omitempty"`
 }
 
 // TableRef names a table.

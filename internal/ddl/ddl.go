@@ -93,10 +93,13 @@ func Qualify(stmt, defaultDB string, mode Mode) Result {
 	return res
 }
 
-// insert is a database to put before the table name at offset at.
+// insert is a database to put before the table name at offset at; when
+// quote is set, the name (up to offset end) is replaced by quote in
+// backticks.
 type insert struct {
-	at int
-	db string
+	at, end int
+	db      string
+	quote   string
 }
 
 // walker follows the grammar of a DDL statement through its tokens,
@@ -181,7 +184,12 @@ func (w *walker) nameIn(db string) {
 		w.missingDB = true
 	}
 	w.tables = append(w.tables, Table{DB: db, Table: first})
-	w.inserts = append(w.inserts, insert{w.toks[w.i].start, db})
+	in := insert{at: w.toks[w.i].start, db: db}
+	if tok := w.toks[w.i]; tok.kind == tokWord && w.s[tok.start] >= '0' && w.s[tok.start] <= '9' {
+		// `db`.1e10 would read as `db` .1e10, a number: quote the name.
+		in.quote, in.end = first, tok.end
+	}
+	w.inserts = append(w.inserts, in)
 	w.i++
 }
 
@@ -429,6 +437,10 @@ func (w *walker) qualified() string {
 		b.WriteString(sdk.QuoteIdent(in.db))
 		b.WriteByte('.')
 		last = in.at
+		if in.quote != "" {
+			b.WriteString(sdk.QuoteIdent(in.quote))
+			last = in.end
+		}
 	}
 	b.WriteString(w.s[last:])
 	return b.String()
