@@ -44,7 +44,7 @@ charsets:
 DDL_CORPUS ?= /usr/share/mysql/mysql-test
 DDL_CORPUS_WORKERS ?= 2
 ddl-corpus:
-	scripts/ensure-mariadb-test.sh
+	scripts/ensure-mariadb.sh --test-suite
 	DDL_CORPUS=$(DDL_CORPUS) DDL_CORPUS_WORKERS=$(DDL_CORPUS_WORKERS) DDL_CORPUS_REPORT=$(CURDIR)/ddl-corpus-report.txt \
 		$(GO) test -count=1 -run '^TestDDLCorpus$$' -timeout 4h -v ./internal/ddl
 

@@ -56,6 +56,11 @@ var ddlScript = []string{
 	`CREATE TABLE ora (a VARCHAR2(10), n NUMBER(5), d DATE)`,
 	`SET SESSION sql_mode = DEFAULT`,
 	`CREATE TABLE esc (a VARCHAR(9) DEFAULT 'it\'s', d NCHAR(3))`,
+	// The log holds a statement in the session's character set; the event
+	// carries it in UTF-8.
+	"SET NAMES cp1251",
+	"CREATE TABLE cyr (a VARCHAR(5) CHARACTER SET cp1251 DEFAULT '\xcf\xf0\xe8', b VARCHAR(5) CHARACTER SET utf8mb4 DEFAULT '\xcf\xf0\xe8') COMMENT '\xcf\xf0\xe8\xe2\xe5\xf2'",
+	"SET NAMES utf8mb4",
 	"DROP DATABASE crm",
 }
 
@@ -126,13 +131,19 @@ func TestDDLIsQualifiedAndMirrorsWithoutUSE(t *testing.T) {
 			t.Errorf("no DDL event of kind %s", k)
 		}
 	}
-	for _, table := range []string{"orders", "orders_archive", "orders_big", "people", "quoted", "ora", "esc"} {
+	for _, table := range []string{"orders", "orders_archive", "orders_big", "people", "quoted", "ora", "esc", "cyr"} {
 		a, b := showCreate(t, r.DB.DB(t), "shop", table), showCreate(t, target.DB(t), "shop", table)
 		if a != b {
 			t.Errorf("SHOW CREATE TABLE shop.%s differs:\nsource %s\ntarget %s", table, a, b)
 		}
 		if a, b := r.DB.Checksum(t, "shop."+table), target.Checksum(t, "shop."+table); a != b {
 			t.Errorf("shop.%s: CHECKSUM source %s, target %s", table, a, b)
+		}
+	}
+
+	for _, e := range events {
+		if e.Op == sdk.OpDDL && strings.HasPrefix(e.DDL.Statement, "CREATE TABLE cyr") && !strings.Contains(e.SQL, "COMMENT 'Привет'") {
+			t.Errorf("cp1251 statement: sql is %q, want its text in UTF-8", e.SQL)
 		}
 	}
 

@@ -1,7 +1,6 @@
 package capture
 
 import (
-	"encoding/binary"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -168,7 +167,12 @@ func (r *reader) query(h *replication.EventHeader, q *replication.QueryEvent) er
 	// DDL or account management: it commits implicitly.
 	r.begin(h)
 	if kind == ddl.Schema {
-		if ev, ok := r.ddlEvent(h, stmt, string(q.Schema), q.StatusVars); ok {
+		vars := parseQueryVars(q.StatusVars)
+		text, err := r.statementText(stmt, vars)
+		if err != nil {
+			return fmt.Errorf("%w: DDL statement at %s:%d: %v", ErrUndecodable, r.file, h.LogPos, err)
+		}
+		if ev, ok := r.ddlEvent(h, text, string(q.Schema), vars); ok {
 			if err := r.emit(rowevent.Event{Event: ev}); err != nil {
 				return err
 			}
@@ -183,15 +187,14 @@ func (r *reader) query(h *replication.EventHeader, q *replication.QueryEvent) er
 // capture filter selects it: a statement is published when any table or
 // database it touches is captured (so a rename into or out of the captured
 // set is published).
-func (r *reader) ddlEvent(h *replication.EventHeader, stmt, defaultDB string, statusVars []byte) (sdk.Event, bool) {
-	sqlModeBits, modeKnown := sqlMode(statusVars)
-	res := ddl.Qualify(stmt, defaultDB, ddl.ModeOf(sqlModeBits))
+func (r *reader) ddlEvent(h *replication.EventHeader, stmt, defaultDB string, vars queryVars) (sdk.Event, bool) {
+	res := ddl.Qualify(stmt, defaultDB, ddl.ModeOf(vars.sqlMode))
 	if res.Err != nil {
 		r.log.Warn("DDL published unqualified", "err", res.Err, "default_db", defaultDB, "file", r.file, "offset", h.LogPos)
 	}
 	info := &sdk.DDL{Statement: stmt, DefaultDB: defaultDB, Kind: res.Kind, Qualified: res.Qualified, Databases: res.Databases}
-	if r.info.MariaDB && modeKnown {
-		if text, ok := ddl.MariaDBSQLMode(sqlModeBits); ok {
+	if r.info.MariaDB && vars.hasSQLMode {
+		if text, ok := ddl.MariaDBSQLMode(vars.sqlMode); ok {
 			info.SQLMode = &text
 		}
 	}
@@ -248,22 +251,4 @@ func (r *reader) rows(h *replication.EventHeader, ev *replication.RowsEvent) err
 		}
 	}
 	return nil
-}
-
-// sqlMode returns the sql_mode a query event ran under, from its status
-// variables: the server writes Q_FLAGS2_CODE (0, 4 bytes), then
-// Q_SQL_MODE_CODE (1, 8 bytes, little-endian). false when they are not
-// there.
-func sqlMode(vars []byte) (uint64, bool) {
-	for len(vars) > 0 {
-		switch {
-		case vars[0] == 0 && len(vars) >= 5:
-			vars = vars[5:]
-		case vars[0] == 1 && len(vars) >= 9:
-			return binary.LittleEndian.Uint64(vars[1:9]), true
-		default:
-			return 0, false
-		}
-	}
-	return 0, false
 }

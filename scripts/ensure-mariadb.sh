@@ -1,19 +1,28 @@
 #!/usr/bin/env bash
-# Installs MariaDB server binaries when mariadbd is missing (Debian/Ubuntu).
+# Installs MariaDB server binaries when mariadbd is missing (Debian/Ubuntu);
+# with --test-suite, also MariaDB's own test suite (package mariadb-test,
+# scripts under /usr/share/mysql/mysql-test) for `make ddl-corpus`.
 # Tests and the demo start their own throwaway mariadbd; nothing is started
 # here.
 set -euo pipefail
-if command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ]; then
+want=()
+if ! command -v mariadbd >/dev/null 2>&1 && [ ! -x /usr/sbin/mariadbd ]; then
+  want+=(mariadb-server)
+fi
+if [ "${1:-}" = --test-suite ] && [ ! -d /usr/share/mysql/mysql-test/main ]; then
+  want+=(mariadb-test)
+fi
+if [ ${#want[@]} -eq 0 ]; then
   exit 0
 fi
 if ! command -v apt-get >/dev/null 2>&1; then
-  echo "mariadbd not found and apt-get unavailable: install MariaDB server (10.5 or newer) by hand" >&2
+  echo "${want[*]} not found and apt-get unavailable: install MariaDB server (10.5 or newer) and, for make ddl-corpus, its test suite by hand" >&2
   exit 1
 fi
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
-echo "installing mariadb-server (mariadbd not found)..." >&2
+echo "installing ${want[*]}..." >&2
 $SUDO apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq mariadb-server >/dev/null
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${want[@]}" >/dev/null
 # The package may start a system service; the tests do not need it.
 $SUDO service mariadb stop >/dev/null 2>&1 || true

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/databus/databus/internal/charset"
 	"github.com/databus/databus/internal/ddl"
 	"github.com/databus/databus/internal/testenv"
 )
@@ -41,6 +42,9 @@ type corpusStats struct {
 	differ, diverged                []string
 	// serverLog are the differences the server's log makes itself.
 	serverLog []string
+	// undecodable are statements that are not text in their character
+	// set: capture stops on them.
+	undecodable []string
 }
 
 func (s *corpusStats) add(o corpusStats) {
@@ -51,6 +55,7 @@ func (s *corpusStats) add(o corpusStats) {
 	s.differ = append(s.differ, o.differ...)
 	s.diverged = append(s.diverged, o.diverged...)
 	s.serverLog = append(s.serverLog, o.serverLog...)
+	s.undecodable = append(s.undecodable, o.undecodable...)
 }
 
 func TestDDLCorpus(t *testing.T) {
@@ -99,11 +104,13 @@ func TestDDLCorpus(t *testing.T) {
 	close(next)
 	wg.Wait()
 	t.Logf("%d files, %d statements, %d ran on a plain server; %d CREATE TABLE and ALTER TABLE statements checked, %d differ; "+
-		"%d scripts stopped early at another statement the target rejected; %d differences the server's log makes itself (the logged statement, unqualified, makes the same table)",
-		total.files, total.statements, total.ran, total.checked, len(total.differ), len(total.diverged), len(total.serverLog))
+		"%d scripts stopped early at another statement the target rejected; %d differences the server's log makes itself (the logged statement, unqualified, makes the same table); "+
+		"%d statements not text in their character set (capture stops on them)",
+		total.files, total.statements, total.ran, total.checked, len(total.differ), len(total.diverged), len(total.serverLog), len(total.undecodable))
 	if report := os.Getenv("DDL_CORPUS_REPORT"); report != "" {
 		all := append(append(append([]string{"# differ"}, total.differ...), "# stopped early"), total.diverged...)
 		all = append(append(all, "# made by the server's log"), total.serverLog...)
+		all = append(append(all, "# not text in their character set"), total.undecodable...)
 		if err := os.WriteFile(report, []byte(strings.Join(all, "\n\n")+"\n"), 0o644); err != nil {
 			t.Error(err)
 		}
@@ -208,6 +215,8 @@ func (p *corpusPair) runFile(t *testing.T, path string) corpusStats {
 	defer bData.close()
 	bDDL := p.conn(t, p.b, "scratch") // published DDL: it must name its databases
 	defer bDDL.close()
+	bPass := p.conn(t, p.b, "test") // published DDL that is not qualified, run in its default database
+	defer bPass.close()
 	// The binlog, read with its statements' bytes as they are.
 	binlog := p.conn(t, p.a, "test")
 	defer binlog.close()
@@ -249,7 +258,7 @@ func (p *corpusPair) runFile(t *testing.T, path string) corpusStats {
 		// settings the binlog carries (sql_mode, character sets, time
 		// zone), and its own defaults for what it does not carry (the
 		// storage engine), which here are the source's.
-		mode, err := copySession(ctx, a, bDDL)
+		from, err := copySession(ctx, a, bDDL)
 		if err != nil {
 			t.Errorf("%s: copying the session settings: %v", path, err)
 			return st
@@ -263,10 +272,13 @@ func (p *corpusPair) runFile(t *testing.T, path string) corpusStats {
 			}
 			if logged, lerr := loggedStatements(ctx, binlog.conn, file, pos); lerr == nil {
 				for _, l := range logged {
-					if res := ddl.Qualify(l.stmt, l.db, mode); res.Qualified {
+					if l, err = from.utf8Text(l); err != nil {
+						continue
+					}
+					if res := ddl.Qualify(l.stmt, l.db, from.mode); res.Qualified {
 						_ = bDDL.exec(ctx, res.SQL)
 					} else {
-						_ = bData.exec(ctx, l.stmt)
+						_ = runUnqualified(ctx, a, bPass, l)
 					}
 				}
 			}
@@ -279,19 +291,17 @@ func (p *corpusPair) runFile(t *testing.T, path string) corpusStats {
 			continue
 		}
 		for _, l := range logged {
-			res := ddl.Qualify(l.stmt, l.db, mode)
+			if l, err = from.utf8Text(l); err != nil {
+				// Capture stops on it, naming the statement.
+				st.undecodable = append(st.undecodable, fmt.Sprintf("%s:\n  source ran: %s\n  %v", path, stmt, err))
+				return st
+			}
+			res := ddl.Qualify(l.stmt, l.db, from.mode)
 			var runErr error
 			if res.Qualified {
 				runErr = bDDL.exec(ctx, res.SQL)
 			} else {
-				if l.db != "" {
-					_ = bData.exec(ctx, "USE `"+strings.ReplaceAll(l.db, "`", "``")+"`")
-				}
-				if _, err := copySession(ctx, a, bData); err != nil {
-					t.Errorf("%s: copying the session settings: %v", path, err)
-					return st
-				}
-				runErr = bData.exec(ctx, l.stmt)
+				runErr = runUnqualified(ctx, a, bPass, l)
 			}
 			if os.Getenv("DDL_CORPUS_VERBOSE") == "2" {
 				t.Logf("%s: target ran %.150s: %v", path, res.SQL, runErr)
@@ -321,7 +331,7 @@ func (p *corpusPair) runFile(t *testing.T, path string) corpusStats {
 					continue // renamed away, or a temporary table
 				}
 				dst, errB := showCreate(ctx, p.b.DB(t), tb)
-				if errB == nil && src != dst && p.loggedAsIs(ctx, t, bData, l, tb) == dst {
+				if errB == nil && src != dst && p.loggedAsIs(ctx, t, bPass, l, tb) == dst {
 					// The statement as the server logged it, unqualified,
 					// makes the same table: the log does not reproduce the
 					// source's table (CREATE TABLE … SELECT), and a native
@@ -344,13 +354,21 @@ func (p *corpusPair) runFile(t *testing.T, path string) corpusStats {
 	return st
 }
 
-// sessionVars are the session settings that change what DDL creates.
-var sessionVars = []string{"sql_mode", "character_set_client", "collation_connection", "character_set_results", "time_zone",
-	"default_storage_engine", "collation_server", "character_set_server"}
+// sessionVars are the session settings the binlog carries, or that a
+// target has as its own default, that change what DDL creates.
+var sessionVars = []string{"sql_mode", "character_set_client", "time_zone", "default_storage_engine", "collation_server", "character_set_server"}
 
-// copySession gives session to the settings of session from, and returns
-// the Mode of its sql_mode.
-func copySession(ctx context.Context, from, to *session) (ddl.Mode, error) {
+// sourceSession is what the harness needs of the source session's
+// settings to run a logged statement as capture and apply would.
+type sourceSession struct {
+	mode   ddl.Mode
+	client string // character_set_client: the logged text is in it
+}
+
+// copySession gives session to the settings of session from, but for the
+// client character set: the target reads statements in UTF-8 (utf8mb4),
+// as databus apply does, and capture converts them to it.
+func copySession(ctx context.Context, from, to *session) (sourceSession, error) {
 	vals := make([]sql.NullString, len(sessionVars))
 	ptrs := make([]any, len(vals))
 	sel := make([]string, len(sessionVars))
@@ -358,20 +376,44 @@ func copySession(ctx context.Context, from, to *session) (ddl.Mode, error) {
 		ptrs[i], sel[i] = &vals[i], "@@SESSION."+v
 	}
 	if err := from.conn.QueryRowContext(ctx, "SELECT "+strings.Join(sel, ", ")).Scan(ptrs...); err != nil {
-		return ddl.Mode{}, err
+		return sourceSession{}, err
 	}
 	modes := strings.Split(vals[0].String, ",") // sessionVars[0] is sql_mode
-	mode := ddl.Mode{ANSIQuotes: slices.Contains(modes, "ANSI_QUOTES"), NoBackslashEscapes: slices.Contains(modes, "NO_BACKSLASH_ESCAPES")}
-	set := make([]string, len(sessionVars))
-	args := make([]any, len(sessionVars))
+	src := sourceSession{
+		mode:   ddl.Mode{ANSIQuotes: slices.Contains(modes, "ANSI_QUOTES"), NoBackslashEscapes: slices.Contains(modes, "NO_BACKSLASH_ESCAPES")},
+		client: vals[1].String,
+	}
+	set := []string{"NAMES utf8mb4"}
+	var args []any
 	for i, v := range sessionVars {
-		set[i], args[i] = "SESSION "+v+" = ?", vals[i].String
-		if !vals[i].Valid {
-			args[i] = nil // character_set_results may be NULL
+		if v != "character_set_client" {
+			set, args = append(set, "SESSION "+v+" = ?"), append(args, vals[i].String)
 		}
 	}
 	_, err := to.conn.ExecContext(ctx, "SET "+strings.Join(set, ", "), args...)
-	return mode, err
+	return src, err
+}
+
+// runUnqualified runs a logged statement that is not qualified on s, in
+// its default database, with the settings of the source session a.
+func runUnqualified(ctx context.Context, a, s *session, l logged) error {
+	if l.db != "" {
+		_ = s.exec(ctx, "USE `"+strings.ReplaceAll(l.db, "`", "``")+"`")
+	}
+	if _, err := copySession(ctx, a, s); err != nil {
+		return err
+	}
+	return s.exec(ctx, l.stmt)
+}
+
+// utf8Text is a logged statement in UTF-8, as capture publishes it.
+func (src sourceSession) utf8Text(l logged) (logged, error) {
+	text, err := charset.Decode(src.client, []byte(l.stmt))
+	if src.client == charset.Binary {
+		text, err = l.stmt, nil
+	}
+	l.stmt = text
+	return l, err
 }
 
 // loggedAsIs runs l's statement unmodified in a scratch database of the
