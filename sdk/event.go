@@ -73,7 +73,8 @@ type Event struct {
 
 // DDL describes a DDL statement.
 type DDL struct {
-	// Statement is the statement exactly as the source logged it.
+	// Statement is the statement as the source logged it, converted to
+	// UTF-8 from the session's character_set_client.
 	Statement string `json:"statement"`
 	// DefaultDB is the session's default database when it ran; a statement
 	// that is not qualified must run with it selected (USE).
