@@ -270,6 +270,9 @@ func (a *Applier) applyAll(ctx context.Context, c *sdk.Consumer) error {
 
 	conn, err := a.batchDB.Conn(ctx)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while connecting
+		}
 		return fmt.Errorf("connecting to the target: %w", err)
 	}
 	defer conn.Close()
