@@ -186,3 +186,41 @@ func TestFilteredApplyCommitsATransactionWhoseLastEventIsFilteredOut(t *testing.
 		t.Errorf("progress %+v, want 3 transactions", p)
 	}
 }
+
+// DDL runs on the target under the sql_mode it ran under on the source:
+// names in double quotes (ANSI_QUOTES), a backslash escape in a string
+// (which apply's own NO_BACKSLASH_ESCAPES would misread), ORACLE's types;
+// and a statement sent in cp1251 arrives in UTF-8.
+func TestApplyRunsDDLUnderTheSourcesSQLMode(t *testing.T) {
+	src, dst, js := startRig(t)
+	src.Exec(t, "CREATE DATABASE shop",
+		`SET SESSION sql_mode = 'ANSI_QUOTES'; CREATE TABLE shop."quoted" ("a" VARCHAR(9) DEFAULT 'x"y')`,
+		`SET SESSION sql_mode = DEFAULT; CREATE TABLE shop.esc (a VARCHAR(9) DEFAULT 'it\'s', b VARCHAR(12) DEFAULT 'back\\slash')`,
+		`SET SESSION sql_mode = 'ORACLE'; CREATE TABLE shop.ora (a VARCHAR2(10), n NUMBER(5), d DATE)`,
+		"SET NAMES cp1251; CREATE TABLE shop.cyr (a VARCHAR(5) CHARACTER SET cp1251 DEFAULT '\xcf\xf0\xe8') COMMENT '\xcf\xf0\xe8'",
+		"SET NAMES utf8mb4; SET SESSION sql_mode = DEFAULT; INSERT INTO shop.esc (a) VALUES ('row')",
+	)
+	cfg := apply.Config{TargetDSN: dst.DSN(""), NATSURL: js.URL, Source: "test", Start: sdk.StartBeginning}
+	stop := runApplier(t, cfg)
+	waitRows := func() error {
+		var n int
+		if err := dst.DB(t).QueryRow("SELECT COUNT(*) FROM shop.esc").Scan(&n); err != nil || n != 1 {
+			return fmt.Errorf("shop.esc on the target: %d rows, %v", n, err)
+		}
+		return nil
+	}
+	testenv.Eventually(t, 20*time.Second, waitRows)
+	stop()
+	for _, table := range []string{"quoted", "esc", "ora", "cyr"} {
+		var name, a, b string
+		if err := src.DB(t).QueryRow("SHOW CREATE TABLE shop." + table).Scan(&name, &a); err != nil {
+			t.Fatal(err)
+		}
+		if err := dst.DB(t).QueryRow("SHOW CREATE TABLE shop." + table).Scan(&name, &b); err != nil {
+			t.Fatalf("shop.%s on the target: %v", table, err)
+		}
+		if a != b {
+			t.Errorf("shop.%s differs:\nsource %s\ntarget %s", table, a, b)
+		}
+	}
+}

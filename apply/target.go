@@ -100,6 +100,19 @@ func schemaHint(err error) string {
 		"load a new, empty target with `databus apply --from snapshot`, or create the databases and tables there first"
 }
 
+// ddlSessionSettings prepare a session for a DDL statement; a server
+// without one of the variables (MySQL has no system versioning) skips it.
+var ddlSessionSettings = []string{
+	"SET SESSION innodb_strict_mode = OFF",
+	"SET SESSION system_versioning_alter_history = KEEP",
+}
+
+// unknownVariable reports MySQL's "unknown system variable".
+func unknownVariable(err error) bool {
+	var me *mysql.MySQLError
+	return errors.As(err, &me) && me.Number == 1193
+}
+
 // alreadyApplied are MySQL errors a DDL statement raises when it ran before.
 var alreadyApplied = map[uint16]bool{
 	1007: true, // database exists
@@ -140,7 +153,18 @@ func (a *Applier) ddl(ctx context.Context, m *sdk.Message) error {
 	if _, err := conn.ExecContext(ctx, setMode, modeArgs...); err != nil {
 		return fmt.Errorf("setting the sql_mode of DDL at stream sequence %d: %w", m.Sequence, err)
 	}
+	// What the source ran, the target runs: a statement the source's
+	// settings allowed (innodb_strict_mode off, an ALTER of a
+	// system-versioned table under system_versioning_alter_history=KEEP)
+	// must not fail here for the target's own. Neither turns an error of
+	// the source into a success: they only let through what it did.
+	for _, set := range ddlSessionSettings {
+		if _, err := conn.ExecContext(ctx, set); err != nil && !unknownVariable(err) {
+			return fmt.Errorf("preparing the session for DDL at stream sequence %d (%s): %w", m.Sequence, set, err)
+		}
+	}
 	_, err = conn.ExecContext(ctx, m.Event.SQL)
+	_, _ = conn.ExecContext(ctx, "SET SESSION innodb_strict_mode = DEFAULT, system_versioning_alter_history = DEFAULT")
 	if _, rerr := conn.ExecContext(ctx, "SET SESSION sql_mode = '"+rowSQLMode+"'"); rerr != nil {
 		return fmt.Errorf("restoring apply's sql_mode after DDL at stream sequence %d: %w", m.Sequence, rerr)
 	}

@@ -356,7 +356,8 @@ func (p *corpusPair) runFile(t *testing.T, path string) corpusStats {
 
 // sessionVars are the session settings the binlog carries, or that a
 // target has as its own default, that change what DDL creates.
-var sessionVars = []string{"sql_mode", "character_set_client", "time_zone", "default_storage_engine", "collation_server", "character_set_server"}
+var sessionVars = []string{"sql_mode", "character_set_client", "time_zone", "default_storage_engine", "enforce_storage_engine",
+	"collation_server", "character_set_server"}
 
 // sourceSession is what the harness needs of the source session's
 // settings to run a logged statement as capture and apply would.
@@ -383,12 +384,18 @@ func copySession(ctx context.Context, from, to *session) (sourceSession, error) 
 		mode:   ddl.Mode{ANSIQuotes: slices.Contains(modes, "ANSI_QUOTES"), NoBackslashEscapes: slices.Contains(modes, "NO_BACKSLASH_ESCAPES")},
 		client: vals[1].String,
 	}
-	set := []string{"NAMES utf8mb4"}
+	// As databus apply prepares a session for DDL.
+	set := []string{"NAMES utf8mb4", "SESSION innodb_strict_mode = OFF", "SESSION system_versioning_alter_history = KEEP"}
 	var args []any
 	for i, v := range sessionVars {
-		if v != "character_set_client" {
-			set, args = append(set, "SESSION "+v+" = ?"), append(args, vals[i].String)
+		if v == "character_set_client" {
+			continue
 		}
+		var val any = vals[i].String
+		if !vals[i].Valid {
+			val = nil // enforce_storage_engine is NULL when not set
+		}
+		set, args = append(set, "SESSION "+v+" = ?"), append(args, val)
 	}
 	_, err := to.conn.ExecContext(ctx, "SET "+strings.Join(set, ", "), args...)
 	return src, err
@@ -546,7 +553,9 @@ func runnable(stmt string) bool {
 		"SET GLOBAL", "SET @@GLOBAL", "SET PASSWORD", "SET DEBUG", "SET SESSION DEBUG", "SET @@DEBUG", "SET @@SESSION.DEBUG", "LOAD ", "CACHE ", "BINLOG",
 		"HANDLER", "XA ", "BACKUP", "LOCK", "UNLOCK", "CREATE SERVER", "ALTER SERVER", "DROP SERVER", "CREATE TABLESPACE", "ALTER TABLESPACE",
 		"DROP TABLESPACE", "CREATE EVENT", "ALTER EVENT", "SHOW", "SELECT SLEEP", "DO SLEEP", "ALTER DATABASE MYSQL", "DROP DATABASE MYSQL",
-		"DROP DATABASE SCRATCH", "SET STATEMENT"} {
+		"DROP DATABASE SCRATCH", "SET STATEMENT",
+		// unlogged: capture never sees what follows
+		"SET SQL_LOG_BIN", "SET SESSION SQL_LOG_BIN", "SET @@SQL_LOG_BIN", "SET @@SESSION.SQL_LOG_BIN"} {
 		if strings.HasPrefix(up, p) {
 			return false
 		}
