@@ -213,10 +213,10 @@ func TestApplyRunsDDLUnderTheSourcesSQLMode(t *testing.T) {
 	stop()
 	for _, table := range []string{"quoted", "esc", "ora", "cyr"} {
 		var name, a, b string
-		if err := src.DB(t).QueryRow("SHOW CREATE TABLE shop." + table).Scan(&name, &a); err != nil {
+		if err := src.DB(t).QueryRow("SHOW CREATE TABLE shop."+table).Scan(&name, &a); err != nil {
 			t.Fatal(err)
 		}
-		if err := dst.DB(t).QueryRow("SHOW CREATE TABLE shop." + table).Scan(&name, &b); err != nil {
+		if err := dst.DB(t).QueryRow("SHOW CREATE TABLE shop."+table).Scan(&name, &b); err != nil {
 			t.Fatalf("shop.%s on the target: %v", table, err)
 		}
 		if a != b {
