@@ -260,3 +260,81 @@ func TestReplayFromBeforeALTERsDecodesWithTheOldSchema(t *testing.T) {
 func contextWithTimeout(t *testing.T, d time.Duration) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(t.Context(), d)
 }
+
+// With binlog_alter_two_phase the server logs an ALTER when it starts and
+// again when it commits or rolls back: one event, at the commit; none for
+// an ALTER that failed.
+func TestTwoPhaseALTERIsPublishedOnce(t *testing.T) {
+	r := testenv.NewRig(t)
+	r.DB.Exec(t, "CREATE DATABASE two", "CREATE TABLE two.t (id INT PRIMARY KEY, v INT) ENGINE=InnoDB", "INSERT INTO two.t VALUES (1, 7), (2, 7)")
+	r.Start(t)
+	c := r.Consumer(t, sdk.Config{Start: sdk.StartBeginning, Databases: []string{"two"}})
+	conn, err := r.DB.DB(t).Conn(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for _, q := range []string{"SET SESSION binlog_alter_two_phase = 1", "ALTER TABLE two.t ADD COLUMN w INT"} {
+		if _, err := conn.ExecContext(t.Context(), q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	// Fails on the duplicate: logged as START ALTER, then ROLLBACK ALTER.
+	if _, err := conn.ExecContext(t.Context(), "ALTER TABLE two.t ADD UNIQUE KEY (v)"); err == nil {
+		t.Fatal("ALTER adding a unique key over duplicates succeeded")
+	}
+	if _, err := conn.ExecContext(t.Context(), "INSERT INTO two.t VALUES (3, 8, 9)"); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := conn.QueryContext(t.Context(), "SHOW BINLOG EVENTS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := readBinlogEvents(t, rows)
+	if n := events.count("START ALTER"); n != 2 {
+		t.Fatalf("the server logged %d START ALTER, want 2: is binlog_alter_two_phase honoured?\n%s", n, events)
+	}
+	got := testenv.ReadUntilQuiet(t, c, time.Second)
+	var ddls []string
+	for _, e := range got {
+		if e.Op == sdk.OpDDL {
+			ddls = append(ddls, e.DDL.Statement)
+		}
+	}
+	if len(ddls) != 1 || ddls[0] != "ALTER TABLE two.t ADD COLUMN w INT" {
+		t.Errorf("DDL events %q, want the ALTER that committed, once", ddls)
+	}
+	if last := got[len(got)-1]; last.Op != sdk.OpInsert || fmt.Sprint(last.After["w"]) != "9" {
+		t.Errorf("the row after the ALTER: %s %v", last.Op, last.After)
+	}
+}
+
+// binlogEvents are SHOW BINLOG EVENTS' Info column.
+type binlogEvents []string
+
+func readBinlogEvents(t *testing.T, rows *sql.Rows) binlogEvents {
+	t.Helper()
+	defer rows.Close()
+	var out binlogEvents
+	for rows.Next() {
+		var logName, eventType, info string
+		var pos, serverID, end int64
+		if err := rows.Scan(&logName, &pos, &eventType, &serverID, &end, &info); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, eventType+" "+info)
+	}
+	return out
+}
+
+func (b binlogEvents) count(s string) int {
+	n := 0
+	for _, e := range b {
+		if strings.Contains(e, s) {
+			n++
+		}
+	}
+	return n
+}
+
+func (b binlogEvents) String() string { return strings.Join(b, "\n") }

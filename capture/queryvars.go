@@ -97,3 +97,43 @@ func (r *reader) statementText(stmt string, vars queryVars) (string, error) {
 	}
 	return text, nil
 }
+
+// Flags of a MariaDB GTID event's flags_extra for binlog_alter_two_phase.
+const (
+	flStartAlter    = 2 // FL_START_ALTER_E1: the ALTER starts
+	flCommitAlter   = 4 // FL_COMMIT_ALTER_E1: it is done
+	flRollbackAlter = 8 // FL_ROLLBACK_ALTER_E1: it failed
+)
+
+// alterPhase returns the two-phase ALTER flags of a MariaDB GTID event
+// (raw: header, body and, when crc, a CRC32), 0 for any other
+// transaction. go-mysql does not decode flags_extra. The body is the
+// sequence number (8 bytes), the domain (4), flags2 (1), the commit id
+// (8, when flags2 has FL_GROUP_COMMIT_ID), an XA id (when flags2 has
+// FL_PREPARED_XA or FL_COMPLETED_XA), then flags_extra when the body goes
+// on. MariaDB pads a short body with zero bytes.
+func alterPhase(raw []byte, crc bool) byte {
+	const headerLen = 19
+	end := len(raw)
+	if crc {
+		end -= 4
+	}
+	if end < headerLen+13 {
+		return 0
+	}
+	body := raw[headerLen:end]
+	flags2, pos := body[12], 13
+	if flags2&0x02 != 0 { // FL_GROUP_COMMIT_ID
+		pos += 8
+	}
+	if flags2&(0x40|0x80) != 0 { // FL_PREPARED_XA, FL_COMPLETED_XA: format id, lengths, data
+		if len(body) < pos+6 {
+			return 0
+		}
+		pos += 6 + int(body[pos+4]) + int(body[pos+5])
+	}
+	if pos >= len(body) {
+		return 0
+	}
+	return body[pos] & (flStartAlter | flCommitAlter | flRollbackAlter)
+}

@@ -32,6 +32,11 @@ type reader struct {
 	traits func(db, table string) (mysqlsrc.ColumnTraits, error)
 
 	inTxn bool
+	// crc tells whether events end with a CRC32 (the format description
+	// says); alterPhase is the two-phase ALTER flag of the current
+	// MariaDB transaction (see [alterPhase]).
+	crc        bool
+	alterPhase byte
 	txnID string
 	gtid  string
 	// gtidSet is MariaDB's GTID position after the last transaction read.
@@ -133,7 +138,10 @@ func (r *reader) handle(e *replication.BinlogEvent) error {
 		}
 		r.inTxn = false
 		r.begin(h)
+	case *replication.FormatDescriptionEvent:
+		r.crc = ev.ChecksumAlgorithm == replication.BINLOG_CHECKSUM_ALG_CRC32
 	case *replication.MariadbGTIDEvent:
+		r.alterPhase = alterPhase(e.RawData, r.crc)
 		r.gtid = ev.GTID.String()
 		if r.gtidSet != nil {
 			if err := r.gtidSet.Update(r.gtid); err != nil {
@@ -166,6 +174,13 @@ func (r *reader) query(h *replication.EventHeader, q *replication.QueryEvent) er
 	}
 	// DDL or account management: it commits implicitly.
 	r.begin(h)
+	if kind == ddl.Schema && r.alterPhase&(flStartAlter|flRollbackAlter) != 0 {
+		// binlog_alter_two_phase logs an ALTER when it starts and again
+		// when it commits (or rolls back): it is published once, at its
+		// COMMIT ALTER, when the table changed.
+		clear(r.tables)
+		return r.commit(h.LogPos)
+	}
 	if kind == ddl.Schema {
 		vars := parseQueryVars(q.StatusVars)
 		text, err := r.statementText(stmt, vars)

@@ -475,13 +475,17 @@ func loggedStatements(ctx context.Context, db *sql.Conn, file string, pos int64)
 	}
 	defer rows.Close()
 	var out []logged
+	skip := false // the ALTER of a START ALTER or ROLLBACK ALTER group: capture publishes it at COMMIT ALTER
 	for rows.Next() {
 		var logName, eventType, info string
 		var p, serverID, end int64
 		if err := rows.Scan(&logName, &p, &eventType, &serverID, &end, &info); err != nil {
 			return nil, err
 		}
-		if eventType != "Query" {
+		if eventType == "Gtid" {
+			skip = strings.Contains(info, "START ALTER") || strings.Contains(info, "ROLLBACK ALTER")
+		}
+		if eventType != "Query" || skip {
 			continue
 		}
 		l := logged{stmt: info}
