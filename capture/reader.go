@@ -37,8 +37,8 @@ type reader struct {
 	// MariaDB transaction (see [alterPhase]).
 	crc        bool
 	alterPhase byte
-	txnID string
-	gtid  string
+	txnID      string
+	gtid       string
 	// gtidSet is MariaDB's GTID position after the last transaction read.
 	gtidSet mysql.GTIDSet
 	seq     int
