@@ -100,11 +100,47 @@ func schemaHint(err error) string {
 		"load a new, empty target with `databus apply --from snapshot`, or create the databases and tables there first"
 }
 
-// ddlSessionSettings prepare a session for a DDL statement; a server
-// without one of the variables (MySQL has no system versioning) skips it.
-var ddlSessionSettings = []string{
-	"SET SESSION innodb_strict_mode = OFF",
-	"SET SESSION system_versioning_alter_history = KEEP",
+// ddlSettings are session variables a DDL statement runs with: what the
+// source ran, the target runs. A statement its settings allowed
+// (innodb_strict_mode off, an ALTER of a system-versioned table under
+// system_versioning_alter_history=KEEP) must not fail here for the
+// target's own. Neither turns an error of the source into a success: they
+// only let through what it did. A server without one of them (MySQL has no
+// system versioning) skips it.
+var ddlSettings = []struct{ name, value string }{
+	{"innodb_strict_mode", "OFF"},
+	{"system_versioning_alter_history", "KEEP"},
+}
+
+// prepareDDL sets conn up to run d's statement: under the sql_mode it ran
+// under on the source, which decides how it reads (ANSI_QUOTES,
+// NO_BACKSLASH_ESCAPES) and what it creates (ORACLE's types), or the
+// target's default when the event has none (MySQL, a snapshot's schema);
+// and with [ddlSettings]. restore puts apply's own settings back.
+func prepareDDL(ctx context.Context, conn *sql.Conn, d *sdk.DDL) (restore func() error, err error) {
+	setMode, modeArgs := "SET SESSION sql_mode = @@GLOBAL.sql_mode", []any(nil)
+	if d != nil && d.SQLMode != nil {
+		setMode, modeArgs = "SET SESSION sql_mode = ?", []any{*d.SQLMode}
+	}
+	restore = func() error {
+		for _, v := range ddlSettings {
+			if _, err := conn.ExecContext(ctx, "SET SESSION "+v.name+" = DEFAULT"); err != nil && !unknownVariable(err) {
+				return err
+			}
+		}
+		_, err := conn.ExecContext(ctx, "SET SESSION sql_mode = '"+rowSQLMode+"'")
+		return err
+	}
+	if _, err := conn.ExecContext(ctx, setMode, modeArgs...); err != nil {
+		return nil, fmt.Errorf("sql_mode: %w", err)
+	}
+	for _, v := range ddlSettings {
+		if _, err := conn.ExecContext(ctx, "SET SESSION "+v.name+" = "+v.value); err != nil && !unknownVariable(err) {
+			_ = restore()
+			return nil, fmt.Errorf("%s: %w", v.name, err)
+		}
+	}
+	return restore, nil
 }
 
 // unknownVariable reports MySQL's "unknown system variable".
@@ -142,31 +178,13 @@ func (a *Applier) ddl(ctx context.Context, m *sdk.Message) error {
 			}
 		}
 	}
-	// The statement means what it meant on the source under the source's
-	// sql_mode: how it reads (ANSI_QUOTES, NO_BACKSLASH_ESCAPES) and what
-	// it creates (ORACLE's types). Without one (MySQL, a snapshot's
-	// schema), the target's default.
-	setMode, modeArgs := "SET SESSION sql_mode = @@GLOBAL.sql_mode", []any(nil)
-	if d := m.Event.DDL; d != nil && d.SQLMode != nil {
-		setMode, modeArgs = "SET SESSION sql_mode = ?", []any{*d.SQLMode}
-	}
-	if _, err := conn.ExecContext(ctx, setMode, modeArgs...); err != nil {
-		return fmt.Errorf("setting the sql_mode of DDL at stream sequence %d: %w", m.Sequence, err)
-	}
-	// What the source ran, the target runs: a statement the source's
-	// settings allowed (innodb_strict_mode off, an ALTER of a
-	// system-versioned table under system_versioning_alter_history=KEEP)
-	// must not fail here for the target's own. Neither turns an error of
-	// the source into a success: they only let through what it did.
-	for _, set := range ddlSessionSettings {
-		if _, err := conn.ExecContext(ctx, set); err != nil && !unknownVariable(err) {
-			return fmt.Errorf("preparing the session for DDL at stream sequence %d (%s): %w", m.Sequence, set, err)
-		}
+	restore, err := prepareDDL(ctx, conn, m.Event.DDL)
+	if err != nil {
+		return fmt.Errorf("preparing the session for DDL at stream sequence %d: %w", m.Sequence, err)
 	}
 	_, err = conn.ExecContext(ctx, m.Event.SQL)
-	_, _ = conn.ExecContext(ctx, "SET SESSION innodb_strict_mode = DEFAULT, system_versioning_alter_history = DEFAULT")
-	if _, rerr := conn.ExecContext(ctx, "SET SESSION sql_mode = '"+rowSQLMode+"'"); rerr != nil {
-		return fmt.Errorf("restoring apply's sql_mode after DDL at stream sequence %d: %w", m.Sequence, rerr)
+	if rerr := restore(); rerr != nil {
+		return fmt.Errorf("restoring apply's session after DDL at stream sequence %d: %w", m.Sequence, rerr)
 	}
 	if err != nil {
 		var me *mysql.MySQLError

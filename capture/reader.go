@@ -174,14 +174,10 @@ func (r *reader) query(h *replication.EventHeader, q *replication.QueryEvent) er
 	}
 	// DDL or account management: it commits implicitly.
 	r.begin(h)
-	if kind == ddl.Schema && r.alterPhase&(flStartAlter|flRollbackAlter) != 0 {
-		// binlog_alter_two_phase logs an ALTER when it starts and again
-		// when it commits (or rolls back): it is published once, at its
-		// COMMIT ALTER, when the table changed.
-		clear(r.tables)
-		return r.commit(h.LogPos)
-	}
-	if kind == ddl.Schema {
+	// binlog_alter_two_phase logs an ALTER when it starts and again when
+	// it commits or rolls back: it is published once, at its COMMIT
+	// ALTER, when the table changed.
+	if kind == ddl.Schema && r.alterPhase&(flStartAlter|flRollbackAlter) == 0 {
 		vars := parseQueryVars(q.StatusVars)
 		text, err := r.statementText(stmt, vars)
 		if err != nil {

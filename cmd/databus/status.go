@@ -50,13 +50,15 @@ func cmdStatus(ctx context.Context, env *cmdEnv, args []string) error {
 		}
 	}
 	out["cluster"] = clusterStatus(ctx, js, cfg.Source)
+	var stopped *bus.CaptureStop // why capture stopped, when an error did
 	kv, err := js.KeyValue(ctx, sdk.StateBucket(cfg.Source))
 	if err == nil {
 		out["capture"] = captureStatus(ctx, nc, kv, cfg.Capture.Lease)
 		if e, err := kv.Get(ctx, bus.CaptureStopKey); err == nil {
 			var stop bus.CaptureStop
 			if json.Unmarshal(e.Value(), &stop) == nil {
-				out["capture_stopped"] = &stop
+				stopped = &stop
+				out["capture_stopped"] = stopped
 			}
 		}
 		if e, err := kv.Get(ctx, bus.CheckpointKey); err == nil {
@@ -74,9 +76,9 @@ func cmdStatus(ctx context.Context, env *cmdEnv, args []string) error {
 	if err := enc.Encode(out); err != nil {
 		return err
 	}
-	if stop, ok := out["capture_stopped"].(*bus.CaptureStop); ok {
+	if stopped != nil {
 		// Non-zero, for scripts and probes.
-		return fmt.Errorf("capture is stopped by an error (node %s, %s): %s", stop.Node, stop.At.Format(time.RFC3339), stop.Error)
+		return fmt.Errorf("capture is stopped by an error (node %s, %s): %s", stopped.Node, stopped.At.Format(time.RFC3339), stopped.Error)
 	}
 	return nil
 }

@@ -18,6 +18,7 @@ package charset
 import (
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -45,13 +46,16 @@ func MaxLen(charset string) (int, bool) {
 	return n, ok
 }
 
-// Names lists the character sets databus converts, binary included.
-func Names() []string {
-	out := make([]string, 0, len(maxLen))
+// supported lists the character sets databus converts, for errors.
+func supported() string {
+	names := make([]string, 0, len(maxLen))
 	for name := range maxLen {
-		out = append(out, name)
+		if name != Binary && name != "utf8" {
+			names = append(names, name)
+		}
 	}
-	return out
+	slices.Sort(names)
+	return strings.Join(names, ", ")
 }
 
 // ASCIIBased reports whether the space is the byte 0x20 in charset and no
@@ -127,8 +131,8 @@ func Encode(charset, s string) ([]byte, error) {
 	case "ucs2", "utf16", "utf16le", "utf32":
 		var out []byte
 		for _, r := range s {
-			out = appendUnit(charset, out, r)
-			if out == nil {
+			var ok bool
+			if out, ok = appendUnit(charset, out, r); !ok {
 				return nil, fmt.Errorf("character %U has no %s form", r, charset)
 			}
 		}
@@ -194,20 +198,17 @@ func decodeUTF16(charset string, b []byte, order binary.ByteOrder) (string, erro
 	return out.String(), nil
 }
 
-// appendUnit appends r in one of the Unicode encodings; nil when it has
+// appendUnit appends r in one of the Unicode encodings; false when it has
 // no form there.
-func appendUnit(charset string, out []byte, r rune) []byte {
-	if out == nil {
-		out = []byte{}
-	}
+func appendUnit(charset string, out []byte, r rune) ([]byte, bool) {
 	switch charset {
 	case "ucs2":
 		if r > 0xFFFF {
-			return nil
+			return out, false
 		}
-		return binary.BigEndian.AppendUint16(out, uint16(r))
+		return binary.BigEndian.AppendUint16(out, uint16(r)), true
 	case "utf32":
-		return binary.BigEndian.AppendUint32(out, uint32(r))
+		return binary.BigEndian.AppendUint32(out, uint32(r)), true
 	}
 	var order binary.AppendByteOrder = binary.BigEndian
 	if charset == "utf16le" {
@@ -216,9 +217,9 @@ func appendUnit(charset string, out []byte, r rune) []byte {
 	if r > 0xFFFF {
 		r -= 0x10000
 		out = order.AppendUint16(out, uint16(0xD800+r>>10))
-		return order.AppendUint16(out, uint16(0xDC00+r&0x3FF))
+		return order.AppendUint16(out, uint16(0xDC00+r&0x3FF)), true
 	}
-	return order.AppendUint16(out, uint16(r))
+	return order.AppendUint16(out, uint16(r)), true
 }
 
 func invalidUTF8At(b []byte) int {

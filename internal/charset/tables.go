@@ -49,7 +49,7 @@ func table(charset string) (*Table, error) {
 	}
 	raw, err := tableFiles.ReadFile("tables/" + charset + ".bin")
 	if err != nil {
-		return nil, fmt.Errorf("character set %s is not supported: databus converts %s", charset, supportedList())
+		return nil, fmt.Errorf("character set %s is not supported: databus converts %s", charset, supported())
 	}
 	entries, err := ReadEntries(raw)
 	if err != nil {
@@ -231,10 +231,4 @@ func WriteEntries(entries []Entry) ([]byte, error) {
 		return nil, err
 	}
 	return buf.Bytes(), nil
-}
-
-func supportedList() string {
-	return "armscii8, ascii, big5, cp1250, cp1251, cp1256, cp1257, cp850, cp852, cp866, cp932, dec8, eucjpms, euckr, " +
-		"gb2312, gbk, geostd8, greek, hebrew, hp8, keybcs2, koi8r, koi8u, latin1, latin2, latin5, latin7, macce, macroman, " +
-		"sjis, swe7, tis620, ucs2, ujis, utf16, utf16le, utf32, utf8mb3 and utf8mb4"
 }

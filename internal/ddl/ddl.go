@@ -218,16 +218,13 @@ func (w *walker) database() {
 }
 
 // objectKeyword moves past the words between CREATE, ALTER or DROP and
-// the kind of object (OR REPLACE, TEMPORARY, UNIQUE, ALGORITHM=…,
+// the kind of object (OR REPLACE, TEMPORARY, UNIQUE, FULLTEXT, ALGORITHM=…,
 // DEFINER=…, SQL SECURITY …) and returns that kind.
 func (w *walker) objectKeyword() string {
 	for ; w.i < len(w.toks); w.i++ {
 		switch kw := w.upper(w.i); kw {
 		case "TABLE", "INDEX", "DATABASE", "SCHEMA", "VIEW", "TRIGGER", "PROCEDURE", "FUNCTION", "EVENT", "SEQUENCE",
-			"USER", "ROLE", "SERVER", "PACKAGE", "TABLESPACE", "LOGFILE", "SPATIAL", "FULLTEXT", "UNIQUE":
-			if kw == "SPATIAL" || kw == "FULLTEXT" || kw == "UNIQUE" {
-				continue // … INDEX
-			}
+			"USER", "ROLE", "SERVER", "PACKAGE", "TABLESPACE", "LOGFILE":
 			w.i++
 			return kw
 		}
