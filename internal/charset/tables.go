@@ -35,29 +35,43 @@ type Table struct {
 	enc     map[rune][]byte
 }
 
-var (
-	tablesMu sync.Mutex
-	tables   = map[string]*Table{}
-)
+// lazyTable is a character set's table, read on first use.
+type lazyTable struct {
+	once sync.Once
+	t    *Table
+	err  error
+}
+
+// tables holds a lazyTable for every character set databus knows: a
+// lookup takes no lock, as it happens for every value.
+var tables = func() map[string]*lazyTable {
+	m := make(map[string]*lazyTable, len(maxLen))
+	for name := range maxLen {
+		m[name] = &lazyTable{}
+	}
+	return m
+}()
 
 // table returns the loaded table of charset.
 func table(charset string) (*Table, error) {
-	tablesMu.Lock()
-	defer tablesMu.Unlock()
-	if t, ok := tables[charset]; ok {
-		return t, nil
+	l, ok := tables[charset]
+	if !ok {
+		return nil, fmt.Errorf("character set %s is not supported: databus converts %s", charset, supported())
 	}
+	l.once.Do(func() { l.t, l.err = loadTable(charset) })
+	return l.t, l.err
+}
+
+func loadTable(charset string) (*Table, error) {
 	raw, err := tableFiles.ReadFile("tables/" + charset + ".bin")
 	if err != nil {
-		return nil, fmt.Errorf("character set %s is not supported: databus converts %s", charset, supported())
+		return nil, fmt.Errorf("character set %s has no embedded table: %w", charset, err)
 	}
 	entries, err := ReadEntries(raw)
 	if err != nil {
 		return nil, fmt.Errorf("character set %s: embedded table: %w", charset, err)
 	}
-	t := newTable(entries)
-	tables[charset] = t
-	return t, nil
+	return newTable(entries), nil
 }
 
 // Entry maps one byte sequence, as a code (see the file format), to a
