@@ -32,7 +32,24 @@ type Config struct {
 	NATS     NATS     `koanf:"nats"`
 	Snapshot Snapshot `koanf:"snapshot"`
 	Apply    Apply    `koanf:"apply"`
+	HTTP     HTTP     `koanf:"http"`
+
+	// set holds the keys given by the file, the environment or a flag.
+	set map[string]bool
 }
+
+// HTTP configures the metrics and health endpoint of `databus run` and
+// `databus apply`.
+type HTTP struct {
+	// Listen is the host:port of /metrics, /healthz and /readyz; empty
+	// turns the endpoint off. Left at its default, `databus apply` uses
+	// DefaultApplyHTTPListen, so that it runs beside `databus run`.
+	Listen string `koanf:"listen"`
+}
+
+// IsSet reports whether key was given by the config file, an environment
+// variable or a flag, rather than left at its default.
+func (c Config) IsSet(key string) bool { return c.set[key] }
 
 // Apply configures `databus apply`.
 type Apply struct {
@@ -142,9 +159,13 @@ type NATS struct {
 	// ServerName names the embedded server, and this node in the capture
 	// lease and `databus status`; unique in a cluster. Empty: derived
 	// (see [Config.NodeName]).
-	ServerName string  `koanf:"server_name"`
-	Cluster    Cluster `koanf:"cluster"`
-	Stream     Stream  `koanf:"stream"`
+	ServerName string `koanf:"server_name"`
+	// MonitorListen, when set, is the host:port of the embedded server's
+	// HTTP monitoring endpoint (/varz, /jsz, …), for `nats server`
+	// commands over HTTP, the NATS Prometheus exporter and dashboards.
+	MonitorListen string  `koanf:"monitor_listen"`
+	Cluster       Cluster `koanf:"cluster"`
+	Stream        Stream  `koanf:"stream"`
 }
 
 // Auth holds the embedded server's users with roles. A role is defined
@@ -187,6 +208,12 @@ const (
 	DefaultSnapshotKeep = 2
 	// DefaultLease is capture.lease.
 	DefaultLease = 3 * time.Second
+	// DefaultHTTPListen is http.listen: a loopback port none of NATS's
+	// usual ports (4222, 6222, 7422, 8222) clashes with.
+	DefaultHTTPListen = "127.0.0.1:9650"
+	// DefaultApplyHTTPListen is where `databus apply` listens when
+	// http.listen is left at its default.
+	DefaultApplyHTTPListen = "127.0.0.1:9651"
 )
 
 // Defaults returns the configuration used when nothing is set.
@@ -214,6 +241,7 @@ func Defaults() Config {
 		},
 		Snapshot: Snapshot{OnStart: true, Keep: DefaultSnapshotKeep},
 		Apply:    Apply{TLS: MySQLTLS{Mode: "preferred"}},
+		HTTP:     HTTP{Listen: DefaultHTTPListen},
 	}
 }
 
@@ -265,6 +293,8 @@ func defaultsMap() map[string]any {
 		"nats.auth.reader.nkey":        d.NATS.Auth.Reader.Nkey,
 		"nats.max_store":               d.NATS.MaxStore,
 		"nats.server_name":             d.NATS.ServerName,
+		"nats.monitor_listen":          d.NATS.MonitorListen,
+		"http.listen":                  d.HTTP.Listen,
 		"nats.cluster.name":            d.NATS.Cluster.Name,
 		"nats.cluster.listen":          d.NATS.Cluster.Listen,
 		"nats.cluster.routes":          []string{},
@@ -385,6 +415,7 @@ func Flags(fs *flag.FlagSet) func() map[string]string {
 func Load(path string, environ []string, flags map[string]string) (Config, error) {
 	k := koanf.New(".")
 	known := defaultsMap()
+	set := map[string]bool{}
 	if err := k.Load(confmap.Provider(known, "."), nil); err != nil {
 		return Config{}, fmt.Errorf("loading defaults: %w", err)
 	}
@@ -400,6 +431,9 @@ func Load(path string, environ []string, flags map[string]string) (Config, error
 			if _, ok := known[key]; !ok {
 				return Config{}, &ConfigError{Key: key, Err: fmt.Errorf("%w in %s", ErrUnknownKey, path)}
 			}
+		}
+		for _, key := range fk.Keys() {
+			set[key] = true
 		}
 		if err := k.Merge(fk); err != nil {
 			return Config{}, fmt.Errorf("merging %s: %w", path, err)
@@ -428,6 +462,7 @@ func Load(path string, environ []string, flags map[string]string) (Config, error
 		over[key] = val
 	}
 	for key, val := range over {
+		set[key] = true
 		if _, isList := known[key].([]string); isList {
 			over[key] = splitList(val.(string))
 		}
@@ -436,7 +471,7 @@ func Load(path string, environ []string, flags map[string]string) (Config, error
 		return Config{}, fmt.Errorf("loading overrides: %w", err)
 	}
 
-	var cfg Config
+	cfg := Config{set: set}
 	for _, key := range Keys() {
 		if err := decodeKey(k, key, &cfg); err != nil {
 			return Config{}, &ConfigError{Key: key, Value: fmt.Sprint(k.Get(key)), Err: err}

@@ -74,6 +74,23 @@ func (c Config) Validate() error {
 			return err
 		}
 	}
+	if c.HTTP.Listen != "" {
+		if err := checkHostPort(c.HTTP.Listen); err != nil {
+			return bad("http.listen", c.HTTP.Listen, "%v (or empty to turn the metrics and health endpoint off)", err)
+		}
+	}
+	if m := c.NATS.MonitorListen; m != "" {
+		if c.NATS.URL != "" {
+			return bad("nats.monitor_listen", m, "it turns on the embedded server's monitoring port, and nats.url means no embedded server: turn monitoring on in your NATS server's own configuration")
+		}
+		if err := checkHostPort(m); err != nil {
+			return bad("nats.monitor_listen", m, "%v", err)
+		}
+		if host, _, _ := net.SplitHostPort(m); !isLoopback(host) && !c.NATS.AllowUnauthenticated {
+			return bad("nats.monitor_listen", m, "other machines can reach this address and the monitoring port asks for no credentials (it shows connections, subjects and accounts): "+
+				"use a loopback address, or set nats.allow_unauthenticated on a private network")
+		}
+	}
 	if r := c.NATS.Stream.Replicas; r < 1 || r > 5 {
 		return bad("nats.stream.replicas", strconv.Itoa(r), "want 1 to 5")
 	}
