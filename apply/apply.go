@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -55,6 +56,15 @@ type Progress struct {
 	// Lag is the time between the source commit of the last applied event
 	// and its application.
 	Lag time.Duration
+	// Applied is when the last target transaction committed; Pending how
+	// many of the stream's messages followed its last event then (0: the
+	// target had caught up).
+	Applied time.Time
+	Pending uint64
+	// Applying is true while events are being received and applied;
+	// Retrying holds why they are not, when the stream was interrupted.
+	Applying bool
+	Retrying string
 }
 
 // Applier mirrors a source into a target server.
@@ -66,6 +76,8 @@ type Applier struct {
 	// one round trip carries.
 	db, batchDB *sql.DB
 
+	// mu guards progress, which other goroutines read.
+	mu       sync.Mutex
 	progress Progress
 	// logged is the progress at the last progress log, at loggedAt.
 	logged   Progress
@@ -146,7 +158,22 @@ func (a *Applier) Close() error { return errors.Join(a.batchDB.Close(), a.db.Clo
 
 // Progress returns what has been applied so far. It is meant for the
 // goroutine running [Applier.Run] or after it returned.
-func (a *Applier) Progress() Progress { return a.progress }
+func (a *Applier) Progress() Progress {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.progress
+}
+
+// setState records whether events are being applied and, when they are
+// not, why.
+func (a *Applier) setState(applying bool, retrying error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.progress.Applying, a.progress.Retrying = applying, ""
+	if retrying != nil {
+		a.progress.Retrying = retrying.Error()
+	}
+}
 
 // checkpoint reads this applier's checkpoint from the target; ok is false
 // when there is none.
@@ -204,6 +231,7 @@ func (a *Applier) Run(ctx context.Context) error {
 			backoff = time.Second
 		}
 		retrying = true
+		a.setState(false, se.err)
 		a.log.Warn("stream interrupted: resuming after the target's checkpoint", "err", se.err, "retry_in", backoff)
 		select {
 		case <-ctx.Done():

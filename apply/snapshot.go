@@ -139,6 +139,8 @@ func (a *Applier) commitSnapshotRows(ctx context.Context, t *txn) error {
 	if err := t.tx.Commit(); err != nil {
 		return fmt.Errorf("committing snapshot rows on the target: %w", err)
 	}
+	a.mu.Lock()
 	a.progress.Events += uint64(t.events)
+	a.mu.Unlock()
 	return t.last.Ack(ctx)
 }

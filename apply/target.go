@@ -65,17 +65,21 @@ func (a *Applier) pin(ctx context.Context, seq uint64, txnID string, p sdk.Posit
 // applied records a target commit of txns source transactions (events
 // events) that ends with m.
 func (a *Applier) applied(m *sdk.Message, txns, events int) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
 	a.progress.Transactions += uint64(txns)
 	a.progress.Events += uint64(events)
 	a.progress.Commits++
 	a.progress.Seq = m.Sequence
 	a.progress.Lag = time.Since(m.Event.Timestamp)
+	a.progress.Applied, a.progress.Pending = time.Now(), m.Pending
+	a.progress.Applying, a.progress.Retrying = true, ""
 	a.resumed = false
 }
 
 // logProgress logs what was applied, and how fast since the last log.
 func (a *Applier) logProgress() {
-	p, was := a.progress, a.logged
+	p, was := a.Progress(), a.logged
 	now := time.Now()
 	args := []any{"transactions", p.Transactions, "events", p.Events, "stream_seq", p.Seq, "lag", p.Lag.Round(time.Millisecond)}
 	if !a.loggedAt.IsZero() {

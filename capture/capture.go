@@ -67,23 +67,13 @@ type Capturer struct {
 
 	mu     sync.Mutex
 	status Status
+	// resumed is closed by Resume; stopSession ends the running session
+	// (see Pause).
+	resumed     chan struct{}
+	stopSession context.CancelFunc
 	// inProcess counts the sessions in a row that failed on a message id
 	// "in process" (see unstick).
 	inProcess int
-}
-
-// Status is a snapshot of what the capturer is doing.
-type Status struct {
-	// Streaming is true while the binlog is being read.
-	Streaming bool
-	// Started is true once the binlog was read since start.
-	Started bool
-	// Checkpoint is the last saved checkpoint.
-	Position sdk.Position
-	// Published counts events published since start.
-	Published uint64
-	// LastError is the error of the last failed attempt, if any.
-	LastError string
 }
 
 // New returns a capturer publishing through nc.
@@ -107,25 +97,32 @@ func New(cfg Config, nc *nats.Conn) *Capturer {
 	return &Capturer{cfg: cfg, nc: nc, log: log.With("component", "capture", "source", cfg.Source)}
 }
 
-// Status returns what the capturer is doing now.
-func (c *Capturer) Status() Status {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.status
-}
-
 // Run captures until ctx ends (returning nil) or a fatal error: bad
 // credentials ([ErrAccessDenied]), unusable server settings
 // ([ErrSourceSettings]), a row that cannot be decoded ([ErrUndecodable]) or a
 // checkpoint of another server ([ErrServerChanged]). Other failures (MySQL or
 // NATS unreachable, a rejected publish) are logged and retried with
-// exponential backoff from the last checkpoint.
+// exponential backoff from the last checkpoint. While paused (see
+// [Capturer.Pause]) it waits.
 func (c *Capturer) Run(ctx context.Context) error {
+	watchCtx, stopWatching := context.WithCancel(ctx)
+	defer stopWatching()
+	go c.watchEnd(watchCtx)
 	backoff := 500 * time.Millisecond
 	for {
+		sctx, endSession, ok := c.waitResumed(ctx)
+		if !ok {
+			return nil
+		}
 		started := time.Now()
 		before := c.nc.LastError()
-		err := c.session(ctx)
+		err := c.session(sctx)
+		endSession()
+		if ctx.Err() == nil && c.paused() {
+			// Paused: the session stopped as at shutdown, checkpoint saved.
+			c.setStreaming(false, nil)
+			continue
+		}
 		if bus.StorageFull(err) {
 			err = fmt.Errorf("JetStream has no room for more events (raise nats.max_store or the account's JetStream storage limit, or free the NATS server's disk); "+
 				"capture keeps its checkpoint and goes on when there is room: %w", err)
@@ -204,9 +201,10 @@ func (c *Capturer) session(ctx context.Context) error {
 		return err
 	}
 	defer syncer.Close()
+	c.resumingAt(sdk.Position{File: at.cp.File, Offset: at.cp.Offset, GTID: at.cp.GTID, ServerID: info.ServerID, ServerUUID: info.ServerUUID}, gtidSetString(gtidSet))
 	c.log.Info("capturing", "server", info.Version, "file", at.cp.File, "offset", at.cp.Offset, "gtid_set", gtidSet, "stream_last_seq", pub.expected)
 	r := &reader{cfg: c.cfg, log: c.log, info: info, pub: pub, file: at.cp.File, tables: map[uint64]*binlogTable{}, gtidSet: gtidSet,
-		committed: c.committed,
+		committed: c.committed, atEnd: c.atEnd,
 		traits: func(schema, table string) (mysqlsrc.ColumnTraits, error) {
 			return mysqlsrc.TableTraits(ctx, db, info, schema, table)
 		}}
@@ -367,7 +365,7 @@ func (c *Capturer) startBinlog(info mysqlsrc.ServerInfo, at resumeAt) (*replicat
 		User:                    c.cfg.MySQL.User,
 		Password:                c.cfg.MySQL.Password,
 		TimestampStringLocation: time.UTC,
-		HeartbeatPeriod:         5 * time.Second,
+		HeartbeatPeriod:         time.Second, // an idle source is seen caught up within a second
 		ReadTimeout:             30 * time.Second,
 		DisableRetrySync:        true,
 		Logger:                  slog.New(slog.DiscardHandler),
@@ -413,25 +411,12 @@ func (c *Capturer) stream(ctx context.Context, streamer *replication.BinlogStrea
 	return g.Wait()
 }
 
-// setStreaming records whether the binlog is being read and, when it
-// stopped, why.
-func (c *Capturer) setStreaming(on bool, err error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.status.Streaming = on
-	c.status.Started = c.status.Started || on
-	if err != nil {
-		c.status.LastError = err.Error()
+// gtidSetString is set as text, "" for none.
+func gtidSetString(set mysql.GTIDSet) string {
+	if set == nil {
+		return ""
 	}
-}
-
-// committed records a transaction whose messages are all sent: pos is
-// where the next one starts, published the stream sequence after it.
-func (c *Capturer) committed(pos sdk.Position, published uint64) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.status.Position = pos
-	c.status.Published = published
+	return set.String()
 }
 
 // gtidSet is MariaDB's GTID position at cp (nil on MySQL): byGTID when

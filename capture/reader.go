@@ -23,8 +23,12 @@ type reader struct {
 	log  *slog.Logger
 	info mysqlsrc.ServerInfo
 	pub  *publisher
-	// committed reports each transaction sent, to the Capturer's status.
-	committed func(next sdk.Position, published uint64)
+	// committed reports each transaction sent, atEnd that the server had
+	// nothing more to send, to the Capturer's status.
+	committed func(txnRead)
+	atEnd     func(sdk.Position)
+	// events counts the current transaction's events by operation.
+	events map[sdk.Op]uint64
 
 	file   string
 	tables map[uint64]*binlogTable
@@ -68,6 +72,10 @@ func (r *reader) begin(h *replication.EventHeader) {
 func (r *reader) emit(o rowevent.Event) error {
 	o.Txn = sdk.Txn{ID: r.txnID, Seq: r.seq}
 	r.seq++
+	if r.events == nil {
+		r.events = map[sdk.Op]uint64{}
+	}
+	r.events[o.Op]++
 	if r.held != nil {
 		if err := r.pub.publish(r.held); err != nil {
 			return err
@@ -78,8 +86,8 @@ func (r *reader) emit(o rowevent.Event) error {
 }
 
 // commit ends the transaction; next is the position of the event after it,
-// where a restart resumes.
-func (r *reader) commit(next uint32) error {
+// where a restart resumes, and h the header of the event that ends it.
+func (r *reader) commit(h *replication.EventHeader, next uint32) error {
 	if r.held != nil {
 		r.held.Txn.Last = true
 		if err := r.pub.publish(r.held); err != nil {
@@ -87,7 +95,13 @@ func (r *reader) commit(next uint32) error {
 		}
 	}
 	r.pub.boundary(r.checkpoint(next))
-	r.committed(sdk.Position{File: r.file, Offset: next, GTID: r.gtid, ServerID: r.info.ServerID, ServerUUID: r.info.ServerUUID}, r.pub.expected)
+	t := txnRead{
+		next:      sdk.Position{File: r.file, Offset: next, GTID: r.gtid, ServerID: r.info.ServerID, ServerUUID: r.info.ServerUUID},
+		gtidSet:   gtidSetString(r.gtidSet),
+		published: r.pub.expected, commit: time.Unix(int64(h.Timestamp), 0), events: r.events,
+	}
+	r.committed(t)
+	clear(r.events)
 	r.inTxn, r.held, r.seq, r.gtid = false, nil, 0, ""
 	return nil
 }
@@ -131,6 +145,7 @@ func (r *reader) handle(e *replication.BinlogEvent) error {
 		// reach the end, which a snapshot's handoff waits for.
 		if h.LogPos != 0 && !r.inTxn && (ev.Filename == "" || ev.Filename == r.file) {
 			r.pub.boundary(r.checkpoint(h.LogPos))
+			r.atEnd(sdk.Position{File: r.file, Offset: h.LogPos, ServerID: r.info.ServerID, ServerUUID: r.info.ServerUUID})
 		}
 	case *replication.GTIDEvent:
 		if u, err := uuid.FromBytes(ev.SID); err == nil {
@@ -153,7 +168,7 @@ func (r *reader) handle(e *replication.BinlogEvent) error {
 	case *replication.QueryEvent:
 		return r.query(h, ev)
 	case *replication.XIDEvent:
-		return r.commit(h.LogPos)
+		return r.commit(h, h.LogPos)
 	case *replication.RowsEvent:
 		return r.rows(e.Header, ev)
 	}
@@ -168,7 +183,7 @@ func (r *reader) query(h *replication.EventHeader, q *replication.QueryEvent) er
 		r.begin(h)
 		return nil
 	case ddl.End:
-		return r.commit(h.LogPos)
+		return r.commit(h, h.LogPos)
 	case ddl.TxnControl:
 		return nil
 	}
@@ -191,7 +206,7 @@ func (r *reader) query(h *replication.EventHeader, q *replication.QueryEvent) er
 	}
 	// Table shapes may have changed: rebuild them from the next table maps.
 	clear(r.tables)
-	return r.commit(h.LogPos)
+	return r.commit(h, h.LogPos)
 }
 
 // ddlEvent builds the event of a DDL statement, and reports whether the

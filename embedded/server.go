@@ -4,9 +4,11 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -39,6 +41,11 @@ type Config struct {
 	MaxStore int64
 	// Cluster, when set, makes the server a member of a JetStream cluster.
 	Cluster *Cluster
+	// MonitorListen, when set, is the host:port of nats-server's HTTP
+	// monitoring endpoint (/varz, /jsz, /connz, /healthz), which the NATS
+	// Prometheus exporter and Grafana dashboards read. Port 0 picks a
+	// free port; [Server.MonitorURL] tells which.
+	MonitorListen string
 }
 
 // Cluster configures the server's membership of a JetStream cluster.
@@ -62,7 +69,38 @@ type Server struct {
 }
 
 // Start starts the server and waits up to 10 seconds until it is ready.
+// Its error wraps [ErrAddrInUse] when an address is taken, and the OS
+// error (such as [fs.ErrPermission]) when the store directory cannot be
+// written; when nats-server itself gives up, it carries nats-server's last
+// errors.
 func Start(cfg Config) (*Server, error) {
+	opts, err := options(cfg)
+	if err != nil {
+		return nil, err
+	}
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("configuring embedded NATS: %w", err)
+	}
+	log := &errorLog{}
+	ns.SetLoggerV2(log, false, false, false)
+	go ns.Start()
+	if err := waitReady(ns, log, 10*time.Second); err != nil {
+		ns.Shutdown()
+		return nil, fmt.Errorf("embedded NATS on %s %w", cfg.Listen, err)
+	}
+	srv := &Server{ns: ns}
+	if cfg.MaxStore > 0 {
+		if err := srv.LimitStore(cfg.MaxStore); err != nil {
+			srv.Close()
+			return nil, fmt.Errorf("limiting JetStream storage to %d bytes (nats.max_store): %w", cfg.MaxStore, err)
+		}
+	}
+	return srv, nil
+}
+
+// options checks cfg and turns it into nats-server's options.
+func options(cfg Config) (*server.Options, error) {
 	host, port, err := freeAddr(cfg.Listen, "nats.listen")
 	if err != nil {
 		return nil, err
@@ -70,8 +108,8 @@ func Start(cfg Config) (*Server, error) {
 	if port == 0 {
 		port = server.RANDOM_PORT
 	}
-	if err := os.MkdirAll(cfg.StoreDir, 0o750); err != nil {
-		return nil, fmt.Errorf("creating JetStream store %s: %w", cfg.StoreDir, err)
+	if err := checkStore(cfg.StoreDir); err != nil {
+		return nil, err
 	}
 	name := cfg.Name
 	if name == "" {
@@ -90,6 +128,14 @@ func Start(cfg Config) (*Server, error) {
 		Authorization: cfg.Token,
 		MaxPayload:    8 << 20,
 	}
+	if cfg.MonitorListen != "" {
+		if opts.HTTPHost, opts.HTTPPort, err = freeAddr(cfg.MonitorListen, "nats.monitor_listen"); err != nil {
+			return nil, err
+		}
+		if opts.HTTPPort == 0 {
+			opts.HTTPPort = server.RANDOM_PORT
+		}
+	}
 	if cfg.TLS != nil {
 		opts.TLS, opts.TLSConfig, opts.TLSTimeout = true, cfg.TLS, 5
 		opts.TLSVerify = cfg.TLS.ClientAuth == tls.RequireAndVerifyClientCert
@@ -107,23 +153,70 @@ func Start(cfg Config) (*Server, error) {
 			return nil, err
 		}
 	}
-	ns, err := server.NewServer(opts)
-	if err != nil {
-		return nil, fmt.Errorf("configuring embedded NATS: %w", err)
-	}
-	go ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		ns.Shutdown()
-		return nil, fmt.Errorf("embedded NATS on %s did not become ready within 10s", cfg.Listen)
-	}
-	srv := &Server{ns: ns}
-	if cfg.MaxStore > 0 {
-		if err := srv.LimitStore(cfg.MaxStore); err != nil {
-			srv.Close()
-			return nil, fmt.Errorf("limiting JetStream storage to %d bytes (nats.max_store): %w", cfg.MaxStore, err)
+	return opts, nil
+}
+
+// waitReady waits up to d until ns accepts clients. nats-server does not
+// return the error that stops it starting, it only logs it: waitReady
+// returns as soon as log has a fatal error, and names log's last errors
+// when d runs out.
+func waitReady(ns *server.Server, log *errorLog, d time.Duration) error {
+	for end := time.Now().Add(d); time.Now().Before(end); {
+		if ns.ReadyForConnections(100 * time.Millisecond) {
+			return nil
+		}
+		if msg := log.fatal(); msg != "" {
+			return fmt.Errorf("failed to start: %s", msg)
 		}
 	}
-	return srv, nil
+	if errs := log.last(); errs != "" {
+		return fmt.Errorf("did not become ready within %s: %s", d, errs)
+	}
+	return fmt.Errorf("did not become ready within %s", d)
+}
+
+// checkStore creates the store directory dir if needed and checks that
+// files can be created in it, and in the jetstream directory nats-server
+// keeps in it if there is one already. nats-server only logs a store it
+// cannot write, and never becomes ready; checking first gives the caller
+// an error it can explain.
+func checkStore(dir string) error {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return storeError("create", dir, err)
+	}
+	dirs := []string{dir}
+	if js := filepath.Join(dir, server.JetStreamStoreDir); exists(js) {
+		dirs = append(dirs, js)
+	}
+	for _, d := range dirs {
+		f, err := os.CreateTemp(d, ".databus-write-test-*")
+		if err != nil {
+			var pe *fs.PathError
+			if errors.As(err, &pe) {
+				err = pe.Err // the path is the test file's, not d
+			}
+			return storeError("write to", d, err)
+		}
+		_ = f.Close()
+		_ = os.Remove(f.Name())
+	}
+	return nil
+}
+
+// exists reports whether something, even a dangling link, is at path.
+func exists(path string) bool {
+	_, err := os.Lstat(path)
+	return err == nil
+}
+
+// storeError explains that the embedded server cannot do verb to its
+// store directory dir, wrapping err.
+func storeError(verb, dir string, err error) error {
+	fix := "choose another data_dir"
+	if errors.Is(err, fs.ErrPermission) {
+		fix = "fix its permissions or " + fix
+	}
+	return fmt.Errorf("embedded NATS cannot %s its JetStream store %s (%w): %s", verb, dir, err, fix)
 }
 
 // freeAddr splits addr, the value of key, into host and port, and checks
@@ -184,6 +277,68 @@ func (s *Server) LimitStore(bytes int64) error {
 
 // ClientURL returns the URL clients connect to.
 func (s *Server) ClientURL() string { return s.ns.ClientURL() }
+
+// MonitorURL returns the URL of the monitoring endpoint, http://host:port
+// with the host it listens on, or "" when [Config.MonitorListen] is empty.
+func (s *Server) MonitorURL() string {
+	addr := s.ns.MonitorAddr()
+	if addr == nil {
+		return ""
+	}
+	return "http://" + addr.String()
+}
+
+// errorLog is the embedded server's logger. Like NoLog, it prints
+// nothing; it keeps the last errors nats-server logs, so that [Start] can
+// say why the server did not start: nats-server returns no error.
+type errorLog struct {
+	mu     sync.Mutex
+	errs   []string // the last maxErrors errors and fatal errors, oldest first
+	fatalf string   // the first fatal error
+}
+
+var _ server.Logger = (*errorLog)(nil)
+
+// maxErrors is how many of the last errors an [errorLog] keeps.
+const maxErrors = 3
+
+func (l *errorLog) Noticef(string, ...any) {}
+func (l *errorLog) Warnf(string, ...any)   {}
+func (l *errorLog) Debugf(string, ...any)  {}
+func (l *errorLog) Tracef(string, ...any)  {}
+
+// Errorf keeps the error.
+func (l *errorLog) Errorf(format string, v ...any) { l.keep(fmt.Sprintf(format, v...), false) }
+
+// Fatalf keeps the error; unlike nats-server's own loggers, it does not
+// exit the process.
+func (l *errorLog) Fatalf(format string, v ...any) { l.keep(fmt.Sprintf(format, v...), true) }
+
+func (l *errorLog) keep(msg string, fatal bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if fatal && l.fatalf == "" {
+		l.fatalf = msg
+	}
+	l.errs = append(l.errs, msg)
+	if len(l.errs) > maxErrors {
+		l.errs = l.errs[len(l.errs)-maxErrors:]
+	}
+}
+
+// fatal returns the first fatal error, or "".
+func (l *errorLog) fatal() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.fatalf
+}
+
+// last returns the last errors, joined by "; ", or "".
+func (l *errorLog) last() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Join(l.errs, "; ")
+}
 
 // Close shuts the server down and waits until it has stopped. It is safe to
 // call more than once.

@@ -89,8 +89,13 @@ type Message struct {
 	Sequence uint64
 	// Delivered counts deliveries of this message, 1 the first time.
 	Delivered uint64
-	msg       jetstream.Msg
-	c         *Consumer
+	// Pending is how many messages of the stream that match the
+	// consumer's filter follow this one, as the server counted when it
+	// delivered it: 0 when the consumer has caught up. Snapshot events
+	// have none.
+	Pending uint64
+	msg     jetstream.Msg
+	c       *Consumer
 	// Snapshot is set on the events of a snapshot, which have no stream
 	// sequence: the loading position just after this event. Store it in
 	// the same database transaction as the event's effects and return it
@@ -363,6 +368,7 @@ func (c *Consumer) Next(ctx context.Context) (*Message, error) {
 			Subject:   m.Subject(),
 			Sequence:  meta.Sequence.Stream,
 			Delivered: meta.NumDelivered,
+			Pending:   meta.NumPending,
 			msg:       m,
 			c:         c,
 		}, nil

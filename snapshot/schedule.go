@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -34,6 +35,37 @@ type Schedule struct {
 	// FirstRetry is the first wait before the first snapshot is tried
 	// again; it doubles up to MaxRetry. 1 s and 1 minute when zero.
 	FirstRetry, MaxRetry time.Duration
+	// Observe, when set, is told how every attempt went, the scheduled
+	// ones and those of [Schedule.TakeNow].
+	Observe func(Result)
+
+	mu sync.Mutex
+	// progress is the running snapshot's, when one runs.
+	progress *Progress
+}
+
+// Result is how one snapshot attempt went: its manifest, or why it failed.
+type Result struct {
+	Manifest *sdk.Manifest
+	Err      error
+	Took     time.Duration
+}
+
+// Running returns the progress of the snapshot this schedule is taking,
+// and false when it takes none.
+func (s *Schedule) Running() (Progress, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.progress == nil {
+		return Progress{}, false
+	}
+	return *s.progress, true
+}
+
+// TakeNow takes a snapshot now, as the schedule takes one, and returns its
+// manifest. It fails with [ErrRunning] while another is being taken.
+func (s *Schedule) TakeNow(ctx context.Context, nc *nats.Conn) (*sdk.Manifest, error) {
+	return s.take(ctx, nc, nil)
 }
 
 // Run takes snapshots through nc until ctx ends.
@@ -52,10 +84,10 @@ func (s *Schedule) Run(ctx context.Context, nc *nats.Conn) {
 		case <-ctx.Done():
 			return
 		case <-tick:
-			s.take(ctx, nc, nil)
+			_, _ = s.take(ctx, nc, nil)
 		case <-s.Recovered:
 			s.log().Warn("taking a new snapshot: capture recovered from a checkpoint it could not resume")
-			s.take(ctx, nc, nil)
+			_, _ = s.take(ctx, nc, nil)
 		}
 	}
 }
@@ -74,7 +106,7 @@ func (s *Schedule) first(ctx context.Context, nc *nats.Conn) {
 		if err != nil {
 			err = fmt.Errorf("looking for an existing snapshot: %w", err)
 			s.record(ctx, nc, bus.SnapshotAttempt{State: "failed", Error: err.Error(), At: time.Now().UTC(), NextTry: &next})
-		} else if err = s.take(ctx, nc, &next); err == nil {
+		} else if _, err = s.take(ctx, nc, &next); err == nil {
 			return
 		}
 		if ctx.Err() != nil {
@@ -107,32 +139,42 @@ func orDefault(d, def time.Duration) time.Duration {
 
 // take takes one snapshot, logs how it went and records it; next, when
 // set, is when a failed one is tried again.
-func (s *Schedule) take(ctx context.Context, nc *nats.Conn, next *time.Time) error {
+func (s *Schedule) take(ctx context.Context, nc *nats.Conn, next *time.Time) (*sdk.Manifest, error) {
 	log := s.log()
 	log.Info("snapshot starting")
 	s.record(ctx, nc, bus.SnapshotAttempt{State: "running", At: time.Now().UTC()})
 	opt := s.Options
 	opt.Progress = func(p Progress) {
+		s.mu.Lock()
+		s.progress = &p
+		s.mu.Unlock()
 		if p.Phase == "reading" {
 			log.Info("snapshot progress", "id", p.ID, "tables", fmt.Sprintf("%d/%d", p.TablesDone, p.Tables), "rows", p.Rows)
 		}
 	}
+	started := time.Now()
 	man, err := Take(ctx, s.Config, nc, opt)
+	s.mu.Lock()
+	s.progress = nil
+	s.mu.Unlock()
+	if s.Observe != nil && !errors.Is(err, ErrRunning) && ctx.Err() == nil {
+		s.Observe(Result{Manifest: man, Err: err, Took: time.Since(started)})
+	}
 	switch {
 	case err == nil:
 		log.Info("snapshot complete", "id", man.ID, "tables", len(man.Tables), "rows", man.Rows,
 			"stored_bytes", man.StoredBytes, "pos", man.Position.String(), "stream_seq", man.StreamSeq)
 		s.record(ctx, nc, bus.SnapshotAttempt{State: "done", ID: man.ID, At: time.Now().UTC()})
-		return nil
+		return man, nil
 	case ctx.Err() != nil:
-		return err
+		return nil, err
 	case errors.Is(err, ErrRunning):
 		log.Info("snapshot skipped", "reason", err)
 	default:
 		log.Warn("snapshot failed", "err", err)
 	}
 	s.record(ctx, nc, bus.SnapshotAttempt{State: "failed", Error: err.Error(), At: time.Now().UTC(), NextTry: next})
-	return err
+	return nil, err
 }
 
 // record keeps how the last attempt went in the state bucket, when it can.

@@ -341,8 +341,28 @@ func MasterStatus(ctx context.Context, db Querier, info ServerInfo) (string, uin
 	return file, pos, nil
 }
 
+// BinaryLog is one binlog file the server has and its size in bytes.
+type BinaryLog struct {
+	Name string
+	Size int64
+}
+
 // BinaryLogs lists the binlog files the server still has, oldest first.
 func BinaryLogs(ctx context.Context, db Querier) ([]string, error) {
+	logs, err := BinaryLogSizes(ctx, db)
+	if err != nil {
+		return nil, err
+	}
+	files := make([]string, len(logs))
+	for i, l := range logs {
+		files[i] = l.Name
+	}
+	return files, nil
+}
+
+// BinaryLogSizes lists the binlog files the server still has, oldest
+// first, with their sizes: the last one's is where the server writes next.
+func BinaryLogSizes(ctx context.Context, db Querier) ([]BinaryLog, error) {
 	rows, err := db.QueryContext(ctx, "SHOW BINARY LOGS")
 	if err != nil {
 		return nil, fmt.Errorf("SHOW BINARY LOGS: %w", err)
@@ -352,20 +372,37 @@ func BinaryLogs(ctx context.Context, db Querier) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	var files []string
+	var logs []BinaryLog
 	for rows.Next() {
-		var name string
+		var l BinaryLog
 		vals := make([]any, len(cols))
-		vals[0] = &name
-		for i := 1; i < len(cols); i++ {
+		vals[0] = &l.Name
+		if len(cols) > 1 {
+			vals[1] = &l.Size
+		}
+		for i := 2; i < len(cols); i++ {
 			vals[i] = new(sql.RawBytes)
 		}
 		if err := rows.Scan(vals...); err != nil {
 			return nil, fmt.Errorf("SHOW BINARY LOGS: %w", err)
 		}
-		files = append(files, name)
+		logs = append(logs, l)
 	}
-	return files, rows.Err()
+	return logs, rows.Err()
+}
+
+// Behind returns how many bytes of logs lie after offset in file: the
+// rest of file and every later one. It reports false when the server no
+// longer has file.
+func Behind(logs []BinaryLog, file string, offset uint32) (int64, bool) {
+	var n int64
+	for i := len(logs) - 1; i >= 0; i-- {
+		if logs[i].Name == file {
+			return n + max(logs[i].Size-int64(offset), 0), true
+		}
+		n += logs[i].Size
+	}
+	return 0, false
 }
 
 func versionAtLeast(v string, major, minor int) bool {
