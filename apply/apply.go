@@ -286,6 +286,7 @@ func (a *Applier) session(ctx context.Context) error {
 		return &streamError{err: err}
 	}
 	defer c.Close()
+	a.setState(true, nil)
 	return a.applyAll(ctx, c)
 }
 

@@ -4,7 +4,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
+	"reflect"
 	"sort"
 	"strings"
 	"time"
@@ -511,4 +513,36 @@ func decodeKey(k *koanf.Koanf, key string, cfg *Config) error {
 			TagName:          "koanf",
 		},
 	})
+}
+
+// Changed returns the keys whose values differ between a and b, sorted.
+func Changed(a, b Config) []string {
+	va, vb := flatten(reflect.ValueOf(a), ""), flatten(reflect.ValueOf(b), "")
+	var out []string
+	for _, k := range Keys() {
+		if va[k] != vb[k] {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// flatten maps every key of the struct v (fields tagged koanf) to its
+// value printed.
+func flatten(v reflect.Value, prefix string) map[string]string {
+	out := map[string]string{}
+	t := v.Type()
+	for i := range t.NumField() {
+		tag := t.Field(i).Tag.Get("koanf")
+		if tag == "" {
+			continue
+		}
+		f := v.Field(i)
+		if f.Kind() == reflect.Struct {
+			maps.Copy(out, flatten(f, prefix+tag+"."))
+			continue
+		}
+		out[prefix+tag] = fmt.Sprint(f.Interface())
+	}
+	return out
 }

@@ -35,20 +35,24 @@ type User struct {
 
 // Subjects the roles are given. JetStream's API is requested on $JS.API.>;
 // key-value and object stores write on $KV.> and $O.>; replies come to
-// _INBOX.>.
+// _INBOX.>. The admin service of `databus run` (internal/ops) listens on
+// $DATABUS.ADMIN.<source>.<endpoint> and answers micro's $SRV.>: a reader
+// may ask it (info, and `nats micro ls|info|stats`), only an admin may
+// change anything (loglevel, snapshot, pause, resume).
 var (
 	readerPublish = []string{
 		"$JS.API.INFO", "$JS.API.STREAM.INFO.*", "$JS.API.STREAM.NAMES", "$JS.API.STREAM.LIST",
 		"$JS.API.STREAM.MSG.GET.*", "$JS.API.DIRECT.GET.>",
 		"$JS.API.CONSUMER.>", "$JS.ACK.>", "$JS.FC.>",
 		"$KV.*.consumer.>",
+		"$SRV.>", "$DATABUS.ADMIN.*.info",
 	}
 	readerSubscribe = []string{"_INBOX.>", "databus.>"}
 	capturePublish  = []string{"databus.>", "$JS.API.>", "$KV.>", "$O.>", "$JS.ACK.>", "$JS.FC.>", "_INBOX.>", "$SRV.>"}
-	// Capture answers requests (replies to _INBOX.>) and serves $SRV.>,
-	// but does not listen on JetStream's API: no client but the server
-	// answers it.
-	captureSubscribe = []string{"_INBOX.>", "databus.>", "$SRV.>", "$KV.>", "$O.>"}
+	// Capture answers requests (replies to _INBOX.>) and serves $SRV.>
+	// and the admin service, but does not listen on JetStream's API: no
+	// client but the server answers it.
+	captureSubscribe = []string{"_INBOX.>", "databus.>", "$SRV.>", "$KV.>", "$O.>", "$DATABUS.ADMIN.>"}
 )
 
 // permissions returns what role may do; nil is everything.

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/databus/databus/apply"
+	"github.com/databus/databus/configs"
+	"github.com/databus/databus/internal/ops"
 	"github.com/databus/databus/internal/tlsconf"
 	"github.com/databus/databus/sdk"
 )
@@ -53,6 +55,16 @@ func cmdApply(ctx context.Context, env *cmdEnv, args []string) error {
 		return usageError{err.Error()}
 	}
 	defer a.Close()
+	listen := cfg.HTTP.Listen
+	if !cfg.IsSet("http.listen") {
+		listen = configs.DefaultApplyHTTPListen // beside databus run's
+	}
+	stopHTTP, err := serveHTTP(env, listen, ops.ApplyRegistry(version, cfg.Source, applyOpts.name, a.Progress),
+		func() (bool, string) { return ops.ApplyReady(a.Progress()) })
+	if err != nil {
+		return err
+	}
+	defer stopHTTP()
 	err = a.Run(ctx)
 	p := a.Progress()
 	env.log.Info("apply stopped", "transactions", p.Transactions, "events", p.Events, "stream_seq", p.Seq)

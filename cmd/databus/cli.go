@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -22,6 +23,7 @@ import (
 	"github.com/databus/databus/internal/bus"
 	"github.com/databus/databus/internal/filter"
 	"github.com/databus/databus/internal/mysqlsrc"
+	"github.com/databus/databus/internal/ops"
 	"github.com/databus/databus/internal/tlsconf"
 	"github.com/databus/databus/snapshot"
 )
@@ -65,7 +67,11 @@ type cmdEnv struct {
 	stdout io.Writer
 	stderr io.Writer
 	log    *slog.Logger
-	fs     *flag.FlagSet
+	// level is log's level, which SIGHUP and the admin service change.
+	level *slog.LevelVar
+	fs    *flag.FlagSet
+	// reload loads the configuration again, as at start.
+	reload func() (configs.Config, error)
 }
 
 func usage(w io.Writer) {
@@ -117,14 +123,21 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		}
 		return exitConfig
 	}
-	cfg, err := configs.Load(*configFile, os.Environ(), setFlags())
+	flags := setFlags()
+	reload := func() (configs.Config, error) { return configs.Load(*configFile, os.Environ(), flags) }
+	cfg, err := reload()
 	if err != nil {
 		fmt.Fprintf(stderr, "databus: %v\n", err)
 		return exitConfig
 	}
-	env := &cmdEnv{cfg: cfg, stdout: stdout, stderr: stderr, log: newLogger(cfg.Log, stderr), fs: fs}
+	log, level := newLogger(cfg.Log, stderr)
+	env := &cmdEnv{cfg: cfg, stdout: stdout, stderr: stderr, log: log, level: level, fs: fs, reload: reload}
 
-	ctx, stop := signalContext(stderr)
+	var onHUP func()
+	if cmd.name == "run" || cmd.name == "apply" {
+		onHUP = env.reloadSettings
+	}
+	ctx, stop := signalContext(stderr, onHUP)
 	defer stop()
 	err = cmd.run(ctx, env, fs.Args())
 	if err == nil {
@@ -152,36 +165,80 @@ var cmdFlags = map[string]func(*flag.FlagSet){
 }
 
 // signalContext is cancelled by the first SIGINT or SIGTERM; a second one
-// exits at once.
-func signalContext(stderr io.Writer) (context.Context, func()) {
+// exits at once. With onHUP set, SIGHUP calls it instead of killing the
+// process.
+func signalContext(stderr io.Writer, onHUP func()) (context.Context, func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	ch := make(chan os.Signal, 2)
 	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
+	hup := make(chan os.Signal, 1)
+	if onHUP != nil {
+		signal.Notify(hup, syscall.SIGHUP)
+	}
 	go func() {
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return
-		}
-		cancel()
-		select {
-		case <-ch:
-			fmt.Fprintln(stderr, "databus: second signal, exiting now")
-			os.Exit(exitRuntime)
-		case <-ctx.Done():
+		stopping := false
+		for {
+			select {
+			case <-hup:
+				onHUP()
+				continue
+			case <-ch:
+			case <-ctx.Done():
+				return
+			}
+			if stopping {
+				fmt.Fprintln(stderr, "databus: second signal, exiting now")
+				os.Exit(exitRuntime)
+			}
+			stopping = true
+			cancel()
 		}
 	}()
-	return ctx, func() { signal.Stop(ch); cancel() }
+	return ctx, func() { signal.Stop(ch); signal.Stop(hup); cancel() }
 }
 
-func newLogger(cfg configs.Log, w io.Writer) *slog.Logger {
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(cfg.Level))
+// reloadableKeys are the settings SIGHUP changes in a running process;
+// the others need a restart.
+var reloadableKeys = []string{"log.level"}
+
+// reloadSettings reads the configuration again (SIGHUP) and applies what
+// can change at run time: log.level. It logs the changed keys that need
+// a restart, and keeps the running settings when the configuration is
+// bad.
+func (env *cmdEnv) reloadSettings() {
+	cfg, err := env.reload()
+	if err != nil {
+		env.log.Error("SIGHUP: the configuration is not valid, nothing changed", "err", err)
+		return
+	}
+	level, _ := ops.ParseLevel(cfg.Log.Level) // valid: Load checked it
+	prev := env.level.Level()
+	env.level.Set(level)
+	env.log.Info("SIGHUP: configuration read again", "log.level", cfg.Log.Level, "previous_level", strings.ToLower(prev.String()))
+	if changed := configs.Changed(env.cfg, cfg); len(changed) > 0 {
+		var restart []string
+		for _, k := range changed {
+			if !slices.Contains(reloadableKeys, k) {
+				restart = append(restart, k)
+			}
+		}
+		if len(restart) > 0 {
+			env.log.Warn("SIGHUP: these settings changed but take effect only after a restart", "keys", restart)
+		}
+	}
+}
+
+// newLogger returns the logger of cfg, and its level to change it later.
+func newLogger(cfg configs.Log, w io.Writer) (*slog.Logger, *slog.LevelVar) {
+	level := new(slog.LevelVar)
+	if l, err := ops.ParseLevel(cfg.Level); err == nil {
+		level.Set(l)
+	}
 	opts := &slog.HandlerOptions{Level: level}
 	if cfg.Format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
+		return slog.New(slog.NewJSONHandler(w, opts)), level
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	return slog.New(slog.NewTextHandler(w, opts)), level
 }
 
 // natsURL is where commands reach the server: nats.url, or the embedded

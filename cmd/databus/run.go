@@ -16,12 +16,14 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/databus/databus/capture"
 	"github.com/databus/databus/configs"
 	"github.com/databus/databus/embedded"
 	"github.com/databus/databus/internal/bus"
 	"github.com/databus/databus/internal/lease"
+	"github.com/databus/databus/internal/ops"
 	"github.com/databus/databus/internal/tlsconf"
 	"github.com/databus/databus/sdk"
 	"github.com/databus/databus/snapshot"
@@ -52,6 +54,12 @@ func cmdRun(ctx context.Context, env *cmdEnv, args []string) error {
 	if err != nil {
 		return err
 	}
+	node := ops.NewNode(cfg.Source, cfg.NodeName(), version, env.level, env.log)
+	stopHTTP, err := serveHTTP(env, cfg.HTTP.Listen, node.Registry(), node.Ready)
+	if err != nil {
+		return err
+	}
+	defer stopHTTP()
 	url := cfg.NATS.URL
 	embeddedUp := false
 	if url == "" {
@@ -62,9 +70,15 @@ func cmdRun(ctx context.Context, env *cmdEnv, args []string) error {
 		defer srv.Close() // last: after capture saved its checkpoint
 		url, embeddedUp = srv.ClientURL(), true
 		env.log.Info("embedded NATS started", "url", url, "store", filepath.Join(cfg.DataDir, "nats"), "server_name", cfg.EmbeddedServerName(),
-			"cluster", cfg.NATS.Cluster.Listen)
+			"cluster", cfg.NATS.Cluster.Listen, "monitor", srv.MonitorURL())
 	}
+	var connectErr atomic.Pointer[error]
 	opts = append(opts,
+		nats.ReconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				connectErr.Store(&err)
+			}
+		}),
 		nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true), nats.ReconnectWait(time.Second),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil {
@@ -79,6 +93,10 @@ func cmdRun(ctx context.Context, env *cmdEnv, args []string) error {
 		return fmt.Errorf("connecting to NATS at %s (nats.url): %w", sdk.RedactURL(url), err)
 	}
 	defer nc.Close()
+	node.Connected(nc)
+	if !waitConnected(ctx, env, nc, node, &connectErr) {
+		return nil
+	}
 
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -86,6 +104,7 @@ func cmdRun(ctx context.Context, env *cmdEnv, args []string) error {
 	}
 	// The state bucket holds the capture lease: it must exist before
 	// any node can lead. On a cluster this waits for its leaders.
+	node.Waiting("creating the stream and state bucket on NATS (a cluster waits for its leaders)")
 	_, kv, err := bus.Ensure(ctx, js, cfg.Source, streamConfig(cfg), env.log)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -96,9 +115,19 @@ func cmdRun(ctx context.Context, env *cmdEnv, args []string) error {
 		}
 		return err
 	}
-	err = elect(ctx, env, nc, kv)
+	node.Waiting("")
+	admin, err := ops.StartAdmin(ctx, nc, node)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = admin.Stop() }()
+	nodeCtx, stopNode := context.WithCancel(ctx)
+	defer stopNode()
+	go node.Run(nodeCtx)
+	err = elect(ctx, env, nc, kv, node)
 	if stop := (*captureStopped)(nil); errors.As(err, &stop) {
 		err = stop.err
+		node.Stopped(err)
 		recordStop(kv, cfg.NodeName(), stop)
 		if embeddedUp {
 			// Consumers keep the stream: only capture stopped.
@@ -117,6 +146,46 @@ func cmdRun(ctx context.Context, env *cmdEnv, args []string) error {
 	return nil
 }
 
+// waitConnected waits until nc is connected to NATS, logging what it waits
+// for (the last connection error) every 10 seconds. It returns false when
+// ctx ends first.
+func waitConnected(ctx context.Context, env *cmdEnv, nc *nats.Conn, node *ops.Node, lastErr *atomic.Pointer[error]) bool {
+	logged := time.Now()
+	for !nc.IsConnected() {
+		what := "waiting for NATS at " + sdk.RedactURL(natsURL(env.cfg)) + " (nats.url)"
+		if e := lastErr.Load(); e != nil {
+			what += ": " + (*e).Error()
+		}
+		node.Waiting(what)
+		if time.Since(logged) >= 10*time.Second {
+			env.log.Warn(what + "; databus run keeps trying (SIGTERM stops it)")
+			logged = time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return true
+}
+
+// serveHTTP starts the metrics and health endpoint on listen, unless it is
+// empty, and returns the function that stops it.
+func serveHTTP(env *cmdEnv, listen string, reg *prometheus.Registry, ready func() (bool, string)) (func(), error) {
+	if listen == "" {
+		return func() {}, nil
+	}
+	ep := &ops.Endpoint{Listen: listen, Reg: reg, Ready: ready, Log: env.log}
+	if err := ep.Start(); err != nil {
+		return nil, fmt.Errorf("the metrics and health endpoint cannot listen on %s (http.listen): %w; "+
+			"stop the other process or set http.listen (DATABUS_HTTP_LISTEN) to a free address, or to \"\" to turn it off. "+
+			"databus run and databus apply on one machine each need their own", listen, err)
+	}
+	env.log.Info("metrics and health endpoint", "url", "http://"+ep.Addr()+"/metrics")
+	return ep.Close, nil
+}
+
 // startEmbedded starts the embedded NATS server of the configuration.
 func startEmbedded(cfg configs.Config) (*embedded.Server, error) {
 	ecfg := embedded.Config{
@@ -124,6 +193,7 @@ func startEmbedded(cfg configs.Config) (*embedded.Server, error) {
 		StoreDir: filepath.Join(cfg.DataDir, "nats"),
 		Users:    embeddedUsers(cfg),
 		Name:     cfg.EmbeddedServerName(), MaxStore: cfg.NATS.MaxStore,
+		MonitorListen: cfg.NATS.MonitorListen,
 	}
 	if cl := cfg.NATS.Cluster; cl.Enabled() {
 		ecfg.Cluster = &embedded.Cluster{Name: cfg.ClusterName(), Listen: cl.Listen, Routes: cl.Routes, User: cl.User, Password: cl.Password}
@@ -143,9 +213,9 @@ func startEmbedded(cfg configs.Config) (*embedded.Server, error) {
 // elect announces this node in the state bucket kv and campaigns for the
 // capture lease, capturing while it holds it, until ctx ends or capture
 // fails.
-func elect(ctx context.Context, env *cmdEnv, nc *nats.Conn, kv jetstream.KeyValue) error {
+func elect(ctx context.Context, env *cmdEnv, nc *nats.Conn, kv jetstream.KeyValue, live *ops.Node) error {
 	cfg := env.cfg
-	node := &nodeState{kv: kv, name: cfg.NodeName(), nats: natsServerName(nc), every: cfg.Capture.Lease, changed: make(chan struct{}, 1)}
+	node := &nodeState{kv: kv, name: cfg.NodeName(), nats: natsServerName(nc), every: cfg.Capture.Lease, changed: make(chan struct{}, 1), live: live}
 	// The first announcement is a write to the state bucket: a user who
 	// may not write it is refused now, not after standing by for ever.
 	before := nc.LastError()
@@ -165,7 +235,7 @@ func elect(ctx context.Context, env *cmdEnv, nc *nats.Conn, kv jetstream.KeyValu
 	defer wg.Wait()
 	defer stopAnnouncing()
 	return elector.Run(ctx, func(ctx context.Context, l *lease.Lease) error {
-		return lead(ctx, env, nc, kv, l)
+		return lead(ctx, env, nc, kv, l, live)
 	})
 }
 
@@ -192,7 +262,7 @@ func recordStop(kv jetstream.KeyValue, node string, stop *captureStopped) {
 // lead is the leader's work while it holds lease l: capture, and the
 // snapshot schedule beside it. It returns [lease.ErrLost] when capture
 // finds that another node took over.
-func lead(ctx context.Context, env *cmdEnv, nc *nats.Conn, kv jetstream.KeyValue, l *lease.Lease) error {
+func lead(ctx context.Context, env *cmdEnv, nc *nats.Conn, kv jetstream.KeyValue, l *lease.Lease, node *ops.Node) error {
 	cfg := env.cfg
 	// A new capture: the stop another one recorded is history.
 	if err := kv.Delete(ctx, bus.CaptureStopKey); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
@@ -218,8 +288,9 @@ func lead(ctx context.Context, env *cmdEnv, nc *nats.Conn, kv jetstream.KeyValue
 	sched := &snapshot.Schedule{
 		Config: snapshotConfig(cfg), Options: snapshotOptions(cfg),
 		OnStart: cfg.Snapshot.OnStart, Interval: cfg.Snapshot.Interval, Recovered: recovered,
-		Logger: env.log.With("component", "snapshot"),
+		Logger: env.log.With("component", "snapshot"), Observe: node.ObserveSnapshot,
 	}
+	defer node.Lead(c, sched)()
 	besideCtx, stopBeside := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() { sched.Run(besideCtx, nc) })
@@ -307,10 +378,12 @@ type nodeState struct {
 	every   time.Duration
 	leading atomic.Bool
 	changed chan struct{}
+	live    *ops.Node
 }
 
 func (n *nodeState) setLeading(on bool) {
 	n.leading.Store(on)
+	n.live.SetLeading(on)
 	select {
 	case n.changed <- struct{}{}:
 	default:
