@@ -20,11 +20,12 @@ start_mariadb
 export DATABUS_MYSQL_ADDR="127.0.0.1:$MYSQL_PORT" DATABUS_MYSQL_USER=databus DATABUS_MYSQL_PASSWORD=demo
 export DATABUS_SOURCE=demo DATABUS_NATS_STREAM_REPLICAS=3 DATABUS_SNAPSHOT_ON_START=false
 export DATABUS_NATS_CLUSTER_USER=route DATABUS_NATS_CLUSTER_PASSWORD=demo-route-secret
-declare -a client_port cluster_port node_pid
+declare -a client_port cluster_port http_port node_pid
 routes=()
 for i in 1 2 3; do
   client_port[$i]=$(free_port $((4221 + i * 10)))
   cluster_port[$i]=$(free_port $((6221 + i * 10)))
+  http_port[$i]=$(free_port $((9640 + i * 10)))
   routes+=("nats-route://127.0.0.1:${cluster_port[$i]}")
 done
 ROUTES=$(IFS=,; echo "${routes[*]}")
@@ -34,7 +35,7 @@ start_node() { # start_node N: databus run as node N, log in $ROOT/nodeN.log
   local i=$1
   DATABUS_NATS_SERVER_NAME="node$i" DATABUS_DATA_DIR="$ROOT/node$i" \
     DATABUS_NATS_LISTEN="127.0.0.1:${client_port[$i]}" DATABUS_NATS_CLUSTER_LISTEN="127.0.0.1:${cluster_port[$i]}" \
-    DATABUS_NATS_CLUSTER_ROUTES="$ROUTES" "$BIN" run >>"$ROOT/node$i.log" 2>&1 &
+    DATABUS_HTTP_LISTEN="127.0.0.1:${http_port[$i]}" DATABUS_NATS_CLUSTER_ROUTES="$ROUTES" "$BIN" run >>"$ROOT/node$i.log" 2>&1 &
   node_pid[$i]=$!
   pids+=($!)
 }

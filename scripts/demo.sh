@@ -12,10 +12,12 @@ mkdir -p "$ROOT"
 # shellcheck source=scripts/demo-lib.sh
 source scripts/demo-lib.sh
 NATS_PORT=$(free_port 4222)
+HTTP_PORT=$(free_port 9650)
 start_mariadb
 
 export DATABUS_MYSQL_ADDR="127.0.0.1:$MYSQL_PORT" DATABUS_MYSQL_USER=databus DATABUS_MYSQL_PASSWORD=demo
 export DATABUS_NATS_LISTEN="127.0.0.1:$NATS_PORT" DATABUS_DATA_DIR="$ROOT/databus" DATABUS_SOURCE=demo
+export DATABUS_HTTP_LISTEN="127.0.0.1:$HTTP_PORT"
 
 echo "== databus check"
 "$BIN" check
@@ -32,4 +34,9 @@ echo "== writing: one multi-row INSERT, one transaction with UPDATE and DELETE"
 
 echo "== databus tail --from beginning (5 events)"
 timeout 30 "$BIN" tail --from beginning --count 5
+if command -v curl >/dev/null; then
+  echo "== metrics: curl http://127.0.0.1:$HTTP_PORT/metrics (readyz: $(curl -s "http://127.0.0.1:$HTTP_PORT/readyz"))"
+  sleep 2 # lag and bytes behind are measured every 2s
+  curl -s "http://127.0.0.1:$HTTP_PORT/metrics" | grep -E '^databus_(capture_(events_total|transactions_total|lag_seconds|binlog_behind_bytes|up)|stream_messages)'
+fi
 echo "== done: events are in stream DATABUS_demo on nats://127.0.0.1:$NATS_PORT"

@@ -107,6 +107,9 @@ func startProcess(t *testing.T, bin string, env []string, args ...string) *proc 
 			cmd.Env = append(cmd.Env, kv)
 		}
 	}
+	// The metrics endpoint's default port is one per machine: off unless
+	// a test asks for it.
+	cmd.Env = append(cmd.Env, "DATABUS_HTTP_LISTEN=")
 	cmd.Env = append(cmd.Env, env...)
 	p := &proc{cmd: cmd, out: &syncBuffer{}, exited: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.out, p.out

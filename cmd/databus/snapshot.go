@@ -2,19 +2,24 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
+	"github.com/databus/databus/internal/ops"
 	"github.com/databus/databus/snapshot"
 )
 
-// cmdSnapshot takes a snapshot now. It reads MySQL itself and stores the
-// snapshot through the NATS server of the running `databus run`, which must
-// be capturing the source for the snapshot to be tied to a stream sequence.
+// cmdSnapshot takes a snapshot now. It asks the running `databus run` that
+// captures the source to take it, through its admin service; when none
+// answers (or the NATS user may not ask), it reads MySQL itself and stores
+// the snapshot through the NATS server, where `databus run` must be
+// capturing the source for the snapshot to be tied to a stream sequence.
 func cmdSnapshot(ctx context.Context, env *cmdEnv, args []string) error {
 	if len(args) > 0 {
 		return usageError{fmt.Sprintf("snapshot takes no arguments, got %q", args)}
@@ -25,8 +30,31 @@ func cmdSnapshot(ctx context.Context, env *cmdEnv, args []string) error {
 		return err
 	}
 	defer nc.Close()
+	progress := progressPrinter(env.stderr, env.log)
+	var shown atomic.Bool
+	r, err := ops.Snapshot(ctx, nc, cfg.Source, func(info ops.Info) {
+		if p := info.Snapshot.Running; p != nil {
+			shown.Store(true)
+			progress(p.Progress())
+		}
+	})
+	switch {
+	case err == nil:
+		d := r.Snapshot
+		if shown.Load() {
+			progress(snapshot.Progress{ID: d.ID, Phase: "done", Tables: d.Tables, TablesDone: d.Tables, Rows: d.Rows, RowsEstimate: d.Rows,
+				Bytes: d.StoredBytes, Elapsed: time.Duration(d.Seconds * float64(time.Second))})
+		}
+		fmt.Fprintf(env.stdout, "snapshot %s (taken by %s): %d tables, %d rows, %s stored, consistent with %s (stream sequence %d)\n",
+			d.ID, r.Node, d.Tables, d.Rows, byteSize(d.StoredBytes), d.Position, d.StreamSeq)
+		return nil
+	case errors.Is(err, ops.ErrNoNode), errors.Is(err, ops.ErrRefused):
+		env.log.Info("no running databus run takes the snapshot: taking it in this process, reading MySQL at "+cfg.MySQL.Addr, "reason", err)
+	default:
+		return err
+	}
 	opt := snapshotOptions(cfg)
-	opt.Progress = progressPrinter(env.stderr, env.log)
+	opt.Progress = progress
 	man, err := snapshot.Take(ctx, snapshotConfig(cfg), nc, opt)
 	if err != nil {
 		return err

@@ -15,6 +15,7 @@ import (
 	"github.com/databus/databus/configs"
 	"github.com/databus/databus/internal/bus"
 	"github.com/databus/databus/internal/lease"
+	"github.com/databus/databus/internal/ops"
 	"github.com/databus/databus/sdk"
 )
 
@@ -50,6 +51,15 @@ func cmdStatus(ctx context.Context, env *cmdEnv, args []string) error {
 		}
 	}
 	out["cluster"] = clusterStatus(ctx, js, cfg.Source)
+	// Live: what each running node says of itself.
+	infos, err := ops.Infos(ctx, nc, cfg.Source, ops.Waits{First: 2 * time.Second, More: 300 * time.Millisecond})
+	switch {
+	case err != nil:
+		out["live"] = "no databus run answered (" + err.Error() + "): what follows is the stored state"
+	default:
+		slices.SortFunc(infos, func(a, b ops.Info) int { return strings.Compare(a.Node, b.Node) })
+		out["live"] = infos
+	}
 	var stopped *bus.CaptureStop // why capture stopped, when an error did
 	kv, err := js.KeyValue(ctx, sdk.StateBucket(cfg.Source))
 	if err == nil {
@@ -75,6 +85,13 @@ func cmdStatus(ctx context.Context, env *cmdEnv, args []string) error {
 	enc.SetIndent("", "  ")
 	if err := enc.Encode(out); err != nil {
 		return err
+	}
+	if infos, _ := out["live"].([]ops.Info); stopped == nil {
+		for _, info := range infos {
+			if info.State == ops.StateStopped {
+				return fmt.Errorf("capture is stopped by an error (node %s): %s", info.Node, info.Reason)
+			}
+		}
 	}
 	if stopped != nil {
 		// Non-zero, for scripts and probes.

@@ -270,7 +270,7 @@ func BenchmarkStreaming(b *testing.B) {
 		nc := js.Conn(b)
 		seedCheckpoint(b, nc, "bench", f.db, f.start)
 		cmd := exec.Command(bin, "run")
-		cmd.Env = append(os.Environ(), "DATABUS_SOURCE=bench", "DATABUS_MYSQL_ADDR="+f.db.Addr(), "DATABUS_NATS_URL="+js.URL,
+		cmd.Env = append(os.Environ(), "DATABUS_HTTP_LISTEN=", "DATABUS_SOURCE=bench", "DATABUS_MYSQL_ADDR="+f.db.Addr(), "DATABUS_NATS_URL="+js.URL,
 			"DATABUS_DATA_DIR="+b.TempDir(), "DATABUS_LOG_LEVEL=warn", "DATABUS_SNAPSHOT_ON_START=false")
 		cmd.Stderr = os.Stderr
 		start := time.Now()
@@ -444,7 +444,7 @@ func BenchmarkBigTransaction(b *testing.B) {
 		js := testenv.StartJetStream(b)
 		nc := js.Conn(b)
 		cmd := exec.Command(bin, "run")
-		cmd.Env = append(os.Environ(), "DATABUS_SOURCE=big", "DATABUS_MYSQL_ADDR="+db.Addr(), "DATABUS_NATS_URL="+js.URL,
+		cmd.Env = append(os.Environ(), "DATABUS_HTTP_LISTEN=", "DATABUS_SOURCE=big", "DATABUS_MYSQL_ADDR="+db.Addr(), "DATABUS_NATS_URL="+js.URL,
 			"DATABUS_DATA_DIR="+b.TempDir(), "DATABUS_LOG_LEVEL=warn")
 		cmd.Stderr = os.Stderr
 		if err := cmd.Start(); err != nil {
