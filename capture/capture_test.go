@@ -425,3 +425,22 @@ func TestCaptureKilledMidChunksPublishesTheEventWholeOnce(t *testing.T) {
 	}
 	testenv.None(t, c)
 }
+
+func TestLagIsZeroOnlyWhileCaughtUp(t *testing.T) {
+	now := time.Now()
+	for _, c := range []struct {
+		name string
+		st   capture.Status
+		want time.Duration
+	}{
+		{"caught up, reading", capture.Status{Streaming: true, Current: true, LastCommit: now.Add(-time.Hour)}, 0},
+		{"reading a backlog", capture.Status{Streaming: true, LastCommit: now.Add(-5 * time.Second), CaughtUp: now.Add(-time.Hour)}, 5 * time.Second},
+		{"paused, nothing written since", capture.Status{Paused: true, Current: true, BehindKnown: true, LastCommit: now.Add(-time.Hour)}, 0},
+		{"paused, writes waiting", capture.Status{Paused: true, Behind: 100, BehindKnown: true, LastCommit: now.Add(-time.Hour), CaughtUp: now.Add(-7 * time.Second)}, 7 * time.Second},
+		{"never read", capture.Status{}, 0},
+	} {
+		if got := c.st.Lag(now); got != c.want {
+			t.Errorf("%s: lag %v, want %v", c.name, got, c.want)
+		}
+	}
+}

@@ -167,3 +167,30 @@ func TestPasswordNotInErrors(t *testing.T) {
 		t.Errorf("error leaks the secret: %s", got)
 	}
 }
+
+func TestChangedNamesTheKeysThatDiffer(t *testing.T) {
+	a := Defaults()
+	b := a
+	b.Log.Level, b.NATS.Stream.Replicas, b.Capture.Tables = "debug", 3, []string{"app.t"}
+	got := Changed(a, b)
+	want := []string{"capture.tables", "log.level", "nats.stream.replicas"}
+	if !slices.Equal(got, want) {
+		t.Errorf("Changed = %v, want %v", got, want)
+	}
+	if got := Changed(a, a); len(got) != 0 {
+		t.Errorf("Changed of equal configs = %v", got)
+	}
+}
+
+func TestIsSetTellsGivenKeysFromDefaults(t *testing.T) {
+	cfg, err := Load("", []string{"DATABUS_HTTP_LISTEN="}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.IsSet("http.listen") || cfg.HTTP.Listen != "" || cfg.IsSet("nats.listen") {
+		t.Errorf("IsSet(http.listen) %v, listen %q, IsSet(nats.listen) %v", cfg.IsSet("http.listen"), cfg.HTTP.Listen, cfg.IsSet("nats.listen"))
+	}
+	if _, err := Load("", []string{"DATABUS_NATS_MONITOR_LISTEN=0.0.0.0:8222"}, nil); err == nil || !strings.Contains(err.Error(), "nats.allow_unauthenticated") {
+		t.Errorf("a monitoring port open to the network: %v", err)
+	}
+}

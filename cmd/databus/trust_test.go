@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/databus/databus/embedded"
+	"github.com/databus/databus/internal/ops"
 	"github.com/databus/databus/internal/testenv"
 	"github.com/databus/databus/sdk"
 	"github.com/nats-io/nats.go"
@@ -199,6 +201,35 @@ func TestEmbeddedServerRolesKeepReadersFromWriting(t *testing.T) {
 	}
 	if code, out := runDatabus(t, append(env[:len(env):len(env)], "DATABUS_NATS_NKEY_SEED="+seedFile), "status"); code != 0 || !strings.Contains(out, `"checkpoint"`) {
 		t.Errorf("status as the admin, with an nkey: exit %d\n%s", code, out)
+	}
+	// The admin service: a reader may ask, only an admin may change.
+	readerNC, _ := connectJS(t, url, nats.UserInfo("reader", "readPW1"))
+	if infos, err := ops.Infos(t.Context(), readerNC, "e2e", ops.Waits{First: 5 * time.Second, More: 300 * time.Millisecond}); err != nil || len(infos) != 1 {
+		t.Errorf("info as a reader: %+v %v", infos, err)
+	}
+	if _, err := readerNC.Request("$SRV.PING.databus", nil, 5*time.Second); err != nil {
+		t.Errorf("nats micro ping as a reader: %v", err)
+	}
+	for _, who := range []struct {
+		name string
+		opt  nats.Option
+	}{{"reader", nats.UserInfo("reader", "readPW1")}, {"capture", nats.UserInfo("capture", "capPW1")}} {
+		nc, _ := connectJS(t, url, who.opt)
+		for _, ep := range []string{ops.EndpointPause, ops.EndpointLogLevel, ops.EndpointSnapshot} {
+			if _, err := ops.Ask(t.Context(), nc, "e2e", ep, []byte("debug"), 3*time.Second); !errors.Is(err, ops.ErrRefused) {
+				t.Errorf("%s as %s: %v, want refused", ep, who.name, err)
+			}
+		}
+	}
+	adminOpt, err := nats.NkeyOptionFromSeed(seedFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	adminNC, _ := connectJS(t, url, adminOpt)
+	for _, ep := range []string{ops.EndpointPause, ops.EndpointResume} {
+		if r, err := ops.Ask(t.Context(), adminNC, "e2e", ep, nil, 5*time.Second); err != nil || r.Node == "" {
+			t.Errorf("%s as the admin: %+v %v", ep, r, err)
+		}
 	}
 
 	// Without credentials, or with wrong ones, nothing.

@@ -38,6 +38,12 @@ func Call(ctx context.Context, nc *nats.Conn, source, endpoint string, data []by
 	if err := nc.PublishRequest(AdminSubject(source, endpoint), inbox, data); err != nil {
 		return err
 	}
+	// A refusal comes back before the flush's answer.
+	if err := nc.FlushTimeout(waits.First); err == nil {
+		if perr := nc.LastError(); perr != before && errors.Is(perr, nats.ErrPermissionViolation) {
+			return fmt.Errorf("%w: %v (only an admin user may call %s)", ErrRefused, perr, endpoint)
+		}
+	}
 	answered := false
 	for {
 		wait := waits.First

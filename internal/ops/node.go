@@ -213,8 +213,10 @@ func (n *Node) read() state {
 		st.Events = addCounts(st.Events, n.ended.Events)
 		st.Errors = addCounts(st.Errors, n.ended.Errors)
 		s.capture, s.capturing = st, true
-		if p, ok := n.sched.Running(); ok {
-			s.snapRunning = &p
+		if n.sched != nil {
+			if p, ok := n.sched.Running(); ok {
+				s.snapRunning = &p
+			}
 		}
 	}
 	switch {
