@@ -347,6 +347,11 @@ func TestExitCodesAndMessages(t *testing.T) {
 	if err := os.WriteFile(notADir, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	storeAFile := t.TempDir() // data_dir/nats, the JetStream store, is a file
+	if err := os.WriteFile(filepath.Join(storeAFile, "nats"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	httpBusy := "DATABUS_HTTP_LISTEN=" + busy.Addr().String()
 	badYAML := filepath.Join(t.TempDir(), "bad.yaml")
 	if err := os.WriteFile(badYAML, []byte("mysql:\n  adress: x:1\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -371,6 +376,10 @@ func TestExitCodesAndMessages(t *testing.T) {
 		{"missing privileges", base("DATABUS_MYSQL_USER=plain", "DATABUS_MYSQL_PASSWORD=pw"), []string{"run"}, 3, []string{"REPLICATION SLAVE", "GRANT"}},
 		{"data dir not writable", base("DATABUS_DATA_DIR=" + filepath.Join(notADir, "sub")), []string{"run"}, 2, []string{"data_dir"}},
 		{"nats port in use", base("DATABUS_NATS_LISTEN=" + busy.Addr().String()), []string{"run"}, 1, []string{"nats.listen", busy.Addr().String()}},
+		{"JetStream store not a directory", base("DATABUS_DATA_DIR=" + storeAFile), []string{"run"}, 1, []string{"JetStream store", filepath.Join(storeAFile, "nats"), "data_dir"}},
+		{"http port in use", base(httpBusy), []string{"run"}, 1, []string{"http.listen", busy.Addr().String(), "in use"}},
+		{"http port in use for apply", base(httpBusy, "DATABUS_APPLY_TARGET=root@tcp(" + db.Addr() + ")/"), []string{"apply"}, 1, []string{"http.listen", "in use"}},
+		{"bad http.listen", base("DATABUS_HTTP_LISTEN=nowhere"), []string{"run"}, 2, []string{"http.listen", "off"}},
 		{"embedded NATS open to the network without users", base("DATABUS_NATS_LISTEN=0.0.0.0:4999"), []string{"run"}, 2, []string{"nats.listen", "nats.auth.reader.password", "nats.allow_unauthenticated"}},
 		{"bad nkey", base("DATABUS_NATS_AUTH_READER_NKEY=SUAxyz"), []string{"run"}, 2, []string{"nats.auth.reader.nkey", "public nkey"}},
 		{"replicas on the embedded single server", base("DATABUS_NATS_STREAM_REPLICAS=3"), []string{"run"}, 2,

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/databus/databus/embedded"
 	"github.com/databus/databus/internal/ops"
 	"github.com/databus/databus/internal/testenv"
 )
@@ -254,5 +255,39 @@ func writeFile(t *testing.T, path, text string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestRunWaitsForAnUnreachableNATSAndSaysWhy: with nats.url down at start,
+// databus run waits, logging why and answering /readyz with it, and
+// captures once the server is up.
+func TestRunWaitsForAnUnreachableNATSAndSaysWhy(t *testing.T) {
+	db := testenv.StartMariaDB(t)
+	natsAddr := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
+	httpAddr := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
+	env := []string{
+		"DATABUS_SOURCE=late", "DATABUS_MYSQL_ADDR=" + db.Addr(), "DATABUS_DATA_DIR=" + t.TempDir(),
+		"DATABUS_NATS_URL=nats://" + natsAddr, "DATABUS_HTTP_LISTEN=" + httpAddr,
+	}
+	p := startDatabus(t, env, "run")
+	testenv.Eventually(t, 30*time.Second, func() error {
+		code, body := get(t, "http://"+httpAddr+"/readyz")
+		if code != http.StatusServiceUnavailable || !strings.Contains(body, "waiting for NATS at nats://"+natsAddr) || !strings.Contains(body, "connection refused") {
+			return fmt.Errorf("readyz: %d %q", code, body)
+		}
+		if !strings.Contains(p.out.String(), "waiting for NATS at nats://"+natsAddr) {
+			return fmt.Errorf("the log does not say what run waits for yet:\n%s", p.out.String())
+		}
+		return nil
+	})
+	testenv.StartJetStream(t, embedded.Config{Listen: natsAddr})
+	testenv.Eventually(t, 30*time.Second, func() error {
+		if code, body := get(t, "http://"+httpAddr+"/readyz"); code != http.StatusOK {
+			return fmt.Errorf("readyz once NATS is up: %d %q", code, body)
+		}
+		return nil
+	})
+	if code := p.stop(t); code != 0 {
+		t.Errorf("exit %d:\n%s", code, p.out.String())
 	}
 }

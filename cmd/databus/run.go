@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -207,7 +208,12 @@ func startEmbedded(cfg configs.Config) (*embedded.Server, error) {
 	if len(ecfg.Users) == 0 { // one user who may do anything, or none
 		ecfg.User, ecfg.Password, ecfg.Token = cfg.NATS.User, cfg.NATS.Password, cfg.NATS.Token
 	}
-	return embedded.Start(ecfg)
+	srv, err := embedded.Start(ecfg)
+	if errors.Is(err, fs.ErrPermission) {
+		// The store is data_dir's: as a data_dir that cannot be written.
+		return nil, &configs.ConfigError{Key: "data_dir", Value: cfg.DataDir, Err: err}
+	}
+	return srv, err
 }
 
 // elect announces this node in the state bucket kv and campaigns for the
