@@ -378,7 +378,7 @@ func TestExitCodesAndMessages(t *testing.T) {
 		{"nats port in use", base("DATABUS_NATS_LISTEN=" + busy.Addr().String()), []string{"run"}, 1, []string{"nats.listen", busy.Addr().String()}},
 		{"JetStream store not a directory", base("DATABUS_DATA_DIR=" + storeAFile), []string{"run"}, 1, []string{"JetStream store", filepath.Join(storeAFile, "nats"), "data_dir"}},
 		{"http port in use", base(httpBusy), []string{"run"}, 1, []string{"http.listen", busy.Addr().String(), "in use"}},
-		{"http port in use for apply", base(httpBusy, "DATABUS_APPLY_TARGET=root@tcp(" + db.Addr() + ")/"), []string{"apply"}, 1, []string{"http.listen", "in use"}},
+		{"http port in use for apply", base(httpBusy, "DATABUS_APPLY_TARGET=root@tcp("+db.Addr()+")/"), []string{"apply"}, 1, []string{"http.listen", "in use"}},
 		{"bad http.listen", base("DATABUS_HTTP_LISTEN=nowhere"), []string{"run"}, 2, []string{"http.listen", "off"}},
 		{"embedded NATS open to the network without users", base("DATABUS_NATS_LISTEN=0.0.0.0:4999"), []string{"run"}, 2, []string{"nats.listen", "nats.auth.reader.password", "nats.allow_unauthenticated"}},
 		{"bad nkey", base("DATABUS_NATS_AUTH_READER_NKEY=SUAxyz"), []string{"run"}, 2, []string{"nats.auth.reader.nkey", "public nkey"}},
