@@ -291,3 +291,43 @@ func TestRunWaitsForAnUnreachableNATSAndSaysWhy(t *testing.T) {
 		t.Errorf("exit %d:\n%s", code, p.out.String())
 	}
 }
+
+// TestApplyMetricsAndReadiness: databus apply's endpoint counts what it
+// applied, shows the lag at 0 once the target caught up, and is ready
+// while it applies; the embedded NATS server's monitoring port answers.
+func TestApplyMetricsAndReadiness(t *testing.T) {
+	src := testenv.StartMariaDB(t)
+	dst := testenv.StartMariaDB(t)
+	src.Exec(t, "CREATE DATABASE app", "CREATE TABLE app.t (id INT PRIMARY KEY)")
+	dst.Exec(t, "CREATE DATABASE app", "CREATE TABLE app.t (id INT PRIMARY KEY)")
+	env, _ := captureEnv(t, src)
+	monitor := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
+	run := startDatabus(t, append(env, "DATABUS_NATS_MONITOR_LISTEN="+monitor), "run")
+	waitCapturing(t, env, run)
+	if code, body := get(t, "http://"+monitor+"/jsz"); code != http.StatusOK || !strings.Contains(body, "streams") {
+		t.Errorf("the embedded server's monitoring port: %d %s", code, tail(body, 300))
+	}
+	httpAddr := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
+	ap := startDatabus(t, append(env, "DATABUS_HTTP_LISTEN="+httpAddr), "apply", "--target", dst.DSN(""), "--from", "now", "--name", "m1")
+	base := "http://" + httpAddr
+	testenv.Eventually(t, 30*time.Second, func() error {
+		if code, body := get(t, base+"/readyz"); code != http.StatusOK || body != "applying" {
+			return fmt.Errorf("apply readyz: %d %q", code, body)
+		}
+		return nil
+	})
+	for i := range 50 {
+		src.Exec(t, fmt.Sprintf("INSERT INTO app.t VALUES (%d)", i))
+	}
+	waitRows(t, dst, "app.t", 50)
+	labels := `{name="m1",source="e2e"}`
+	metricWait(t, base+"/metrics", "databus_apply_transactions_total"+labels, "50", func(v float64) bool { return v == 50 })
+	m := scrape(t, base+"/metrics")
+	if m["databus_apply_events_total"+labels] != 50 || m["databus_apply_up"+labels] != 1 || m["databus_apply_lag_seconds"+labels] != 0 ||
+		m["databus_apply_commits_total"+labels] < 1 || m["databus_apply_stream_sequence"+labels] < 50 {
+		t.Errorf("apply metrics after 50 transactions, caught up: %v", m)
+	}
+	if code := ap.stop(t); code != 0 {
+		t.Errorf("apply exit %d:\n%s", code, ap.out.String())
+	}
+}
