@@ -159,9 +159,10 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 // cmdFlags holds the command-specific flags, registered before the config
 // key flags.
 var cmdFlags = map[string]func(*flag.FlagSet){
-	"run":   runFlags,
-	"tail":  tailFlags,
-	"apply": applyFlags,
+	"run":      runFlags,
+	"snapshot": snapshotFlags,
+	"tail":     tailFlags,
+	"apply":    applyFlags,
 }
 
 // signalContext is cancelled by the first SIGINT or SIGTERM; a second one

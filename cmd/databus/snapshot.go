@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -10,6 +11,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/databus/databus/internal/ops"
 	"github.com/databus/databus/snapshot"
@@ -31,6 +34,9 @@ func cmdSnapshot(ctx context.Context, env *cmdEnv, args []string) error {
 	}
 	defer nc.Close()
 	progress := progressPrinter(env.stderr, env.log)
+	if snapshotOpts.local {
+		return takeSnapshotHere(ctx, env, nc, progress)
+	}
 	var shown atomic.Bool
 	r, err := ops.Snapshot(ctx, nc, cfg.Source, func(info ops.Info) {
 		if p := info.Snapshot.Running; p != nil {
@@ -50,9 +56,21 @@ func cmdSnapshot(ctx context.Context, env *cmdEnv, args []string) error {
 		return nil
 	case errors.Is(err, ops.ErrNoNode), errors.Is(err, ops.ErrRefused):
 		env.log.Info("no running databus run takes the snapshot: taking it in this process, reading MySQL at "+cfg.MySQL.Addr, "reason", err)
+		return takeSnapshotHere(ctx, env, nc, progress)
 	default:
 		return err
 	}
+}
+
+var snapshotOpts struct{ local bool }
+
+func snapshotFlags(fs *flag.FlagSet) {
+	fs.BoolVar(&snapshotOpts.local, "local", false, "take the snapshot in this process, reading MySQL itself, instead of asking the running databus run to take it")
+}
+
+// takeSnapshotHere takes a snapshot in this process, reading MySQL itself.
+func takeSnapshotHere(ctx context.Context, env *cmdEnv, nc *nats.Conn, progress func(snapshot.Progress)) error {
+	cfg := env.cfg
 	opt := snapshotOptions(cfg)
 	opt.Progress = progress
 	man, err := snapshot.Take(ctx, snapshotConfig(cfg), nc, opt)

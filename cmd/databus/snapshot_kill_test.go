@@ -25,7 +25,8 @@ func TestSnapshotWriterKilledIsTakenOverAndCleanedUp(t *testing.T) {
 	run := startDatabus(t, env, "run")
 	waitCapturing(t, env, run)
 
-	p := startDatabus(t, append(env, "DATABUS_LOG_LEVEL=info"), "snapshot")
+	// A snapshot written by a process of its own, killed mid-way.
+	p := startDatabus(t, append(env, "DATABUS_LOG_LEVEL=info"), "snapshot", "--local")
 	testenv.Eventually(t, 60*time.Second, func() error {
 		select {
 		case <-p.exited:

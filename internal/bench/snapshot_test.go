@@ -124,7 +124,7 @@ func BenchmarkSnapshot(b *testing.B) {
 	bin := buildBinary(b)
 	for b.Loop() {
 		js, c := captureIdle(b, f)
-		cmd := exec.Command(bin, "snapshot")
+		cmd := exec.Command(bin, "snapshot", "--local") // its own process: its peak RSS is measured
 		cmd.Env = append(os.Environ(), "DATABUS_HTTP_LISTEN=", "DATABUS_SOURCE="+c.Config.Source, "DATABUS_MYSQL_ADDR="+f.db.Addr(), "DATABUS_NATS_URL="+js.URL,
 			"DATABUS_DATA_DIR="+b.TempDir(), "DATABUS_LOG_LEVEL=warn")
 		var out bytes.Buffer

@@ -143,26 +143,23 @@ var ErrNotLeader = errors.New("this node does not capture: it stands by")
 
 // Pause pauses capture, on this node and on every capturer it runs later,
 // until Resume.
-func (n *Node) Pause() error {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.cap == nil {
-		return ErrNotLeader
-	}
-	n.paused = true
-	n.cap.Pause()
-	return nil
-}
+func (n *Node) Pause() error { return n.setPaused(true) }
 
 // Resume resumes capture after Pause.
-func (n *Node) Resume() error {
+func (n *Node) Resume() error { return n.setPaused(false) }
+
+func (n *Node) setPaused(on bool) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.cap == nil {
 		return ErrNotLeader
 	}
-	n.paused = false
-	n.cap.Resume()
+	n.paused = on
+	if on {
+		n.cap.Pause()
+	} else {
+		n.cap.Resume()
+	}
 	return nil
 }
 
