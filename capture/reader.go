@@ -28,7 +28,7 @@ type reader struct {
 	committed func(txnRead)
 	atEnd     func(sdk.Position)
 	// events counts the current transaction's events by operation.
-	events map[sdk.Op]uint64
+	events opCounts
 
 	file   string
 	tables map[uint64]*binlogTable
@@ -72,10 +72,7 @@ func (r *reader) begin(h *replication.EventHeader) {
 func (r *reader) emit(o rowevent.Event) error {
 	o.Txn = sdk.Txn{ID: r.txnID, Seq: r.seq}
 	r.seq++
-	if r.events == nil {
-		r.events = map[sdk.Op]uint64{}
-	}
-	r.events[o.Op]++
+	r.events.add(o.Op)
 	if r.held != nil {
 		if err := r.pub.publish(r.held); err != nil {
 			return err
@@ -101,7 +98,7 @@ func (r *reader) commit(h *replication.EventHeader, next uint32) error {
 		published: r.pub.expected, commit: time.Unix(int64(h.Timestamp), 0), events: r.events,
 	}
 	r.committed(t)
-	clear(r.events)
+	r.events = opCounts{}
 	r.inTxn, r.held, r.seq, r.gtid = false, nil, 0, ""
 	return nil
 }

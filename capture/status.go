@@ -211,7 +211,26 @@ type txnRead struct {
 	published uint64 // the stream sequence after it
 	commit    time.Time
 	// events counts what it published, by operation.
-	events map[sdk.Op]uint64
+	events opCounts
+}
+
+// countedOps are the operations [opCounts] counts, in its order.
+var countedOps = [...]sdk.Op{sdk.OpInsert, sdk.OpUpdate, sdk.OpDelete, sdk.OpDDL}
+
+// opCounts counts events by operation, cheaply enough for every event.
+type opCounts [len(countedOps)]uint64
+
+func (c *opCounts) add(op sdk.Op) {
+	switch op {
+	case sdk.OpInsert:
+		c[0]++
+	case sdk.OpUpdate:
+		c[1]++
+	case sdk.OpDelete:
+		c[2]++
+	case sdk.OpDDL:
+		c[3]++
+	}
 }
 
 // committed records a transaction read to its end, whose messages are all
@@ -223,13 +242,15 @@ func (c *Capturer) committed(t txnRead) {
 	if !t.commit.IsZero() {
 		c.status.LastCommit = t.commit
 	}
-	if len(t.events) > 0 {
+	if t.events != (opCounts{}) {
 		c.status.Transactions++
 		if c.status.Events == nil {
 			c.status.Events = map[sdk.Op]uint64{}
 		}
-		for op, n := range t.events {
-			c.status.Events[op] += n
+		for i, n := range t.events {
+			if n > 0 {
+				c.status.Events[countedOps[i]] += n
+			}
 		}
 	}
 }
