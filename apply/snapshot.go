@@ -141,6 +141,7 @@ func (a *Applier) commitSnapshotRows(ctx context.Context, t *txn) error {
 	}
 	a.mu.Lock()
 	a.progress.Events += uint64(t.events)
+	a.progress.Commits++
 	a.mu.Unlock()
 	return t.last.Ack(ctx)
 }

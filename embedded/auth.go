@@ -37,8 +37,8 @@ type User struct {
 // key-value and object stores write on $KV.> and $O.>; replies come to
 // _INBOX.>. The admin service of `databus run` (internal/ops) listens on
 // $DATABUS.ADMIN.<source>.<endpoint> and answers micro's $SRV.>: a reader
-// may ask it (info, and `nats micro ls|info|stats`), only an admin may
-// change anything (loglevel, snapshot, pause, resume).
+// and the capture user may ask it (info, and `nats micro ls|info|stats`),
+// only an admin may change anything (loglevel, snapshot, pause, resume).
 var (
 	readerPublish = []string{
 		"$JS.API.INFO", "$JS.API.STREAM.INFO.*", "$JS.API.STREAM.NAMES", "$JS.API.STREAM.LIST",
@@ -48,7 +48,7 @@ var (
 		"$SRV.>", "$DATABUS.ADMIN.*.info",
 	}
 	readerSubscribe = []string{"_INBOX.>", "databus.>"}
-	capturePublish  = []string{"databus.>", "$JS.API.>", "$KV.>", "$O.>", "$JS.ACK.>", "$JS.FC.>", "_INBOX.>", "$SRV.>"}
+	capturePublish  = []string{"databus.>", "$JS.API.>", "$KV.>", "$O.>", "$JS.ACK.>", "$JS.FC.>", "_INBOX.>", "$SRV.>", "$DATABUS.ADMIN.*.info"}
 	// Capture answers requests (replies to _INBOX.>) and serves $SRV.>
 	// and the admin service, but does not listen on JetStream's API: no
 	// client but the server answers it.

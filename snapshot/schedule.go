@@ -40,7 +40,9 @@ type Schedule struct {
 	Observe func(Result)
 
 	mu sync.Mutex
-	// progress is the running snapshot's, when one runs.
+	// busy is set while the schedule takes a snapshot; progress is its
+	// progress, once reported.
+	busy     bool
 	progress *Progress
 }
 
@@ -60,6 +62,13 @@ func (s *Schedule) Running() (Progress, bool) {
 		return Progress{}, false
 	}
 	return *s.progress, true
+}
+
+// Busy reports whether the schedule is taking a snapshot.
+func (s *Schedule) Busy() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.busy
 }
 
 // TakeNow takes a snapshot now, as the schedule takes one, and returns its
@@ -140,6 +149,18 @@ func orDefault(d, def time.Duration) time.Duration {
 // take takes one snapshot, logs how it went and records it; next, when
 // set, is when a failed one is tried again.
 func (s *Schedule) take(ctx context.Context, nc *nats.Conn, next *time.Time) (*sdk.Manifest, error) {
+	s.mu.Lock()
+	if s.busy {
+		s.mu.Unlock()
+		return nil, fmt.Errorf("%w: this node is taking one", ErrRunning)
+	}
+	s.busy = true
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.busy, s.progress = false, nil
+		s.mu.Unlock()
+	}()
 	log := s.log()
 	log.Info("snapshot starting")
 	s.record(ctx, nc, bus.SnapshotAttempt{State: "running", At: time.Now().UTC()})
@@ -154,9 +175,6 @@ func (s *Schedule) take(ctx context.Context, nc *nats.Conn, next *time.Time) (*s
 	}
 	started := time.Now()
 	man, err := Take(ctx, s.Config, nc, opt)
-	s.mu.Lock()
-	s.progress = nil
-	s.mu.Unlock()
 	if s.Observe != nil && !errors.Is(err, ErrRunning) && ctx.Err() == nil {
 		s.Observe(Result{Manifest: man, Err: err, Took: time.Since(started)})
 	}
@@ -169,7 +187,9 @@ func (s *Schedule) take(ctx context.Context, nc *nats.Conn, next *time.Time) (*s
 	case ctx.Err() != nil:
 		return nil, err
 	case errors.Is(err, ErrRunning):
+		// Another process's: how it goes is its own to record.
 		log.Info("snapshot skipped", "reason", err)
+		return nil, err
 	default:
 		log.Warn("snapshot failed", "err", err)
 	}

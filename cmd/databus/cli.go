@@ -214,8 +214,10 @@ func (env *cmdEnv) reloadSettings() {
 	}
 	level, _ := ops.ParseLevel(cfg.Log.Level) // valid: Load checked it
 	prev := env.level.Level()
-	env.level.Set(level)
+	// Logged at the lower of the two levels, so that it shows.
+	env.level.Set(min(level, prev))
 	env.log.Info("SIGHUP: configuration read again", "log.level", cfg.Log.Level, "previous_level", strings.ToLower(prev.String()))
+	env.level.Set(level)
 	if changed := configs.Changed(env.cfg, cfg); len(changed) > 0 {
 		var restart []string
 		for _, k := range changed {

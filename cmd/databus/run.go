@@ -117,7 +117,7 @@ func cmdRun(ctx context.Context, env *cmdEnv, args []string) error {
 		return err
 	}
 	node.Waiting("")
-	admin, err := ops.StartAdmin(ctx, nc, node)
+	admin, err := ops.StartAdmin(nc, node)
 	if err != nil {
 		return err
 	}
@@ -296,7 +296,7 @@ func lead(ctx context.Context, env *cmdEnv, nc *nats.Conn, kv jetstream.KeyValue
 		OnStart: cfg.Snapshot.OnStart, Interval: cfg.Snapshot.Interval, Recovered: recovered,
 		Logger: env.log.With("component", "snapshot"), Observe: node.ObserveSnapshot,
 	}
-	defer node.Lead(c, sched)()
+	defer node.Lead(ctx, c, sched)()
 	besideCtx, stopBeside := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() { sched.Run(besideCtx, nc) })

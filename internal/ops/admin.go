@@ -1,7 +1,6 @@
 package ops
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -51,8 +50,8 @@ type Reply struct {
 }
 
 // StartAdmin registers the node's admin service on nc until it is
-// stopped; a snapshot it takes ends with ctx.
-func StartAdmin(ctx context.Context, nc *nats.Conn, n *Node) (micro.Service, error) {
+// stopped.
+func StartAdmin(nc *nats.Conn, n *Node) (micro.Service, error) {
 	svc, err := micro.AddService(nc, micro.Config{
 		Name: ServiceName, Version: semver(n.Version),
 		Description:        "databus capture of source " + n.Source + " (docs/operations.md)",
@@ -68,7 +67,7 @@ func StartAdmin(ctx context.Context, nc *nats.Conn, n *Node) (micro.Service, err
 		EndpointLogLevel: n.logLevel,
 		EndpointPause:    n.leaderOnly(n.Pause),
 		EndpointResume:   n.leaderOnly(n.Resume),
-		EndpointSnapshot: func(r micro.Request) { n.snapshot(ctx, r) },
+		EndpointSnapshot: n.snapshot,
 	} {
 		if err := g.AddEndpoint(name, h); err != nil {
 			_ = svc.Stop()
@@ -119,24 +118,38 @@ func (n *Node) logLevel(r micro.Request) {
 }
 
 // snapshot takes a snapshot on the capture leader: it answers "started"
-// at once and, in a second reply, the snapshot or why it failed.
-func (n *Node) snapshot(ctx context.Context, r micro.Request) {
+// at once and, in a second reply, the snapshot or why it failed. The
+// other nodes stay silent.
+func (n *Node) snapshot(r micro.Request) {
 	n.mu.Lock()
-	leads := n.sched != nil
+	sched, nc := n.sched, n.nc
 	n.mu.Unlock()
-	if !leads {
+	switch {
+	case sched == nil:
+		return
+	case sched.Busy():
+		_ = r.Error("409", snapshot.ErrRunning.Error()+": this node is taking one", nil)
 		return
 	}
 	_ = r.RespondJSON(Reply{Node: n.Name, State: "started"})
+	// The second reply is published here, not through r: micro is done
+	// with the request once the handler returns.
+	reply := r.Reply()
 	go func() {
-		man, err := n.TakeSnapshot(ctx)
+		msg := nats.NewMsg(reply)
+		man, err := n.TakeSnapshot()
 		switch {
 		case errors.Is(err, snapshot.ErrRunning):
-			_ = r.Error("409", err.Error(), nil)
+			msg.Header.Set(micro.ErrorHeader, err.Error())
+			msg.Header.Set(micro.ErrorCodeHeader, "409")
 		case err != nil:
-			_ = r.Error("500", err.Error(), nil)
+			msg.Header.Set(micro.ErrorHeader, err.Error())
+			msg.Header.Set(micro.ErrorCodeHeader, "500")
 		default:
-			_ = r.RespondJSON(Reply{Node: n.Name, State: "done", Snapshot: snapshotDone(man, man.Finished.Sub(man.Started))})
+			msg.Data, _ = json.Marshal(Reply{Node: n.Name, State: "done", Snapshot: snapshotDone(man, man.Finished.Sub(man.Started))})
+		}
+		if err := nc.PublishMsg(msg); err != nil {
+			n.Log.Warn("answering a snapshot request", "err", err)
 		}
 	}()
 }

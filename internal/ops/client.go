@@ -41,7 +41,7 @@ func Call(ctx context.Context, nc *nats.Conn, source, endpoint string, data []by
 	// A refusal comes back before the flush's answer.
 	if err := nc.FlushTimeout(waits.First); err == nil {
 		if perr := nc.LastError(); perr != before && errors.Is(perr, nats.ErrPermissionViolation) {
-			return fmt.Errorf("%w: %v (only an admin user may call %s)", ErrRefused, perr, endpoint)
+			return fmt.Errorf("%w: %v (this NATS user may not call %s: only an admin may change a node)", ErrRefused, perr, endpoint)
 		}
 	}
 	answered := false
@@ -69,7 +69,7 @@ func Call(ctx context.Context, nc *nats.Conn, source, endpoint string, data []by
 			return ctx.Err()
 		}
 		if perr := nc.LastError(); perr != before && errors.Is(perr, nats.ErrPermissionViolation) {
-			return fmt.Errorf("%w: %v (only an admin user may call %s)", ErrRefused, perr, endpoint)
+			return fmt.Errorf("%w: %v (this NATS user may not call %s: only an admin may change a node)", ErrRefused, perr, endpoint)
 		}
 		if !answered {
 			return fmt.Errorf("%w within %v on %s", ErrNoNode, waits.First, AdminSubject(source, endpoint))

@@ -96,7 +96,7 @@ func nodeMetrics() []metric[state] {
 					emit(float64(s.capture.Errors[k]), k)
 				}
 			}),
-		newMetric("databus_capture_lag_seconds", "Now minus the source commit time of the last transaction read; 0 when capture has read everything the server has.", gauge, sourceLabel,
+		newMetric("databus_capture_lag_seconds", "How far capture is behind the source: 0 while it has read everything the server has, else now minus the later of the source commit time of the last transaction read and the last time it was caught up.", gauge, sourceLabel,
 			func(s state, emit func(float64, ...string)) {
 				if s.capturing {
 					emit(s.capture.Lag(time.Now()).Seconds())

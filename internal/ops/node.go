@@ -51,6 +51,7 @@ type Node struct {
 	leading bool
 	cap     *capture.Capturer
 	sched   *snapshot.Schedule
+	leadCtx context.Context // ends when the node stops leading
 	paused  bool
 	// ended adds up the counters of the capturers this node ran before
 	// the current one, so that metrics never go back.
@@ -96,15 +97,12 @@ func (n *Node) SetLeading(on bool) {
 }
 
 // Lead records the capturer and snapshot schedule the node runs while it
-// leads, and pauses c when the node is paused. It returns the function
-// that records their end.
-func (n *Node) Lead(c *capture.Capturer, sched *snapshot.Schedule) (end func()) {
+// leads, until ctx ends. It returns the function that records their end,
+// which also ends a pause: a node that leads again captures.
+func (n *Node) Lead(ctx context.Context, c *capture.Capturer, sched *snapshot.Schedule) (end func()) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.paused {
-		c.Pause()
-	}
-	n.cap, n.sched = c, sched
+	n.cap, n.sched, n.leadCtx = c, sched, ctx
 	return func() {
 		n.mu.Lock()
 		defer n.mu.Unlock()
@@ -116,7 +114,7 @@ func (n *Node) Lead(c *capture.Capturer, sched *snapshot.Schedule) (end func()) 
 			n.ended.LastCommit = st.LastCommit
 		}
 		n.ended.LastError, n.ended.LastErrorAt = st.LastError, st.LastErrorAt
-		n.cap, n.sched = nil, nil
+		n.cap, n.sched, n.leadCtx, n.paused = nil, nil, nil, false
 	}
 }
 
@@ -141,8 +139,7 @@ func (n *Node) Stopped(err error) {
 // leader takes.
 var ErrNotLeader = errors.New("this node does not capture: it stands by")
 
-// Pause pauses capture, on this node and on every capturer it runs later,
-// until Resume.
+// Pause pauses capture until Resume, or until this node stops leading.
 func (n *Node) Pause() error { return n.setPaused(true) }
 
 // Resume resumes capture after Pause.
@@ -163,10 +160,11 @@ func (n *Node) setPaused(on bool) error {
 	return nil
 }
 
-// TakeSnapshot takes a snapshot now through the node's schedule.
-func (n *Node) TakeSnapshot(ctx context.Context) (*sdk.Manifest, error) {
+// TakeSnapshot takes a snapshot now through the node's schedule; it is
+// abandoned if the node stops leading.
+func (n *Node) TakeSnapshot() (*sdk.Manifest, error) {
 	n.mu.Lock()
-	sched, nc := n.sched, n.nc
+	sched, nc, ctx := n.sched, n.nc, n.leadCtx
 	n.mu.Unlock()
 	if sched == nil {
 		return nil, ErrNotLeader
@@ -227,7 +225,7 @@ func (n *Node) read() state {
 	default:
 		s.state, s.reason = StateStandby, "standing by: another node captures"
 	}
-	if n.nc != nil && !n.nc.IsConnected() && s.state != StateStopped {
+	if n.nc != nil && !n.nc.IsConnected() && s.state != StateStopped && s.state != StateStarting {
 		s.reason = "NATS connection lost (" + n.nc.Status().String() + "): " + s.reason
 		if s.state == StateStandby {
 			s.state = StateRetrying

@@ -82,7 +82,7 @@ func TestReadiness(t *testing.T) {
 		t.Errorf("a standby: %v %q", ok, why)
 	}
 	n.SetLeading(true)
-	end := n.Lead(capture.New(capture.Config{Source: "s"}, nil), nil)
+	end := n.Lead(t.Context(), capture.New(capture.Config{Source: "s"}, nil), nil)
 	if ok, why := n.Ready(); ok || why != "starting capture" {
 		t.Errorf("a leader before capture reads: %v %q", ok, why)
 	}
