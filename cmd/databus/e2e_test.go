@@ -706,7 +706,7 @@ func TestCaptureStopKeepsTheEmbeddedServerUp(t *testing.T) {
 	if code == 0 {
 		t.Errorf("status exits 0 while capture is stopped:\n%s", out)
 	}
-	for _, s := range []string{"capture_stopped", "app.t", "cp1250", "capture is stopped by an error"} {
+	for _, s := range []string{"capture_stopped", "app.t", "cp1250", "capture is stopped by an error", `"state": "stopped"`} {
 		if !strings.Contains(out, s) {
 			t.Errorf("status does not mention %q:\n%s", s, out)
 		}

@@ -191,7 +191,7 @@ func TestOperationsMetricsHealthAdminAndSIGHUP(t *testing.T) {
 	if _, err := ops.Ask(t.Context(), nc, "e2e", ops.EndpointLogLevel, []byte("loud"), 5*time.Second); err == nil || !strings.Contains(err.Error(), "unknown log level") {
 		t.Errorf("loglevel loud: %v", err)
 	}
-	writeFile(t, cfgFile, "log:\n  level: debug\n")
+	writeFile(t, cfgFile, "log:\n  level: debug\nsnapshot:\n  keep: 3\n")
 	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
@@ -203,8 +203,9 @@ func TestOperationsMetricsHealthAdminAndSIGHUP(t *testing.T) {
 		return nil
 	})
 	testenv.Eventually(t, 5*time.Second, func() error {
-		if !strings.Contains(p.out.String(), "SIGHUP: configuration read again") {
-			return fmt.Errorf("no SIGHUP line in the log:\n%s", tail(p.out.String(), 2000))
+		out := p.out.String()
+		if !strings.Contains(out, "SIGHUP: configuration read again") || !strings.Contains(out, "only after a restart") || !strings.Contains(out, "snapshot.keep") {
+			return fmt.Errorf("no SIGHUP lines (read again; snapshot.keep needs a restart) in the log:\n%s", tail(out, 2000))
 		}
 		return nil
 	})

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -42,17 +41,10 @@ type Endpoint struct {
 	srv *http.Server
 }
 
-// ErrHTTPAddrInUse is wrapped by [Endpoint.Start]'s error when the
-// address is taken.
-var ErrHTTPAddrInUse = errors.New("address already in use")
-
 // Start listens on e.Listen and serves in the background until Close.
 func (e *Endpoint) Start() error {
 	ln, err := net.Listen("tcp", e.Listen)
 	if err != nil {
-		if errors.Is(err, syscall.EADDRINUSE) {
-			return fmt.Errorf("%w: %v", ErrHTTPAddrInUse, err)
-		}
 		return err
 	}
 	mux := http.NewServeMux()

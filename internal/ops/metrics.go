@@ -215,6 +215,6 @@ func readStream(nc *nats.Conn, source string) streamState {
 func (n *Node) Registry() *prometheus.Registry {
 	reg := newRegistry(n.Version)
 	reg.MustRegister(&collector[state]{read: n.read, label: n.Source, metrics: nodeMetrics()})
-	reg.MustRegister(&collector[streamState]{read: func() streamState { return readStream(n.read().nc, n.Source) }, label: n.Source, metrics: streamMetrics()})
+	reg.MustRegister(&collector[streamState]{read: func() streamState { return readStream(n.conn(), n.Source) }, label: n.Source, metrics: streamMetrics()})
 	return reg
 }

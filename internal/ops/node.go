@@ -81,6 +81,13 @@ func (n *Node) Connected(nc *nats.Conn) {
 	n.nc = nc
 }
 
+// conn is the node's NATS connection, nil before it has one.
+func (n *Node) conn() *nats.Conn {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.nc
+}
+
 // Waiting records what the node waits for before it can campaign for
 // the capture lease; "" when it campaigns.
 func (n *Node) Waiting(what string) {
@@ -192,14 +199,13 @@ type state struct {
 	capturing           bool // this node has a capturer
 	snapRunning         *snapshot.Progress
 	snap                snapshotStats
-	nc                  *nats.Conn
 }
 
 // read returns the node's state now.
 func (n *Node) read() state {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	s := state{role: RoleStandby, snap: n.snap, nc: n.nc}
+	s := state{role: RoleStandby, snap: n.snap}
 	s.capture = n.ended
 	s.capture.Events, s.capture.Errors = maps.Clone(n.ended.Events), maps.Clone(n.ended.Errors)
 	if n.cap != nil {
