@@ -5,9 +5,11 @@
 //
 // # Contract
 //
-//   - Every table is read inside one read view (readview.go): on MariaDB
-//     without any lock, on MySQL under FLUSH TABLES WITH READ LOCK for the
-//     moment it takes to start the transactions.
+//   - Every table is read inside one read view, opened on every reading
+//     connection while commits are held off (readview.go): on MariaDB 10.4+
+//     by BACKUP STAGE BLOCK_COMMIT, elsewhere by FLUSH TABLES WITH READ
+//     LOCK, for the moment it takes to start the transactions and read the
+//     binlog position, which is then exactly the view's.
 //   - The schema of every covered table is held until the snapshot ends, so
 //     DDL on them waits and reaches consumers after the snapshot's rows; a
 //     DDL statement that slipped in before the locks abandons the snapshot

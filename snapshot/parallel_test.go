@@ -16,11 +16,13 @@ import (
 
 // Tables read in parallel, on several connections, see one read view: money
 // moved between tables by a write load that never pauses is never counted
-// twice or lost in a snapshot, and the snapshot followed by the stream after
-// it mirrors the source exactly.
+// twice or lost in a snapshot; the view holds exactly the transactions up to
+// the manifest's position (each transaction also logs one row, so the rows
+// of the log count them); and the snapshot followed by the stream after it
+// mirrors the source exactly.
 func TestParallelSnapshotUnderWriteLoadIsOneReadView(t *testing.T) {
 	const tables, rowsPerTable, start = 4, 200, 1000
-	setup := []string{"CREATE DATABASE bank"}
+	setup := []string{"CREATE DATABASE bank", "CREATE TABLE bank.log (id INT AUTO_INCREMENT PRIMARY KEY)"}
 	for i := range tables {
 		setup = append(setup, fmt.Sprintf("CREATE TABLE bank.t%d (id INT PRIMARY KEY, balance BIGINT NOT NULL)", i))
 	}
@@ -34,33 +36,9 @@ func TestParallelSnapshotUnderWriteLoadIsOneReadView(t *testing.T) {
 	r.Start(t)
 	const total = tables * rowsPerTable * start
 
-	// Transfers between two tables, as fast as the server takes them; new
-	// empty accounts change the tables' row counts too.
 	db := r.DB.DB(t)
-	ctx, stopLoad := context.WithCancel(t.Context())
-	loadDone := make(chan error, 1)
-	go func() {
-		rnd := rand.New(rand.NewPCG(1, 2))
-		for n := 0; ctx.Err() == nil; n++ {
-			from, to := rnd.IntN(tables), rnd.IntN(tables-1)
-			if to >= from {
-				to++
-			}
-			amount, newAccount := 1+rnd.IntN(50), ""
-			if n%10 == 0 {
-				newAccount = fmt.Sprintf("INSERT INTO bank.t%d VALUES (%d, 0)", to, rowsPerTable+1+n)
-			}
-			err := inTx(ctx, db,
-				fmt.Sprintf("UPDATE bank.t%d SET balance = balance - %d WHERE id = %d", from, amount, 1+rnd.IntN(rowsPerTable)),
-				fmt.Sprintf("UPDATE bank.t%d SET balance = balance + %d WHERE id = %d", to, amount, 1+rnd.IntN(rowsPerTable)),
-				newAccount)
-			if err != nil && ctx.Err() == nil {
-				loadDone <- err
-				return
-			}
-		}
-		loadDone <- nil
-	}()
+	loadFrom := gtidSeq(t, gtidBinlogPos(t, db))
+	stopLoad := transfers(t, db, tables, rowsPerTable)
 
 	parallel := 0
 	var last *sdk.Manifest
@@ -74,12 +52,14 @@ func TestParallelSnapshotUnderWriteLoadIsOneReadView(t *testing.T) {
 			t.Fatalf("snapshot %d: %v", i, err)
 		}
 		c := r.Consumer(t, sdk.Config{Start: sdk.StartSnapshot})
-		sum := 0
+		sum, logged := 0, 0
 		for _, ev := range testenv.Read(t, c, len(man.Tables)+int(man.Rows)) {
 			if !ev.Snapshot {
 				t.Fatalf("snapshot %s: event %s at %s is not a snapshot event; the manifest says %d rows", man.ID, ev.Op, ev.Position, man.Rows)
 			}
-			if ev.Op == sdk.OpInsert {
+			if ev.Op == sdk.OpInsert && ev.Table == "log" {
+				logged++
+			} else if ev.Op == sdk.OpInsert {
 				n, err := strconv.Atoi(fmt.Sprint(ev.After["balance"]))
 				if err != nil {
 					t.Fatalf("balance %v: %v", ev.After["balance"], err)
@@ -89,6 +69,9 @@ func TestParallelSnapshotUnderWriteLoadIsOneReadView(t *testing.T) {
 		}
 		if sum != total {
 			t.Errorf("snapshot %s at %s, read by %d connections: balances add up to %d, want %d", man.ID, man.Position, parallel, sum, total)
+		}
+		if want := gtidSeq(t, man.GTIDSet) - loadFrom; logged != want {
+			t.Errorf("snapshot %s at %s (GTID %s) holds %d transactions of the load, want the %d before its position", man.ID, man.Position, man.GTIDSet, logged, want)
 		}
 		last = man
 	}
@@ -106,9 +89,6 @@ func TestParallelSnapshotUnderWriteLoadIsOneReadView(t *testing.T) {
 	apply(testenv.Read(t, c, len(last.Tables)+int(last.Rows)))
 	time.Sleep(200 * time.Millisecond) // some changes after the snapshot
 	stopLoad()
-	if err := <-loadDone; err != nil {
-		t.Fatalf("write load: %v", err)
-	}
 	for {
 		evs := testenv.ReadUntilQuiet(t, c, 2*time.Second)
 		if len(evs) == 0 {
@@ -116,8 +96,11 @@ func TestParallelSnapshotUnderWriteLoadIsOneReadView(t *testing.T) {
 		}
 		apply(evs)
 	}
-	for i := range tables {
+	for i := range tables + 1 {
 		table := fmt.Sprintf("bank.t%d", i)
+		if i == tables {
+			table = "bank.log"
+		}
 		if a, b := r.DB.Checksum(t, table), target.Checksum(t, table); a != b {
 			t.Errorf("%s: CHECKSUM TABLE source %s, target %s", table, a, b)
 		}
@@ -186,6 +169,73 @@ func TestLargeTableIsReadInKeyRangesOfOneReadView(t *testing.T) {
 }
 
 // inTx runs the statements (empty ones skipped) in one transaction.
+// transfers starts a write load on the tables bank.t0 … bank.t<tables-1>
+// (of accounts 1 to accounts): transfers between two tables, from three
+// connections as fast as the server takes them, so that commits go in
+// groups; each also inserts a row into bank.log, which counts them; new
+// empty accounts change the tables' row counts too. Each transaction
+// locks its rows in table order, so that they never deadlock. stop ends
+// the load and fails the test if it failed.
+func transfers(t *testing.T, db *sql.DB, tables, accounts int) (stop func()) {
+	const writers = 3
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, writers)
+	for w := range writers {
+		go func() {
+			rnd := rand.New(rand.NewPCG(1, uint64(w)))
+			for n := 0; ctx.Err() == nil; n++ {
+				from, to := rnd.IntN(tables), rnd.IntN(tables-1)
+				if to >= from {
+					to++
+				}
+				amount, newAccount := 1+rnd.IntN(50), ""
+				if n%10 == 0 {
+					newAccount = fmt.Sprintf("INSERT INTO bank.t%d VALUES (%d, 0)", to, accounts+1+n*writers+w)
+				}
+				debit := fmt.Sprintf("UPDATE bank.t%d SET balance = balance - %d WHERE id = %d", from, amount, 1+rnd.IntN(accounts))
+				credit := fmt.Sprintf("UPDATE bank.t%d SET balance = balance + %d WHERE id = %d", to, amount, 1+rnd.IntN(accounts))
+				if to < from {
+					debit, credit = credit, debit
+				}
+				if err := inTx(ctx, db, debit, credit, "INSERT INTO bank.log VALUES ()", newAccount); err != nil && ctx.Err() == nil {
+					done <- err
+					return
+				}
+			}
+			done <- nil
+		}()
+	}
+	return func() {
+		cancel()
+		for range writers {
+			if err := <-done; err != nil {
+				t.Fatalf("write load: %v", err)
+			}
+		}
+	}
+}
+
+// gtidBinlogPos is the source's GTID position.
+func gtidBinlogPos(t *testing.T, db *sql.DB) string {
+	t.Helper()
+	var pos string
+	if err := db.QueryRow("SELECT @@GLOBAL.gtid_binlog_pos").Scan(&pos); err != nil {
+		t.Fatal(err)
+	}
+	return pos
+}
+
+// gtidSeq is the sequence number in a GTID set of one domain and server
+// ("0-1-42"), as the test's source writes it.
+func gtidSeq(t *testing.T, set string) int {
+	t.Helper()
+	var domain, server, seq int
+	if _, err := fmt.Sscanf(set, "%d-%d-%d", &domain, &server, &seq); err != nil {
+		t.Fatalf("GTID set %q: %v", set, err)
+	}
+	return seq
+}
+
 func inTx(ctx context.Context, db *sql.DB, stmts ...string) error {
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
@@ -201,4 +251,41 @@ func inTx(ctx context.Context, db *sql.DB, stmts ...string) error {
 		}
 	}
 	return tx.Commit()
+}
+
+// Read views opened while transactions commit from several connections
+// hold exactly the transactions up to the GTID position recorded for them,
+// and all of a snapshot's connections hold the same ones. MariaDB's own
+// binlog_snapshot_position misses this now and then (about one view in
+// 300 on 10.11), which is why the views open under a commit block.
+func TestReadViewsMatchTheirPositionUnderConcurrentCommits(t *testing.T) {
+	const tables, accounts, views = 4, 200, 150
+	db := testenv.StartMariaDB(t)
+	db.Exec(t, "CREATE DATABASE bank", "CREATE TABLE bank.log (id INT AUTO_INCREMENT PRIMARY KEY)")
+	for i := range tables {
+		db.Exec(t, fmt.Sprintf("CREATE TABLE bank.t%d (id INT PRIMARY KEY, balance BIGINT NOT NULL)", i),
+			fmt.Sprintf("INSERT INTO bank.t%d SELECT seq, 1000 FROM bank.seq_1_to_%d", i, accounts))
+	}
+	sdb := db.DB(t)
+	loadFrom := gtidSeq(t, gtidBinlogPos(t, sdb))
+	stop := transfers(t, sdb, tables, accounts)
+	defer stop()
+	cfg := snapshot.Config{Source: "test", MySQL: testenv.CaptureConfig(db).MySQL}
+	for range views {
+		conns, gtids, end, err := snapshot.OpenReadViews(t.Context(), cfg, 4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := gtidSeq(t, gtids) - loadFrom
+		for i, c := range conns {
+			var logged int
+			if err := c.QueryRowContext(t.Context(), "SELECT COUNT(*) FROM bank.log").Scan(&logged); err != nil {
+				t.Fatal(err)
+			}
+			if logged != want {
+				t.Errorf("read view %d of %d at GTID %s holds %d transactions of the load, want %d", i+1, len(conns), gtids, logged, want)
+			}
+		}
+		end()
+	}
 }

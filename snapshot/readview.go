@@ -3,31 +3,48 @@ package snapshot
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
+	"time"
 
+	"github.com/go-sql-driver/mysql"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/databus/databus/internal/mysqlsrc"
 	"github.com/databus/databus/sdk"
 )
 
-// begin opens the consistent read view on up to opt.Parallel connections
-// and records the binlog position and GTID set it matches. MariaDB reports
-// the position of a consistent snapshot without any lock; MySQL needs FLUSH
-// TABLES WITH READ LOCK for the moment it takes to start the transactions.
-func (s *snapshotter) begin(ctx context.Context, db *sql.DB, info mysqlsrc.ServerInfo) ([]*sql.Conn, error) {
-	conns := make([]*sql.Conn, 0, s.opt.Parallel)
-	closeAll := func() {
-		for _, c := range conns {
-			_, _ = c.ExecContext(context.WithoutCancel(ctx), "ROLLBACK")
-			c.Close()
+// commitBlockWait is how long a snapshot waits for the lock that holds
+// commits off while its read views open: running commits (and, on MariaDB,
+// running DDL) finish first, and the writes waiting behind the lock wait
+// at most this long too.
+const commitBlockWait = 10 * time.Second
+
+// begin opens the consistent read view on opt.Parallel connections and
+// records the binlog position and GTID set it matches.
+//
+// The views open while no transaction can commit, so they all hold the
+// same transactions, and the binlog position read then is exactly theirs:
+// on MariaDB 10.4+ under BACKUP STAGE BLOCK_COMMIT, elsewhere under FLUSH
+// TABLES WITH READ LOCK, for the few milliseconds it takes. Without the
+// lock, neither holds: MariaDB's binlog_snapshot_position for a view opened
+// under concurrent commits is off by a transaction or two now and then
+// (measured on 10.11), which would lose or repeat those transactions for
+// every consumer that starts from the snapshot.
+func (s *snapshotter) begin(ctx context.Context, db *sql.DB, info mysqlsrc.ServerInfo) (conns []*sql.Conn, err error) {
+	defer func() {
+		if err != nil {
+			for _, c := range conns {
+				_, _ = c.ExecContext(context.WithoutCancel(ctx), "ROLLBACK")
+				c.Close()
+			}
+			conns = nil
 		}
-	}
+	}()
 	for range s.opt.Parallel {
 		conn, err := db.Conn(ctx)
 		if err != nil {
-			closeAll()
-			return nil, mysqlsrc.Classify(s.cfg.MySQL, err)
+			return conns, mysqlsrc.Classify(s.cfg.MySQL, err)
 		}
 		conns = append(conns, conn)
 		for _, q := range []string{
@@ -37,131 +54,86 @@ func (s *snapshotter) begin(ctx context.Context, db *sql.DB, info mysqlsrc.Serve
 			"SET SESSION net_write_timeout = 3600",
 		} {
 			if _, err := conn.ExecContext(ctx, q); err != nil {
-				closeAll()
-				return nil, fmt.Errorf("%s: %w", q, err)
+				return conns, fmt.Errorf("%s: %w", q, err)
 			}
 		}
+	}
+	lock, err := db.Conn(ctx)
+	if err != nil {
+		return conns, mysqlsrc.Classify(s.cfg.MySQL, err)
+	}
+	defer lock.Close()
+	unblock, err := blockCommits(ctx, lock, info)
+	if err != nil {
+		return conns, err
 	}
 	pos := sdk.Position{ServerID: info.ServerID, ServerUUID: info.ServerUUID}
-	var err error
-	if info.Flavor() == "mariadb" {
-		var kept int
-		kept, pos.File, pos.Offset, err = beginMariaDB(ctx, conns)
-		if err == nil {
-			for _, c := range conns[kept:] {
-				_, _ = c.ExecContext(ctx, "ROLLBACK")
-				c.Close()
-			}
-			conns = conns[:kept]
-			var gtids sql.NullString
-			if err := conns[0].QueryRowContext(ctx, "SELECT BINLOG_GTID_POS(?, ?)", pos.File, pos.Offset).Scan(&gtids); err == nil {
-				s.man.GTIDSet = gtids.String
-			}
-		}
-	} else {
-		pos.File, pos.Offset, err = s.beginMySQL(ctx, conns, info)
-	}
-	if err != nil {
-		closeAll()
-		return nil, err
-	}
-	s.man.Position = pos
-	return conns, nil
-}
-
-// snapshotAttempts is how often MariaDB's parallel read views are opened
-// again when writes committed between them.
-const snapshotAttempts = 5
-
-// beginMariaDB starts a consistent snapshot on every connection at the same
-// moment and returns the binlog position of the read view. MariaDB gives
-// each connection a view of its own: views with the same binlog snapshot
-// position hold the same committed transactions (the position is taken
-// under the lock that orders commits), so the connections are reordered to
-// put the largest group of equal positions first and kept is its size. When
-// writes committed between the views, they are opened again, up to
-// snapshotAttempts times; then the group (at worst one connection) is used.
-func beginMariaDB(ctx context.Context, conns []*sql.Conn) (kept int, file string, offset uint32, err error) {
-	type view struct {
-		file   string
-		offset uint32
-	}
-	views := make([]view, len(conns))
-	for attempt := 1; ; attempt++ {
+	err = func() error {
+		defer unblock()
 		var g errgroup.Group
-		for i, conn := range conns {
+		for _, conn := range conns {
 			g.Go(func() error {
 				if _, err := conn.ExecContext(ctx, "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY"); err != nil {
 					return fmt.Errorf("starting the snapshot transaction: %w", err)
-				}
-				var name, file, offset string
-				if err := conn.QueryRowContext(ctx, "SHOW STATUS LIKE 'binlog_snapshot_file'").Scan(&name, &file); err != nil {
-					return fmt.Errorf("reading binlog_snapshot_file: %w", err)
-				}
-				if err := conn.QueryRowContext(ctx, "SHOW STATUS LIKE 'binlog_snapshot_position'").Scan(&name, &offset); err != nil {
-					return fmt.Errorf("reading binlog_snapshot_position: %w", err)
-				}
-				views[i] = view{file: file}
-				if _, err := fmt.Sscan(offset, &views[i].offset); err != nil || file == "" {
-					return fmt.Errorf("%w: the server reports no binlog snapshot position (file %q, offset %q): is log_bin on?", mysqlsrc.ErrSourceSettings, file, offset)
 				}
 				return nil
 			})
 		}
 		if err := g.Wait(); err != nil {
-			return 0, "", 0, err
+			return err
 		}
-		count := map[view]int{}
-		best := views[0]
-		for _, v := range views {
-			count[v]++
-			if count[v] > count[best] {
-				best = v
-			}
+		pos.File, pos.Offset, err = mysqlsrc.MasterStatus(ctx, lock, info)
+		if err != nil {
+			return err
 		}
-		if count[best] == len(conns) || attempt == snapshotAttempts {
-			reordered := make([]*sql.Conn, 0, len(conns))
-			for _, same := range []bool{true, false} {
-				for i, v := range views {
-					if (v == best) == same {
-						reordered = append(reordered, conns[i])
-					}
-				}
-			}
-			copy(conns, reordered)
-			return count[best], best.file, best.offset, nil
+		q := "SELECT @@GLOBAL.gtid_executed"
+		if info.MariaDB {
+			q = "SELECT @@GLOBAL.gtid_binlog_pos"
 		}
-		for _, conn := range conns {
-			if _, err := conn.ExecContext(ctx, "ROLLBACK"); err != nil {
-				return 0, "", 0, fmt.Errorf("retrying the snapshot transaction: %w", err)
-			}
+		var gtids sql.NullString
+		if err := lock.QueryRowContext(ctx, q).Scan(&gtids); err == nil {
+			s.man.GTIDSet = gtids.String
 		}
+		return nil
+	}()
+	if err != nil {
+		return conns, err
 	}
+	s.man.Position = pos
+	return conns, nil
 }
 
-// beginMySQL starts a consistent snapshot on every connection under FLUSH
-// TABLES WITH READ LOCK, so that all see the same transactions, and returns
-// the binlog position they match.
-func (s *snapshotter) beginMySQL(ctx context.Context, conns []*sql.Conn, info mysqlsrc.ServerInfo) (file string, offset uint32, err error) {
-	if _, err := conns[0].ExecContext(ctx, "FLUSH TABLES WITH READ LOCK"); err != nil {
-		return "", 0, fmt.Errorf("FLUSH TABLES WITH READ LOCK (needs the RELOAD privilege): %w", err)
+// blockCommits holds every commit off on the server, on its own
+// connection, until the returned function is called.
+func blockCommits(ctx context.Context, conn *sql.Conn, info mysqlsrc.ServerInfo) (unblock func(), err error) {
+	wait := fmt.Sprintf("SET SESSION lock_wait_timeout = %d", int(commitBlockWait.Seconds()))
+	if _, err := conn.ExecContext(ctx, wait); err != nil {
+		return nil, fmt.Errorf("%s: %w", wait, err)
 	}
-	for _, conn := range conns {
-		if _, err = conn.ExecContext(ctx, "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY"); err != nil {
-			break
+	lock, release := []string{"FLUSH TABLES WITH READ LOCK"}, "UNLOCK TABLES"
+	if info.MariaDB && mysqlsrc.VersionAtLeast(info.Version, 10, 4) {
+		lock, release = []string{"BACKUP STAGE START", "BACKUP STAGE BLOCK_COMMIT"}, "BACKUP STAGE END"
+	}
+	unblock = func() { _, _ = conn.ExecContext(context.WithoutCancel(ctx), release) }
+	for _, q := range lock {
+		if _, err := conn.ExecContext(ctx, q); err != nil {
+			unblock()
+			return nil, blockErr(q, err)
 		}
 	}
-	if err == nil {
-		file, offset, err = mysqlsrc.MasterStatus(ctx, conns[0], info)
-		if err == nil {
-			_ = conns[0].QueryRowContext(ctx, "SELECT @@GLOBAL.gtid_executed").Scan(&s.man.GTIDSet)
+	return unblock, nil
+}
+
+// blockErr explains why the commit block could not be taken.
+func blockErr(stmt string, err error) error {
+	var me *mysql.MySQLError
+	if errors.As(err, &me) {
+		switch me.Number {
+		case 1227, 1044, 1045, 1142: // access denied
+			return fmt.Errorf("%w: %s, which holds commits off for the moment the snapshot's read view opens, needs the RELOAD privilege: GRANT RELOAD ON *.* TO the snapshot's user (%v)", mysqlsrc.ErrSourceSettings, stmt, err)
+		case 1205: // lock wait timeout
+			return fmt.Errorf("%s waited %s for running commits or DDL statements to finish, and gave up so as not to hold the source's writes off any longer: take the snapshot again (%v)", stmt, commitBlockWait, err)
 		}
 	}
-	if _, uerr := conns[0].ExecContext(ctx, "UNLOCK TABLES"); err == nil {
-		err = uerr
-	}
-	if err != nil {
-		return "", 0, fmt.Errorf("starting the snapshot transaction: %w", err)
-	}
-	return file, offset, nil
+	return fmt.Errorf("%s: %w", stmt, err)
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/databus/databus/internal/mysqlsrc"
 	"github.com/databus/databus/internal/testenv"
 	"github.com/databus/databus/sdk"
 	"github.com/databus/databus/snapshot"
@@ -153,5 +154,30 @@ func TestDDLAsTheSnapshotStartsAbandonsItAndKeepsThePreviousLatest(t *testing.T)
 				t.Errorf("latest snapshot is %s, want the previous %s", got, previous)
 			}
 		})
+	}
+}
+
+// A snapshot user without RELOAD cannot hold commits off while the read
+// view opens: the snapshot fails at once, saying what to grant, and writes
+// on the source go on.
+func TestSnapshotWithoutReloadSaysWhatToGrant(t *testing.T) {
+	r := testenv.NewRig(t)
+	r.DB.Exec(t, "CREATE DATABASE app", "CREATE TABLE app.a (id INT PRIMARY KEY)", "INSERT INTO app.a VALUES (1)",
+		"CREATE USER 'snap'@'%' IDENTIFIED BY 'pw'", "GRANT SELECT, REPLICATION SLAVE, BINLOG MONITOR ON *.* TO 'snap'@'%'")
+	r.Start(t)
+	cfg := testenv.SnapshotConfig(r.Capture.Config)
+	cfg.MySQL.User, cfg.MySQL.Password = "snap", "pw"
+	_, err := snapshot.Take(t.Context(), cfg, r.NC, snapshot.Options{})
+	if !errors.Is(err, mysqlsrc.ErrSourceSettings) || !strings.Contains(err.Error(), "GRANT RELOAD") {
+		t.Fatalf("snapshot without RELOAD: got %v, want ErrSourceSettings saying GRANT RELOAD", err)
+	}
+	r.DB.Exec(t, "INSERT INTO app.a VALUES (2)") // commits are not left blocked
+	r.DB.Exec(t, "GRANT RELOAD ON *.* TO 'snap'@'%'")
+	man, err := snapshot.Take(t.Context(), cfg, r.NC, snapshot.Options{})
+	if err != nil {
+		t.Fatalf("snapshot after GRANT RELOAD: %v", err)
+	}
+	if man.Rows != 2 {
+		t.Errorf("snapshot holds %d rows, want 2", man.Rows)
 	}
 }

@@ -14,7 +14,7 @@ type Querier interface {
 // MasterStatus returns the server's current binlog file and position.
 func MasterStatus(ctx context.Context, db Querier, info ServerInfo) (string, uint32, error) {
 	q := "SHOW MASTER STATUS"
-	if !info.MariaDB && versionAtLeast(info.Version, 8, 4) {
+	if !info.MariaDB && VersionAtLeast(info.Version, 8, 4) {
 		q = "SHOW BINARY LOG STATUS"
 	}
 	rows, err := db.QueryContext(ctx, q)

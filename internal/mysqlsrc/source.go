@@ -305,7 +305,9 @@ func FailedChecks(checks []Check) error {
 	return fmt.Errorf("%w:\n  %s", ErrSourceSettings, strings.Join(msgs, "\n  "))
 }
 
-func versionAtLeast(v string, major, minor int) bool {
+// VersionAtLeast reports whether the server version v (as in "10.11.9-MariaDB")
+// is major.minor or later.
+func VersionAtLeast(v string, major, minor int) bool {
 	var a, b int
 	if _, err := fmt.Sscanf(v, "%d.%d", &a, &b); err != nil {
 		return false
