@@ -290,14 +290,33 @@ func TestRefusesBadCredentialsAndMissingPrivileges(t *testing.T) {
 	if !errors.Is(err, capture.ErrSourceSettings) || !strings.Contains(err.Error(), "REPLICATION SLAVE") {
 		t.Errorf("missing privileges: got %v, want ErrSourceSettings naming REPLICATION SLAVE", err)
 	}
-	db.Exec(t, "GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO 'reader'@'%'")
-	checks, err := mysqlsrc.CheckSource(t.Context(), mysqlsrc.Config{Addr: db.Addr(), User: "reader", Password: "pw", ConnectTimeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
+	check := func() map[string]mysqlsrc.Check {
+		checks, err := mysqlsrc.CheckSource(t.Context(), mysqlsrc.Config{Addr: db.Addr(), User: "reader", Password: "pw", ConnectTimeout: 5 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		byName := map[string]mysqlsrc.Check{}
+		for _, c := range checks {
+			byName[c.Name] = c
+		}
+		return byName
 	}
-	for _, c := range checks {
+	db.Exec(t, "GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO 'reader'@'%'")
+	checks := check()
+	if _, ok := checks["snapshot privileges"]; !ok {
+		t.Errorf("no snapshot privileges check among %v", checks)
+	}
+	for name, c := range checks {
+		if snap := name == "snapshot privileges"; c.OK == snap {
+			t.Errorf("check %s without RELOAD: ok %v (%s), want %v", name, c.OK, c.Detail, !snap)
+		} else if snap && !strings.Contains(c.Fix, "GRANT RELOAD") {
+			t.Errorf("check %s says to %q, want GRANT RELOAD", name, c.Fix)
+		}
+	}
+	db.Exec(t, "GRANT RELOAD ON *.* TO 'reader'@'%'")
+	for name, c := range check() {
 		if !c.OK {
-			t.Errorf("check %s failed after granting: %s", c.Name, c.Detail)
+			t.Errorf("check %s failed after granting: %s", name, c.Detail)
 		}
 	}
 }

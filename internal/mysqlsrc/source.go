@@ -255,25 +255,10 @@ func grantsCheck(ctx context.Context, db *sql.DB, cfg Config) Check {
 		Fix: fmt.Sprintf("GRANT SELECT, RELOAD, REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO '%s'@'%%' "+
 			"(MariaDB 10.5+: REPLICATION SLAVE, BINLOG MONITOR)", cfg.User),
 	}
-	rows, err := db.QueryContext(ctx, "SHOW GRANTS")
+	has, err := grants(ctx, db)
 	if err != nil {
-		c.Detail = "cannot read grants: " + err.Error()
+		c.Detail = err.Error()
 		return c
-	}
-	defer rows.Close()
-	var all strings.Builder
-	for rows.Next() {
-		var g string
-		if err := rows.Scan(&g); err != nil {
-			c.Detail = "cannot read grants: " + err.Error()
-			return c
-		}
-		all.WriteString(strings.ToUpper(g))
-		all.WriteByte('\n')
-	}
-	g := all.String()
-	has := func(p string) bool {
-		return strings.Contains(g, "ALL PRIVILEGES ON *.*") || strings.Contains(g, p)
 	}
 	var missing []string
 	if !has("REPLICATION SLAVE") && !has("REPLICATION REPLICA") {
@@ -289,6 +274,48 @@ func grantsCheck(ctx context.Context, db *sql.DB, cfg Config) Check {
 	}
 	c.Detail = fmt.Sprintf("user %q lacks %s", cfg.User, strings.Join(missing, " and "))
 	return c
+}
+
+// snapshotGrantsCheck looks for RELOAD, which snapshots need to hold
+// commits off while their read view opens. Capture alone does not.
+func snapshotGrantsCheck(ctx context.Context, db *sql.DB, cfg Config) Check {
+	c := Check{Name: "snapshot privileges", Fix: fmt.Sprintf("GRANT RELOAD ON *.* TO '%s'@'%%'", cfg.User)}
+	has, err := grants(ctx, db)
+	switch {
+	case err != nil:
+		c.Detail = err.Error()
+	case has("RELOAD"):
+		c.OK, c.Detail = true, "RELOAD granted (snapshots hold commits off while their read view opens)"
+	default:
+		c.Detail = fmt.Sprintf("user %q lacks RELOAD: snapshots fail (capture works without it)", cfg.User)
+	}
+	return c
+}
+
+// grants reads the connection's SHOW GRANTS and returns a function that
+// reports whether a privilege is granted on *.* or by ALL PRIVILEGES.
+func grants(ctx context.Context, db *sql.DB) (func(privilege string) bool, error) {
+	rows, err := db.QueryContext(ctx, "SHOW GRANTS")
+	if err != nil {
+		return nil, fmt.Errorf("cannot read grants: %w", err)
+	}
+	defer rows.Close()
+	var all strings.Builder
+	for rows.Next() {
+		var g string
+		if err := rows.Scan(&g); err != nil {
+			return nil, fmt.Errorf("cannot read grants: %w", err)
+		}
+		all.WriteString(strings.ToUpper(g))
+		all.WriteByte('\n')
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("cannot read grants: %w", err)
+	}
+	g := all.String()
+	return func(p string) bool {
+		return strings.Contains(g, "ALL PRIVILEGES ON *.*") || strings.Contains(g, p)
+	}, nil
 }
 
 // FailedChecks turns failed checks into one error, or nil.
@@ -344,7 +371,7 @@ func CheckSource(ctx context.Context, cfg Config) ([]Check, error) {
 	if err != nil {
 		return checks, err
 	}
-	return append(checks, more...), nil
+	return append(append(checks, more...), snapshotGrantsCheck(ctx, db, cfg)), nil
 }
 
 // ColumnTraits is what the binlog does not say about a table's columns.
