@@ -3,63 +3,10 @@ package sdk
 import (
 	"context"
 	"crypto/tls"
-	"fmt"
 	"time"
 
 	"github.com/nats-io/nats.go"
 )
-
-// Start says where a new consumer begins reading. It applies only when the
-// durable consumer is created; an existing one resumes where it stopped.
-type Start struct {
-	kind int
-	seq  uint64
-	snap string
-}
-
-// Start points.
-var (
-	// StartBeginning reads every event still kept in the stream.
-	StartBeginning = Start{kind: 0}
-	// StartNow reads only events published after the consumer is created.
-	StartNow = Start{kind: 1}
-	// StartSnapshot reads the latest complete snapshot (each table's schema,
-	// then its rows), then every change after it: no gap, no overlap.
-	StartSnapshot = Start{kind: 3}
-)
-
-// StartSnapshotID is [StartSnapshot] with a given snapshot rather than the
-// latest, e.g. to load the same snapshot again after a crash.
-func StartSnapshotID(id string) Start { return Start{kind: 3, snap: id} }
-
-// Kind returns "beginning", "now", "sequence" or "snapshot".
-func (s Start) Kind() string {
-	return [...]string{"beginning", "now", "sequence", "snapshot"}[s.kind]
-}
-
-// SnapshotID returns the snapshot a [StartSnapshotID] start point names.
-func (s Start) SnapshotID() string { return s.snap }
-
-// StartAtSequence begins at the given stream sequence (inclusive).
-func StartAtSequence(seq uint64) Start { return Start{kind: 2, seq: seq} }
-
-// ParseStart parses "beginning", "now", "snapshot" or a stream sequence
-// number.
-func ParseStart(s string) (Start, error) {
-	switch s {
-	case "", "beginning":
-		return StartBeginning, nil
-	case "now":
-		return StartNow, nil
-	case "snapshot":
-		return StartSnapshot, nil
-	}
-	var seq uint64
-	if _, err := fmt.Sscan(s, &seq); err != nil || seq == 0 {
-		return Start{}, fmt.Errorf("start point %q: want beginning, now, snapshot or a stream sequence number", s)
-	}
-	return StartAtSequence(seq), nil
-}
 
 // Config configures a [Consumer].
 type Config struct {

@@ -16,7 +16,7 @@ import (
 // snapshot prepares its loader, and the stream follows the snapshot.
 func (c *Consumer) startAt(ctx context.Context, js jetstream.JetStream, cfg Config) error {
 	switch cfg.Start.kind {
-	case 0, 1:
+	case kindBeginning, kindNow:
 		// The beginning and now are pinned to sequences, so that events
 		// retention removes before the first delivery are noticed too.
 		st, err := c.streamState(ctx)
@@ -24,16 +24,29 @@ func (c *Consumer) startAt(ctx context.Context, js jetstream.JetStream, cfg Conf
 			return err
 		}
 		c.next = st.LastSeq + 1
-		if cfg.Start.kind == 0 {
+		if cfg.Start.kind == kindBeginning {
 			c.next = max(1, min(st.FirstSeq, c.next))
 		}
 		c.ccfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
 		c.ccfg.OptStartSeq = c.next
-	case 2:
+	case kindSequence:
 		c.ccfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
 		c.ccfg.OptStartSeq = cfg.Start.seq
 		c.next = cfg.Start.seq
-	case 3:
+	case kindTime, kindGTID, kindPosition:
+		if c.durable {
+			if _, err := c.stream.Consumer(ctx, cfg.Name); err == nil {
+				return nil // it resumes where it stopped (bindDurable)
+			}
+		}
+		seq, err := c.seekStart(ctx, cfg.Start)
+		if err != nil {
+			return err
+		}
+		c.ccfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		c.ccfg.OptStartSeq = seq
+		c.next = seq
+	case kindSnapshot:
 		keep := func(db, table string) bool {
 			return (len(cfg.Databases) == 0 && len(cfg.Tables) == 0) || slices.Contains(cfg.Databases, db) || slices.Contains(cfg.Tables, db+"."+table)
 		}

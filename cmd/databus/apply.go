@@ -23,7 +23,7 @@ var applyOpts struct {
 func applyFlags(fs *flag.FlagSet) {
 	fs.StringVar(&applyOpts.target, "target", "", "target server DSN, user:password@tcp(host:port)/; the process list shows it: prefer --target-file, apply.target in the config file or DATABUS_APPLY_TARGET")
 	fs.StringVar(&applyOpts.targetFile, "target-file", "", "read the target server DSN from this file (its first line)")
-	fs.StringVar(&applyOpts.from, "from", "beginning", "where to start when the target has no checkpoint: beginning, now, or a stream sequence")
+	fs.StringVar(&applyOpts.from, "from", "beginning", "where to start when the target has no checkpoint: beginning, now, snapshot, a stream sequence, a commit time (2026-11-30T10:00:00Z), gtid:<set> or a binlog position (mysql-bin.000003:1234)")
 	fs.StringVar(&applyOpts.name, "name", "apply", "name of this applier's checkpoint row in databus.apply_checkpoint on the target")
 	fs.StringVar(&applyOpts.db, "db", "", "only these databases (comma-separated)")
 	fs.StringVar(&applyOpts.table, "table", "", "only these tables, db.table (comma-separated)")

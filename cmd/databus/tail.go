@@ -16,7 +16,7 @@ var tailOpts struct {
 }
 
 func tailFlags(fs *flag.FlagSet) {
-	fs.StringVar(&tailOpts.from, "from", "now", "where a new consumer starts: beginning, now, snapshot (the latest snapshot, then the changes after it), or a stream sequence")
+	fs.StringVar(&tailOpts.from, "from", "now", "where a new consumer starts: beginning, now, snapshot (the latest snapshot, then the changes after it), a stream sequence, a commit time (2026-11-30T10:00:00Z), gtid:<set> or a binlog position (mysql-bin.000003:1234)")
 	fs.StringVar(&tailOpts.db, "db", "", "only these databases (comma-separated)")
 	fs.StringVar(&tailOpts.table, "table", "", "only these tables, db.table (comma-separated)")
 	fs.StringVar(&tailOpts.durable, "durable", "", "durable consumer name: resume where the last tail with this name stopped")

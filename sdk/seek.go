@@ -1,0 +1,172 @@
+package sdk
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// ErrStartNotKept is returned by [Connect] for a start point at a time,
+// GTID or binlog position that the stream cannot serve: older than its
+// first event, or past its newest one.
+var ErrStartNotKept = errors.New("start point not in the stream")
+
+// eventMark is what a start point is compared with: an event's commit
+// time and position.
+type eventMark struct {
+	TS  time.Time `json:"ts"`
+	Pos Position  `json:"pos"`
+}
+
+func (e eventMark) String() string {
+	s := fmt.Sprintf("committed %s at %s:%d", e.TS.UTC().Format(time.RFC3339), e.Pos.File, e.Pos.Offset)
+	if e.Pos.GTID != "" {
+		s += ", GTID " + e.Pos.GTID
+	}
+	return s
+}
+
+// seekStart returns the stream sequence a start at a time, GTID set or
+// binlog position begins at: one past the last event before the point,
+// found by binary search on the stream (the events are in binlog order).
+func (c *Consumer) seekStart(ctx context.Context, start Start) (uint64, error) {
+	var set gtidSet
+	if start.kind == kindGTID {
+		var err error
+		if set, err = parseGTIDSet(start.gtids); err != nil {
+			return 0, fmt.Errorf("start point %s: %w", start, err)
+		}
+	}
+	before := func(e eventMark) bool {
+		switch start.kind {
+		case kindTime:
+			return e.TS.Before(start.at.Truncate(time.Second))
+		case kindGTID:
+			in, _ := set.contains(e.Pos.GTID)
+			return in
+		default:
+			c := CompareBinlogFiles(e.Pos.File, start.pos.File)
+			return c < 0 || c == 0 && e.Pos.Offset <= start.pos.Offset
+		}
+	}
+	st, err := c.streamState(ctx)
+	if err != nil {
+		return 0, err
+	}
+	end := st.LastSeq + 1
+	firstSeq, first, found, err := c.eventFrom(ctx, max(st.FirstSeq, 1), end)
+	if err != nil {
+		return 0, err
+	}
+	if !found {
+		return 0, fmt.Errorf("%w: start point %s: stream %s holds no events yet", ErrStartNotKept, start, StreamName(c.source))
+	}
+	if start.kind == kindGTID && first.Pos.GTID == "" {
+		return 0, fmt.Errorf("start point %s: the stream's events carry no GTIDs (GTIDs are off on the source): start at a time or a binlog position", start)
+	}
+	// lo ends as the last event before the point, r as the first after it.
+	lo, r := firstSeq-1, end
+	for r-lo > 1 {
+		seq, e, found, err := c.eventFrom(ctx, lo+(r-lo)/2, r)
+		switch {
+		case err != nil:
+			return 0, err
+		case !found:
+			r = lo + (r-lo)/2
+		case before(e):
+			lo = seq
+		default:
+			r = seq
+		}
+	}
+	if lo < firstSeq {
+		// No kept event is before the point: events after the point and
+		// before the first kept one may be gone, unless a GTID set ends
+		// right before the first one or the first one has the point's
+		// time.
+		_, adjacent := set.contains(first.Pos.GTID)
+		adjacent = start.kind == kindGTID && adjacent || start.kind == kindTime && !first.TS.After(start.at)
+		if !adjacent {
+			return 0, fmt.Errorf("%w: start point %s is older than the first event stream %s keeps (sequence %d, %s): start there (beginning) or at a later point",
+				ErrStartNotKept, start, StreamName(c.source), firstSeq, first)
+		}
+	}
+	if r == end {
+		if err := c.checkNotPast(ctx, start, set, firstSeq, end); err != nil {
+			return 0, err
+		}
+	}
+	return lo + 1, nil
+}
+
+// checkNotPast returns an error when start, after every event of the
+// stream, is past its newest one: a position or GTID capture has not
+// published (yet), or a time in the future. A time up to now starts
+// after the newest event.
+func (c *Consumer) checkNotPast(ctx context.Context, start Start, set gtidSet, from, end uint64) error {
+	seq := end - 1
+	var last eventMark
+	for ; seq >= from; seq-- {
+		e, ok, err := c.eventAt(ctx, seq)
+		if err != nil {
+			return err
+		}
+		if ok {
+			last = e
+			break
+		}
+	}
+	var past bool
+	switch start.kind {
+	case kindTime:
+		past = start.at.After(time.Now())
+	case kindGTID:
+		past = set.beyond(last.Pos.GTID)
+	case kindPosition:
+		c := CompareBinlogFiles(last.Pos.File, start.pos.File)
+		past = c < 0 || c == 0 && last.Pos.Offset < start.pos.Offset
+	}
+	if !past {
+		return nil
+	}
+	return fmt.Errorf("%w: start point %s is past the newest event of stream %s (sequence %d, %s): nothing after it is published yet; "+
+		"start at now to read what comes next (transactions on tables capture leaves out are not in the stream)",
+		ErrStartNotKept, start, StreamName(c.source), seq, last)
+}
+
+// eventFrom returns the first event message at or after seq and before
+// end, with its mark.
+func (c *Consumer) eventFrom(ctx context.Context, seq, end uint64) (uint64, eventMark, bool, error) {
+	for ; seq < end; seq++ {
+		e, ok, err := c.eventAt(ctx, seq)
+		if err != nil || ok {
+			return seq, e, ok, err
+		}
+	}
+	return 0, eventMark{}, false, nil
+}
+
+// eventAt reads the stream message at seq and its event's mark: ok is
+// false for a message removed, a control message or a chunk of a large
+// event (whose first part may not hold the mark).
+func (c *Consumer) eventAt(ctx context.Context, seq uint64) (eventMark, bool, error) {
+	m, err := c.stream.GetMsg(ctx, seq)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return eventMark{}, false, nil
+	}
+	if err != nil {
+		return eventMark{}, false, fmt.Errorf("reading message %d of stream %s: %w", seq, StreamName(c.source), err)
+	}
+	if m.Subject == LeaderSubject(c.source) || m.Header.Get(ChunkHeader) != "" {
+		return eventMark{}, false, nil
+	}
+	var e eventMark
+	if err := json.Unmarshal(m.Data, &e); err != nil || e.Pos.File == "" {
+		return eventMark{}, false, nil
+	}
+	return e, true, nil
+}
