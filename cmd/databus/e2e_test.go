@@ -395,7 +395,7 @@ func TestExitCodesAndMessages(t *testing.T) {
 			[]string{"FAIL nats.stream.replicas", "not in a cluster", "fix: set nats.stream.replicas: 1"}},
 		{"check reports failures", base("DATABUS_MYSQL_USER=plain", "DATABUS_MYSQL_PASSWORD=pw"), []string{"check"}, 3, []string{"FAIL privileges", "fix: GRANT"}},
 		{"a start time without its zone", base(), []string{"tail", "--from", "2026-11-30T10:00:00"}, 2, []string{"--from", "2026-11-30T10:00:00", "RFC 3339", "gtid:<set>"}},
-		{"a bad start GTID", base("DATABUS_APPLY_TARGET=root@tcp("+db.Addr()+")/"), []string{"apply", "--from", "gtid:0-1"}, 2, []string{"--from", "gtid:0-1"}},
+		{"a bad start GTID", base("DATABUS_APPLY_TARGET=root@tcp(" + db.Addr() + ")/"), []string{"apply", "--from", "gtid:0-1"}, 2, []string{"--from", "gtid:0-1"}},
 		{"help", nil, []string{"run", "--help"}, 0, []string{"--config", "mysql-addr"}},
 		{"version", nil, []string{"version"}, 0, []string{"databus", "event format v1"}},
 	}
