@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/databus/databus/internal/streamsearch"
 )
 
 // ErrStartNotKept is returned by [Connect] for a start point at a time,
@@ -68,20 +70,12 @@ func (c *Consumer) seekStart(ctx context.Context, start Start) (uint64, error) {
 	if start.kind == kindGTID && first.Pos.GTID == "" {
 		return 0, fmt.Errorf("start point %s: the stream's events carry no GTIDs (GTIDs are off on the source): start at a time or a binlog position", start)
 	}
-	// lo ends as the last event before the point, r as the first after it.
-	lo, r := firstSeq-1, end
-	for r-lo > 1 {
-		seq, e, found, err := c.eventFrom(ctx, lo+(r-lo)/2, r)
-		switch {
-		case err != nil:
-			return 0, err
-		case !found:
-			r = lo + (r-lo)/2
-		case before(e):
-			lo = seq
-		default:
-			r = seq
-		}
+	lo, next, err := streamsearch.LastBefore(ctx, firstSeq-1, end, func(ctx context.Context, seq uint64) (bool, bool, error) {
+		e, ok, err := c.eventAt(ctx, seq)
+		return ok && before(e), ok, err
+	})
+	if err != nil {
+		return 0, err
 	}
 	if lo < firstSeq {
 		// No kept event is before the point: events after the point and
@@ -95,7 +89,7 @@ func (c *Consumer) seekStart(ctx context.Context, start Start) (uint64, error) {
 				ErrStartNotKept, start, StreamName(c.source), firstSeq, first)
 		}
 	}
-	if r == end {
+	if next == end {
 		if err := c.checkNotPast(ctx, start, set, firstSeq, end); err != nil {
 			return 0, err
 		}

@@ -47,6 +47,13 @@ func TestStartAtTimeGTIDAndPosition(t *testing.T) {
 		t.Fatalf("setup: events %s at %s, %s at %s, %s at %s", first.Txn.ID, first.Timestamp, second.Txn.ID, second.Timestamp, third.Txn.ID, third.Timestamp)
 	}
 	id := func(ev *sdk.Event) string { return fmt.Sprint(ev.After["id"]) }
+	// The GTID set that ends right before the first transaction, which is
+	// also the stream's first event.
+	var domain, server, seq int
+	if _, err := fmt.Sscanf(first.Txn.ID, "%d-%d-%d", &domain, &server, &seq); err != nil {
+		t.Fatalf("GTID %q: %v", first.Txn.ID, err)
+	}
+	beforeFirst := fmt.Sprintf("%d-%d-%d", domain, server, seq-1)
 	// The large transaction's rows come in several binlog row events; the
 	// rows of one share its end offset.
 	mid := 2
@@ -65,6 +72,7 @@ func TestStartAtTimeGTIDAndPosition(t *testing.T) {
 		{"time just after the first", sdk.StartAtTime(base.Add(time.Second)), second},
 		{"time between the second and third", sdk.StartAtTime(base.Add(150 * time.Second)), third},
 		{"time of the third, with a fraction", sdk.StartAtTime(base.Add(200*time.Second + 500*time.Millisecond)), third},
+		{"GTID set ending right before the stream's first event", sdk.StartAtGTID(beforeFirst), first},
 		{"GTID of the first", sdk.StartAtGTID(first.Txn.ID), second},
 		{"GTID of the large one", sdk.StartAtGTID(second.Txn.ID), third},
 		{"position of the first", sdk.StartAtPosition(first.Position.File, first.Position.Offset), second},
@@ -81,15 +89,15 @@ func TestStartAtTimeGTIDAndPosition(t *testing.T) {
 	}
 
 	// Points the stream cannot serve.
-	domain, _, _ := strings.Cut(third.Txn.ID, "-")
 	for _, tt := range []struct {
 		name  string
 		start sdk.Start
 		says  string
 	}{
 		{"time before the first event", sdk.StartAtTime(time.Now().Add(-24 * time.Hour)), "older than the first event"},
+		{"GTID set ending two before the first event", sdk.StartAtGTID(fmt.Sprintf("%d-%d-%d", domain, server, seq-2)), "older than the first event"},
 		{"time in the future", sdk.StartAtTime(base.Add(24 * time.Hour)), "past the newest event"},
-		{"GTID past the end", sdk.StartAtGTID(domain + "-1-999999"), "past the newest event"},
+		{"GTID past the end", sdk.StartAtGTID(fmt.Sprintf("%d-1-999999", domain)), "past the newest event"},
 		{"position past the end", sdk.StartAtPosition(third.Position.File, third.Position.Offset+100_000), "past the newest event"},
 		{"position before the first", sdk.StartAtPosition("mysql-bin.000000", 4), "older than the first event"},
 	} {

@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/databus/databus/internal/bus"
+	"github.com/databus/databus/internal/streamsearch"
 	"github.com/databus/databus/sdk"
 )
 
@@ -56,49 +57,20 @@ func (s *snapshotter) handoff(ctx context.Context) (uint64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("reading stream info: %w", err)
 	}
-	// Largest sequence in [first, hi] whose event is at or before p; the
-	// messages are in position order.
-	lo, r := info.State.FirstSeq-1, hi+1
-	if info.State.FirstSeq == 0 {
-		lo = 0
-	}
-	for r-lo > 1 {
-		mid := lo + (r-lo)/2
-		seq, pos, found, err := s.positionFrom(ctx, mid, r)
-		if err != nil {
-			return 0, err
-		}
-		switch {
-		case !found:
-			r = mid
-		case pos.Compare(p) <= 0:
-			lo = seq
-		default:
-			r = seq
-		}
-	}
-	return lo, nil
-}
-
-// positionFrom returns the first message at or after seq and before end,
-// with its event's position.
-func (s *snapshotter) positionFrom(ctx context.Context, seq, end uint64) (uint64, sdk.Position, bool, error) {
-	for ; seq < end; seq++ {
+	// The last message whose event is at or before p.
+	first := max(info.State.FirstSeq, 1)
+	last, _, err := streamsearch.LastBefore(ctx, first-1, hi+1, func(ctx context.Context, seq uint64) (bool, bool, error) {
 		m, err := s.stream.GetMsg(ctx, seq)
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			continue
-		}
-		if err != nil {
-			return 0, sdk.Position{}, false, fmt.Errorf("reading stream message %d: %w", seq, err)
-		}
-		if m.Subject == sdk.LeaderSubject(s.cfg.Source) {
-			continue // not an event
+		switch {
+		case errors.Is(err, jetstream.ErrMsgNotFound):
+			return false, false, nil
+		case err != nil:
+			return false, false, fmt.Errorf("reading stream message %d: %w", seq, err)
+		case m.Subject == sdk.LeaderSubject(s.cfg.Source):
+			return false, false, nil // not an event
 		}
 		pos, err := bus.MsgPosition(m)
-		if err != nil {
-			return 0, sdk.Position{}, false, err
-		}
-		return seq, pos, true, nil
-	}
-	return 0, sdk.Position{}, false, nil
+		return err == nil && pos.Compare(p) <= 0, err == nil, err
+	})
+	return last, err
 }
