@@ -8,8 +8,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/databus/databus/internal/streamsearch"
 )
 
 // ErrStartNotKept is returned by [Connect] for a start point at a time,
@@ -70,7 +68,7 @@ func (c *Consumer) seekStart(ctx context.Context, start Start) (uint64, error) {
 	if start.kind == kindGTID && first.Pos.GTID == "" {
 		return 0, fmt.Errorf("start point %s: the stream's events carry no GTIDs (GTIDs are off on the source): start at a time or a binlog position", start)
 	}
-	lo, next, err := streamsearch.LastBefore(ctx, firstSeq-1, end, func(ctx context.Context, seq uint64) (bool, bool, error) {
+	lo, next, err := SearchStream(ctx, firstSeq-1, end, func(ctx context.Context, seq uint64) (bool, bool, error) {
 		e, ok, err := c.eventAt(ctx, seq)
 		return ok && before(e), ok, err
 	})
@@ -163,4 +161,41 @@ func (c *Consumer) eventAt(ctx context.Context, seq uint64) (eventMark, bool, er
 		return eventMark{}, false, nil
 	}
 	return e, true, nil
+}
+
+// SearchProbe judges the stream message at seq for [SearchStream]: ok is
+// false for one that cannot be judged (removed, a control message, a chunk
+// of a large event), which the search steps over; before reports whether
+// its event is before the point.
+type SearchProbe func(ctx context.Context, seq uint64) (before, ok bool, err error)
+
+// SearchStream finds where a point of the source (a position, a GTID set,
+// a commit time) lies in a databus stream by binary search, one probe (a
+// direct get) per step: the stream's events are in binlog order, so those
+// before the point are a prefix. It returns last, the largest sequence in
+// (lo, hi) whose event is before the point (lo when none is), and next,
+// the first judged one after it that is not (hi when none is). The caller
+// knows lo's event, if any, is before the point and hi's is not (or hi is
+// past the stream's end).
+func SearchStream(ctx context.Context, lo, hi uint64, probe SearchProbe) (last, next uint64, err error) {
+	for hi-lo > 1 {
+		mid := lo + (hi-lo)/2
+		seq, before, found := uint64(0), false, false
+		for s := mid; s < hi && !found; s++ {
+			b, ok, err := probe(ctx, s)
+			if err != nil {
+				return 0, 0, err
+			}
+			seq, before, found = s, b, ok
+		}
+		switch {
+		case !found:
+			hi = mid
+		case before:
+			lo = seq
+		default:
+			hi = seq
+		}
+	}
+	return lo, hi, nil
 }

@@ -9,7 +9,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/databus/databus/internal/bus"
-	"github.com/databus/databus/internal/streamsearch"
 	"github.com/databus/databus/sdk"
 )
 
@@ -59,7 +58,7 @@ func (s *snapshotter) handoff(ctx context.Context) (uint64, error) {
 	}
 	// The last message whose event is at or before p.
 	first := max(info.State.FirstSeq, 1)
-	last, _, err := streamsearch.LastBefore(ctx, first-1, hi+1, func(ctx context.Context, seq uint64) (bool, bool, error) {
+	last, _, err := sdk.SearchStream(ctx, first-1, hi+1, func(ctx context.Context, seq uint64) (bool, bool, error) {
 		m, err := s.stream.GetMsg(ctx, seq)
 		switch {
 		case errors.Is(err, jetstream.ErrMsgNotFound):
