@@ -1,6 +1,7 @@
 package sdk
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -49,8 +50,7 @@ func (c *Consumer) seekStart(ctx context.Context, start Start) (uint64, error) {
 			in, _ := set.contains(e.Pos.GTID)
 			return in
 		default:
-			c := CompareBinlogFiles(e.Pos.File, start.pos.File)
-			return c < 0 || c == 0 && e.Pos.Offset <= start.pos.Offset
+			return compareOffsets(e.Pos, start.pos) <= 0
 		}
 	}
 	st, err := c.streamState(ctx)
@@ -80,8 +80,13 @@ func (c *Consumer) seekStart(ctx context.Context, start Start) (uint64, error) {
 		// before the first kept one may be gone, unless a GTID set ends
 		// right before the first one or the first one has the point's
 		// time.
-		_, adjacent := set.contains(first.Pos.GTID)
-		adjacent = start.kind == kindGTID && adjacent || start.kind == kindTime && !first.TS.After(start.at)
+		var adjacent bool
+		switch start.kind {
+		case kindGTID:
+			_, adjacent = set.contains(first.Pos.GTID)
+		case kindTime:
+			adjacent = !first.TS.After(start.at)
+		}
 		if !adjacent {
 			return 0, fmt.Errorf("%w: start point %s is older than the first event stream %s keeps (sequence %d, %s): start there (beginning) or at a later point",
 				ErrStartNotKept, start, StreamName(c.source), firstSeq, first)
@@ -119,8 +124,7 @@ func (c *Consumer) checkNotPast(ctx context.Context, start Start, set gtidSet, f
 	case kindGTID:
 		past = set.beyond(last.Pos.GTID)
 	case kindPosition:
-		c := CompareBinlogFiles(last.Pos.File, start.pos.File)
-		past = c < 0 || c == 0 && last.Pos.Offset < start.pos.Offset
+		past = compareOffsets(last.Pos, start.pos) < 0
 	}
 	if !past {
 		return nil
@@ -128,6 +132,15 @@ func (c *Consumer) checkNotPast(ctx context.Context, start Start, set gtidSet, f
 	return fmt.Errorf("%w: start point %s is past the newest event of stream %s (sequence %d, %s): nothing after it is published yet; "+
 		"start at now to read what comes next (transactions on tables capture leaves out are not in the stream)",
 		ErrStartNotKept, start, StreamName(c.source), seq, last)
+}
+
+// compareOffsets orders binlog positions by file and offset alone: the
+// rows of one row event share its end offset.
+func compareOffsets(a, b Position) int {
+	if c := CompareBinlogFiles(a.File, b.File); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.Offset, b.Offset)
 }
 
 // eventFrom returns the first event message at or after seq and before

@@ -3,6 +3,7 @@ package snapshot
 import (
 	"context"
 	"database/sql"
+	"time"
 
 	"github.com/databus/databus/internal/mysqlsrc"
 )
@@ -10,6 +11,14 @@ import (
 // SetSnapshotViewOpenedHook makes every snapshot call f right after it
 // opened its read view, before it locks the tables' schema; nil removes it.
 func SetSnapshotViewOpenedHook(f func()) { testHookViewOpened = f }
+
+// SetCommitBlockWait changes how long a snapshot waits for its commit
+// block until the test ends.
+func SetCommitBlockWait(t interface{ Cleanup(func()) }, d time.Duration) {
+	old := commitBlockWait
+	commitBlockWait = d
+	t.Cleanup(func() { commitBlockWait = old })
+}
 
 // OpenReadViews opens a snapshot's read view on parallel connections of
 // the server cfg names, as a snapshot does, and returns the connections,

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -288,4 +289,35 @@ func TestReadViewsMatchTheirPositionUnderConcurrentCommits(t *testing.T) {
 		}
 		end()
 	}
+}
+
+// A snapshot that cannot block commits in time (another backup holds the
+// lock) gives up after the wait, says so, and leaves the source's writes
+// alone; once the lock is free it opens its views.
+func TestReadViewsGiveUpWhenCommitsCannotBeBlocked(t *testing.T) {
+	snapshot.SetCommitBlockWait(t, time.Second)
+	db := testenv.StartMariaDB(t)
+	db.Exec(t, "CREATE DATABASE app", "CREATE TABLE app.t (id INT PRIMARY KEY)")
+	other, err := db.DB(t).Conn(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if _, err := other.ExecContext(t.Context(), "BACKUP STAGE START"); err != nil {
+		t.Fatal(err)
+	}
+	cfg := snapshot.Config{Source: "test", MySQL: testenv.CaptureConfig(db).MySQL}
+	_, _, _, err = snapshot.OpenReadViews(t.Context(), cfg, 2)
+	if err == nil || !strings.Contains(err.Error(), "waited 1s") || !strings.Contains(err.Error(), "take the snapshot again") {
+		t.Fatalf("read views while another backup holds the lock: got %v, want an error saying it waited and to take the snapshot again", err)
+	}
+	db.Exec(t, "INSERT INTO app.t VALUES (1)") // writes go on
+	if _, err := other.ExecContext(t.Context(), "BACKUP STAGE END"); err != nil {
+		t.Fatal(err)
+	}
+	_, _, end, err := snapshot.OpenReadViews(t.Context(), cfg, 2)
+	if err != nil {
+		t.Fatalf("read views once the lock is free: %v", err)
+	}
+	end()
 }

@@ -17,8 +17,8 @@ import (
 // commitBlockWait is how long a snapshot waits for the lock that holds
 // commits off while its read views open: running commits (and, on MariaDB,
 // running DDL) finish first, and the writes waiting behind the lock wait
-// at most this long too.
-const commitBlockWait = 10 * time.Second
+// at most this long too. Tests shorten it.
+var commitBlockWait = 10 * time.Second
 
 // begin opens the consistent read view on opt.Parallel connections and
 // records the binlog position and GTID set it matches.
@@ -67,40 +67,44 @@ func (s *snapshotter) begin(ctx context.Context, db *sql.DB, info mysqlsrc.Serve
 	if err != nil {
 		return conns, err
 	}
-	pos := sdk.Position{ServerID: info.ServerID, ServerUUID: info.ServerUUID}
-	err = func() error {
-		defer unblock()
-		var g errgroup.Group
-		for _, conn := range conns {
-			g.Go(func() error {
-				if _, err := conn.ExecContext(ctx, "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY"); err != nil {
-					return fmt.Errorf("starting the snapshot transaction: %w", err)
-				}
-				return nil
-			})
-		}
-		if err := g.Wait(); err != nil {
-			return err
-		}
-		pos.File, pos.Offset, err = mysqlsrc.MasterStatus(ctx, lock, info)
-		if err != nil {
-			return err
-		}
-		q := "SELECT @@GLOBAL.gtid_executed"
-		if info.MariaDB {
-			q = "SELECT @@GLOBAL.gtid_binlog_pos"
-		}
-		var gtids sql.NullString
-		if err := lock.QueryRowContext(ctx, q).Scan(&gtids); err == nil {
-			s.man.GTIDSet = gtids.String
-		}
-		return nil
-	}()
+	file, offset, gtids, err := openViews(ctx, conns, lock, info)
+	unblock()
 	if err != nil {
 		return conns, err
 	}
-	s.man.Position = pos
+	s.man.Position = sdk.Position{File: file, Offset: offset, ServerID: info.ServerID, ServerUUID: info.ServerUUID}
+	s.man.GTIDSet = gtids
 	return conns, nil
+}
+
+// openViews starts the snapshot transaction on every connection while
+// commits are blocked (on lock), and reads the binlog position and GTID
+// set the views match.
+func openViews(ctx context.Context, conns []*sql.Conn, lock *sql.Conn, info mysqlsrc.ServerInfo) (file string, offset uint32, gtids string, err error) {
+	var g errgroup.Group
+	for _, conn := range conns {
+		g.Go(func() error {
+			if _, err := conn.ExecContext(ctx, "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY"); err != nil {
+				return fmt.Errorf("starting the snapshot transaction: %w", err)
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return "", 0, "", err
+	}
+	if file, offset, err = mysqlsrc.MasterStatus(ctx, lock, info); err != nil {
+		return "", 0, "", err
+	}
+	q := "SELECT @@GLOBAL.gtid_executed"
+	if info.MariaDB {
+		q = "SELECT @@GLOBAL.gtid_binlog_pos"
+	}
+	var set sql.NullString
+	if err := lock.QueryRowContext(ctx, q).Scan(&set); err == nil {
+		gtids = set.String
+	}
+	return file, offset, gtids, nil
 }
 
 // blockCommits holds every commit off on the server, on its own
