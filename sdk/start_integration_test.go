@@ -112,6 +112,25 @@ func TestStartAtTimeGTIDAndPosition(t *testing.T) {
 			}
 		})
 	}
+	// A durable consumer that exists resumes where it stopped, whatever
+	// start point it is given again (no search, no refusal).
+	durable := sdk.Config{Conn: r.NC, Source: r.Capture.Config.Source, Name: "from-gtid", Start: sdk.StartAtGTID(second.Txn.ID), Tables: []string{"app.t"}}
+	c, err := sdk.Connect(t.Context(), durable)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := testenv.Read(t, c, 1)[0]; id(got) != id(third) {
+		t.Fatalf("durable consumer starts at row %s, want %s", id(got), id(third))
+	}
+	c.Close()
+	durable.Start = sdk.StartAtTime(time.Now().Add(-24 * time.Hour)) // not kept: refused for a new consumer
+	c, err = sdk.Connect(t.Context(), durable)
+	if err != nil {
+		t.Fatalf("restarting the durable consumer with another start point: %v", err)
+	}
+	testenv.None(t, c)
+	c.Close()
+
 	_, err = sdk.Connect(t.Context(), sdk.Config{Conn: r.NC, Source: r.Capture.Config.Source, Start: sdk.StartAtGTID("0-1")})
 	if err == nil || !strings.Contains(err.Error(), "0-1") {
 		t.Errorf("a bad GTID set: got %v, want an error naming it", err)
