@@ -46,6 +46,11 @@ type Config struct {
 	// consumers need a new snapshot.
 	Recover   bool
 	OnRecover func(reason error)
+	// Start is where capture begins when the source has no checkpoint
+	// (capture.start). A checkpoint made under another explicit start is
+	// refused with [ErrBadStart], unless Recover is set: then capture
+	// begins at Start again.
+	Start configs.CaptureStart
 	// Lease, when set, is the capture lease this node holds (high
 	// availability, docs/ha.md): capture writes nothing while Lease.Wait
 	// waits or once it fails, and fences off the previous holder when it
@@ -203,7 +208,7 @@ func (c *Capturer) session(ctx context.Context) error {
 	defer syncer.Close()
 	c.resumingAt(sdk.Position{File: at.cp.File, Offset: at.cp.Offset, GTID: at.cp.GTID, ServerID: info.ServerID, ServerUUID: info.ServerUUID}, gtidSetString(gtidSet))
 	c.log.Info("capturing", "server", info.Version, "file", at.cp.File, "offset", at.cp.Offset, "gtid_set", gtidSet, "stream_last_seq", pub.expected)
-	r := &reader{cfg: c.cfg, log: c.log, info: info, pub: pub, file: at.cp.File, tables: map[uint64]*binlogTable{}, gtidSet: gtidSet,
+	r := &reader{cfg: c.cfg, log: c.log, info: info, pub: pub, file: at.cp.File, start: at.cp.Start, tables: map[uint64]*binlogTable{}, gtidSet: gtidSet,
 		committed: c.committed, atEnd: c.atEnd,
 		traits: func(schema, table string) (mysqlsrc.ColumnTraits, error) {
 			return mysqlsrc.TableTraits(ctx, db, info, schema, table)
@@ -270,6 +275,21 @@ func (c *Capturer) resumePoint(ctx context.Context, db *sql.DB, info mysqlsrc.Se
 		// stream's messages carry none yet.
 		at.captureID = nuid.Next()
 	}
+	start := c.cfg.Start
+	if cp != nil && start.Explicit() && cp.Start != start.String() {
+		made := "now"
+		if cp.Start != "" {
+			made = cp.Start
+		}
+		if !c.cfg.Recover {
+			return resumeAt{}, badStart(start, "source %q has a checkpoint (%s:%d) of a capture that began at %s, and capture.start applies only to a first start: "+
+				"remove capture.start to resume from the checkpoint, or start databus run once with --recover to capture again from %s (the stream keeps what it has)",
+				c.cfg.Source, cp.File, cp.Offset, made, start)
+		}
+		c.log.Warn("capture.start differs from the checkpoint's: capturing again from capture.start (recover)",
+			"start", start.String(), "checkpoint_start", made, "file", cp.File, "offset", cp.Offset)
+		cp = nil
+	}
 	var recovered error
 	if cp != nil {
 		err := resumable(ctx, db, c.cfg, info, *cp)
@@ -286,20 +306,30 @@ func (c *Capturer) resumePoint(ctx context.Context, db *sql.DB, info mysqlsrc.Se
 		case c.cfg.Recover && (errors.Is(err, ErrBinlogPurged) || errors.Is(err, ErrServerChanged)):
 			c.log.Warn("the checkpoint cannot be resumed: capturing from the current position (recover)", "reason", err)
 			cp, recovered = nil, err
+			start = configs.CaptureStart{Kind: configs.StartNow}
 		default:
 			return resumeAt{}, err
 		}
 	}
 	if cp == nil {
-		file, pos, err := mysqlsrc.MasterStatus(ctx, db, info)
+		file, pos, err := c.startPoint(ctx, db, info, start)
 		if err != nil {
 			return resumeAt{}, err
 		}
 		cp = &bus.Checkpoint{File: file, Offset: pos, ServerID: info.ServerID, ServerUUID: info.ServerUUID, CaptureID: at.captureID}
+		if c.cfg.Start.Explicit() {
+			// What this capture began under, even when a recovery made it
+			// begin now: the same capture.start resumes it.
+			cp.Start = c.cfg.Start.String()
+		}
 		if at.rev, err = bus.SaveCheckpoint(ctx, kv, *cp, at.rev); err != nil {
 			return resumeAt{}, err
 		}
-		c.log.Info("no checkpoint: starting at the current binlog position", "file", file, "offset", pos)
+		if start.Explicit() {
+			c.log.Info("no checkpoint: starting at capture.start", "start", start.String(), "file", file, "offset", pos)
+		} else {
+			c.log.Info("no checkpoint: starting at the current binlog position", "file", file, "offset", pos)
+		}
 	}
 	if recovered != nil && c.cfg.OnRecover != nil {
 		c.cfg.OnRecover(recovered)

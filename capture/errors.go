@@ -40,6 +40,10 @@ var (
 	// another capture wrote the checkpoint: it must stop capturing and
 	// stand by (docs/ha.md).
 	ErrLeaseLost = errors.New("no longer the capture leader")
+	// ErrBadStart means capture cannot begin where capture.start says:
+	// the source has no such position or GTID set, or the source's
+	// checkpoint was made under another start.
+	ErrBadStart = errors.New("capture.start")
 )
 
 // fatal reports whether err must stop capture instead of being retried.
@@ -48,5 +52,5 @@ func fatal(err error) bool {
 	return errors.Is(err, errTestCrash) || errors.Is(err, ErrAccessDenied) || errors.Is(err, ErrSourceSettings) ||
 		errors.Is(err, ErrUndecodable) || errors.Is(err, ErrServerChanged) || errors.Is(err, ErrBinlogPurged) ||
 		errors.Is(err, ErrForeignMessage) || errors.Is(err, ErrNATSPermission) || errors.Is(err, bus.ErrReplicasUnsupported) ||
-		errors.Is(err, ErrLeaseLost)
+		errors.Is(err, ErrLeaseLost) || errors.Is(err, ErrBadStart)
 }

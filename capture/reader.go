@@ -30,6 +30,8 @@ type reader struct {
 	// events counts the current transaction's events by operation.
 	events opCounts
 
+	// start is the capture.start the checkpoints record.
+	start  string
 	file   string
 	tables map[uint64]*binlogTable
 	// traits looks up the generated and JSON columns of a table.
@@ -106,7 +108,7 @@ func (r *reader) commit(h *replication.EventHeader, next uint32) error {
 // checkpoint is where a restart resumes when everything read so far is
 // published: offset in the current file.
 func (r *reader) checkpoint(offset uint32) bus.Checkpoint {
-	cp := bus.Checkpoint{File: r.file, Offset: offset, GTID: r.gtid, ServerID: r.info.ServerID, ServerUUID: r.info.ServerUUID, CaptureID: r.pub.captureID}
+	cp := bus.Checkpoint{File: r.file, Offset: offset, GTID: r.gtid, ServerID: r.info.ServerID, ServerUUID: r.info.ServerUUID, CaptureID: r.pub.captureID, Start: r.start}
 	if r.gtidSet != nil {
 		cp.GTIDSet = r.gtidSet.String()
 	}

@@ -126,6 +126,15 @@ type Capture struct {
 	// standby `databus run` takes over that long after the leader stops
 	// renewing it (docs/ha.md).
 	Lease time.Duration `koanf:"lease"`
+	// Start is where a capture without a checkpoint begins reading the
+	// binlog: see [ParseCaptureStart] and [Capture.StartPoint].
+	Start string `koanf:"start"`
+}
+
+// StartPoint returns Start parsed (Validate has checked it).
+func (c Capture) StartPoint() CaptureStart {
+	s, _ := ParseCaptureStart(c.Start)
+	return s
 }
 
 // NATS says which NATS server to use and how the stream is kept.
@@ -221,7 +230,7 @@ func Defaults() Config {
 			RetryMax:       DefaultRetryMax,
 			TLS:            MySQLTLS{Mode: "preferred"},
 		},
-		Capture: Capture{Databases: []string{}, Tables: []string{}, Exclude: []string{}, Lease: DefaultLease},
+		Capture: Capture{Databases: []string{}, Tables: []string{}, Exclude: []string{}, Lease: DefaultLease, Start: StartNow},
 		NATS: NATS{
 			Listen: "127.0.0.1:4222",
 			Auth: Auth{
@@ -260,6 +269,7 @@ func defaultsMap() map[string]any {
 		"capture.exclude":              d.Capture.Exclude,
 		"capture.atomic_transactions":  d.Capture.AtomicTransactions,
 		"capture.lease":                d.Capture.Lease.String(),
+		"capture.start":                d.Capture.Start,
 		"nats.listen":                  d.NATS.Listen,
 		"nats.url":                     d.NATS.URL,
 		"nats.user":                    d.NATS.User,

@@ -100,6 +100,9 @@ func (c Config) Validate() error {
 	if c.Capture.Lease < time.Second || c.Capture.Lease > time.Minute {
 		return bad("capture.lease", c.Capture.Lease.String(), "want 1s to 1m")
 	}
+	if _, err := ParseCaptureStart(c.Capture.Start); err != nil {
+		return bad("capture.start", c.Capture.Start, "%v", err)
+	}
 	if c.NATS.Stream.DuplicateWindow < time.Second {
 		return bad("nats.stream.duplicate_window", c.NATS.Stream.DuplicateWindow.String(), "must be at least 1s")
 	}

@@ -147,7 +147,8 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	var ue usageError
 	var ce *configs.ConfigError
 	switch {
-	case errors.As(err, &ue), errors.As(err, &ce), errors.Is(err, capture.ErrNATSPermission), errors.Is(err, bus.ErrReplicasUnsupported):
+	case errors.As(err, &ue), errors.As(err, &ce), errors.Is(err, capture.ErrNATSPermission), errors.Is(err, bus.ErrReplicasUnsupported),
+		errors.Is(err, capture.ErrBadStart):
 		return exitConfig
 	case errors.Is(err, capture.ErrAccessDenied), errors.Is(err, capture.ErrSourceSettings), errors.Is(err, capture.ErrServerChanged),
 		errors.Is(err, capture.ErrBinlogPurged):
@@ -344,6 +345,7 @@ func captureConfig(cfg configs.Config, log *slog.Logger) capture.Config {
 		Filter:   captureFilter(cfg),
 		Stream:   streamConfig(cfg),
 		RetryMax: cfg.MySQL.RetryMax,
+		Start:    cfg.Capture.StartPoint(),
 		Logger:   log,
 	}
 }

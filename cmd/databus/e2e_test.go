@@ -396,6 +396,8 @@ func TestExitCodesAndMessages(t *testing.T) {
 		{"check reports failures", base("DATABUS_MYSQL_USER=plain", "DATABUS_MYSQL_PASSWORD=pw"), []string{"check"}, 3, []string{"FAIL privileges", "fix: GRANT"}},
 		{"a start time without its zone", base(), []string{"tail", "--from", "2026-11-30T10:00:00"}, 2, []string{"--from", "2026-11-30T10:00:00", "RFC 3339", "gtid:<set>"}},
 		{"a bad start GTID", base("DATABUS_APPLY_TARGET=root@tcp(" + db.Addr() + ")/"), []string{"apply", "--from", "gtid:0-1"}, 2, []string{"--from", "gtid:0-1"}},
+		{"a bad capture start", base(), []string{"run", "--capture-start", "yesterday"}, 2, []string{"capture.start", "yesterday", "earliest", "FILE:OFFSET"}},
+		{"a capture start the source does not have", base("DATABUS_CAPTURE_START=mysql-bin.999999:4"), []string{"run"}, 2, []string{"capture.start", "no binlog mysql-bin.999999"}},
 		{"help", nil, []string{"run", "--help"}, 0, []string{"--config", "mysql-addr"}},
 		{"version", nil, []string{"version"}, 0, []string{"databus", "event format v1"}},
 	}
@@ -626,6 +628,46 @@ func TestSnapshotCommandThenTailFromSnapshot(t *testing.T) {
 	code, out = runDatabus(t, env, "status")
 	if code != 0 || !strings.Contains(out, `"latest": true`) {
 		t.Errorf("status does not list the snapshot: exit %d\n%s", code, out)
+	}
+}
+
+// DATABUS_CAPTURE_START=earliest captures the history the server's
+// binlogs hold, and takes no first snapshot; a restart under another start
+// exits 2 naming the checkpoint's.
+func TestCaptureStartEarliestTakesNoFirstSnapshot(t *testing.T) {
+	db := testenv.StartMariaDB(t)
+	db.Exec(t, "CREATE DATABASE shop", "CREATE TABLE shop.orders (id INT PRIMARY KEY)", "INSERT INTO shop.orders VALUES (1), (2)")
+	env, _ := captureEnv(t, db)
+	p := startDatabus(t, append(env, "DATABUS_CAPTURE_START=earliest"), "run")
+	waitCapturing(t, env, p)
+	code, out := runDatabus(t, append(env, "DATABUS_LOG_LEVEL=warn"), "tail", "--from", "beginning", "--db", "shop", "--count", "4")
+	if code != 0 {
+		t.Fatalf("tail: exit %d\n%s", code, out)
+	}
+	var got []string
+	for l := range strings.Lines(strings.TrimSpace(out)) {
+		var ev sdk.Event
+		if err := json.Unmarshal([]byte(l), &ev); err != nil {
+			t.Fatalf("tail line %q: %v", l, err)
+		}
+		got = append(got, fmt.Sprintf("%s:%v", ev.Op, ev.Key["id"]))
+	}
+	if want := "ddl:<nil> ddl:<nil> insert:1 insert:2"; strings.Join(got, " ") != want {
+		t.Errorf("captured from the earliest binlog: got %s, want %s", strings.Join(got, " "), want)
+	}
+	if !strings.Contains(p.out.String(), "no first snapshot") {
+		t.Errorf("the log does not say that no first snapshot is taken:\n%s", p.out.String())
+	}
+	code, out = runDatabus(t, env, "status")
+	if code != 0 || strings.Contains(out, `"latest": true`) {
+		t.Errorf("status: exit %d, want no snapshot\n%s", code, out)
+	}
+	if code := p.stop(t); code != 0 {
+		t.Fatalf("exit code after SIGTERM: got %d\n%s", code, p.out.String())
+	}
+	code, out = runDatabus(t, append(env, "DATABUS_CAPTURE_START=mysql-bin.000001:4"), "run")
+	if code != 2 || !strings.Contains(out, "began at earliest") || !strings.Contains(out, "--recover") {
+		t.Errorf("a restart under another capture.start: exit %d, want 2 naming the checkpoint's start and --recover\n%s", code, out)
 	}
 }
 

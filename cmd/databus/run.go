@@ -34,7 +34,8 @@ var runOpts struct{ recover bool }
 
 func runFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&runOpts.recover, "recover", false, "when the saved binlog position cannot be resumed (its binlog was purged, or the source is another server), "+
-		"capture from the current position and take a new snapshot instead of stopping; changes in between are not in the stream")
+		"capture from the current position and take a new snapshot instead of stopping; changes in between are not in the stream. "+
+		"When capture.start differs from the start the checkpoint was made under, capture again from capture.start")
 }
 
 func cmdRun(ctx context.Context, env *cmdEnv, args []string) error {
@@ -291,9 +292,17 @@ func lead(ctx context.Context, env *cmdEnv, nc *nats.Conn, kv jetstream.KeyValue
 	// stream's clients.
 	leaders := newLeaderMover(env, nc)
 	leaders.move(ctx)
+	onStart := cfg.Snapshot.OnStart
+	if onStart && ccfg.Start.Explicit() {
+		// The user chose where the stream begins (where a restored backup
+		// ends, another tool's position): consumers start from there, and
+		// a snapshot of now would wait for capture to catch up.
+		env.log.Info("capture.start is set: no first snapshot is taken (databus snapshot takes one)", "start", ccfg.Start.String())
+		onStart = false
+	}
 	sched := &snapshot.Schedule{
 		Config: snapshotConfig(cfg), Options: snapshotOptions(cfg),
-		OnStart: cfg.Snapshot.OnStart, Interval: cfg.Snapshot.Interval, Recovered: recovered,
+		OnStart: onStart, Interval: cfg.Snapshot.Interval, Recovered: recovered,
 		Logger: env.log.With("component", "snapshot"), Observe: node.ObserveSnapshot,
 	}
 	defer node.Lead(ctx, c, sched)()

@@ -28,8 +28,11 @@ type Checkpoint struct {
 	// CaptureID identifies the source's capture: every message it
 	// publishes carries it in the [CaptureHeader] header. Empty in a
 	// checkpoint written before capture had one.
-	CaptureID string    `json:"capture_id,omitempty"`
-	Updated   time.Time `json:"updated"`
+	CaptureID string `json:"capture_id,omitempty"`
+	// Start is the capture.start this capture began under ("" for now,
+	// the default): another start does not apply to it.
+	Start   string    `json:"start,omitempty"`
+	Updated time.Time `json:"updated"`
 }
 
 // ErrCheckpointFenced is wrapped by [SaveCheckpoint]'s error when the
