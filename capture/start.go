@@ -26,6 +26,14 @@ func badStart(start configs.CaptureStart, format string, args ...any) error {
 // startPoint returns the binlog position where a capture without a
 // checkpoint begins: the start of the first event it reads.
 func (c *Capturer) startPoint(ctx context.Context, db *sql.DB, info mysqlsrc.ServerInfo, start configs.CaptureStart) (string, uint32, error) {
+	if start.Kind == configs.StartGTID {
+		return c.gtidStart(ctx, info, start)
+	}
+	return startPosition(ctx, db, info, start)
+}
+
+// startPosition is startPoint for every start but a GTID set.
+func startPosition(ctx context.Context, db *sql.DB, info mysqlsrc.ServerInfo, start configs.CaptureStart) (string, uint32, error) {
 	switch start.Kind {
 	case configs.StartEarliest:
 		logs, err := mysqlsrc.BinaryLogSizes(ctx, db)
@@ -38,8 +46,6 @@ func (c *Capturer) startPoint(ctx context.Context, db *sql.DB, info mysqlsrc.Ser
 		return logs[0].Name, 4, nil // after the magic number: the whole file
 	case configs.StartPosition:
 		return start.File, start.Offset, checkStartPosition(ctx, db, info, start)
-	case configs.StartGTID:
-		return c.gtidStart(ctx, info, start)
 	}
 	return mysqlsrc.MasterStatus(ctx, db, info)
 }
@@ -102,19 +108,9 @@ func checkStartPosition(ctx context.Context, db *sql.DB, info mysqlsrc.ServerInf
 // transaction it sends is there. When the set holds every transaction the
 // server has, the server's first heartbeat says where its binlog ends.
 func (c *Capturer) gtidStart(ctx context.Context, info mysqlsrc.ServerInfo, start configs.CaptureStart) (string, uint32, error) {
-	var set gomysql.GTIDSet
-	var err error
-	if info.MariaDB {
-		set, err = gomysql.ParseMariadbGTIDSet(start.GTIDs)
-	} else {
-		set, err = gomysql.ParseMysqlGTIDSet(start.GTIDs)
-	}
+	set, err := startGTIDs(info, start)
 	if err != nil {
-		server := "MySQL"
-		if info.MariaDB {
-			server = "MariaDB"
-		}
-		return "", 0, badStart(start, "not a GTID set of %s, which the source is (%v): MariaDB's are domain-server-sequence (0-1-42), MySQL's <uuid>:1-42", server, err)
+		return "", 0, err
 	}
 	syncer, streamer, err := c.startBinlog(info, resumeAt{cp: &bus.Checkpoint{GTIDSet: start.GTIDs}, byGTID: set})
 	if err != nil {
@@ -150,4 +146,54 @@ func (c *Capturer) gtidStart(ctx context.Context, info mysqlsrc.ServerInfo, star
 			}
 		}
 	}
+}
+
+// startGTIDs parses start's GTID set in the source's flavour.
+func startGTIDs(info mysqlsrc.ServerInfo, start configs.CaptureStart) (gomysql.GTIDSet, error) {
+	parse, server := gomysql.ParseMysqlGTIDSet, "MySQL"
+	if info.MariaDB {
+		parse, server = gomysql.ParseMariadbGTIDSet, "MariaDB"
+	}
+	set, err := parse(start.GTIDs)
+	if err != nil {
+		return nil, badStart(start, "not a GTID set of %s, which the source is (%v): MariaDB's are domain-server-sequence (0-1-42), MySQL's <uuid>:1-42", server, err)
+	}
+	return set, nil
+}
+
+// CheckStart checks, for `databus check`, that the source can begin where
+// cfg.Start says. Of a GTID set it checks only the form: finding where it
+// ends takes a binlog stream, which would end the one a running capture
+// with the same server id reads; capture finds it when it starts.
+func CheckStart(ctx context.Context, cfg Config) mysqlsrc.Check {
+	c := mysqlsrc.Check{Name: "capture.start", OK: true, Detail: cfg.Start.String(),
+		Fix: "set capture.start to a position SHOW BINARY LOGS and SHOW BINLOG EVENTS list (a Gtid event), or remove it to start now"}
+	if !cfg.Start.Explicit() {
+		c.Detail = "now: a first capture begins at the current binlog position"
+		return c
+	}
+	db, err := mysqlsrc.Connect(ctx, cfg.MySQL)
+	if err != nil {
+		c.OK, c.Detail = false, err.Error()
+		return c
+	}
+	defer db.Close()
+	info, err := mysqlsrc.Inspect(ctx, db)
+	if err == nil {
+		switch cfg.Start.Kind {
+		case configs.StartGTID:
+			_, err = startGTIDs(info, cfg.Start)
+			c.Detail += " (where it ends in the binlog is found when capture starts)"
+		default:
+			var file string
+			var offset uint32
+			if file, offset, err = startPosition(ctx, db, info, cfg.Start); err == nil {
+				c.Detail = fmt.Sprintf("%s: a first capture begins at %s:%d", cfg.Start, file, offset)
+			}
+		}
+	}
+	if err != nil {
+		c.OK, c.Detail = false, err.Error()
+	}
+	return c
 }

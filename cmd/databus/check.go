@@ -44,6 +44,11 @@ func cmdCheck(ctx context.Context, env *cmdEnv, args []string) error {
 	if err != nil && !errors.Is(err, capture.ErrAccessDenied) && !errors.Is(err, capture.ErrUnreachable) {
 		return err
 	}
+	if err == nil {
+		ccfg := captureConfig(cfg, env.log)
+		ccfg.MySQL = mcfg
+		print(capture.CheckStart(ctx, ccfg))
+	}
 
 	dd := mysqlsrc.Check{Name: "data_dir", OK: true, Detail: cfg.DataDir + " is writable"}
 	if err := checkDataDir(cfg.DataDir); err != nil {

@@ -398,6 +398,8 @@ func TestExitCodesAndMessages(t *testing.T) {
 		{"a bad start GTID", base("DATABUS_APPLY_TARGET=root@tcp(" + db.Addr() + ")/"), []string{"apply", "--from", "gtid:0-1"}, 2, []string{"--from", "gtid:0-1"}},
 		{"a bad capture start", base(), []string{"run", "--capture-start", "yesterday"}, 2, []string{"capture.start", "yesterday", "earliest", "FILE:OFFSET"}},
 		{"a capture start the source does not have", base("DATABUS_CAPTURE_START=mysql-bin.999999:4"), []string{"run"}, 2, []string{"capture.start", "no binlog mysql-bin.999999"}},
+		{"check reports a capture start the source does not have", base("DATABUS_CAPTURE_START=mysql-bin.000001:5"), []string{"check"}, 3,
+			[]string{"FAIL capture.start", "no binlog event begins at offset 5", "fix: set capture.start"}},
 		{"help", nil, []string{"run", "--help"}, 0, []string{"--config", "mysql-addr"}},
 		{"version", nil, []string{"version"}, 0, []string{"databus", "event format v1"}},
 	}
@@ -638,6 +640,9 @@ func TestCaptureStartEarliestTakesNoFirstSnapshot(t *testing.T) {
 	db := testenv.StartMariaDB(t)
 	db.Exec(t, "CREATE DATABASE shop", "CREATE TABLE shop.orders (id INT PRIMARY KEY)", "INSERT INTO shop.orders VALUES (1), (2)")
 	env, _ := captureEnv(t, db)
+	if code, out := runDatabus(t, append(env, "DATABUS_CAPTURE_START=earliest"), "check"); code != 0 || !strings.Contains(out, "earliest: a first capture begins at mysql-bin.000001:4") {
+		t.Errorf("check: exit %d, want 0 and where capture begins\n%s", code, out)
+	}
 	p := startDatabus(t, append(env, "DATABUS_CAPTURE_START=earliest"), "run")
 	waitCapturing(t, env, p)
 	code, out := runDatabus(t, append(env, "DATABUS_LOG_LEVEL=warn"), "tail", "--from", "beginning", "--db", "shop", "--count", "4")
