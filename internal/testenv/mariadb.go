@@ -128,7 +128,6 @@ func StartMariaDB(t testing.TB, extra ...string) *MariaDB {
 			m.ServerID = uint32(id)
 		}
 	}
-	m.Port = FreePort(t)
 	// Each server has its own tmpdir: servers of parallel test processes
 	// must not share internal temporary tables.
 	tmp := filepath.Join(root, "tmp")
@@ -158,7 +157,17 @@ func StartMariaDB(t testing.TB, extra ...string) *MariaDB {
 		"--performance-schema=OFF",
 		"--max-connections=200",
 	}, extra...)
-	m.start(t)
+	// A port found free can be taken by another test process before the
+	// server binds it: try another.
+	for attempt := 1; ; attempt++ {
+		m.Port = FreePort(t)
+		if m.tryStart(t) {
+			break
+		}
+		if attempt == 5 {
+			t.Fatalf("mariadbd found its port taken 5 times:\n%s", m.logTail())
+		}
+	}
 	t.Cleanup(func() {
 		m.mu.Lock()
 		if m.db != nil {
@@ -175,8 +184,27 @@ func StartMariaDB(t testing.TB, extra ...string) *MariaDB {
 	return m
 }
 
+// start starts the server on m.Port, waiting while another process holds
+// the port (a restart keeps its port).
 func (m *MariaDB) start(t testing.TB) {
 	t.Helper()
+	for attempt := 1; !m.tryStart(t); attempt++ {
+		if attempt == 10 {
+			t.Fatalf("mariadbd found its port %d taken for 10s:\n%s", m.Port, m.logTail())
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+// tryStart starts the server and waits until it answers. It returns false
+// when the server could not bind its port, and fails the test on any
+// other problem.
+func (m *MariaDB) tryStart(t testing.TB) bool {
+	t.Helper()
+	logSize := int64(0)
+	if fi, err := os.Stat(filepath.Join(m.DataDir, "error.log")); err == nil {
+		logSize = fi.Size()
+	}
 	args := append([]string{}, m.args...)
 	args = append(args[:1], append([]string{"--port=" + strconv.Itoa(m.Port)}, args[1:]...)...)
 	cmd := exec.Command(m.bin, args...)
@@ -193,17 +221,27 @@ func (m *MariaDB) start(t testing.TB) {
 	for {
 		select {
 		case <-exited:
+			if m.portTaken(logSize) {
+				return false
+			}
 			t.Fatalf("mariadbd exited during start-up:\n%s", m.logTail())
 		default:
 		}
 		if err := m.ping(); err == nil {
-			return
+			return true
 		} else if time.Now().After(deadline) {
 			m.Kill(t)
 			t.Fatalf("mariadbd not ready after 60s: %v\n%s", err, m.logTail())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// portTaken reports whether the server's error log, past offset from,
+// says that its port was in use.
+func (m *MariaDB) portTaken(from int64) bool {
+	b, err := os.ReadFile(filepath.Join(m.DataDir, "error.log"))
+	return err == nil && int64(len(b)) > from && strings.Contains(string(b[from:]), "Address already in use")
 }
 
 // crashed reports whether the server exited without Stop or Kill.
