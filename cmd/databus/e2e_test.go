@@ -101,7 +101,21 @@ func startDatabus(t *testing.T, env []string, args ...string) *proc {
 // startProcess starts bin as startDatabus starts databus.
 func startProcess(t *testing.T, bin string, env []string, args ...string) *proc {
 	t.Helper()
+	return startCommand(t, exec.Command(bin, args...), env)
+}
+
+// startProcessGroup starts bin as startProcess does, in a process group of
+// its own: signals reach the children it starts too (a shell script's).
+func startProcessGroup(t *testing.T, bin string, env []string, args ...string) *proc {
+	t.Helper()
 	cmd := exec.Command(bin, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	return startCommand(t, cmd, env)
+}
+
+// startCommand starts cmd as startDatabus starts databus.
+func startCommand(t *testing.T, cmd *exec.Cmd, env []string) *proc {
+	t.Helper()
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "DATABUS_") {
 			cmd.Env = append(cmd.Env, kv)
@@ -128,8 +142,17 @@ func startProcess(t *testing.T, bin string, env []string, args ...string) *proc 
 	return p
 }
 
+// signal sends sig to the process, or to its process group when it has
+// one of its own (startProcessGroup).
+func (p *proc) signal(sig syscall.Signal) error {
+	if a := p.cmd.SysProcAttr; a != nil && a.Setpgid {
+		return syscall.Kill(-p.cmd.Process.Pid, sig)
+	}
+	return p.cmd.Process.Signal(sig)
+}
+
 func (p *proc) kill() {
-	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	_ = p.signal(syscall.SIGKILL)
 	<-p.exited
 }
 
@@ -137,7 +160,7 @@ func (p *proc) kill() {
 // 30s.
 func (p *proc) stop(t *testing.T) int {
 	t.Helper()
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	_ = p.signal(syscall.SIGTERM)
 	return p.wait(t, 30*time.Second)
 }
 
