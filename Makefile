@@ -8,9 +8,11 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/databus
 
-# Every test, unit and integration (throwaway mariadbd + embedded JetStream).
+# Every test, unit and integration (throwaway mariadbd + embedded JetStream,
+# the consumers of examples/ with node and the nats CLI).
 test:
 	scripts/ensure-mariadb.sh
+	scripts/ensure-examples.sh
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 15m ./...
 
