@@ -39,6 +39,7 @@ func TestExampleConsumersKilledMidStream(t *testing.T) {
 	w := newExampleWriter(t, db)
 	w.writeFirst()
 	ref := r.runNode(w)
+	r.runNodeFiltered(w, ref)
 	r.runShell(ref)
 }
 
@@ -51,9 +52,9 @@ type exampleRig struct {
 }
 
 // startNode starts the Node example with the durable consumer "node",
-// writing to out.
-func (r *exampleRig) startNode(out string) *proc {
-	return startProcess(r.t, r.tools.node, r.env("node", out), filepath.Join(exampleDir(r.t, "node"), "consumer.js"))
+// writing to out; env adds settings.
+func (r *exampleRig) startNode(out string, env ...string) *proc {
+	return startProcess(r.t, r.tools.node, append(r.env("node", out), env...), filepath.Join(exampleDir(r.t, "node"), "consumer.js"))
 }
 
 // startShell starts the shell example with the durable consumer "shell",
@@ -90,6 +91,35 @@ func (r *exampleRig) runNode(w *exampleWriter) []*sdk.Message {
 	finishExample(t, p, r.js, "node", out, ref)
 	checkNodeOutput(t, out, w.txns, ref)
 	return ref
+}
+
+// runNodeFiltered runs the Node example with a filter that leaves out the
+// last event of transactions (ex.blobs only): they must end all the same,
+// the last one when the stream's newest event shows it has.
+func (r *exampleRig) runNodeFiltered(w *exampleWriter, ref []*sdk.Message) {
+	t := r.t
+	var want [][]wantEvent
+	for _, tx := range w.txns {
+		var evs []wantEvent
+		for _, ev := range tx {
+			if ev.Table == "blobs" {
+				evs = append(evs, ev)
+			}
+		}
+		if len(evs) > 0 {
+			want = append(want, evs)
+		}
+	}
+	var blobs []*sdk.Message
+	for _, m := range ref {
+		if m.Event.Table == "blobs" {
+			blobs = append(blobs, m)
+		}
+	}
+	out := filepath.Join(t.TempDir(), "blobs.jsonl")
+	p := r.startNode(out, "DURABLE=node-blobs", "FILTER=databus.e2e.ex.blobs.*")
+	finishExample(t, p, r.js, "node-blobs", out, blobs)
+	checkNodeOutput(t, out, want, blobs)
 }
 
 // killMidTransaction has w write the rest of its transactions, the
@@ -673,9 +703,10 @@ func (w *exampleWriter) writeSecond() {
 	w.commit()
 }
 
-// writeLast writes a last small transaction.
+// writeLast writes a last transaction, over two tables.
 func (w *exampleWriter) writeLast() {
 	w.begin()
+	w.insert("blobs", blobsColumns, []any{3, []byte("last")})
 	w.insert("vals", valsColumns, valsRow(20, 20), valsRow(21, 21))
 	w.commit()
 }
