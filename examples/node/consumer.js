@@ -178,9 +178,9 @@ async function newestEvent(jsm) {
   return { ev: JSON.parse(Buffer.concat(parts).toString("utf8")), seq: m.seq };
 }
 
-// txnEnded reports whether the open transaction, whose last event so far
-// has sequence seq, can have no more events for this consumer: its filter
-// may have left out the event marked last. That is so when the stream's
+// txnEnded reports whether the open transaction txn (its last event so
+// far at stream sequence txn.lastSeq) can have no more events for this
+// consumer: its filter may have left out the event marked last. That is so when the stream's
 // newest event belongs to a later transaction (or is this one's last:
 // capture publishes in order) and the server has nothing left to deliver.
 async function txnEnded(jsm, txn) {
@@ -352,7 +352,7 @@ async function main() {
   })();
   const stop = () => {
     state.stopping = true;
-    state.messages?.close();
+    state.messages?.close().catch(() => {}); // deliver() returns at once
   };
   process.on("SIGINT", stop);
   process.on("SIGTERM", stop);

@@ -75,14 +75,16 @@ first_kept() {
 # before this script has written it, so the output, not the server's
 # acknowledgement floor, says where to go on: when the consumer has
 # delivered more than this script received (a run killed in the middle of
-# a batch, deliveries lost on the way) or is missing, it is created again
-# right after $last. (A client that acknowledges after writing creates it
-# again at its acknowledgement floor + 1 instead.) Run before every batch.
+# a batch, deliveries lost on the way: $lost) or is missing, it is created
+# again right after $last. (A client that acknowledges after writing
+# creates it again at its acknowledgement floor + 1 instead.) Run before
+# every batch; $delivered is the consumer's delivery sequence.
 prepare() {
   local info
   info=$(nats consumer info "$stream" "$durable" --json --no-select 2>/dev/null) || info=""
-  if [ -n "$info" ] && [ "$(jq --argjson seen "$seen" --arg filter "$filter" \
+  if ((!lost)) && [ -n "$info" ] && [ "$(jq --argjson seen "$seen" --arg filter "$filter" \
     '.delivered.stream_seq <= $seen and .num_ack_pending == 0 and .config.filter_subject == $filter' <<<"$info")" = true ]; then
+    delivered=$(jq .delivered.consumer_seq <<<"$info")
     return
   fi
   nats consumer rm --force "$stream" "$durable" >/dev/null 2>&1 || true
@@ -92,7 +94,7 @@ prepare() {
   if ((last == 0)); then
     seen=$(first_kept)
   fi
-  joined=0
+  joined=0 delivered=0 lost=0
 }
 
 tmp=$(mktemp -d)
@@ -103,24 +105,32 @@ if ((last == 0)); then
   seen=$(first_kept)
 fi
 joined=0 # chunks of the event being joined in $tmp/event
+lost=0
 while :; do
   prepare
   # Up to $batch messages; fewer when no more come within a second (the
   # command then fails). Each message is printed as
-  #   [time] subj: S / tries: N / cons seq: N / str seq: SEQ / pending: N
+  #   [time] subj: S / tries: N / cons seq: DELIVERY / str seq: SEQ / pending: N
   #   Headers: ... Data: and the body on one line.
   nats consumer next "$stream" "$durable" --count "$batch" --timeout 1s >"$tmp/batch" 2>/dev/null || true
-  # One line per message, "SEQ CHUNK" (CHUNK is i/n or -), its body in
-  # $tmp/SEQ without the newline.
+  # One line per message, "SEQ DELIVERY CHUNK" (CHUNK is i/n or -), its
+  # body in $tmp/SEQ without the newline.
   LC_ALL=C awk -v dir="$tmp" '
-    /^\[[0-9:]+\] subj: .* \/ str seq: [0-9]+ \// { split($0, a, " / str seq: "); seq = a[2] + 0; chunk = "-"; data = 0; next }
+    /^\[[0-9:]+\] subj: .* \/ cons seq: [0-9]+ \/ str seq: [0-9]+ \// {
+      split($0, a, " / cons seq: "); cons = a[2] + 0; split($0, a, " / str seq: "); seq = a[2] + 0; chunk = "-"; data = 0; next
+    }
     seq && /^  Databus-Chunk: / { chunk = $2; next }
     seq && /^Data:$/ { data = 1; next }
     seq && data && data < 3 { data++; next }
-    seq && data == 3 { f = dir "/" seq; printf "%s", $0 > f; close(f); print seq, chunk; seq = 0 }
+    seq && data == 3 { f = dir "/" seq; printf "%s", $0 > f; close(f); print seq, cons, chunk; seq = 0 }
   ' "$tmp/batch" >"$tmp/index"
-  while read -r seq chunk; do
+  while read -r seq cons chunk; do
     body=$tmp/$seq
+    if ((cons != delivered + 1)); then
+      lost=1 # deliveries that never arrived
+      break
+    fi
+    delivered=$cons
     if ((seq <= seen)); then
       continue # delivered again
     fi
