@@ -185,20 +185,65 @@ func (r *exampleRig) runShell(ref []*sdk.Message) {
 	checkShellOutput(t, out, ref)
 }
 
-// TestEventsDocJavaScriptIsCutFromTheExample keeps the JavaScript of
-// docs/events.md ("Reading without databus") what it says it is: pieces
-// of examples/node, each after a line naming its file, word for word.
-func TestEventsDocJavaScriptIsCutFromTheExample(t *testing.T) {
-	doc, err := os.ReadFile(filepath.Join("..", "..", "docs", "events.md"))
-	if err != nil {
-		t.Fatal(err)
+// TestDocSnippetsAreTheExamples keeps the reading snippets of
+// docs/events.md and docs/consumers.md true: every JavaScript block is
+// pieces of examples/node, each after a line naming its file, word for
+// word, and the shell blocks of consumers.md and of events.md's "Reading
+// without databus" run (bash -e, the nats CLI) against a stream
+// DATABUS_main that holds events.
+func TestDocSnippetsAreTheExamples(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: needs the nats CLI, skipped by -short (make test runs it)")
 	}
-	_, section, _ := strings.Cut(string(doc), "## Reading without databus")
-	_, code, ok := strings.Cut(section, "```js\n")
-	code, _, _ = strings.Cut(code, "```")
+	tools := requireExampleTools(t)
+	for _, name := range []string{"events.md", "consumers.md"} {
+		t.Run(name, func(t *testing.T) {
+			doc, err := os.ReadFile(filepath.Join("..", "..", "docs", name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			blocks := codeBlocks(string(doc))
+			if name == "events.md" {
+				_, reading, _ := strings.Cut(string(doc), "## Reading without databus")
+				blocks["sh"] = codeBlocks(reading)["sh"] // the others show subjects to nats sub
+			}
+			if name == "events.md" && len(blocks["js"]) == 0 {
+				t.Fatal("docs/events.md has no JavaScript cut from examples/node")
+			}
+			for _, code := range blocks["js"] {
+				checkCutFromNode(t, name, code)
+			}
+			if len(blocks["sh"]) > 0 {
+				runShellSnippets(t, tools, name, strings.Join(blocks["sh"], "\n"))
+			}
+		})
+	}
+}
+
+// codeBlocks returns the fenced code blocks of a Markdown page by
+// language.
+func codeBlocks(doc string) map[string][]string {
+	out := map[string][]string{}
+	for {
+		_, rest, ok := strings.Cut(doc, "```")
+		if !ok {
+			return out
+		}
+		lang, rest, _ := strings.Cut(rest, "\n")
+		code, after, _ := strings.Cut(rest, "```")
+		out[lang] = append(out[lang], code)
+		doc = after
+	}
+}
+
+// checkCutFromNode checks that a JavaScript block is pieces of
+// examples/node, each after a line "// examples/node/<file>".
+func checkCutFromNode(t *testing.T, doc, code string) {
+	t.Helper()
 	pieces := strings.Split(code, "// examples/node/")
-	if !ok || len(pieces) < 2 {
-		t.Fatal(`docs/events.md, "Reading without databus": no JavaScript cut from examples/node`)
+	if len(pieces) < 2 || strings.TrimSpace(pieces[0]) != "" {
+		t.Errorf("docs/%s: a JavaScript block that does not begin with a line naming the piece of examples/node it is:\n%s", doc, code)
+		return
 	}
 	for _, piece := range pieces[1:] {
 		file, body, _ := strings.Cut(piece, "\n")
@@ -207,8 +252,35 @@ func TestEventsDocJavaScriptIsCutFromTheExample(t *testing.T) {
 			t.Fatal(err)
 		}
 		if !strings.Contains(string(src), body) {
-			t.Errorf("docs/events.md: the JavaScript after // examples/node/%s is not in that file word for word:\n%s", file, body)
+			t.Errorf("docs/%s: the JavaScript after // examples/node/%s is not in that file word for word:\n%s", doc, file, body)
 		}
+	}
+}
+
+// runShellSnippets runs script with bash -e against a new JetStream
+// holding stream DATABUS_main with 60 events of shop.orders.
+func runShellSnippets(t *testing.T, tools exampleTools, doc, script string) {
+	t.Helper()
+	srv := testenv.StartJetStream(t)
+	nc, js := connectJS(t, srv.URL)
+	defer nc.Close()
+	ctx := t.Context()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "DATABUS_main", Subjects: []string{"databus.main.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 60 {
+		ev := fmt.Sprintf(`{"v":1,"op":"insert","db":"shop","table":"orders","txn":{"id":"0-1-%d","seq":0,"last":true},"key":{"id":%d}}`, i+1, i+1)
+		if _, err := js.Publish(ctx, "databus.main.shop.orders.insert", []byte(ev)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "bash", "-euo", "pipefail", "-c", script)
+	cmd.Env = append(os.Environ(), "PATH="+tools.path, "NATS_URL="+srv.URL)
+	cmd.WaitDelay = time.Second
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("docs/%s: the shell blocks fail: %v\n%s\n%s", doc, err, script, out)
 	}
 }
 
