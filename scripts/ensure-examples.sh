@@ -6,20 +6,13 @@
 # $(go env GOPATH)/bin). Does nothing when everything is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/apt-lib.sh
 
 want=()
 command -v node >/dev/null 2>&1 || want+=(nodejs npm)
 command -v jq >/dev/null 2>&1 || want+=(jq)
 if [ ${#want[@]} -gt 0 ]; then
-  if ! command -v apt-get >/dev/null 2>&1; then
-    echo "${want[*]} not found and apt-get unavailable: install Node.js 18 or newer with npm, and jq, by hand" >&2
-    exit 1
-  fi
-  SUDO=""
-  if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
-  echo "installing ${want[*]}..." >&2
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${want[@]}" >/dev/null
+  apt_install "install Node.js 18 or newer with npm, and jq, by hand" "${want[@]}"
 fi
 
 # npm records what it installed in node_modules/.package-lock.json.

@@ -5,6 +5,7 @@
 # Tests and the demo start their own throwaway mariadbd; nothing is started
 # here.
 set -euo pipefail
+. "$(dirname "$0")/apt-lib.sh"
 want=()
 if ! command -v mariadbd >/dev/null 2>&1 && [ ! -x /usr/sbin/mariadbd ]; then
   want+=(mariadb-server)
@@ -15,14 +16,8 @@ fi
 if [ ${#want[@]} -eq 0 ]; then
   exit 0
 fi
-if ! command -v apt-get >/dev/null 2>&1; then
-  echo "${want[*]} not found and apt-get unavailable: install MariaDB server (10.5 or newer) and, for make ddl-corpus, its test suite by hand" >&2
-  exit 1
-fi
+apt_install "install MariaDB server (10.5 or newer) and, for make ddl-corpus, its test suite by hand" "${want[@]}"
+# The package may start a system service; the tests do not need it.
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
-echo "installing ${want[*]}..." >&2
-$SUDO apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${want[@]}" >/dev/null
-# The package may start a system service; the tests do not need it.
 $SUDO service mariadb stop >/dev/null 2>&1 || true
