@@ -2,7 +2,6 @@ package configs
 
 import (
 	"fmt"
-	"regexp"
 	"strconv"
 	"strings"
 
@@ -52,13 +51,6 @@ func (s CaptureStart) String() string {
 const captureStartForms = "now, earliest, a binlog position FILE:OFFSET (mysql-bin.000003:1234) " +
 	"or a GTID set (MariaDB 0-1-42, MySQL 3e11fa47-71ca-11e1-9e33-c80aa9429562:1-42; a gtid: prefix is allowed)"
 
-// mariadbGTIDs matches a MariaDB GTID list, mysqlGTIDs the start of a
-// MySQL one (a server uuid and a colon): neither is a binlog file name.
-var (
-	mariadbGTIDs = regexp.MustCompile(`^\d+-\d+-\d+(\s*,\s*\d+-\d+-\d+)*$`)
-	mysqlGTIDs   = regexp.MustCompile(`^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}:`)
-)
-
 // ParseCaptureStart parses capture.start: "now", "earliest", a binlog
 // position "FILE:OFFSET", or a GTID set ("0-1-42", "<uuid>:1-42", either
 // with an optional "gtid:" prefix).
@@ -70,19 +62,18 @@ func ParseCaptureStart(s string) (CaptureStart, error) {
 	case StartEarliest:
 		return CaptureStart{Kind: StartEarliest}, nil
 	}
-	text := s
-	if mariadbGTIDs.MatchString(s) || mysqlGTIDs.MatchString(s) {
-		text = "gtid:" + s
+	// A GTID set without its prefix is no binlog position: its colons
+	// follow a server uuid, and MariaDB's have none.
+	st, err := sdk.ParseStart("gtid:" + s)
+	if err != nil {
+		st, err = sdk.ParseStart(s)
 	}
-	st, err := sdk.ParseStart(text)
 	if err == nil {
 		switch st.Kind() {
 		case "gtid":
-			return CaptureStart{Kind: StartGTID, GTIDs: strings.TrimPrefix(st.String(), "gtid:")}, nil
+			return CaptureStart{Kind: StartGTID, GTIDs: st.GTIDs()}, nil
 		case "position":
-			file, off, _ := strings.Cut(st.String(), ":")
-			n, _ := strconv.ParseUint(off, 10, 32)
-			return CaptureStart{Kind: StartPosition, File: file, Offset: uint32(n)}, nil
+			return CaptureStart{Kind: StartPosition, File: st.Position().File, Offset: st.Position().Offset}, nil
 		}
 	}
 	if strings.HasPrefix(s, "gtid:") {

@@ -78,6 +78,13 @@ func (s Start) Kind() string {
 // SnapshotID returns the snapshot a [StartSnapshotID] start point names.
 func (s Start) SnapshotID() string { return s.snap }
 
+// GTIDs returns the set a [StartAtGTID] start point names.
+func (s Start) GTIDs() string { return s.gtids }
+
+// Position returns the binlog file and offset a [StartAtPosition] start
+// point names.
+func (s Start) Position() Position { return s.pos }
+
 // String returns the start point as [ParseStart] reads it.
 func (s Start) String() string {
 	switch s.kind {

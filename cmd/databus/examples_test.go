@@ -206,6 +206,9 @@ func TestDocSnippetsAreTheExamples(t *testing.T) {
 			if name == "events.md" {
 				_, reading, _ := strings.Cut(string(doc), "## Reading without databus")
 				blocks["sh"] = codeBlocks(reading)["sh"] // the others show subjects to nats sub
+				if len(blocks["sh"]) == 0 {
+					t.Fatal(`docs/events.md has no shell block under "## Reading without databus"`)
+				}
 			}
 			if name == "events.md" && len(blocks["js"]) == 0 {
 				t.Fatal("docs/events.md has no JavaScript cut from examples/node")
