@@ -63,9 +63,11 @@ type resumeAt struct {
 }
 
 // resumePoint decides where to resume: at the checkpoint, by GTID on
-// another server of the same replication domain, or (with no checkpoint,
-// or one that cannot be resumed and Config.Recover) at the server's
-// current position, which is saved as the checkpoint.
+// another server of the same replication domain, or, saved as the
+// checkpoint, at Config.Start when there is no checkpoint (or, with
+// Config.Recover, one made under another start), and at the server's
+// current position when the checkpoint cannot be resumed and
+// Config.Recover is set.
 func (c *Capturer) resumePoint(ctx context.Context, db *sql.DB, info mysqlsrc.ServerInfo, kv jetstream.KeyValue) (resumeAt, error) {
 	cp, rev, err := bus.LoadCheckpointRev(ctx, c.nc, kv)
 	if err != nil {
