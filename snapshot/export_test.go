@@ -2,7 +2,6 @@ package snapshot
 
 import (
 	"context"
-	"database/sql"
 	"time"
 
 	"github.com/databus/databus/internal/mysqlsrc"
@@ -20,31 +19,43 @@ func SetCommitBlockWait(t interface{ Cleanup(func()) }, d time.Duration) {
 	t.Cleanup(func() { commitBlockWait = old })
 }
 
-// OpenReadViews opens a snapshot's read view on parallel connections of
-// the server cfg names, as a snapshot does, and returns the connections,
-// the GTID set they match and a function that ends them.
-func OpenReadViews(ctx context.Context, cfg Config, parallel int) ([]*sql.Conn, string, func(), error) {
+// OpenReadViews opens a snapshot's read view on a metadata session and
+// parallel readers of the server cfg names, as a snapshot does, and
+// returns a function per session that runs a query of one value there,
+// the GTID set the view matches and a function that ends it.
+func OpenReadViews(ctx context.Context, cfg Config, parallel int) ([]func(q string) (string, error), string, func(), error) {
 	db, err := mysqlsrc.Connect(ctx, cfg.MySQL)
 	if err != nil {
 		return nil, "", nil, err
 	}
-	db.SetMaxOpenConns(parallel + 1)
 	info, err := mysqlsrc.Inspect(ctx, db)
 	if err != nil {
 		db.Close()
 		return nil, "", nil, err
 	}
 	s := &snapshotter{cfg: cfg, opt: Options{Parallel: parallel}}
-	conns, err := s.begin(ctx, db, info)
+	v, err := s.begin(ctx, db, info)
 	if err != nil {
 		db.Close()
 		return nil, "", nil, err
 	}
-	return conns, s.man.GTIDSet, func() {
-		for _, c := range conns {
-			_, _ = c.ExecContext(ctx, "ROLLBACK")
-			c.Close()
-		}
+	queries := []func(string) (string, error){func(q string) (string, error) {
+		var val string
+		err := v.meta.QueryRowContext(ctx, q).Scan(&val)
+		return val, err
+	}}
+	for _, r := range v.readers {
+		queries = append(queries, func(q string) (string, error) {
+			var val string
+			err := r.Query(ctx, q, func(vals [][]byte) error {
+				val = string(vals[0])
+				return nil
+			})
+			return val, err
+		})
+	}
+	return queries, s.man.GTIDSet, func() {
+		_ = v.end(ctx, "ROLLBACK")
 		db.Close()
 	}, nil
 }

@@ -52,14 +52,21 @@ func (s *snapshotter) newObject(ctx context.Context, name string) *objectWriter 
 	go func() {
 		defer close(w.finished)
 		r := &compressor{w: w}
-		r.gz, _ = gzip.NewWriterLevel(&r.out, gzip.BestSpeed)
+		if gz, ok := s.gzips.Get().(*gzip.Writer); ok {
+			r.gz = gz
+			r.gz.Reset(&r.out)
+		} else {
+			r.gz, _ = gzip.NewWriterLevel(&r.out, gzip.BestSpeed)
+		}
 		w.info, w.err = s.obs.Put(ctx, jetstream.ObjectMeta{Name: name}, r)
+		s.gzips.Put(r.gz)
 	}()
 	return w
 }
 
-// write appends line to the object.
-func (w *objectWriter) write(ctx context.Context, line []byte) error {
+// appendRow appends a line to the object: encode appends it to the
+// buffer it is given and returns the buffer.
+func (w *objectWriter) appendRow(ctx context.Context, encode func([]byte) ([]byte, error)) error {
 	if w.buf == nil {
 		select {
 		case w.buf = <-w.pool:
@@ -70,10 +77,16 @@ func (w *objectWriter) write(ctx context.Context, line []byte) error {
 			w.buf = make([]byte, 0, chunkBytes+chunkBytes/8)
 		}
 	}
-	w.buf = append(w.buf, line...)
+	n := len(w.buf)
+	buf, err := encode(w.buf)
+	w.buf = buf
+	if err != nil {
+		w.buf = w.buf[:n]
+		return err
+	}
 	w.rows++
-	w.bytes += int64(len(line))
-	if len(w.buf) >= chunkBytes {
+	w.bytes += int64(len(buf) - n)
+	if len(buf) >= chunkBytes {
 		return w.flush()
 	}
 	return nil

@@ -273,18 +273,18 @@ func TestReadViewsMatchTheirPositionUnderConcurrentCommits(t *testing.T) {
 	defer stop()
 	cfg := snapshot.Config{Source: "test", MySQL: testenv.CaptureConfig(db).MySQL}
 	for range views {
-		conns, gtids, end, err := snapshot.OpenReadViews(t.Context(), cfg, 4)
+		sessions, gtids, end, err := snapshot.OpenReadViews(t.Context(), cfg, 4)
 		if err != nil {
 			t.Fatal(err)
 		}
 		want := gtidSeq(t, gtids) - loadFrom
-		for i, c := range conns {
-			var logged int
-			if err := c.QueryRowContext(t.Context(), "SELECT COUNT(*) FROM bank.log").Scan(&logged); err != nil {
+		for i, query := range sessions {
+			logged, err := query("SELECT COUNT(*) FROM bank.log")
+			if err != nil {
 				t.Fatal(err)
 			}
-			if logged != want {
-				t.Errorf("read view %d of %d at GTID %s holds %d transactions of the load, want %d", i+1, len(conns), gtids, logged, want)
+			if logged != strconv.Itoa(want) {
+				t.Errorf("session %d of %d of the read view at GTID %s holds %s transactions of the load, want %d", i+1, len(sessions), gtids, logged, want)
 			}
 		}
 		end()

@@ -4,18 +4,17 @@ import (
 	"cmp"
 	"context"
 	"database/sql"
-	"database/sql/driver"
 	"fmt"
-	"io"
 	"math/big"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/go-mysql-org/go-mysql/mysql"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/databus/databus/internal/mysqlsrc"
 	"github.com/databus/databus/internal/rowcodec"
+	"github.com/databus/databus/internal/rowevent"
 	"github.com/databus/databus/sdk"
 )
 
@@ -60,9 +59,9 @@ func (s *snapshotter) plan(ctx context.Context, conn *sql.Conn, tables []snapTab
 // readSpans reads the spans inside the read view the connections share,
 // each connection one span at a time, the largest first, and adds what
 // they stored to the manifest's tables.
-func (s *snapshotter) readSpans(ctx context.Context, conns []*sql.Conn, spans []*span) error {
+func (s *snapshotter) readSpans(ctx context.Context, readers []*mysqlsrc.RowConn, spans []*span) error {
 	order := slices.Clone(spans)
-	if len(conns) > 1 {
+	if len(readers) > 1 {
 		size := func(sp *span) int64 { return sp.st.estimate / int64(sp.st.spans) }
 		slices.SortStableFunc(order, func(a, b *span) int { return cmp.Compare(size(b), size(a)) })
 	}
@@ -76,10 +75,10 @@ func (s *snapshotter) readSpans(ctx context.Context, conns []*sql.Conn, spans []
 		remaining[sp.st]++
 	}
 	g, gctx := errgroup.WithContext(ctx)
-	for _, conn := range conns {
+	for _, r := range readers {
 		g.Go(func() error {
 			for sp := range next {
-				if err := s.readSpan(gctx, conn, sp); err != nil {
+				if err := s.readSpan(gctx, r, sp); err != nil {
 					return err
 				}
 				s.progress(true, func(p *Progress) {
@@ -177,8 +176,8 @@ func keyRanges(ctx context.Context, conn *sql.Conn, st *snapTable, readers int) 
 }
 
 // readSpan stores the rows of one span. Several run at the same time,
-// each on its own connection.
-func (s *snapshotter) readSpan(ctx context.Context, conn *sql.Conn, sp *span) (err error) {
+// each on its own reader.
+func (s *snapshotter) readSpan(ctx context.Context, r *mysqlsrc.RowConn, sp *span) (err error) {
 	t := sp.st.t
 	cols := t.Columns()
 	s.progress(false, func(p *Progress) { p.Table = t.Database() + "." + t.Name() })
@@ -203,76 +202,44 @@ func (s *snapshotter) readSpan(ctx context.Context, conn *sql.Conn, sp *span) (e
 			w.abort(err)
 		}
 	}()
-	var line []byte
-	text := make([]byte, 0, 64) // a number's text: at most 24 bytes
 	var pendRows, pendBytes int64
-	// The driver's rows, without database/sql's locking and conversions
-	// per value: values are the bytes the server sent, or integers and
-	// doubles the driver parsed, turned back into text here.
-	err = conn.Raw(func(dc any) error {
-		qc, ok := dc.(driver.QueryerContext)
-		if !ok {
-			return fmt.Errorf("the MySQL driver's connection (%T) cannot query", dc)
+	store := func(row [][]byte) error {
+		if len(row) != len(cols) {
+			return fmt.Errorf("%s: the server sent %d columns for the table's %d", t.Qualified(), len(row), len(cols))
 		}
-		rows, err := qc.QueryContext(ctx, q, nil)
+		if w == nil {
+			w = s.newObject(ctx, sdk.SnapshotObjectName(s.man.ID, sp.st.index, sp.rng, len(sp.objects)))
+		}
+		before := w.bytes
+		err := w.appendRow(ctx, func(line []byte) ([]byte, error) { return appendRow(line, t, row) })
 		if err != nil {
-			return changedTableErr(t, err)
+			return err
 		}
-		defer rows.Close()
-		vals := make([]driver.Value, len(cols))
-		for {
-			if err := rows.Next(vals); err == io.EOF {
-				return nil
-			} else if err != nil {
-				return changedTableErr(t, err)
-			}
-			line = append(line[:0], '[')
-			for i, v := range vals {
-				if i > 0 {
-					line = append(line, ',')
-				}
-				var raw []byte
-				switch x := v.(type) {
-				case nil:
-				case []byte:
-					raw = x
-				case int64:
-					raw = strconv.AppendInt(text[:0], x, 10)
-				case uint64:
-					raw = strconv.AppendUint(text[:0], x, 10)
-				case float64:
-					raw = strconv.AppendFloat(text[:0], x, 'g', -1, 64)
-				default:
-					return fmt.Errorf("%w: %s column %s (%s): the driver gave a %T", rowcodec.ErrUndecodable, t.Qualified(), cols[i].Name, cols[i].TypeName(), v)
-				}
-				if line, err = rowcodec.AppendTextJSON(line, &cols[i], raw); err != nil {
-					return fmt.Errorf("%w: %s column %s (%s): %v", rowcodec.ErrUndecodable, t.Qualified(), cols[i].Name, cols[i].TypeName(), err)
-				}
-			}
-			line = append(line, ']', '\n')
-			if w == nil {
-				w = s.newObject(ctx, sdk.SnapshotObjectName(s.man.ID, sp.st.index, sp.rng, len(sp.objects)))
-			}
-			if err := w.write(ctx, line); err != nil {
+		pendRows++
+		pendBytes += w.bytes - before
+		if w.bytes >= s.opt.ObjectBytes {
+			err := s.closeObject(w, sp)
+			w = nil
+			if err != nil {
 				return err
 			}
-			pendRows++
-			pendBytes += int64(len(line))
-			if w.bytes >= s.opt.ObjectBytes {
-				err := s.closeObject(w, sp)
-				w = nil
-				if err != nil {
-					return err
-				}
-			}
-			if pendRows == 1000 {
-				s.progress(false, func(p *Progress) { p.Rows += pendRows; p.Bytes += pendBytes })
-				pendRows, pendBytes = 0, 0
-			}
 		}
+		if pendRows == 1000 {
+			s.progress(false, func(p *Progress) { p.Rows += pendRows; p.Bytes += pendBytes })
+			pendRows, pendBytes = 0, 0
+		}
+		return nil
+	}
+	var rowErr error // of encoding or storing a row: returned as it is
+	err = r.Query(ctx, q, func(vals [][]byte) error {
+		rowErr = store(vals)
+		return rowErr
 	})
-	if err != nil {
-		return err
+	switch {
+	case rowErr != nil:
+		return rowErr
+	case err != nil:
+		return changedTableErr(t, err)
 	}
 	if w != nil {
 		err := s.closeObject(w, sp)
@@ -283,4 +250,22 @@ func (s *snapshotter) readSpan(ctx context.Context, conn *sql.Conn, sp *span) (e
 	}
 	s.progress(false, func(p *Progress) { p.Rows += pendRows; p.Bytes += pendBytes })
 	return nil
+}
+
+// appendRow appends a table's row, the text-protocol values read with
+// rowcodec.SelectExpr, as a line of the object format: a JSON array of
+// the values and a newline.
+func appendRow(line []byte, t *rowevent.Table, row [][]byte) ([]byte, error) {
+	cols := t.Columns()
+	line = append(line, '[')
+	for i, raw := range row {
+		if i > 0 {
+			line = append(line, ',')
+		}
+		var err error
+		if line, err = rowcodec.AppendTextJSON(line, &cols[i], raw); err != nil {
+			return line, fmt.Errorf("%w: %s column %s (%s): %v", rowcodec.ErrUndecodable, t.Qualified(), cols[i].Name, cols[i].TypeName(), err)
+		}
+	}
+	return append(line, ']', '\n'), nil
 }

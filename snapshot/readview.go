@@ -20,8 +20,56 @@ import (
 // at most this long too. Tests shorten it.
 var commitBlockWait = 10 * time.Second
 
-// begin opens the consistent read view on opt.Parallel connections and
-// records the binlog position and GTID set it matches.
+// views is a snapshot's consistent read view, open on several sessions
+// at once: meta reads the catalog and key bounds and holds the tables'
+// metadata locks, the readers read the rows.
+type views struct {
+	meta    *sql.Conn
+	readers []*mysqlsrc.RowConn
+}
+
+// end ends the snapshot transaction on every session and closes them;
+// the first error of ending it is returned.
+func (v *views) end(ctx context.Context, stmt string) error {
+	var first error
+	if v.meta != nil {
+		if _, err := v.meta.ExecContext(ctx, stmt); err != nil {
+			first = err
+		}
+		v.meta.Close()
+	}
+	for _, r := range v.readers {
+		if err := r.Exec(ctx, stmt); err != nil && first == nil {
+			first = err
+		}
+		r.Close()
+	}
+	v.meta, v.readers = nil, nil
+	return first
+}
+
+// keep closes the readers beyond the first n.
+func (v *views) keep(ctx context.Context, n int) {
+	for len(v.readers) > n {
+		last := v.readers[len(v.readers)-1]
+		_ = last.Exec(ctx, "ROLLBACK")
+		last.Close()
+		v.readers = v.readers[:len(v.readers)-1]
+	}
+}
+
+// sessionSettings are the settings of every session of a read view: the
+// rows' bytes as stored, times in UTC.
+var sessionSettings = []string{
+	"SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ",
+	"SET NAMES binary",
+	"SET time_zone = '+00:00'",
+	"SET SESSION net_write_timeout = 3600",
+}
+
+// begin opens the consistent read view on a metadata session and
+// opt.Parallel readers, and records the binlog position and GTID set it
+// matches.
 //
 // The views open while no transaction can commit, so they all hold the
 // same transactions, and the binlog position read then is exactly theirs:
@@ -31,67 +79,68 @@ var commitBlockWait = 10 * time.Second
 // under concurrent commits is off by a transaction or two now and then
 // (measured on 10.11), which would lose or repeat those transactions for
 // every consumer that starts from the snapshot.
-func (s *snapshotter) begin(ctx context.Context, db *sql.DB, info mysqlsrc.ServerInfo) (conns []*sql.Conn, err error) {
+func (s *snapshotter) begin(ctx context.Context, db *sql.DB, info mysqlsrc.ServerInfo) (v *views, err error) {
+	v = &views{}
 	defer func() {
 		if err != nil {
-			for _, c := range conns {
-				_, _ = c.ExecContext(context.WithoutCancel(ctx), "ROLLBACK")
-				c.Close()
-			}
-			conns = nil
+			_ = v.end(context.WithoutCancel(ctx), "ROLLBACK")
+			v = nil
 		}
 	}()
-	for range s.opt.Parallel {
-		conn, err := db.Conn(ctx)
-		if err != nil {
-			return conns, mysqlsrc.Classify(s.cfg.MySQL, err)
+	if v.meta, err = db.Conn(ctx); err != nil {
+		return v, mysqlsrc.Classify(s.cfg.MySQL, err)
+	}
+	for _, q := range sessionSettings {
+		if _, err := v.meta.ExecContext(ctx, q); err != nil {
+			return v, fmt.Errorf("%s: %w", q, err)
 		}
-		conns = append(conns, conn)
-		for _, q := range []string{
-			"SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ",
-			"SET NAMES binary",
-			"SET time_zone = '+00:00'",
-			"SET SESSION net_write_timeout = 3600",
-		} {
-			if _, err := conn.ExecContext(ctx, q); err != nil {
-				return conns, fmt.Errorf("%s: %w", q, err)
+	}
+	for range s.opt.Parallel {
+		r, err := mysqlsrc.DialRows(ctx, s.cfg.MySQL, info)
+		if err != nil {
+			return v, err
+		}
+		v.readers = append(v.readers, r)
+		for _, q := range sessionSettings {
+			if err := r.Exec(ctx, q); err != nil {
+				return v, fmt.Errorf("%s: %w", q, err)
 			}
 		}
 	}
 	lock, err := db.Conn(ctx)
 	if err != nil {
-		return conns, mysqlsrc.Classify(s.cfg.MySQL, err)
+		return v, mysqlsrc.Classify(s.cfg.MySQL, err)
 	}
 	defer lock.Close()
 	unblock, err := blockCommits(ctx, lock, info)
 	if err != nil {
-		return conns, err
+		return v, err
 	}
-	file, offset, gtids, err := openViews(ctx, conns, lock, info)
+	file, offset, gtids, err := openViews(ctx, v, lock, info)
 	unblock()
 	if err != nil {
-		return conns, err
+		return v, err
 	}
 	s.man.Position = sdk.Position{File: file, Offset: offset, ServerID: info.ServerID, ServerUUID: info.ServerUUID}
 	s.man.GTIDSet = gtids
-	return conns, nil
+	return v, nil
 }
 
-// openViews starts the snapshot transaction on every connection while
+// openViews starts the snapshot transaction on every session of v while
 // commits are blocked (on lock), and reads the binlog position and GTID
 // set the views match.
-func openViews(ctx context.Context, conns []*sql.Conn, lock *sql.Conn, info mysqlsrc.ServerInfo) (file string, offset uint32, gtids string, err error) {
+func openViews(ctx context.Context, v *views, lock *sql.Conn, info mysqlsrc.ServerInfo) (file string, offset uint32, gtids string, err error) {
+	const start = "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY"
 	var g errgroup.Group
-	for _, conn := range conns {
-		g.Go(func() error {
-			if _, err := conn.ExecContext(ctx, "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY"); err != nil {
-				return fmt.Errorf("starting the snapshot transaction: %w", err)
-			}
-			return nil
-		})
+	g.Go(func() error {
+		_, err := v.meta.ExecContext(ctx, start)
+		return err
+	})
+	for _, r := range v.readers {
+		g.Go(func() error { return r.Exec(ctx, start) })
 	}
 	if err := g.Wait(); err != nil {
-		return "", 0, "", err
+		return "", 0, "", fmt.Errorf("starting the snapshot transaction: %w", err)
 	}
 	if file, offset, err = mysqlsrc.MasterStatus(ctx, lock, info); err != nil {
 		return "", 0, "", err

@@ -179,6 +179,9 @@ type snapshotter struct {
 	// bufs holds the buffers of lines on their way to the compressor; nil
 	// ones are allocated on first use. Their number bounds the memory.
 	bufs chan []byte
+	// gzips keeps the compressors of stored objects for the next ones
+	// (each holds about 1 MiB of state).
+	gzips sync.Pool
 
 	// mu guards man's totals, prog and shown while tables are read in
 	// parallel.
@@ -195,56 +198,45 @@ func (s *snapshotter) take(ctx context.Context) error {
 		return err
 	}
 	defer db.Close()
-	db.SetMaxOpenConns(s.opt.Parallel + 1)
+	db.SetMaxOpenConns(2) // the read view's metadata session and the commit block
 	info, err := mysqlsrc.Inspect(ctx, db)
 	if err != nil {
 		return err
 	}
-	conns, err := s.begin(ctx, db, info)
+	v, err := s.begin(ctx, db, info)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		for _, c := range conns {
-			c.Close()
-		}
-	}()
+	defer func() { _ = v.end(context.WithoutCancel(ctx), "ROLLBACK") }()
 	if testHookViewOpened != nil {
 		testHookViewOpened()
 	}
-	tables, err := s.tables(ctx, conns[0], info)
+	tables, err := s.tables(ctx, v.meta, info)
 	if err != nil {
 		return err
 	}
-	if err := s.holdTables(ctx, conns[0], info, tables); err != nil {
+	if err := s.holdTables(ctx, v.meta, info, tables); err != nil {
 		return err
 	}
 	s.man.Tables = make([]sdk.SnapshotTable, len(tables))
 	for i := range tables {
 		tables[i].index = i
 	}
-	spans, err := s.plan(ctx, conns[0], tables, len(conns))
+	spans, err := s.plan(ctx, v.meta, tables, len(v.readers))
 	if err != nil {
 		return err
 	}
-	for len(conns) > max(len(spans), 1) {
-		last := conns[len(conns)-1]
-		_, _ = last.ExecContext(ctx, "ROLLBACK")
-		last.Close()
-		conns = conns[:len(conns)-1]
-	}
-	s.prog.Tables, s.prog.Spans, s.prog.Readers, s.prog.Phase = len(tables), len(spans), len(conns), "reading"
-	s.bufs = make(chan []byte, 3*len(conns))
+	v.keep(ctx, max(len(spans), 1))
+	s.prog.Tables, s.prog.Spans, s.prog.Readers, s.prog.Phase = len(tables), len(spans), len(v.readers), "reading"
+	s.bufs = make(chan []byte, 3*len(v.readers))
 	for range cap(s.bufs) {
 		s.bufs <- nil
 	}
-	if err := s.readSpans(ctx, conns, spans); err != nil {
+	if err := s.readSpans(ctx, v.readers, spans); err != nil {
 		return err
 	}
-	for _, c := range conns {
-		if _, err := c.ExecContext(ctx, "COMMIT"); err != nil {
-			return fmt.Errorf("ending the snapshot transaction: %w", err)
-		}
+	if err := v.end(ctx, "COMMIT"); err != nil {
+		return fmt.Errorf("ending the snapshot transaction: %w", err)
 	}
 	s.prog.Phase = "handoff"
 	s.report(true)

@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"strconv"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -46,6 +47,7 @@ func loadTables(b *testing.B) *tableFixture {
 		db := f.db.DB(b)
 		writeLoad(b, db, envInt("BENCH_SNAPSHOT_ROWS", 500_000))
 		f.db.Exec(b, "ANALYZE TABLE shop.customers, shop.orders, shop.items")
+		settle(b, f.db)
 		err := db.QueryRow("SELECT (SELECT COUNT(*) FROM shop.customers) + (SELECT COUNT(*) FROM shop.orders) + (SELECT COUNT(*) FROM shop.items)").Scan(&f.rows)
 		if err != nil {
 			b.Fatalf("counting the rows: %v", err)
@@ -59,6 +61,29 @@ func loadTables(b *testing.B) *tableFixture {
 		b.Fatal("table fixture failed to load")
 	}
 	return tableFix
+}
+
+// settle waits until the fixture's server is at rest, as a server whose
+// tables were written a while ago is, so that the first benchmark to read
+// it is not charged for the load's aftermath: InnoDB purges and flushes
+// pages for several seconds after the load (CPU that the reading
+// competes with), and about 100 MB of binlog sits in the page cache,
+// which a snapshot's commit block (BACKUP STAGE BLOCK_COMMIT) would
+// otherwise wait about 120 ms to sync. At rest is: its files synced and
+// the server using under 2% of a core over half a second.
+func settle(b *testing.B, db *testenv.MariaDB) {
+	b.Helper()
+	syscall.Sync()
+	deadline := time.Now().Add(2 * time.Minute)
+	for last := serverCPU(b, db); time.Now().Before(deadline); {
+		time.Sleep(500 * time.Millisecond)
+		now := serverCPU(b, db)
+		if now-last < 10*time.Millisecond {
+			return
+		}
+		last = now
+	}
+	b.Fatal("the fixture's server kept using CPU for 2 minutes after the load")
 }
 
 // report reports the rate of reading every row of the fixture in el.
@@ -91,14 +116,14 @@ func captureIdle(b *testing.B, f *tableFixture) (*testenv.JetStream, *testenv.Ca
 	return js, c
 }
 
-// runMeasured runs cmd to completion and returns how long it took and its
-// peak RSS in MiB. The peak is VmHWM sampled from /proc every 10ms: the
+// runMeasured runs cmd to completion and returns how long it took, its
+// peak RSS in MiB and the CPU time (user and system) it used. The peak is VmHWM sampled from /proc every 10ms: the
 // rusage of a child of a Go process includes the parent's peak, as the
 // child starts as a clone sharing the parent's memory.
-func runMeasured(cmd *exec.Cmd) (time.Duration, float64, error) {
+func runMeasured(cmd *exec.Cmd) (time.Duration, float64, time.Duration, error) {
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
@@ -108,7 +133,8 @@ func runMeasured(cmd *exec.Cmd) (time.Duration, float64, error) {
 	for {
 		select {
 		case err := <-done:
-			return time.Since(start), float64(peak) / 1024, err
+			el := time.Since(start)
+			return el, float64(peak) / 1024, cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime(), err
 		case <-tick.C:
 			peak = max(peak, peakRSS(cmd.Process.Pid))
 		}
@@ -129,13 +155,18 @@ func BenchmarkSnapshot(b *testing.B) {
 			"DATABUS_DATA_DIR="+b.TempDir(), "DATABUS_LOG_LEVEL=warn")
 		var out bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &out
-		el, rss, err := runMeasured(cmd)
+		server0, harness0 := serverCPU(b, f.db), cpuTime(os.Getpid())
+		el, rss, cpu, err := runMeasured(cmd)
+		server, harness := serverCPU(b, f.db)-server0, cpuTime(os.Getpid())-harness0
 		if err != nil {
 			b.Fatalf("databus snapshot: %v\n%s", err, out.Bytes())
 		}
 		f.checkSnapshot(b, latestSnapshot(b, c.NC, c.Config.Source))
 		f.report(b, el)
 		b.ReportMetric(rss, "peak-RSS-MiB")
+		b.ReportMetric(cpu.Seconds(), "databus-CPU-s")
+		b.ReportMetric(server.Seconds(), "server-CPU-s")
+		b.ReportMetric(harness.Seconds(), "JetStream-CPU-s")
 	}
 }
 
@@ -175,12 +206,16 @@ func BenchmarkSnapshotMariadbDump(b *testing.B) {
 		cmd := exec.Command(dump, "--single-transaction", "--protocol=TCP", "--host="+host, "--port="+strconv.Itoa(int(port)), "--user=root", "shop")
 		var stderr bytes.Buffer
 		cmd.Stdout, cmd.Stderr = null, &stderr
-		el, rss, err := runMeasured(cmd)
+		server0 := serverCPU(b, f.db)
+		el, rss, cpu, err := runMeasured(cmd)
+		server := serverCPU(b, f.db) - server0
 		if err != nil {
 			b.Fatalf("mariadb-dump: %v\n%s", err, stderr.Bytes())
 		}
 		f.report(b, el)
 		b.ReportMetric(rss, "peak-RSS-MiB")
+		b.ReportMetric(cpu.Seconds(), "dump-CPU-s")
+		b.ReportMetric(server.Seconds(), "server-CPU-s")
 	}
 }
 

@@ -80,6 +80,20 @@ func IsUTF8(charset string) bool {
 	return false
 }
 
+// Verbatim reports whether b, text stored in charset, is its own
+// conversion to UTF-8 ([Decode] would return it unchanged): valid UTF-8
+// in a UTF-8 character set, ASCII in one that keeps ASCII's bytes.
+func Verbatim(charset string, b []byte) bool {
+	if IsUTF8(charset) {
+		return utf8.Valid(b)
+	}
+	if !ASCIIBased(charset) || !isASCII(b) {
+		return false
+	}
+	t, err := table(charset)
+	return err == nil && t.asciiSame
+}
+
 // Decode converts b, text stored in charset, to UTF-8 as the server's
 // CONVERT(… USING utf8mb4) does. It fails on a character set it does not
 // know and on a byte sequence the server cannot convert, naming the

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/databus/databus/internal/charset"
 	"github.com/databus/databus/sdk"
@@ -80,17 +79,7 @@ func FromText(c *Column, raw []byte) (any, error) {
 		mysql.MYSQL_TYPE_VECTOR:
 		return raw, nil // the stored bytes
 	case mysql.MYSQL_TYPE_STRING:
-		// CHAR comes without its trailing spaces, as the binlog carries
-		// it (the text protocol gives them only under sql_mode
-		// PAD_CHAR_TO_FULL_LENGTH). BINARY(n) keeps its n bytes
-		// (SelectExpr reads them whole; Encode pads the binlog's).
-		if c.Charset == "binary" {
-			return raw, nil
-		}
-		if charset.ASCIIBased(c.Charset) {
-			return bytes.TrimRight(raw, " "), nil
-		}
-		return raw, nil
+		return charFromText(c, raw), nil
 	case mysql.MYSQL_TYPE_JSON:
 		return mysqlJSONFromText(raw)
 	}
@@ -149,6 +138,17 @@ func FromText(c *Column, raw []byte) (any, error) {
 		return enumFromText(c, s)
 	}
 	return nil, fmt.Errorf("column type %s (code %d) is not supported", c.TypeName(), c.Type)
+}
+
+// charFromText returns the value of a CHAR or BINARY column c: CHAR
+// without its trailing spaces, as the binlog carries it (the text protocol
+// gives them only under sql_mode PAD_CHAR_TO_FULL_LENGTH); BINARY(n) keeps
+// its n bytes (SelectExpr reads them whole; Encode pads the binlog's).
+func charFromText(c *Column, raw []byte) []byte {
+	if c.Charset != "binary" && charset.ASCIIBased(c.Charset) {
+		return bytes.TrimRight(raw, " ")
+	}
+	return raw
 }
 
 // intFromText parses an integer into the Go type the binlog decoder gives
@@ -348,23 +348,25 @@ func AppendTextJSON(buf []byte, c *Column, raw []byte) ([]byte, error) {
 		// "n,text" (SelectExpr): once checked against the column's
 		// values, the text is the value.
 		if charset.IsUTF8(c.Charset) {
-			if _, err := enumFromText(c, string(raw)); err != nil {
-				return buf, err
+			if c.Type == mysql.MYSQL_TYPE_ENUM {
+				if text, ok := enumText(c, raw); ok {
+					return AppendJSONString(buf, text), nil
+				}
+			} else if _, err := enumFromText(c, string(raw)); err == nil {
+				_, text, _ := bytes.Cut(raw, []byte{','})
+				return AppendJSONString(buf, text), nil
 			}
-			_, text, _ := bytes.Cut(raw, []byte{','})
-			return AppendJSONString(buf, text), nil
 		}
 	case mysql.MYSQL_TYPE_VARCHAR, mysql.MYSQL_TYPE_VAR_STRING, mysql.MYSQL_TYPE_BLOB, mysql.MYSQL_TYPE_STRING:
 		if c.Type == mysql.MYSQL_TYPE_STRING {
-			v, _ := FromText(c, raw) // trims CHAR padding
-			raw = v.([]byte)
+			raw = charFromText(c, raw)
 		}
 		if c.Charset == "binary" {
 			buf = append(buf, '"')
 			buf = base64.StdEncoding.AppendEncode(buf, raw)
 			return append(buf, '"'), nil
 		}
-		if charset.IsUTF8(c.Charset) && utf8.Valid(raw) {
+		if charset.Verbatim(c.Charset, raw) {
 			return AppendJSONString(buf, raw), nil
 		}
 	}
@@ -377,6 +379,27 @@ func AppendTextJSON(buf []byte, c *Column, raw []byte) ([]byte, error) {
 		return buf, err
 	}
 	return AppendJSONValue(buf, ev.JSON), nil
+}
+
+// enumText returns the member of an ENUM read as "index,member"
+// (SelectExpr), and whether the member is the column's member of that
+// index; enumFromText explains a mismatch.
+func enumText(c *Column, raw []byte) ([]byte, bool) {
+	num, text, ok := bytes.Cut(raw, []byte{','})
+	if !ok || !plainInt(num) || num[0] == '-' || len(num) > 5 {
+		return nil, false
+	}
+	n := 0
+	for _, d := range num {
+		n = n*10 + int(d-'0')
+	}
+	switch {
+	case n == 0:
+		return text, len(text) == 0
+	case n <= len(c.Enum):
+		return text, c.Enum[n-1] == string(text)
+	}
+	return nil, false
 }
 
 // plainInt reports whether b is an integer as Encode prints one: an

@@ -168,6 +168,9 @@ func TestFromText(t *testing.T) {
 		{col("varchar", "varchar(5)", "utf8mb4"), "ab  ", []byte("ab  ")},
 		{col("varchar", "varchar(5)", "latin1"), "a\"b\\", []byte("a\"b\\")},
 		{col("varchar", "varchar(5)", "latin1"), "\x80\xe9", []byte("\x80\xe9")},
+		{col("varchar", "varchar(9)", "latin1"), "sku-00042", []byte("sku-00042")},
+		{col("varchar", "varchar(5)", "swe7"), "a[b]", []byte("a[b]")}, // swe7's [ is Ä
+		{col("enum", "enum('a','b','c')", "utf8mb4"), "3,c", int64(3)},
 		{col("longblob", "longblob", ""), "", []byte("")},
 		// MySQL prints JSON spaced; go-mysql marshals the binary form.
 		{col("json", "json", ""), `{"b": [1, 2.0, -3, 18446744073709551615, 1e300, 0.1], "a": "x<y é", "c": null, "d": {"z": true, "y": false}}`,
@@ -207,6 +210,8 @@ func TestFromText(t *testing.T) {
 		{col("enum", "enum('a')", "utf8mb4"), "a"},
 		{col("json", "json", ""), "{"},
 		{col("enum", "enum('a')", "utf8mb4"), "2,"},
+		{col("enum", "enum('a','b')", "utf8mb4"), "1,b"},
+		{col("enum", "enum('a')", "utf8mb4"), "0,a"},
 		{col("set", "set('a')", "utf8mb4"), "2,"},
 		// information_schema shows 😀 as ?
 		{col("enum", "enum('?')", "utf8mb4"), "1,😀"},
@@ -214,6 +219,13 @@ func TestFromText(t *testing.T) {
 	} {
 		if v, err := rowcodec.FromText(bad.col, []byte(bad.raw)); err == nil {
 			t.Errorf("%s %q: got %#v, want an error", bad.col.TypeName(), bad.raw, v)
+		}
+		// The direct path trusts the server's integers, not its labels.
+		if name := bad.col.TypeName(); name != "enum" && name != "set" {
+			continue
+		}
+		if b, err := rowcodec.AppendTextJSON(nil, bad.col, []byte(bad.raw)); err == nil {
+			t.Errorf("%s %q: AppendTextJSON gives %s, want an error", bad.col.TypeName(), bad.raw, b)
 		}
 	}
 }
