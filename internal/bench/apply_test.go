@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -297,6 +298,7 @@ func BenchmarkApply(b *testing.B) {
 		}
 		ctx, cancel := context.WithCancel(b.Context())
 		done := make(chan error, 1)
+		stopProfile := profileTimed(b, "BENCH_APPLY_PROFILE")
 		cpu0, self0 := serverCPU(b, dst), cpuTime(os.Getpid())
 		start := time.Now()
 		go func() { done <- a.Run(ctx) }()
@@ -314,6 +316,7 @@ func BenchmarkApply(b *testing.B) {
 		}
 		el := time.Since(start)
 		cpu, self := serverCPU(b, dst)-cpu0, cpuTime(os.Getpid())-self0
+		stopProfile()
 		cancel()
 		<-done
 		a.Close()
@@ -322,5 +325,27 @@ func BenchmarkApply(b *testing.B) {
 		b.ReportMetric(self.Seconds()/el.Seconds(), "databus-cores")
 		m.check(b, db)
 		m.report(b, el, cpu)
+	}
+}
+
+// profileTimed starts a CPU profile of the test process into the file the
+// environment variable env names, when set, for the timed part of a
+// benchmark (-cpuprofile covers its set-up too); the returned function
+// stops it.
+func profileTimed(b *testing.B, env string) (stop func()) {
+	path := os.Getenv(env)
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
 	}
 }
