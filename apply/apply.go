@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/databus/databus/internal/mysqlwire"
 	"github.com/databus/databus/internal/tlsconf"
 	"github.com/databus/databus/sdk"
 )
@@ -72,9 +73,12 @@ type Applier struct {
 	cfg Config
 	log *slog.Logger
 	// db runs one statement per call (DDL, snapshot rows, checkpoint
-	// reads); batchDB runs the many statements built from row events that
-	// one round trip carries.
-	db, batchDB *sql.DB
+	// reads); the row events' statements go, many per command, through a
+	// connection to batch (dialBatch), which takes TLS when db has it and
+	// batchTLS is only preferred.
+	db             *sql.DB
+	batch          mysqlwire.Config
+	batchPreferTLS bool
 
 	// mu guards progress, which other goroutines read.
 	mu       sync.Mutex
@@ -140,13 +144,9 @@ func New(cfg Config) (*Applier, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadTarget, err)
 	}
-	mc = mc.Clone()
-	mc.MultiStatements = true
-	multi, err := mysql.NewConnector(mc)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadTarget, err)
-	}
-	return &Applier{cfg: cfg, db: sql.OpenDB(single), batchDB: sql.OpenDB(multi), log: log.With("component", "apply", "name", cfg.Name)}, nil
+	batch := mysqlwire.Config{Addr: mc.Addr, User: mc.User, Password: mc.Passwd, TLS: mc.TLS, ConnectTimeout: mc.Timeout, MultiStatements: true}
+	return &Applier{cfg: cfg, db: sql.OpenDB(single), batch: batch, batchPreferTLS: mc.TLS != nil && mc.AllowFallbackToPlaintext,
+		log: log.With("component", "apply", "name", cfg.Name)}, nil
 }
 
 // filtered reports whether the applier applies only some databases or
@@ -154,7 +154,7 @@ func New(cfg Config) (*Applier, error) {
 func (a *Applier) filtered() bool { return len(a.cfg.Databases)+len(a.cfg.Tables) > 0 }
 
 // Close closes the target connections.
-func (a *Applier) Close() error { return errors.Join(a.batchDB.Close(), a.db.Close()) }
+func (a *Applier) Close() error { return a.db.Close() }
 
 // Progress returns what has been applied so far. It is meant for the
 // goroutine running [Applier.Run] or after it returned.

@@ -2,11 +2,11 @@ package apply
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"time"
 
+	"github.com/databus/databus/internal/mysqlwire"
 	"github.com/databus/databus/sdk"
 	"github.com/go-sql-driver/mysql"
 )
@@ -39,6 +39,12 @@ const (
 	// applier waits for its next event before the stream is asked whether
 	// it has ended (its last event may be filtered out).
 	lastEventWait = 200 * time.Millisecond
+	// maxResultsWait bounds the wait before a command's results are read
+	// (group.readOldest); perStmtWeight is the weight, in statements, of
+	// the estimate of the target's time per statement against a new
+	// sample.
+	maxResultsWait = 250 * time.Millisecond
+	perStmtWeight  = 5000
 )
 
 // item is one event read from the stream, prepared for the target: a row
@@ -98,7 +104,7 @@ func (it *item) prepare() {
 // yet are in buf: stmts of them, for the events from first to last, the
 // last statement starting at buf[lastStmt:].
 type group struct {
-	conn     *sql.Conn
+	conn     *mysqlwire.Conn
 	began    bool
 	buf      []byte
 	stmts    int
@@ -112,6 +118,23 @@ type group struct {
 	last         *sdk.Message
 	// openTxn is the source transaction whose last event has not come.
 	openTxn string
+
+	// inflight are the commands sent whose results are not read yet,
+	// oldest first: one runs on the target while the next waits there.
+	inflight []sentBatch
+	// perStmt is how long the target takes per statement (estimated from
+	// the commands before), and lastDone when the results of the last
+	// command read were complete: a command's results are read once they
+	// are probably all there, so that neither side wakes for each
+	// statement's OK.
+	perStmt  time.Duration
+	lastDone time.Time
+}
+
+// sentBatch is a command sent: how many statements, and when.
+type sentBatch struct {
+	stmts int
+	at    time.Time
 }
 
 func (g *group) pending() bool { return g.began || len(g.buf) > 0 }
@@ -158,22 +181,113 @@ func (g *group) endTxn() {
 	}
 }
 
-// send runs the statements not sent yet, and then query when not empty.
-func (g *group) send(ctx context.Context, query string) error {
-	if query != "" {
-		if len(g.buf) > 0 {
-			g.buf = append(g.buf, ';')
-		}
-		g.buf = append(g.buf, query...)
-	}
+// send sends the statements not sent yet. They are pipelined: the
+// command's results are read later, while the target runs the next one.
+// When careful, the command holds one statement and its results are read
+// at once, to name the statement the target refuses.
+func (g *group) send(ctx context.Context, careful bool) error {
 	if len(g.buf) == 0 {
 		return nil
 	}
-	if _, err := g.conn.ExecContext(ctx, string(g.buf)); err != nil {
-		return g.failed(ctx, err, query != "")
+	if careful {
+		if err := g.drain(ctx); err != nil {
+			return err
+		}
+		if err := g.conn.Exec(ctx, string(g.buf)); err != nil {
+			return g.failed(ctx, err, false)
+		}
+		g.sent()
+		return nil
+	}
+	if err := g.conn.Send(string(g.buf)); err != nil {
+		return g.failedInFlight(ctx, err)
+	}
+	g.inflight = append(g.inflight, sentBatch{stmts: g.stmts, at: time.Now()})
+	g.sent()
+	if len(g.inflight) > 1 {
+		return g.readOldest(ctx)
+	}
+	return nil
+}
+
+// readOldest reads the results of the oldest command in flight, once
+// they are probably complete, and learns from how long they took.
+func (g *group) readOldest(ctx context.Context) error {
+	b := g.inflight[0]
+	g.inflight = g.inflight[1:]
+	start := b.at // when the target could start it
+	if g.lastDone.After(start) {
+		start = g.lastDone
+	}
+	if g.perStmt == 0 {
+		g.perStmt = 10 * time.Microsecond
+	}
+	if wait := min(time.Until(start.Add(time.Duration(b.stmts)*g.perStmt)), maxResultsWait); wait > 0 {
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+		}
+	}
+	asked := time.Now()
+	err := g.conn.Results(ctx)
+	g.lastDone = time.Now()
+	if g.lastDone.Sub(asked) > time.Millisecond { // they were still coming
+		// A sample weighs as many statements as it took, against a
+		// batch's worth for the estimate: a command of a few statements
+		// that waited (on a lock, behind a flush) barely moves it.
+		n := time.Duration(max(b.stmts, 1))
+		g.perStmt = (g.perStmt*perStmtWeight + g.lastDone.Sub(start)) / (perStmtWeight + n)
+	} else {
+		g.perStmt -= g.perStmt / 16
+	}
+	if err != nil {
+		return g.failedInFlight(ctx, err)
+	}
+	return nil
+}
+
+// commit sends the statements not sent yet, reads the results of every
+// command in flight and commits with query (the checkpoint).
+func (g *group) commit(ctx context.Context, query string) error {
+	if err := g.send(ctx, false); err != nil {
+		return err
+	}
+	if err := g.drain(ctx); err != nil {
+		return err
+	}
+	g.buf = append(g.buf, query+";COMMIT"...)
+	if err := g.conn.Exec(ctx, string(g.buf)); err != nil {
+		return g.failed(ctx, err, true)
 	}
 	g.sent()
 	return nil
+}
+
+// drain reads the results of every command in flight.
+func (g *group) drain(ctx context.Context) error {
+	for len(g.inflight) > 0 {
+		if err := g.readOldest(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// failedInFlight rolls the group back after a command in flight failed
+// with err. When the target refused a statement, the events are applied
+// again one statement at a time to name it (batchFailed).
+func (g *group) failedInFlight(ctx context.Context, err error) error {
+	var failed error
+	var me *mysql.MySQLError
+	if errors.As(err, &me) {
+		failed = &batchFailed{err: err, upTo: g.last.Sequence}
+	} else {
+		failed = fmt.Errorf("applying stream sequences up to %d on the target: %w", g.last.Sequence, err)
+	}
+	g.rollback(ctx)
+	return failed
 }
 
 // sent forgets the statements the target ran.
@@ -213,11 +327,15 @@ type batchFailed struct {
 func (e *batchFailed) Error() string { return e.err.Error() }
 func (e *batchFailed) Unwrap() error { return e.err }
 
-// rollback ends the target transaction without committing anything of it.
+// rollback ends the target transaction without committing anything of
+// it, once the commands in flight are done.
 func (g *group) rollback(ctx context.Context) {
 	if g.began {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		_, _ = g.conn.ExecContext(ctx, "ROLLBACK")
+		for range g.inflight {
+			_ = g.conn.Results(ctx)
+		}
+		_ = g.conn.Exec(ctx, "ROLLBACK")
 		cancel()
 	}
 	g.reset()
@@ -225,7 +343,7 @@ func (g *group) rollback(ctx context.Context) {
 
 func (g *group) reset() {
 	g.sent()
-	g.began, g.txns, g.events, g.bytes, g.last, g.openTxn = false, 0, 0, 0, nil, ""
+	g.began, g.txns, g.events, g.bytes, g.last, g.openTxn, g.inflight = false, 0, 0, 0, nil, "", g.inflight[:0]
 }
 
 // commitGroup sends what is left with the checkpoint of the group's last event
@@ -236,7 +354,7 @@ func (a *Applier) commitGroup(ctx context.Context, g *group) error {
 	}
 	g.endTxn()
 	last := g.last
-	if err := g.send(ctx, a.appliedSQL(last)+";COMMIT"); err != nil {
+	if err := g.commit(ctx, a.appliedSQL(last)); err != nil {
 		return err
 	}
 	a.applied(last, g.txns, g.events)
@@ -268,7 +386,7 @@ func (a *Applier) applyAll(ctx context.Context, c *sdk.Consumer) error {
 	go func() { defer close(readerDone); read(rctx, c, in) }()
 	defer func() { stop(); <-readerDone }()
 
-	conn, err := a.batchDB.Conn(ctx)
+	conn, err := a.dialBatch(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil // stopped while connecting
@@ -374,8 +492,8 @@ func (a *Applier) applyItem(ctx context.Context, g *group, snap **txn, it item) 
 		return a.ddl(ctx, it.m)
 	}
 	g.add(it)
-	if len(g.buf) >= batchBytes || it.m.Sequence <= a.careful {
-		return g.send(ctx, "")
+	if careful := it.m.Sequence <= a.careful; careful || len(g.buf) >= batchBytes {
+		return g.send(ctx, careful)
 	}
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 
+	"github.com/databus/databus/internal/mysqlwire"
 	"github.com/databus/databus/sdk"
 )
 
@@ -91,6 +92,39 @@ func (a *Applier) logProgress() {
 	}
 	a.log.Info("progress", args...)
 	a.logged, a.loggedAt = p, now
+}
+
+// batchSession are the settings of the connection that runs the row
+// events' statements: those of db's (New), and no autocommit, so that a
+// statement of a command sent behind one that failed (and ended the
+// transaction) commits nothing.
+var batchSession = []string{
+	"SET NAMES utf8mb4 COLLATE utf8mb4_general_ci",
+	"SET time_zone = '+00:00', sql_mode = '" + rowSQLMode + "', foreign_key_checks = 0, autocommit = 0",
+}
+
+// dialBatch opens the connection that runs the row events' statements.
+func (a *Applier) dialBatch(ctx context.Context) (*mysqlwire.Conn, error) {
+	cfg := a.batch
+	if a.batchPreferTLS {
+		// TLS is preferred: used when the server offers it, as db's
+		// driver does.
+		var name, cipher string
+		if err := a.db.QueryRowContext(ctx, "SHOW SESSION STATUS LIKE 'Ssl_cipher'").Scan(&name, &cipher); err != nil || cipher == "" {
+			cfg.TLS = nil
+		}
+	}
+	c, err := mysqlwire.Dial(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	for _, q := range batchSession {
+		if err := c.Exec(ctx, q); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("%s: %w", q, err)
+		}
+	}
+	return c, nil
 }
 
 // schemaHint explains a target without the database or table a change

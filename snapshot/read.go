@@ -12,7 +12,7 @@ import (
 	"github.com/go-mysql-org/go-mysql/mysql"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/databus/databus/internal/mysqlsrc"
+	"github.com/databus/databus/internal/mysqlwire"
 	"github.com/databus/databus/internal/rowcodec"
 	"github.com/databus/databus/internal/rowevent"
 	"github.com/databus/databus/sdk"
@@ -59,7 +59,7 @@ func (s *snapshotter) plan(ctx context.Context, conn *sql.Conn, tables []snapTab
 // readSpans reads the spans inside the read view the connections share,
 // each connection one span at a time, the largest first, and adds what
 // they stored to the manifest's tables.
-func (s *snapshotter) readSpans(ctx context.Context, readers []*mysqlsrc.RowConn, spans []*span) error {
+func (s *snapshotter) readSpans(ctx context.Context, readers []*mysqlwire.Conn, spans []*span) error {
 	order := slices.Clone(spans)
 	if len(readers) > 1 {
 		size := func(sp *span) int64 { return sp.st.estimate / int64(sp.st.spans) }
@@ -177,7 +177,7 @@ func keyRanges(ctx context.Context, conn *sql.Conn, st *snapTable, readers int) 
 
 // readSpan stores the rows of one span. Several run at the same time,
 // each on its own reader.
-func (s *snapshotter) readSpan(ctx context.Context, r *mysqlsrc.RowConn, sp *span) (err error) {
+func (s *snapshotter) readSpan(ctx context.Context, r *mysqlwire.Conn, sp *span) (err error) {
 	t := sp.st.t
 	cols := t.Columns()
 	s.progress(false, func(p *Progress) { p.Table = t.Database() + "." + t.Name() })

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/databus/databus/internal/mysqlsrc"
+	"github.com/databus/databus/internal/mysqlwire"
 	"github.com/databus/databus/sdk"
 )
 
@@ -25,7 +26,7 @@ var commitBlockWait = 10 * time.Second
 // metadata locks, the readers read the rows.
 type views struct {
 	meta    *sql.Conn
-	readers []*mysqlsrc.RowConn
+	readers []*mysqlwire.Conn
 }
 
 // end ends the snapshot transaction on every session and closes them;
@@ -96,7 +97,7 @@ func (s *snapshotter) begin(ctx context.Context, db *sql.DB, info mysqlsrc.Serve
 		}
 	}
 	for range s.opt.Parallel {
-		r, err := mysqlsrc.DialRows(ctx, s.cfg.MySQL, info)
+		r, err := mysqlsrc.DialWire(ctx, s.cfg.MySQL, info)
 		if err != nil {
 			return v, err
 		}

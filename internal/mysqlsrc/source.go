@@ -33,8 +33,9 @@ type Config struct {
 	TLS     tlsconf.Files
 }
 
-// BinlogTLS returns the TLS configuration of the binlog connection: TLS
-// when the other connections to the server use it (info.TLS).
+// BinlogTLS returns the TLS configuration of the connections go-mysql
+// opens (the binlog stream, the snapshot's readers): TLS when the
+// database/sql connections to the server use it (info.TLS).
 func (cfg Config) BinlogTLS(info ServerInfo) (*tls.Config, error) {
 	if !info.TLS {
 		return nil, nil

@@ -1,4 +1,4 @@
-package mysqlsrc
+package mysqlwire
 
 import (
 	"bytes"
