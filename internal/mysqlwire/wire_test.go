@@ -41,7 +41,7 @@ func TestPipelinedCommands(t *testing.T) {
 	for _, q := range []string{
 		"INSERT INTO w.t VALUES (1, 1); INSERT INTO w.t VALUES (2, 2)",
 		"INSERT INTO w.t VALUES (3, 3); INSERT INTO w.t VALUES (1, 9); INSERT INTO w.t VALUES (4, 4)", // a duplicate key
-		"SELECT * FROM w.t; UPDATE w.t SET v = v + 10 WHERE id = 2",                                    // a result set read past
+		"SELECT * FROM w.t; UPDATE w.t SET v = v + 10 WHERE id = 2",                                   // a result set read past
 	} {
 		if err := c.Send(q); err != nil {
 			t.Fatal(err)
