@@ -12,7 +12,7 @@ import (
 const (
 	// snapshotBatch is how many snapshot rows one target transaction
 	// writes; its checkpoint records how far the load is.
-	snapshotBatch = 5000
+	snapshotBatch = 50_000
 	// statementBytes bounds one multi-row REPLACE statement, well under
 	// any server's max_allowed_packet.
 	statementBytes = 1 << 20
@@ -38,14 +38,16 @@ func loadingAt(s string) (id string, at *sdk.SnapshotProgress, err error) {
 }
 
 // snapshotEvent applies a snapshot's schema event or row. Rows go into
-// multi-row REPLACE statements, snapshotBatch rows per target
-// transaction, which also saves how far the load is in the checkpoint:
-// after a crash the load goes on right after the last committed row.
-func (a *Applier) snapshotEvent(ctx context.Context, open **txn, m *sdk.Message) error {
+// multi-row REPLACE statements, pipelined on the group's connection,
+// snapshotBatch rows per target transaction, which also saves how far the
+// load is in the checkpoint: after a crash the load goes on right after
+// the last committed row.
+func (a *Applier) snapshotEvent(ctx context.Context, g *group, open **txn, it item) error {
+	m := it.m
 	ev := m.Event
 	if ev.Op == sdk.OpDDL {
 		if *open != nil {
-			if err := a.commitSnapshotRows(ctx, *open); err != nil {
+			if err := a.commitSnapshotRows(ctx, g, *open); err != nil {
 				return err
 			}
 			*open = nil
@@ -58,48 +60,34 @@ func (a *Applier) snapshotEvent(ctx context.Context, open **txn, m *sdk.Message)
 		return m.Ack(ctx)
 	}
 	if *open == nil {
-		tx, err := a.db.BeginTx(ctx, nil)
-		if err != nil {
-			return fmt.Errorf("beginning a target transaction: %w", err)
+		if err := a.commitGroup(ctx, g); err != nil {
+			return err
 		}
-		// The rows come from one consistent read: checking them against
-		// other tables (a child table may load before its parent) or for
-		// uniqueness only slows the load down.
-		if _, err := tx.ExecContext(ctx, "SET SESSION foreign_key_checks = 0, unique_checks = 0"); err != nil {
-			_ = tx.Rollback()
-			return fmt.Errorf("preparing the target session for loading: %w", err)
-		}
-		*open = &txn{id: ev.Txn.ID, tx: tx}
+		// The rows come from one consistent read: checking them for
+		// uniqueness (or, as the session never does, against other
+		// tables) only slows the load down. The transaction begins with
+		// the first statement (autocommit is off).
+		*open = &txn{id: ev.Txn.ID, stmt: []byte("SET SESSION unique_checks = 0")}
 	}
 	t := *open
-	if t.head == "" {
-		head, err := ev.InsertHead()
-		if err != nil {
-			t.rollback()
-			return fmt.Errorf("snapshot row %d of %s.%s: %w", ev.Txn.Seq, ev.Database, ev.Table, err)
-		}
-		t.head = "REPLACE" + strings.TrimPrefix(head, "INSERT")
-	}
-	tuple, err := ev.Tuple()
-	if err != nil {
-		t.rollback()
-		return fmt.Errorf("snapshot row %d of %s.%s: %w", ev.Txn.Seq, ev.Database, ev.Table, err)
-	}
-	if len(t.stmt) > 0 && len(t.stmt)+len(tuple) > statementBytes {
-		if err := a.flushRows(ctx, t); err != nil {
+	if t.stmtRows > 0 && len(t.stmt)+len(it.tuple) > statementBytes {
+		if err := a.flushRows(ctx, g, t); err != nil {
 			return err
 		}
 	}
-	if len(t.stmt) == 0 {
-		t.stmt = append(t.stmt, t.head...)
+	if t.stmtRows == 0 {
+		if len(t.stmt) > 0 {
+			t.stmt = append(t.stmt, ';')
+		}
+		t.stmt = append(t.stmt, replaceHead(it.head)...)
 	} else {
 		t.stmt = append(t.stmt, ',')
 	}
-	t.stmt = append(t.stmt, tuple...)
+	t.stmt = append(t.stmt, it.tuple...)
 	t.stmtRows++
 	t.last = m
 	if t.events++; t.events >= snapshotBatch || ev.Txn.Last {
-		if err := a.commitSnapshotRows(ctx, t); err != nil {
+		if err := a.commitSnapshotRows(ctx, g, t); err != nil {
 			return err
 		}
 		*open = nil
@@ -107,41 +95,51 @@ func (a *Applier) snapshotEvent(ctx context.Context, open **txn, m *sdk.Message)
 	return nil
 }
 
-// flushRows runs the pending multi-row statement.
-func (a *Applier) flushRows(ctx context.Context, t *txn) error {
+// replaceHead turns an insert's head into REPLACE: a snapshot row the
+// target holds already (loaded before a crash) is written again.
+func replaceHead(insert string) string {
+	return "REPLACE" + strings.TrimPrefix(insert, "INSERT")
+}
+
+// flushRows sends the pending multi-row statement.
+func (a *Applier) flushRows(ctx context.Context, g *group, t *txn) error {
 	if len(t.stmt) == 0 {
 		return nil
 	}
-	if _, err := t.tx.ExecContext(ctx, string(t.stmt)); err != nil {
-		t.rollback()
-		ev := t.last.Event
-		return fmt.Errorf("loading %d snapshot rows of %s.%s up to row %d: %w", t.stmtRows, ev.Database, ev.Table, ev.Txn.Seq, err)
+	if err := g.pipeline(ctx, string(t.stmt), t.stmtRows); err != nil {
+		return t.failed(ctx, g, err)
 	}
 	t.stmt, t.stmtRows = t.stmt[:0], 0
 	return nil
 }
 
 // commitSnapshotRows writes the pending rows, records in the checkpoint
-// where the load stands and commits.
-func (a *Applier) commitSnapshotRows(ctx context.Context, t *txn) error {
-	if err := a.flushRows(ctx, t); err != nil {
+// where the load stands and commits, once every statement before has
+// succeeded.
+func (a *Applier) commitSnapshotRows(ctx context.Context, g *group, t *txn) error {
+	if err := a.flushRows(ctx, g, t); err != nil {
 		return err
 	}
+	if err := g.drain(ctx); err != nil {
+		return t.failed(ctx, g, err)
+	}
 	at, _ := json.Marshal(t.last.Snapshot)
-	if _, err := t.tx.ExecContext(ctx, a.checkpointSQL(a.snapSeq, snapshotMark+string(at), t.last.Event.Position)); err != nil {
-		t.rollback()
-		return fmt.Errorf("saving the snapshot load's progress: %w", err)
-	}
-	if _, err := t.tx.ExecContext(ctx, "SET SESSION foreign_key_checks = 1, unique_checks = 1"); err != nil {
-		t.rollback()
-		return fmt.Errorf("restoring the target session after loading: %w", err)
-	}
-	if err := t.tx.Commit(); err != nil {
-		return fmt.Errorf("committing snapshot rows on the target: %w", err)
+	q := a.checkpointSQL(a.snapSeq, snapshotMark+string(at), t.last.Event.Position) + ";SET SESSION unique_checks = 1;COMMIT"
+	if err := g.conn.Exec(ctx, q); err != nil {
+		t.rollback(ctx, g)
+		return fmt.Errorf("saving the snapshot load's progress and committing on the target: %w", err)
 	}
 	a.mu.Lock()
 	a.progress.Events += uint64(t.events)
 	a.progress.Commits++
 	a.mu.Unlock()
 	return t.last.Ack(ctx)
+}
+
+// failed rolls the load's transaction back after a statement of it failed
+// with err.
+func (t *txn) failed(ctx context.Context, g *group, err error) error {
+	t.rollback(ctx, g)
+	ev := t.last.Event
+	return fmt.Errorf("loading snapshot rows of %s.%s up to row %d: %w", ev.Database, ev.Table, ev.Txn.Seq, err)
 }

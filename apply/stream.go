@@ -40,11 +40,10 @@ const (
 	// it has ended (its last event may be filtered out).
 	lastEventWait = 200 * time.Millisecond
 	// maxResultsWait bounds the wait before a command's results are read
-	// (group.readOldest); perStmtWeight is the weight, in statements, of
-	// the estimate of the target's time per statement against a new
-	// sample.
+	// (group.readOldest); perRowWeight is the weight, in rows, of the
+	// estimate of the target's time per row change against a new sample.
 	maxResultsWait = 250 * time.Millisecond
-	perStmtWeight  = 5000
+	perRowWeight   = 5000
 )
 
 // item is one event read from the stream, prepared for the target: a row
@@ -83,11 +82,11 @@ func read(ctx context.Context, c *sdk.Consumer, out chan<- item) {
 // from its SQL text: a row event can only change the row it describes).
 func (it *item) prepare() {
 	ev := it.m.Event
-	if ev.Snapshot || ev.Op == sdk.OpDDL {
+	if ev.Op == sdk.OpDDL {
 		return
 	}
 	var err error
-	if ev.Op == sdk.OpInsert {
+	if ev.Op == sdk.OpInsert { // and a snapshot's row
 		if it.head, err = ev.InsertHead(); err == nil {
 			it.tuple, err = ev.Tuple()
 		}
@@ -119,22 +118,25 @@ type group struct {
 	// openTxn is the source transaction whose last event has not come.
 	openTxn string
 
+	// batchEvents is how many events the statements in buf apply.
+	batchEvents int
+
 	// inflight are the commands sent whose results are not read yet,
 	// oldest first: one runs on the target while the next waits there.
 	inflight []sentBatch
-	// perStmt is how long the target takes per statement (estimated from
+	// perRow is how long the target takes per row change (estimated from
 	// the commands before), and lastDone when the results of the last
 	// command read were complete: a command's results are read once they
 	// are probably all there, so that neither side wakes for each
 	// statement's OK.
-	perStmt  time.Duration
+	perRow   time.Duration
 	lastDone time.Time
 }
 
-// sentBatch is a command sent: how many statements, and when.
+// sentBatch is a command sent: how many row changes, and when.
 type sentBatch struct {
-	stmts int
-	at    time.Time
+	rows int
+	at   time.Time
 }
 
 func (g *group) pending() bool { return g.began || len(g.buf) > 0 }
@@ -167,6 +169,7 @@ func (g *group) add(it item) {
 	}
 	g.bytes += len(g.buf) - n
 	g.events++
+	g.batchEvents++
 	g.last = it.m
 	g.openTxn = it.m.Event.Txn.ID
 	if it.m.Event.Txn.Last {
@@ -191,7 +194,7 @@ func (g *group) send(ctx context.Context, careful bool) error {
 	}
 	if careful {
 		if err := g.drain(ctx); err != nil {
-			return err
+			return g.failedInFlight(ctx, err)
 		}
 		if err := g.conn.Exec(ctx, string(g.buf)); err != nil {
 			return g.failed(ctx, err, false)
@@ -199,11 +202,22 @@ func (g *group) send(ctx context.Context, careful bool) error {
 		g.sent()
 		return nil
 	}
-	if err := g.conn.Send(string(g.buf)); err != nil {
+	err := g.pipeline(ctx, string(g.buf), g.batchEvents)
+	g.sent()
+	if err != nil {
 		return g.failedInFlight(ctx, err)
 	}
-	g.inflight = append(g.inflight, sentBatch{stmts: g.stmts, at: time.Now()})
-	g.sent()
+	return nil
+}
+
+// pipeline sends command q, which applies rows row changes, and reads the
+// results of the one before when there is one: one command runs on the
+// target while the next waits there.
+func (g *group) pipeline(ctx context.Context, q string, rows int) error {
+	if err := g.conn.Send(q); err != nil {
+		return err
+	}
+	g.inflight = append(g.inflight, sentBatch{rows: rows, at: time.Now()})
 	if len(g.inflight) > 1 {
 		return g.readOldest(ctx)
 	}
@@ -219,10 +233,10 @@ func (g *group) readOldest(ctx context.Context) error {
 	if g.lastDone.After(start) {
 		start = g.lastDone
 	}
-	if g.perStmt == 0 {
-		g.perStmt = 10 * time.Microsecond
+	if g.perRow == 0 {
+		g.perRow = 10 * time.Microsecond
 	}
-	if wait := min(time.Until(start.Add(time.Duration(b.stmts)*g.perStmt)), maxResultsWait); wait > 0 {
+	if wait := min(time.Until(start.Add(time.Duration(b.rows)*g.perRow)), maxResultsWait); wait > 0 {
 		t := time.NewTimer(wait)
 		select {
 		case <-t.C:
@@ -234,18 +248,15 @@ func (g *group) readOldest(ctx context.Context) error {
 	err := g.conn.Results(ctx)
 	g.lastDone = time.Now()
 	if g.lastDone.Sub(asked) > time.Millisecond { // they were still coming
-		// A sample weighs as many statements as it took, against a
-		// batch's worth for the estimate: a command of a few statements
-		// that waited (on a lock, behind a flush) barely moves it.
-		n := time.Duration(max(b.stmts, 1))
-		g.perStmt = (g.perStmt*perStmtWeight + g.lastDone.Sub(start)) / (perStmtWeight + n)
+		// A sample weighs as many rows as it changed, against a batch's
+		// worth for the estimate: a command of a few rows that waited
+		// (on a lock, behind a flush) barely moves it.
+		n := time.Duration(max(b.rows, 1))
+		g.perRow = (g.perRow*perRowWeight + g.lastDone.Sub(start)) / (perRowWeight + n)
 	} else {
-		g.perStmt -= g.perStmt / 16
+		g.perRow -= g.perRow / 16
 	}
-	if err != nil {
-		return g.failedInFlight(ctx, err)
-	}
-	return nil
+	return err
 }
 
 // commit sends the statements not sent yet, reads the results of every
@@ -255,7 +266,7 @@ func (g *group) commit(ctx context.Context, query string) error {
 		return err
 	}
 	if err := g.drain(ctx); err != nil {
-		return err
+		return g.failedInFlight(ctx, err)
 	}
 	g.buf = append(g.buf, query+";COMMIT"...)
 	if err := g.conn.Exec(ctx, string(g.buf)); err != nil {
@@ -292,7 +303,7 @@ func (g *group) failedInFlight(ctx context.Context, err error) error {
 
 // sent forgets the statements the target ran.
 func (g *group) sent() {
-	g.buf, g.stmts, g.first, g.insertHead = g.buf[:0], 0, nil, ""
+	g.buf, g.stmts, g.first, g.insertHead, g.batchEvents = g.buf[:0], 0, nil, "", 0
 }
 
 // failed rolls the group back after its round trip failed with err. When
@@ -328,17 +339,24 @@ func (e *batchFailed) Error() string { return e.err.Error() }
 func (e *batchFailed) Unwrap() error { return e.err }
 
 // rollback ends the target transaction without committing anything of
-// it, once the commands in flight are done.
+// it.
 func (g *group) rollback(ctx context.Context) {
 	if g.began {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		for range g.inflight {
-			_ = g.conn.Results(ctx)
-		}
-		_ = g.conn.Exec(ctx, "ROLLBACK")
-		cancel()
+		g.abort(ctx)
 	}
 	g.reset()
+}
+
+// abort rolls the connection's transaction back once the commands in
+// flight are done.
+func (g *group) abort(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	for range g.inflight {
+		_ = g.conn.Results(ctx)
+	}
+	g.inflight = g.inflight[:0]
+	_ = g.conn.Exec(ctx, "ROLLBACK")
 }
 
 func (g *group) reset() {
@@ -399,7 +417,7 @@ func (a *Applier) applyAll(ctx context.Context, c *sdk.Consumer) error {
 	defer func() {
 		g.rollback(ctx)
 		if snap != nil {
-			snap.rollback()
+			snap.rollback(ctx, g)
 		}
 	}()
 	tick := time.NewTicker(a.cfg.ProgressEvery)
@@ -475,13 +493,13 @@ func (a *Applier) next(ctx context.Context, c *sdk.Consumer, in <-chan item, g *
 func (a *Applier) applyItem(ctx context.Context, g *group, snap **txn, it item) error {
 	ev := it.m.Event
 	if *snap != nil && (*snap).id != ev.Txn.ID {
-		if err := a.commitSnapshotRows(ctx, *snap); err != nil {
+		if err := a.commitSnapshotRows(ctx, g, *snap); err != nil {
 			return err
 		}
 		*snap = nil
 	}
 	if ev.Snapshot {
-		return a.snapshotEvent(ctx, snap, it.m)
+		return a.snapshotEvent(ctx, g, snap, it)
 	}
 	if ev.Op == sdk.OpDDL || g.full() && g.openTxn != ev.Txn.ID {
 		if err := a.commitGroup(ctx, g); err != nil {

@@ -15,26 +15,25 @@ import (
 	"github.com/databus/databus/sdk"
 )
 
-// txn is an open target transaction loading a snapshot's rows.
+// txn is an open target transaction loading a snapshot's rows, on the
+// group's connection.
 type txn struct {
 	id     string
-	tx     *sql.Tx
 	last   *sdk.Message
 	events int
-	// stmt is the multi-row statement of snapshot rows not run yet, of
-	// stmtRows rows, after head: the REPLACE form of the table's InsertHead.
+	// stmt is the multi-row REPLACE statement of snapshot rows not sent
+	// yet, of stmtRows rows.
 	stmt     []byte
 	stmtRows int
-	head     string
 }
 
-// rollback gives the connection back the checks the load turned off and
-// rolls the transaction back.
-func (t *txn) rollback() {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	_, _ = t.tx.ExecContext(ctx, "SET SESSION foreign_key_checks = 1, unique_checks = 1")
-	cancel()
-	_ = t.tx.Rollback()
+// rollback rolls the transaction back and gives the session back its
+// unique checks.
+func (t *txn) rollback(ctx context.Context, g *group) {
+	g.abort(ctx)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	_ = g.conn.Exec(ctx, "SET SESSION unique_checks = 1")
 }
 
 // checkpointSQL is the statement that records the checkpoint: stream

@@ -69,6 +69,10 @@ type Event struct {
 	// each table's schema (a create_table DDL event), then its rows as
 	// inserts. Their Position is the snapshot's.
 	Snapshot bool `json:"snapshot,omitempty"`
+
+	// head and tuple are a snapshot row's InsertHead and Tuple, worked
+	// out when it was read to build its SQL.
+	head, tuple string
 }
 
 // DDL describes a DDL statement.

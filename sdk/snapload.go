@@ -150,7 +150,7 @@ func (l *snapLoader) decode(line []byte) (*Event, error) {
 	if err != nil {
 		return nil, err
 	}
-	ev.SQL = st.insert + tuple
+	ev.SQL, ev.head, ev.tuple = st.insert+tuple, st.insert, tuple
 	if len(st.pk) > 0 {
 		ev.Key = make(map[string]any, len(st.pk))
 		for _, i := range st.pk {

@@ -68,8 +68,12 @@ func (e *Event) statement(changed bool) (string, error) {
 
 // InsertHead returns "INSERT INTO `db`.`t` (`a`,`b`) VALUES ": an insert
 // into the event's table of the columns it writes (every column but the
-// generated ones), in table order, for [Event.Tuple]s to follow.
+// generated ones), in table order, for [Event.Tuple]s to follow. A
+// snapshot row's is the one its SQL starts with.
 func (e *Event) InsertHead() (string, error) {
+	if e.head != "" {
+		return e.head, nil
+	}
 	if err := e.checkTable(); err != nil {
 		return "", err
 	}
@@ -91,8 +95,12 @@ func (e *Event) InsertHead() (string, error) {
 }
 
 // Tuple returns "(1,'x')": the literals of the after image's values in
-// [Event.InsertHead] order, for an insert (or a snapshot row).
+// [Event.InsertHead] order, for an insert (or a snapshot row, whose is the
+// one its SQL ends with, worked out from its values when it was read).
 func (e *Event) Tuple() (string, error) {
+	if e.tuple != "" {
+		return e.tuple, nil
+	}
 	if err := e.checkTable(); err != nil {
 		return "", err
 	}

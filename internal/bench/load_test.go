@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -34,6 +35,8 @@ func BenchmarkSnapshotLoad(b *testing.B) {
 		}
 		ctx, cancel := context.WithCancel(b.Context())
 		done := make(chan error, 1)
+		stopProfile := profileTimed(b, "BENCH_LOAD_PROFILE")
+		cpu0, self0 := serverCPU(b, dst), cpuTime(os.Getpid())
 		start := time.Now()
 		go func() { done <- a.Run(ctx) }()
 		db := dst.DB(b)
@@ -45,6 +48,10 @@ func BenchmarkSnapshotLoad(b *testing.B) {
 			}
 		}
 		el := time.Since(start)
+		cpu, self := serverCPU(b, dst)-cpu0, cpuTime(os.Getpid())-self0
+		stopProfile()
+		b.ReportMetric(self.Seconds()/el.Seconds(), "databus-cores")
+		b.ReportMetric(cpu.Seconds()/el.Seconds(), "target-cores")
 		cancel()
 		<-done
 		a.Close()
@@ -72,8 +79,11 @@ func BenchmarkSnapshotLoadMariadb(b *testing.B) {
 	file := dumpDatabase(b, f.db, "shop")
 	for b.Loop() {
 		dst := testenv.StartMariaDB(b)
+		cpu0 := serverCPU(b, dst)
 		start := time.Now()
 		restore(b, dst, file)
-		f.report(b, time.Since(start))
+		el := time.Since(start)
+		f.report(b, el)
+		b.ReportMetric((serverCPU(b, dst)-cpu0).Seconds()/el.Seconds(), "target-cores")
 	}
 }
