@@ -451,6 +451,7 @@ func (c *Consumer) Close() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		if c.snap != nil {
 			_ = c.snap.save(ctx, true)
+			c.snap.stop()
 		}
 		c.saveAcked(ctx, true)
 		cancel()

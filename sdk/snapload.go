@@ -39,16 +39,104 @@ type snapLoader struct {
 	saved  time.Time
 	schema bool // the table's schema event was handed out
 
-	// rest holds the current object's lines not handed out yet; open
-	// tells whether an object is loaded. seq0 is the Txn.Seq of the
-	// object's first row.
-	rest []byte
-	open bool
-	seq0 int64
-	// tbl caches what building the current table's events needs; vals
-	// is reused to decode rows.
-	tbl  *snapTable
-	vals []any
+	// ahead decodes the rows of the object loaded, if one is (open), not
+	// handed out yet. seq0 is the Txn.Seq of the object's first row.
+	ahead *decoder
+	open  bool
+	seq0  int64
+	// tbl caches what building the current table's events needs.
+	tbl *snapTable
+	// quit, closed by stop (the consumer's Close, from any goroutine),
+	// ends the decoding goroutine.
+	quit     chan struct{}
+	quitOnce sync.Once
+}
+
+// stop ends decoding; it is safe to call from any goroutine, more than
+// once.
+func (l *snapLoader) stop() { l.quitOnce.Do(func() { close(l.quit) }) }
+
+// decoder decodes an object's rows on a goroutine of its own, a few
+// batches ahead of the rows handed out: decoding is most of the work of
+// reading a snapshot, and the consumer's handler (a target's inserts)
+// runs meanwhile.
+type decoder struct {
+	batches chan decoded
+	stop    chan struct{}
+	cur     []*Event
+	err     error
+}
+
+// decoded is a batch of rows; err, when set, is the decoding error of
+// the row after them, which ends the object.
+type decoded struct {
+	evs []*Event
+	err error
+}
+
+const (
+	decodeBatch = 256 // rows per batch
+	decodeAhead = 4   // batches decoded and not handed out
+)
+
+// decodeRows starts decoding lines, the rows of an object of table st,
+// until they are all handed out, or the decoder's stop or quit closes.
+func decodeRows(man *Manifest, st *snapTable, lines []byte, quit <-chan struct{}) *decoder {
+	d := &decoder{batches: make(chan decoded, decodeAhead), stop: make(chan struct{})}
+	go func() {
+		defer close(d.batches)
+		var vals []any
+		for len(lines) > 0 {
+			b := decoded{evs: make([]*Event, 0, decodeBatch)}
+			for len(lines) > 0 && len(b.evs) < decodeBatch {
+				var line []byte
+				line, lines, _ = bytes.Cut(lines, []byte{'\n'})
+				var ev *Event
+				if ev, vals, b.err = decodeRow(man, st, line, vals); b.err != nil {
+					break
+				}
+				b.evs = append(b.evs, ev)
+			}
+			select {
+			case d.batches <- b:
+			case <-d.stop:
+				return
+			case <-quit:
+				return
+			}
+			if b.err != nil {
+				return
+			}
+		}
+	}()
+	return d
+}
+
+// next returns the next row decoded, nil once the object's rows are all
+// handed out.
+func (d *decoder) next() (*Event, error) {
+	for len(d.cur) == 0 {
+		if d.err != nil {
+			return nil, d.err
+		}
+		b, ok := <-d.batches
+		if !ok {
+			return nil, nil
+		}
+		d.cur, d.err = b.evs, b.err
+	}
+	ev := d.cur[0]
+	d.cur = d.cur[1:]
+	return ev, nil
+}
+
+// closeObject stops decoding the object loaded.
+func (l *snapLoader) closeObject() {
+	if l.ahead != nil {
+		close(l.ahead.stop)
+		l.ahead = nil
+	}
+	l.open = false
 }
 
 // snapTable is what building one table's row events needs.
@@ -102,15 +190,18 @@ func (l *snapLoader) row(ctx context.Context) (*Event, SnapshotProgress, error) 
 				return nil, l.next, err
 			}
 		}
-		if len(l.rest) == 0 {
-			l.open = false
+		ev, err := l.ahead.next()
+		if ev == nil && err == nil {
+			select {
+			case <-l.quit:
+				return nil, l.next, ErrClosed // the decoder stopped early
+			default:
+			}
+			l.closeObject()
 			l.next.Object++
 			l.next.Row = 0
 			continue
 		}
-		line, rest, _ := bytes.Cut(l.rest, []byte{'\n'})
-		l.rest = rest
-		ev, err := l.decode(line)
 		if err != nil {
 			// The digest matched: the snapshot was written so.
 			return nil, l.next, fmt.Errorf("snapshot %s object %s row %d: %w", l.man.ID, obj.Name, l.next.Row, err)
@@ -123,32 +214,32 @@ func (l *snapLoader) row(ctx context.Context) (*Event, SnapshotProgress, error) 
 	return nil, l.next, nil
 }
 
-// decode builds the event of one stored row.
-func (l *snapLoader) decode(line []byte) (*Event, error) {
-	if l.man.Version == 1 {
-		return DecodeEvent(line)
+// decodeRow builds the event of one stored row of table st; vals is
+// scratch space, returned for the next row.
+func decodeRow(man *Manifest, st *snapTable, line []byte, vals []any) (*Event, []any, error) {
+	if man.Version == 1 {
+		ev, err := DecodeEvent(line)
+		return ev, vals, err
 	}
-	st := l.tbl
-	vals, err := decodeValues(line, l.vals[:0])
+	vals, err := decodeValues(line, vals[:0])
 	if err != nil {
-		return nil, err
+		return nil, vals, err
 	}
-	l.vals = vals
 	cols := st.t.Columns
 	if len(vals) != len(cols) {
-		return nil, fmt.Errorf("row has %d values, the table %d columns", len(vals), len(cols))
+		return nil, vals, fmt.Errorf("row has %d values, the table %d columns", len(vals), len(cols))
 	}
 	ev := &Event{
-		Version: FormatVersion, Source: l.man.Source, Op: OpInsert, Database: st.t.Database, Table: st.t.Table,
+		Version: FormatVersion, Source: man.Source, Op: OpInsert, Database: st.t.Database, Table: st.t.Table,
 		Columns: cols, PrimaryKey: st.t.PrimaryKey, After: make(map[string]any, len(cols)),
-		Position: l.man.Position, Timestamp: l.man.Started, Snapshot: true,
+		Position: man.Position, Timestamp: man.Started, Snapshot: true,
 	}
 	for i, v := range vals {
 		ev.After[cols[i].Name] = v
 	}
 	tuple, err := ev.Tuple()
 	if err != nil {
-		return nil, err
+		return nil, vals, err
 	}
 	ev.SQL, ev.head, ev.tuple = st.insert+tuple, st.insert, tuple
 	if len(st.pk) > 0 {
@@ -157,11 +248,11 @@ func (l *snapLoader) decode(line []byte) (*Event, error) {
 			ev.Key[cols[i].Name] = vals[i]
 		}
 	}
-	return ev, nil
+	return ev, vals, nil
 }
 
 func (l *snapLoader) nextTable() {
-	l.open, l.rest = false, nil
+	l.closeObject()
 	l.next = SnapshotProgress{Snapshot: l.man.ID, Table: l.next.Table + 1}
 	l.schema = false
 }
@@ -190,11 +281,12 @@ func (l *snapLoader) load(ctx context.Context, t *SnapshotTable, i int) error {
 	if err != nil {
 		return err
 	}
-	l.rest, l.open = data, true
-	l.seq0 = 1 + t.RowsBefore(i)
 	for r := int64(0); r < l.next.Row; r++ {
-		_, l.rest, _ = bytes.Cut(l.rest, []byte{'\n'})
+		_, data, _ = bytes.Cut(data, []byte{'\n'})
 	}
+	l.closeObject()
+	l.ahead, l.open = decodeRows(l.man, l.tbl, data, l.quit), true
+	l.seq0 = 1 + t.RowsBefore(i)
 	return nil
 }
 
@@ -311,7 +403,7 @@ func (l *snapLoader) save(ctx context.Context, force bool) error {
 
 // finish marks the snapshot loaded for good.
 func (l *snapLoader) finish(ctx context.Context) error {
-	l.open, l.rest = false, nil
+	l.closeObject()
 	l.mu.Lock()
 	l.acked, l.dirty = SnapshotProgress{Snapshot: l.man.ID, Table: len(l.man.Tables), Done: true}, true
 	l.mu.Unlock()
@@ -383,7 +475,7 @@ func startSnapshot(ctx context.Context, js jetstream.JetStream, s jetstream.Stre
 	if err != nil {
 		return nil, 0, false, fmt.Errorf("opening snapshot bucket %s: %w", SnapshotBucket(cfg.Source), err)
 	}
-	l = &snapLoader{js: js, obs: obs, kv: kv, man: man, keep: keep, next: prog, acked: prog, saved: time.Now()}
+	l = &snapLoader{js: js, obs: obs, kv: kv, man: man, keep: keep, next: prog, acked: prog, saved: time.Now(), quit: make(chan struct{})}
 	l.next.Snapshot, l.acked.Snapshot = man.ID, man.ID
 	if cfg.Name != "" {
 		l.key = SnapshotProgressKey(cfg.Name)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,13 +22,13 @@ import (
 func pausedSnapshot(t *testing.T, r *testenv.Rig, after int) (resume func(), result <-chan error) {
 	t.Helper()
 	paused, release := make(chan struct{}), make(chan struct{})
+	var once atomic.Bool
 	done := make(chan error, 1)
 	go func() {
 		_, err := r.Snapshot(t.Context(), snapshot.Options{
 			Progress: func(p snapshot.Progress) {
-				if p.Phase == "reading" && p.TablesDone == after && paused != nil {
+				if p.Phase == "reading" && p.TablesDone == after && once.CompareAndSwap(false, true) {
 					close(paused)
-					paused = nil
 					<-release
 				}
 			},
