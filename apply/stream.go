@@ -229,10 +229,7 @@ func (g *group) pipeline(ctx context.Context, q string, rows int) error {
 func (g *group) readOldest(ctx context.Context) error {
 	b := g.inflight[0]
 	g.inflight = g.inflight[1:]
-	start := b.at // when the target could start it
-	if g.lastDone.After(start) {
-		start = g.lastDone
-	}
+	start := later(b.at, g.lastDone) // when the target could start it
 	if g.perRow == 0 {
 		g.perRow = 10 * time.Microsecond
 	}
@@ -274,6 +271,26 @@ func (g *group) commit(ctx context.Context, query string) error {
 	}
 	g.sent()
 	return nil
+}
+
+// busyFor estimates how long the target will take to run the commands in
+// flight.
+func (g *group) busyFor() time.Duration {
+	if len(g.inflight) == 0 {
+		return 0
+	}
+	done := g.lastDone
+	for _, b := range g.inflight {
+		done = later(done, b.at).Add(time.Duration(b.rows) * g.perRow)
+	}
+	return time.Until(done)
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // drain reads the results of every command in flight.
@@ -460,8 +477,17 @@ func (a *Applier) next(ctx context.Context, c *sdk.Consumer, in <-chan item, g *
 	default:
 	}
 	for {
+		var busy <-chan time.Time
 		if g.pending() && g.openTxn == "" {
-			if err := a.commitGroup(ctx, g); err != nil {
+			if left := g.busyFor(); left > time.Millisecond {
+				// The target still runs the group's commands, and the
+				// group cannot commit before they end: send what is
+				// built, and let events that come meanwhile join it.
+				if err := g.send(ctx, false); err != nil {
+					return item{}, false, err
+				}
+				busy = time.After(left)
+			} else if err := a.commitGroup(ctx, g); err != nil {
 				return item{}, false, err
 			}
 		}
@@ -472,6 +498,7 @@ func (a *Applier) next(ctx context.Context, c *sdk.Consumer, in <-chan item, g *
 		select {
 		case it, ok = <-in:
 			return it, ok, nil
+		case <-busy: // commit on the next turn
 		case <-wait:
 			ended, err := c.TxnEnded(ctx, g.last)
 			if err != nil {
