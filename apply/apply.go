@@ -144,7 +144,8 @@ func New(cfg Config) (*Applier, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadTarget, err)
 	}
-	batch := mysqlwire.Config{Addr: mc.Addr, User: mc.User, Password: mc.Passwd, TLS: mc.TLS, ConnectTimeout: mc.Timeout, MultiStatements: true}
+	batch := mysqlwire.Config{Addr: mc.Addr, User: mc.User, Password: mc.Passwd, TLS: mc.TLS, MultiStatements: true,
+		ConnectTimeout: mc.Timeout, ReadTimeout: mc.ReadTimeout, WriteTimeout: mc.WriteTimeout}
 	return &Applier{cfg: cfg, db: sql.OpenDB(single), batch: batch, batchPreferTLS: mc.TLS != nil && mc.AllowFallbackToPlaintext,
 		log: log.With("component", "apply", "name", cfg.Name)}, nil
 }

@@ -369,8 +369,11 @@ func (g *group) rollback(ctx context.Context) {
 func (g *group) abort(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	for range g.inflight {
-		_ = g.conn.Results(ctx)
+	var me *mysql.MySQLError
+	for g.conn.Pending() > 0 {
+		if err := g.conn.Results(ctx); err != nil && !errors.As(err, &me) {
+			break // the connection is gone, and the transaction with it
+		}
 	}
 	g.inflight = g.inflight[:0]
 	_ = g.conn.Exec(ctx, "ROLLBACK")

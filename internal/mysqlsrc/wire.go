@@ -14,7 +14,8 @@ func DialWire(ctx context.Context, cfg Config, info ServerInfo) (*mysqlwire.Conn
 	if err != nil {
 		return nil, err
 	}
-	c, err := mysqlwire.Dial(ctx, mysqlwire.Config{Addr: cfg.Addr, User: cfg.User, Password: cfg.Password, TLS: tc, ConnectTimeout: cfg.ConnectTimeout})
+	c, err := mysqlwire.Dial(ctx, mysqlwire.Config{Addr: cfg.Addr, User: cfg.User, Password: cfg.Password, TLS: tc,
+		ConnectTimeout: cfg.ConnectTimeout, ReadTimeout: readTimeout, WriteTimeout: readTimeout})
 	if err != nil {
 		return nil, Classify(cfg, err)
 	}

@@ -42,6 +42,9 @@ type Config struct {
 	// TLS, when set, encrypts the connection.
 	TLS            *tls.Config
 	ConnectTimeout time.Duration
+	// ReadTimeout bounds each wait for the server's next bytes, and
+	// WriteTimeout the writing of a command; zero waits for ever.
+	ReadTimeout, WriteTimeout time.Duration
 	// MultiStatements lets a command hold several statements separated
 	// by semicolons.
 	MultiStatements bool
@@ -59,16 +62,13 @@ type Conn struct {
 	// yet, the sequence number its response starts at.
 	pending []byte
 	// writes reports the end of the last write; nil before the first.
-	writes chan error
-	out    []byte
+	writes       chan error
+	out          []byte
+	writeTimeout time.Duration
 }
 
 const (
-	bufferSize = 256 << 10
-	// timeout bounds the wait for the server's next bytes, as the
-	// ReadTimeout of databus's database/sql connections does, and for a
-	// command to be written.
-	timeout       = time.Minute
+	bufferSize    = 256 << 10
 	maxPacketSize = 1<<24 - 1
 )
 
@@ -100,7 +100,11 @@ func Dial(ctx context.Context, cfg Config) (*Conn, error) {
 	// The embedded net.Conn is the TLS connection once TLS is on; after
 	// the handshake nothing is left unread in go-mysql's own buffer.
 	nc := c.Conn.Conn
-	return &Conn{c: c, nc: nc, br: bufio.NewReaderSize(deadlineReader{nc}, bufferSize)}, nil
+	var r io.Reader = nc
+	if cfg.ReadTimeout > 0 {
+		r = deadlineReader{nc, cfg.ReadTimeout}
+	}
+	return &Conn{c: c, nc: nc, br: bufio.NewReaderSize(r, bufferSize), writeTimeout: cfg.WriteTimeout}, nil
 }
 
 // Close closes the connection.
@@ -164,7 +168,10 @@ func (c *Conn) Send(q string) error {
 	c.out = out
 	c.pending = append(c.pending, seq+1)
 	go func() {
-		err := c.nc.SetWriteDeadline(time.Now().Add(timeout))
+		var err error
+		if c.writeTimeout > 0 {
+			err = c.nc.SetWriteDeadline(time.Now().Add(c.writeTimeout))
+		}
 		if err == nil {
 			_, err = c.nc.Write(out)
 		}
@@ -354,10 +361,13 @@ func (c *Conn) header() (int, error) {
 
 // deadlineReader renews the read deadline before each read from the
 // connection, which the buffer makes once per 256 KiB or less.
-type deadlineReader struct{ net.Conn }
+type deadlineReader struct {
+	net.Conn
+	timeout time.Duration
+}
 
 func (d deadlineReader) Read(p []byte) (int, error) {
-	if err := d.SetReadDeadline(time.Now().Add(timeout)); err != nil {
+	if err := d.SetReadDeadline(time.Now().Add(d.timeout)); err != nil {
 		return 0, err
 	}
 	return d.Conn.Read(p)
