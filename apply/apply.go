@@ -74,8 +74,8 @@ type Applier struct {
 	log *slog.Logger
 	// db runs one statement per call (DDL, snapshot rows, checkpoint
 	// reads); the row events' statements go, many per command, through a
-	// connection to batch (dialBatch), which takes TLS when db has it and
-	// batchTLS is only preferred.
+	// connection to batch (dialBatch). It has TLS as db has: when TLS is
+	// only preferred (batchPreferTLS), when db's connection has it.
 	db             *sql.DB
 	batch          mysqlwire.Config
 	batchPreferTLS bool
