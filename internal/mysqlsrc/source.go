@@ -78,9 +78,10 @@ func (s ServerInfo) Flavor() string {
 	return "mysql"
 }
 
-// readTimeout bounds each wait for the source's next bytes on the
-// connections that run statements (not the binlog stream).
-const readTimeout = time.Minute
+// ioTimeout bounds each wait for the source's next bytes on the
+// connections that run statements (not the binlog stream), and on the
+// wire connections also the writing of a statement.
+const ioTimeout = time.Minute
 
 // openDB opens a database/sql handle on the source.
 func openDB(cfg Config) (*sql.DB, error) {
@@ -91,7 +92,7 @@ func openDB(cfg Config) (*sql.DB, error) {
 	mc.Addr = cfg.Addr
 	mc.Timeout = cfg.ConnectTimeout
 	mc.InterpolateParams = true
-	mc.ReadTimeout = readTimeout
+	mc.ReadTimeout = ioTimeout
 	mc.Params = map[string]string{"time_zone": "'+00:00'"}
 	if err := tlsconf.Driver(mc, cfg.TLSMode, cfg.TLS); err != nil {
 		return nil, fmt.Errorf("%w: mysql.tls: %v", ErrSourceSettings, err)

@@ -15,7 +15,7 @@ func DialWire(ctx context.Context, cfg Config, info ServerInfo) (*mysqlwire.Conn
 		return nil, err
 	}
 	c, err := mysqlwire.Dial(ctx, mysqlwire.Config{Addr: cfg.Addr, User: cfg.User, Password: cfg.Password, TLS: tc,
-		ConnectTimeout: cfg.ConnectTimeout, ReadTimeout: readTimeout, WriteTimeout: readTimeout})
+		ConnectTimeout: cfg.ConnectTimeout, ReadTimeout: ioTimeout, WriteTimeout: ioTimeout})
 	if err != nil {
 		return nil, Classify(cfg, err)
 	}
