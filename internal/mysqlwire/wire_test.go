@@ -15,7 +15,7 @@ import (
 
 func dial(t *testing.T, db *testenv.MariaDB) *mysqlwire.Conn {
 	t.Helper()
-	c, err := mysqlwire.Dial(t.Context(), mysqlwire.Config{Addr: db.Addr(), User: "root", ConnectTimeout: 5 * time.Second, MultiStatements: true})
+	c, err := mysqlwire.Dial(t.Context(), mysqlwire.Config{Addr: db.Addr(), User: "root", ConnectTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second, MultiStatements: true})
 	if err != nil {
 		t.Fatal(err)
 	}
