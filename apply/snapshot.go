@@ -117,6 +117,8 @@ func (a *Applier) flushRows(ctx context.Context, g *group, t *txn) error {
 // where the load stands and commits, once every statement before has
 // succeeded.
 func (a *Applier) commitSnapshotRows(ctx context.Context, g *group, t *txn) error {
+	ctx, cancel := seeThrough(ctx)
+	defer cancel()
 	if err := a.flushRows(ctx, g, t); err != nil {
 		return err
 	}

@@ -42,7 +42,10 @@ const (
 	// (group.readOldest); perRowWeight is the weight, in rows, of the
 	// estimate of the target's time per row change against a new sample.
 	maxResultsWait = 250 * time.Millisecond
-	perRowWeight   = 5000
+	// commitWait bounds a commit a stop waits for: the commands in flight
+	// and the commit itself (seeThrough).
+	commitWait   = 30 * time.Second
+	perRowWeight = 5000
 )
 
 // item is one event read from the stream, prepared for the target: a row
@@ -105,13 +108,22 @@ func (a *Applier) commitGroup(ctx context.Context, g *group) error {
 	}
 	g.endTxn()
 	last := g.last
-	if err := g.commit(ctx, a.appliedSQL(last)); err != nil {
+	cctx, cancel := seeThrough(ctx)
+	defer cancel()
+	if err := g.commit(cctx, a.appliedSQL(last)); err != nil {
 		return err
 	}
 	a.applied(last, g.txns, g.events)
 	g.reset()
 	_ = last.Ack(ctx) // the checkpoint on the target is what counts
 	return nil
+}
+
+// seeThrough returns the context of a commit that has begun: a stop does
+// not cut it short, so that whether it committed is known (and counted),
+// but it gives up after commitWait.
+func seeThrough(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), commitWait)
 }
 
 // rowError names the events a failed statement applies, where they were
