@@ -7,7 +7,8 @@
 # BENCH_SYSBENCH_SECONDS (each sysbench workload of the apply benchmarks,
 # default 20). The apply benchmarks need sysbench (installed when missing).
 # BENCH_APPLY_PROFILE and BENCH_LOAD_PROFILE name files for CPU profiles of
-# the timed part of BenchmarkApply and BenchmarkSnapshotLoad.
+# the timed part of BenchmarkApply and BenchmarkSnapshotLoad,
+# BENCH_SNAPSHOT_PROFILE of BenchmarkSnapshotInProcess's iterations.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v sysbench >/dev/null; then

@@ -22,7 +22,7 @@ import (
 func BenchmarkSnapshotLoad(b *testing.B) {
 	f := loadTables(b)
 	for b.Loop() {
-		js, c := captureIdle(b, f)
+		js, c, stop := captureIdle(b, f)
 		man, err := snapshot.Take(b.Context(), testenv.SnapshotConfig(c.Config), c.NC, snapshot.Options{})
 		if err != nil {
 			b.Fatal(err)
@@ -55,6 +55,7 @@ func BenchmarkSnapshotLoad(b *testing.B) {
 		cancel()
 		<-done
 		a.Close()
+		stop()
 		f.report(b, el)
 	}
 }

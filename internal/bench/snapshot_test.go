@@ -2,6 +2,8 @@ package bench
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"strconv"
@@ -42,7 +44,7 @@ var (
 func loadTables(b *testing.B) *tableFixture {
 	b.Helper()
 	tableOnce.Do(func() {
-		f := &tableFixture{db: testenv.StartMariaDB(&onceTB{b}, "--max-allowed-packet=256M")}
+		f := &tableFixture{db: testenv.StartMariaDB(&onceTB{b}, "--max-allowed-packet=256M", "--innodb-buffer-pool-size=256M")}
 		f.db.Exec(b, shopSchema...)
 		db := f.db.DB(b)
 		writeLoad(b, db, envInt("BENCH_SNAPSHOT_ROWS", 500_000))
@@ -105,15 +107,22 @@ func (f *tableFixture) checkSnapshot(b *testing.B, man *sdk.Manifest) {
 
 // captureIdle starts a JetStream and an in-process capture of the
 // fixture's server, which a snapshot needs for its handoff. Nothing writes
-// while the snapshot runs, so capture is idle.
-func captureIdle(b *testing.B, f *tableFixture) (*testenv.JetStream, *testenv.Capture) {
+// while the snapshot runs, so capture is idle. stop ends both, so that
+// one iteration's capture does not compete with the next one's (two
+// captures with the same server id take turns evicting each other).
+func captureIdle(b *testing.B, f *tableFixture) (js *testenv.JetStream, c *testenv.Capture, stop func()) {
 	b.Helper()
-	js := testenv.StartJetStream(b)
+	js = testenv.StartJetStream(b)
 	cfg := testenv.CaptureConfig(f.db)
 	cfg.Source = "snap"
-	c := testenv.NewCapture(cfg, js.Conn(b))
+	c = testenv.NewCapture(cfg, js.Conn(b))
 	c.Start(b)
-	return js, c
+	return js, c, func() {
+		if err := c.Stop(b); err != nil && !errors.Is(err, context.Canceled) {
+			b.Fatalf("idle capture: %v", err)
+		}
+		js.Server.Close()
+	}
 }
 
 // runMeasured runs cmd to completion and returns how long it took, its
@@ -149,7 +158,7 @@ func BenchmarkSnapshot(b *testing.B) {
 	f := loadTables(b)
 	bin := buildBinary(b)
 	for b.Loop() {
-		js, c := captureIdle(b, f)
+		js, c, stop := captureIdle(b, f)
 		cmd := exec.Command(bin, "snapshot", "--local") // its own process: its peak RSS is measured
 		cmd.Env = append(os.Environ(), "DATABUS_HTTP_LISTEN=", "DATABUS_SOURCE="+c.Config.Source, "DATABUS_MYSQL_ADDR="+f.db.Addr(), "DATABUS_NATS_URL="+js.URL,
 			"DATABUS_DATA_DIR="+b.TempDir(), "DATABUS_LOG_LEVEL=warn")
@@ -167,6 +176,7 @@ func BenchmarkSnapshot(b *testing.B) {
 		b.ReportMetric(cpu.Seconds(), "databus-CPU-s")
 		b.ReportMetric(server.Seconds(), "server-CPU-s")
 		b.ReportMetric(harness.Seconds(), "JetStream-CPU-s")
+		stop()
 	}
 }
 
@@ -174,8 +184,10 @@ func BenchmarkSnapshot(b *testing.B) {
 // in the test process, for profiling (-cpuprofile, -memprofile).
 func BenchmarkSnapshotInProcess(b *testing.B) {
 	f := loadTables(b)
+	stopProfile := profileTimed(b, "BENCH_SNAPSHOT_PROFILE") // every iteration, with its JetStream's and capture's start
+	defer stopProfile()
 	for b.Loop() {
-		_, c := captureIdle(b, f)
+		_, c, stop := captureIdle(b, f)
 		start := time.Now()
 		man, err := snapshot.Take(b.Context(), testenv.SnapshotConfig(c.Config), c.NC, snapshot.Options{})
 		el := time.Since(start)
@@ -184,6 +196,7 @@ func BenchmarkSnapshotInProcess(b *testing.B) {
 		}
 		f.checkSnapshot(b, man)
 		f.report(b, el)
+		stop()
 	}
 }
 

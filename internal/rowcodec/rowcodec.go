@@ -195,6 +195,9 @@ func Encode(c *Column, v any) (Value, error) {
 		}
 		return Value{JSON: s, SQL: "'" + s + "'"}, nil
 	case mysql.MYSQL_TYPE_ENUM:
+		if text, ok := labelText(v); ok {
+			return labelValue(c.Charset, text)
+		}
 		i, ok := v.(int64)
 		if !ok {
 			return Value{}, fmt.Errorf("enum value of Go type %T", v)
@@ -205,8 +208,11 @@ func Encode(c *Column, v any) (Value, error) {
 		if int(i) > len(c.Enum) {
 			return Value{}, fmt.Errorf("enum index %d beyond the %d values in the table map", i, len(c.Enum))
 		}
-		return labelValue(c.Charset, c.Enum[i-1])
+		return labelValue(c.Charset, []byte(c.Enum[i-1]))
 	case mysql.MYSQL_TYPE_SET:
+		if text, ok := labelText(v); ok {
+			return labelValue(c.Charset, text)
+		}
 		i, ok := v.(int64)
 		if !ok {
 			return Value{}, fmt.Errorf("set value of Go type %T", v)
@@ -219,7 +225,7 @@ func Encode(c *Column, v any) (Value, error) {
 			}
 			parts = append(parts, c.Set[b])
 		}
-		return labelValue(c.Charset, strings.Join(parts, ","))
+		return labelValue(c.Charset, []byte(strings.Join(parts, ",")))
 	case mysql.MYSQL_TYPE_JSON:
 		b, err := asBytes(v)
 		if err != nil {
@@ -289,10 +295,22 @@ func asBytes(v any) ([]byte, error) {
 	return nil, fmt.Errorf("string value of Go type %T", v)
 }
 
-// labelValue encodes ENUM and SET labels, which the table map holds in the
-// column's character set.
-func labelValue(cs, label string) (Value, error) {
-	s, err := charset.Decode(cs, []byte(label))
+// labelText returns the text of an ENUM or SET value given as its text
+// (FromText) rather than as the binlog's index or bitmask.
+func labelText(v any) ([]byte, bool) {
+	switch x := v.(type) {
+	case []byte:
+		return x, true
+	case string:
+		return []byte(x), true
+	}
+	return nil, false
+}
+
+// labelValue encodes ENUM and SET text, which the table map and the text
+// protocol give in the column's character set.
+func labelValue(cs string, label []byte) (Value, error) {
+	s, err := charset.Decode(cs, label)
 	if err != nil {
 		return Value{}, err
 	}

@@ -20,7 +20,7 @@ func TestJSONCheckColumn(t *testing.T) {
 	}
 }
 
-// ENUM values are compared in the column's character set: information_schema
+// ENUM values are kept in the column's character set: information_schema
 // gives them in UTF-8, the table map and the text protocol in the set.
 func TestEnumValuesInTheColumnsCharacterSet(t *testing.T) {
 	c, err := ColumnFromSchema("e", "enum", "enum('Привет','б')", "cp1251", true)
@@ -30,12 +30,15 @@ func TestEnumValuesInTheColumnsCharacterSet(t *testing.T) {
 	if c.Enum[0] != "\xcf\xf0\xe8\xe2\xe5\xf2" {
 		t.Fatalf("enum value in cp1251: % X", c.Enum[0])
 	}
-	v, err := FromText(&c, []byte("1,\xcf\xf0\xe8\xe2\xe5\xf2"))
+	v, err := FromText(&c, []byte("\xcf\xf0\xe8\xe2\xe5\xf2"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if ev, err := Encode(&c, v); err != nil || ev.JSON != "Привет" {
-		t.Errorf("Encode: %#v, %v", ev.JSON, err)
+		t.Errorf("Encode of the text: %#v, %v", ev.JSON, err)
+	}
+	if ev, err := Encode(&c, int64(1)); err != nil || ev.JSON != "Привет" {
+		t.Errorf("Encode of the binlog's index: %#v, %v", ev.JSON, err)
 	}
 	if _, err := ColumnFromSchema("e", "enum", "enum('😀')", "latin2", true); err == nil {
 		t.Error("a value with no latin2 form: got no error")

@@ -41,10 +41,6 @@ import (
 //   - BINARY(n) as CAST(… AS BINARY(n)): the bytes of MariaDB's UUID,
 //     INET6 and INET4, which the binlog carries as BINARY, rather than
 //     their text (a no-op for a real BINARY);
-//   - ENUM and SET as CONCAT(… + 0, ',', …): the index or bitmask the
-//     binlog carries, then the value's text, which [FromText] checks
-//     against the column's values (information_schema cannot show
-//     characters beyond the Basic Multilingual Plane).
 func SelectExpr(c *Column) string {
 	name := sdk.QuoteIdent(c.Name)
 	switch c.Type {
@@ -56,8 +52,6 @@ func SelectExpr(c *Column) string {
 		if c.Charset == "binary" {
 			return "CAST(" + name + " AS BINARY(" + strconv.Itoa(int(stringLength(c.Meta))) + "))"
 		}
-	case mysql.MYSQL_TYPE_ENUM, mysql.MYSQL_TYPE_SET:
-		return "CONCAT(" + name + "+0, ',', " + name + ")"
 	}
 	return name
 }
@@ -68,15 +62,22 @@ func SelectExpr(c *Column) string {
 // (with capture's decoder settings: no ParseTime, no UseDecimal, UTC
 // timestamps); nil is NULL. The Go type is the decoder's too, except that
 // character and byte strings are always []byte, which [Encode] treats as it
-// treats a string, and that a BINARY(n) keeps the trailing zero bytes the
-// binlog drops ([Encode] puts them back). The result may alias raw.
+// treats a string; that a BINARY(n) keeps the trailing zero bytes the
+// binlog drops ([Encode] puts them back); and that an ENUM or SET value is
+// its text in the column's character set (the member, or the members
+// joined by commas), where the decoder gives the index or bitmask: [Encode]
+// gives both the same JSON and SQL. The text is the server's own, so it is
+// right where information_schema's list of members is not (it shows
+// characters beyond the Basic Multilingual Plane as ?), and the invalid
+// ENUM value (index 0) reads as the empty string, as the binlog's does. The
+// result may alias raw.
 func FromText(c *Column, raw []byte) (any, error) {
 	if raw == nil {
 		return nil, nil
 	}
 	switch c.Type {
 	case mysql.MYSQL_TYPE_VARCHAR, mysql.MYSQL_TYPE_VAR_STRING, mysql.MYSQL_TYPE_BLOB, mysql.MYSQL_TYPE_GEOMETRY,
-		mysql.MYSQL_TYPE_VECTOR:
+		mysql.MYSQL_TYPE_VECTOR, mysql.MYSQL_TYPE_ENUM, mysql.MYSQL_TYPE_SET:
 		return raw, nil // the stored bytes
 	case mysql.MYSQL_TYPE_STRING:
 		return charFromText(c, raw), nil
@@ -134,8 +135,6 @@ func FromText(c *Column, raw []byte) (any, error) {
 		// The server prints them as the decoder does, zero dates and
 		// fractions to the column's precision included.
 		return s, nil
-	case mysql.MYSQL_TYPE_ENUM, mysql.MYSQL_TYPE_SET:
-		return enumFromText(c, s)
 	}
 	return nil, fmt.Errorf("column type %s (code %d) is not supported", c.TypeName(), c.Type)
 }
@@ -213,57 +212,6 @@ func decimalFromText(s string) (string, error) {
 		s = s[:len(s)-len(digits)] + trimmed + digits[len(intPart):]
 	}
 	return s, nil
-}
-
-// enumFromText reads an ENUM's index or a SET's bitmask from "n,text" (see
-// [SelectExpr]) and checks that the column's values give the same text, so
-// that [Encode] writes what is stored. The index of an invalid ENUM value
-// is 0, with text "".
-func enumFromText(c *Column, s string) (any, error) {
-	num, text, ok := strings.Cut(s, ",")
-	if !ok {
-		return nil, fmt.Errorf("%s value %q is not number,text", c.TypeName(), s)
-	}
-	// A 64-value SET's bitmask prints signed when its top bit is set; the
-	// decoder gives it as an int64 either way.
-	var n int64
-	var err error
-	if strings.HasPrefix(num, "-") {
-		n, err = strconv.ParseInt(num, 10, 64)
-	} else {
-		var u uint64
-		u, err = strconv.ParseUint(num, 10, 64)
-		n = int64(u)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("%s number %q: %w", c.TypeName(), num, err)
-	}
-	var want string
-	if c.Type == mysql.MYSQL_TYPE_ENUM {
-		switch {
-		case n < 0 || n > int64(len(c.Enum)):
-			return nil, fmt.Errorf("enum index %d beyond the column's %d values", n, len(c.Enum))
-		case n > 0:
-			want = c.Enum[n-1]
-		}
-	} else {
-		var parts []string
-		for i := 0; i < 64; i++ {
-			if uint64(n)&(1<<i) == 0 {
-				continue
-			}
-			if i >= len(c.Set) {
-				return nil, fmt.Errorf("set bit %d beyond the column's %d values", i, len(c.Set))
-			}
-			parts = append(parts, c.Set[i])
-		}
-		want = strings.Join(parts, ",")
-	}
-	if text != want {
-		return nil, fmt.Errorf("%s value %d reads %q, but the column's values from information_schema make it %q "+
-			"(information_schema shows characters beyond the Basic Multilingual Plane as ?)", c.TypeName(), n, text, want)
-	}
-	return n, nil
 }
 
 // mysqlJSONFromText renders the text of a MySQL JSON value as go-mysql
@@ -345,17 +293,9 @@ func AppendTextJSON(buf []byte, c *Column, raw []byte) ([]byte, error) {
 			return append(append(append(buf, '"'), raw...), '"'), nil
 		}
 	case mysql.MYSQL_TYPE_ENUM, mysql.MYSQL_TYPE_SET:
-		// "n,text" (SelectExpr): once checked against the column's
-		// values, the text is the value.
-		if charset.IsUTF8(c.Charset) {
-			if c.Type == mysql.MYSQL_TYPE_ENUM {
-				if text, ok := enumText(c, raw); ok {
-					return AppendJSONString(buf, text), nil
-				}
-			} else if _, err := enumFromText(c, string(raw)); err == nil {
-				_, text, _ := bytes.Cut(raw, []byte{','})
-				return AppendJSONString(buf, text), nil
-			}
+		// The text is the value (FromText).
+		if charset.Verbatim(c.Charset, raw) {
+			return AppendJSONString(buf, raw), nil
 		}
 	case mysql.MYSQL_TYPE_VARCHAR, mysql.MYSQL_TYPE_VAR_STRING, mysql.MYSQL_TYPE_BLOB, mysql.MYSQL_TYPE_STRING:
 		if c.Type == mysql.MYSQL_TYPE_STRING {
@@ -379,27 +319,6 @@ func AppendTextJSON(buf []byte, c *Column, raw []byte) ([]byte, error) {
 		return buf, err
 	}
 	return AppendJSONValue(buf, ev.JSON), nil
-}
-
-// enumText returns the member of an ENUM read as "index,member"
-// (SelectExpr), and whether the member is the column's member of that
-// index; enumFromText explains a mismatch.
-func enumText(c *Column, raw []byte) ([]byte, bool) {
-	num, text, ok := bytes.Cut(raw, []byte{','})
-	if !ok || !plainInt(num) || num[0] == '-' || len(num) > 5 {
-		return nil, false
-	}
-	n := 0
-	for _, d := range num {
-		n = n*10 + int(d-'0')
-	}
-	switch {
-	case n == 0:
-		return text, len(text) == 0
-	case n <= len(c.Enum):
-		return text, c.Enum[n-1] == string(text)
-	}
-	return nil, false
 }
 
 // plainInt reports whether b is an integer as Encode prints one: an
