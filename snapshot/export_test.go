@@ -3,8 +3,6 @@ package snapshot
 import (
 	"context"
 	"time"
-
-	"github.com/databus/databus/internal/mysqlsrc"
 )
 
 // SetSnapshotViewOpenedHook makes every snapshot call f right after it
@@ -24,21 +22,16 @@ func SetCommitBlockWait(t interface{ Cleanup(func()) }, d time.Duration) {
 // returns a function per session that runs a query of one value there,
 // the GTID set the view matches and a function that ends it.
 func OpenReadViews(ctx context.Context, cfg Config, parallel int) ([]func(q string) (string, error), string, func(), error) {
-	db, err := mysqlsrc.Connect(ctx, cfg.MySQL)
+	src, err := openSource(ctx, cfg.MySQL, parallel)
 	if err != nil {
-		return nil, "", nil, err
-	}
-	info, err := mysqlsrc.Inspect(ctx, db)
-	if err != nil {
-		db.Close()
 		return nil, "", nil, err
 	}
 	s := &snapshotter{cfg: cfg, opt: Options{Parallel: parallel}}
-	v, err := s.begin(ctx, db, info)
-	if err != nil {
-		db.Close()
+	if err := s.begin(ctx, src); err != nil {
+		src.close(ctx)
 		return nil, "", nil, err
 	}
+	v := src.v
 	queries := []func(string) (string, error){func(q string) (string, error) {
 		var val string
 		err := v.meta.QueryRowContext(ctx, q).Scan(&val)
@@ -54,8 +47,5 @@ func OpenReadViews(ctx context.Context, cfg Config, parallel int) ([]func(q stri
 			return val, err
 		})
 	}
-	return queries, s.man.GTIDSet, func() {
-		_ = v.end(ctx, "ROLLBACK")
-		db.Close()
-	}, nil
+	return queries, s.man.GTIDSet, func() { src.close(ctx) }, nil
 }

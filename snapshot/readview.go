@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -63,14 +64,90 @@ func (v *views) keep(ctx context.Context, n int) {
 // rows' bytes as stored, times in UTC.
 var sessionSettings = []string{
 	"SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ",
-	"SET NAMES binary",
-	"SET time_zone = '+00:00'",
-	"SET SESSION net_write_timeout = 3600",
+	"SET NAMES binary, time_zone = '+00:00', SESSION net_write_timeout = 3600",
 }
 
-// begin opens the consistent read view on a metadata session and
-// opt.Parallel readers, and records the binlog position and GTID set it
-// matches.
+// source holds a snapshot's connections to MySQL, opened (by openSource)
+// while the NATS side of the snapshot is set up: the pool of the metadata
+// session and of the commit block's session, and the sessions of the read
+// view, not yet in their snapshot transaction.
+type source struct {
+	db   *sql.DB
+	info mysqlsrc.ServerInfo
+	v    *views
+	// lock holds commits off while the views open (blockCommits).
+	lock *sql.Conn
+}
+
+// openSource connects to MySQL, reads what the snapshot needs to know of
+// the server, and opens the metadata session, the commit block's session
+// and parallel readers, all at the same time.
+func openSource(ctx context.Context, cfg mysqlsrc.Config, parallel int) (src *source, err error) {
+	db, err := mysqlsrc.Connect(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	db.SetMaxOpenConns(2) // the read view's metadata session and the commit block
+	src = &source{db: db, v: &views{readers: make([]*mysqlwire.Conn, parallel)}}
+	defer func() {
+		if err != nil {
+			src.close(ctx)
+			src = nil
+		}
+	}()
+	if src.info, err = mysqlsrc.Inspect(ctx, db); err != nil {
+		return src, err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() (err error) {
+		if src.v.meta, err = db.Conn(gctx); err != nil {
+			return mysqlsrc.Classify(cfg, err)
+		}
+		for _, q := range sessionSettings {
+			if _, err := src.v.meta.ExecContext(gctx, q); err != nil {
+				return fmt.Errorf("%s: %w", q, err)
+			}
+		}
+		return nil
+	})
+	g.Go(func() (err error) {
+		if src.lock, err = db.Conn(gctx); err != nil {
+			return mysqlsrc.Classify(cfg, err)
+		}
+		return nil
+	})
+	for i := range src.v.readers {
+		g.Go(func() error {
+			r, err := mysqlsrc.DialWire(gctx, cfg, src.info)
+			if err != nil {
+				return err
+			}
+			src.v.readers[i] = r
+			for _, q := range sessionSettings {
+				if err := r.Exec(gctx, q); err != nil {
+					return fmt.Errorf("%s: %w", q, err)
+				}
+			}
+			return nil
+		})
+	}
+	err = g.Wait()
+	return src, err
+}
+
+// close rolls the read view back, if it is still open, and closes every
+// connection.
+func (src *source) close(ctx context.Context) {
+	src.v.readers = slices.DeleteFunc(src.v.readers, func(r *mysqlwire.Conn) bool { return r == nil })
+	_ = src.v.end(context.WithoutCancel(ctx), "ROLLBACK")
+	if src.lock != nil {
+		src.lock.Close()
+	}
+	src.db.Close()
+}
+
+// begin opens the consistent read view on the source's sessions and
+// records the binlog position and GTID set it matches.
 //
 // The views open while no transaction can commit, so they all hold the
 // same transactions, and the binlog position read then is exactly theirs:
@@ -80,51 +157,23 @@ var sessionSettings = []string{
 // under concurrent commits is off by a transaction or two now and then
 // (measured on 10.11), which would lose or repeat those transactions for
 // every consumer that starts from the snapshot.
-func (s *snapshotter) begin(ctx context.Context, db *sql.DB, info mysqlsrc.ServerInfo) (v *views, err error) {
-	v = &views{}
+func (s *snapshotter) begin(ctx context.Context, src *source) error {
 	defer func() {
-		if err != nil {
-			_ = v.end(context.WithoutCancel(ctx), "ROLLBACK")
-			v = nil
-		}
+		src.lock.Close()
+		src.lock = nil
 	}()
-	if v.meta, err = db.Conn(ctx); err != nil {
-		return v, mysqlsrc.Classify(s.cfg.MySQL, err)
-	}
-	for _, q := range sessionSettings {
-		if _, err := v.meta.ExecContext(ctx, q); err != nil {
-			return v, fmt.Errorf("%s: %w", q, err)
-		}
-	}
-	for range s.opt.Parallel {
-		r, err := mysqlsrc.DialWire(ctx, s.cfg.MySQL, info)
-		if err != nil {
-			return v, err
-		}
-		v.readers = append(v.readers, r)
-		for _, q := range sessionSettings {
-			if err := r.Exec(ctx, q); err != nil {
-				return v, fmt.Errorf("%s: %w", q, err)
-			}
-		}
-	}
-	lock, err := db.Conn(ctx)
+	unblock, err := blockCommits(ctx, src.lock, src.info)
 	if err != nil {
-		return v, mysqlsrc.Classify(s.cfg.MySQL, err)
+		return err
 	}
-	defer lock.Close()
-	unblock, err := blockCommits(ctx, lock, info)
-	if err != nil {
-		return v, err
-	}
-	file, offset, gtids, err := openViews(ctx, v, lock, info)
+	file, offset, gtids, err := openViews(ctx, src.v, src.lock, src.info)
 	unblock()
 	if err != nil {
-		return v, err
+		return err
 	}
-	s.man.Position = sdk.Position{File: file, Offset: offset, ServerID: info.ServerID, ServerUUID: info.ServerUUID}
+	s.man.Position = sdk.Position{File: file, Offset: offset, ServerID: src.info.ServerID, ServerUUID: src.info.ServerUUID}
 	s.man.GTIDSet = gtids
-	return v, nil
+	return nil
 }
 
 // openViews starts the snapshot transaction on every session of v while

@@ -116,6 +116,20 @@ func Take(ctx context.Context, cfg Config, nc *nats.Conn, opt Options) (*sdk.Man
 	if opt.Parallel <= 0 {
 		opt.Parallel = min(runtime.NumCPU(), 4)
 	}
+	// MySQL's connections open while the NATS side is set up.
+	// Returning before take stops it and closes what it opened.
+	openCtx, stopOpening := context.WithCancel(ctx)
+	opened := make(chan openedSource, 1)
+	go func() {
+		src, err := openSource(openCtx, cfg.MySQL, opt.Parallel)
+		opened <- openedSource{src, err}
+	}()
+	defer func() {
+		stopOpening()
+		if o, ok := <-opened; ok && o.src != nil {
+			o.src.close(ctx)
+		}
+	}()
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, fmt.Errorf("opening JetStream: %w", err)
@@ -146,7 +160,7 @@ func Take(ctx context.Context, cfg Config, nc *nats.Conn, opt Options) (*sdk.Man
 	if err := s.removePartial(ctx); err != nil {
 		return nil, err
 	}
-	if err := s.take(ctx); err != nil {
+	if err := s.take(ctx, opened); err != nil {
 		s.removeSnapshot(context.WithoutCancel(ctx), s.man.ID)
 		return nil, fmt.Errorf("%w: snapshot %s of source %s: %w (the previous latest snapshot stays the latest)", ErrAbandoned, s.man.ID, cfg.Source, err)
 	}
@@ -191,23 +205,25 @@ type snapshotter struct {
 	shown time.Time
 }
 
-// take reads the tables and publishes the snapshot.
-func (s *snapshotter) take(ctx context.Context) error {
-	db, err := mysqlsrc.Connect(ctx, s.cfg.MySQL)
-	if err != nil {
+// openedSource is what openSource returned.
+type openedSource struct {
+	src *source
+	err error
+}
+
+// take reads the tables, on the connections that come from opened, and
+// publishes the snapshot.
+func (s *snapshotter) take(ctx context.Context, opened chan openedSource) error {
+	o := <-opened
+	close(opened)
+	if o.err != nil {
+		return o.err
+	}
+	defer o.src.close(ctx)
+	info, v := o.src.info, o.src.v
+	if err := s.begin(ctx, o.src); err != nil {
 		return err
 	}
-	defer db.Close()
-	db.SetMaxOpenConns(2) // the read view's metadata session and the commit block
-	info, err := mysqlsrc.Inspect(ctx, db)
-	if err != nil {
-		return err
-	}
-	v, err := s.begin(ctx, db, info)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = v.end(context.WithoutCancel(ctx), "ROLLBACK") }()
 	if testHookViewOpened != nil {
 		testHookViewOpened()
 	}
