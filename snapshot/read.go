@@ -14,7 +14,6 @@ import (
 
 	"github.com/databus/databus/internal/mysqlwire"
 	"github.com/databus/databus/internal/rowcodec"
-	"github.com/databus/databus/internal/rowevent"
 	"github.com/databus/databus/sdk"
 )
 
@@ -113,6 +112,11 @@ func (s *snapshotter) describe(ctx context.Context, conn *sql.Conn, st *snapTabl
 	}
 	s.man.Tables[st.index] = sdk.SnapshotTable{Database: t.Database(), Table: t.Name(), CreateSQL: qualifyCreate(create, t),
 		Columns: t.WireColumns(), PrimaryKey: t.PrimaryKeyNames(), Objects: []sdk.SnapshotObject{}}
+	cols := t.Columns()
+	st.values = make([]rowcodec.TextJSON, len(cols))
+	for i := range cols {
+		st.values[i] = rowcodec.NewTextJSON(&cols[i])
+	}
 	return nil
 }
 
@@ -211,7 +215,7 @@ func (s *snapshotter) readSpan(ctx context.Context, r *mysqlwire.Conn, sp *span)
 			w = s.newObject(ctx, sdk.SnapshotObjectName(s.man.ID, sp.st.index, sp.rng, len(sp.objects)))
 		}
 		before := w.bytes
-		err := w.appendRow(ctx, func(line []byte) ([]byte, error) { return appendRow(line, t, row) })
+		err := w.appendRow(ctx, func(line []byte) ([]byte, error) { return appendRow(line, sp.st, row) })
 		if err != nil {
 			return err
 		}
@@ -255,16 +259,16 @@ func (s *snapshotter) readSpan(ctx context.Context, r *mysqlwire.Conn, sp *span)
 // appendRow appends a table's row, the text-protocol values read with
 // rowcodec.SelectExpr, as a line of the object format: a JSON array of
 // the values and a newline.
-func appendRow(line []byte, t *rowevent.Table, row [][]byte) ([]byte, error) {
-	cols := t.Columns()
+func appendRow(line []byte, st *snapTable, row [][]byte) ([]byte, error) {
 	line = append(line, '[')
 	for i, raw := range row {
 		if i > 0 {
 			line = append(line, ',')
 		}
 		var err error
-		if line, err = rowcodec.AppendTextJSON(line, &cols[i], raw); err != nil {
-			return line, fmt.Errorf("%w: %s column %s (%s): %v", rowcodec.ErrUndecodable, t.Qualified(), cols[i].Name, cols[i].TypeName(), err)
+		if line, err = st.values[i].Append(line, raw); err != nil {
+			c := &st.t.Columns()[i]
+			return line, fmt.Errorf("%w: %s column %s (%s): %v", rowcodec.ErrUndecodable, st.t.Qualified(), c.Name, c.TypeName(), err)
 		}
 	}
 	return append(line, ']', '\n'), nil

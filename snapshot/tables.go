@@ -23,6 +23,8 @@ type snapTable struct {
 	// index is the table's place in the manifest; spans is how many
 	// spans it is read in.
 	index, spans int
+	// values writes the JSON of each column's values (describe).
+	values []rowcodec.TextJSON
 }
 
 // tables lists the captured base tables with their columns and keys.

@@ -2,7 +2,6 @@ package rowcodec
 
 import (
 	"bytes"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -262,100 +261,4 @@ func mysqlJSONFromText(raw []byte) (string, error) {
 	}
 	out, err := json.Marshal(doc)
 	return string(out), err
-}
-
-// AppendTextJSON appends the JSON value (docs/events.md) of column c's
-// text-protocol bytes, read as [FromText] expects: the same JSON as
-// [Encode] of [FromText]'s value, without the Go value in between for the
-// common types (integers, decimals, dates and times, UTF-8 text, bytes).
-// Snapshots store rows this way.
-func AppendTextJSON(buf []byte, c *Column, raw []byte) ([]byte, error) {
-	if raw == nil {
-		return append(buf, "null"...), nil
-	}
-	switch c.Type {
-	case mysql.MYSQL_TYPE_TINY, mysql.MYSQL_TYPE_SHORT, mysql.MYSQL_TYPE_INT24, mysql.MYSQL_TYPE_LONG:
-		if plainInt(raw) {
-			return append(buf, raw...), nil
-		}
-	case mysql.MYSQL_TYPE_LONGLONG:
-		// BIGINT travels as a string (Encode).
-		if plainInt(raw) {
-			return append(append(append(buf, '"'), raw...), '"'), nil
-		}
-	case mysql.MYSQL_TYPE_NEWDECIMAL:
-		if plainDecimal(raw) {
-			return append(append(append(buf, '"'), raw...), '"'), nil
-		}
-	case mysql.MYSQL_TYPE_TIMESTAMP, mysql.MYSQL_TYPE_TIMESTAMP2, mysql.MYSQL_TYPE_DATETIME, mysql.MYSQL_TYPE_DATETIME2,
-		mysql.MYSQL_TYPE_DATE, mysql.MYSQL_TYPE_NEWDATE:
-		if temporalText(raw) {
-			return append(append(append(buf, '"'), raw...), '"'), nil
-		}
-	case mysql.MYSQL_TYPE_ENUM, mysql.MYSQL_TYPE_SET:
-		// The text is the value (FromText).
-		if charset.Verbatim(c.Charset, raw) {
-			return AppendJSONString(buf, raw), nil
-		}
-	case mysql.MYSQL_TYPE_VARCHAR, mysql.MYSQL_TYPE_VAR_STRING, mysql.MYSQL_TYPE_BLOB, mysql.MYSQL_TYPE_STRING:
-		if c.Type == mysql.MYSQL_TYPE_STRING {
-			raw = charFromText(c, raw)
-		}
-		if c.Charset == "binary" {
-			buf = append(buf, '"')
-			buf = base64.StdEncoding.AppendEncode(buf, raw)
-			return append(buf, '"'), nil
-		}
-		if charset.Verbatim(c.Charset, raw) {
-			return AppendJSONString(buf, raw), nil
-		}
-	}
-	v, err := FromText(c, raw)
-	if err != nil {
-		return buf, err
-	}
-	ev, err := Encode(c, v)
-	if err != nil {
-		return buf, err
-	}
-	return AppendJSONValue(buf, ev.JSON), nil
-}
-
-// plainInt reports whether b is an integer as Encode prints one: an
-// optional minus, then digits without leading zeros (ZEROFILL's are not).
-func plainInt(b []byte) bool {
-	if len(b) > 0 && b[0] == '-' {
-		b = b[1:]
-	}
-	return len(b) > 0 && len(b) <= 20 && (b[0] != '0' || len(b) == 1) && allDigits(b)
-}
-
-func allDigits(b []byte) bool {
-	for _, c := range b {
-		if c < '0' || c > '9' {
-			return false
-		}
-	}
-	return true
-}
-
-// plainDecimal reports whether b is a DECIMAL as Encode prints one: an
-// optional minus, an integer part without leading zeros, an optional
-// fraction.
-func plainDecimal(b []byte) bool {
-	intPart, frac, hasFrac := bytes.Cut(b, []byte{'.'})
-	if hasFrac && (len(frac) == 0 || !allDigits(frac)) {
-		return false
-	}
-	return plainInt(intPart)
-}
-
-// temporalText reports whether b holds only what dates and times print.
-func temporalText(b []byte) bool {
-	for _, c := range b {
-		if (c < '0' || c > '9') && c != '-' && c != ':' && c != ' ' && c != '.' {
-			return false
-		}
-	}
-	return true
 }
