@@ -3,38 +3,72 @@ package snapshot
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
 
 	"github.com/databus/databus/sdk"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
-// removePartial deletes what interrupted snapshots left behind.
+// catalog is what the snapshot bucket holds: every object, and the
+// snapshots they belong to, each with whether it is complete (has its
+// manifest).
+type catalog struct {
+	objects   []*jetstream.ObjectInfo
+	snapshots map[string]bool
+}
+
+// listCatalog lists the snapshot bucket, once for everything a cleanup
+// removes: a listing takes tens of milliseconds.
+func (s *snapshotter) listCatalog(ctx context.Context) (catalog, error) {
+	c := catalog{snapshots: map[string]bool{}}
+	objs, err := s.obs.List(ctx)
+	switch {
+	case errors.Is(err, jetstream.ErrNoObjectsFound):
+		return c, nil
+	case err != nil:
+		return c, fmt.Errorf("listing the snapshot bucket: %w", err)
+	}
+	c.objects = objs
+	for _, o := range objs {
+		id, manifest := sdk.SnapshotOfObject(o.Name)
+		c.snapshots[id] = c.snapshots[id] || manifest
+	}
+	return c, nil
+}
+
+// removePartial deletes what interrupted snapshots left behind; this
+// snapshot's own objects, which it may be writing, stay.
 func (s *snapshotter) removePartial(ctx context.Context) error {
-	ids, err := sdk.SnapshotsIn(ctx, s.obs)
+	c, err := s.listCatalog(ctx)
 	if err != nil {
 		return err
 	}
-	for id, complete := range ids {
-		if !complete {
-			s.removeSnapshot(ctx, id)
+	for id, complete := range c.snapshots {
+		if !complete && id != s.man.ID {
+			s.removeSnapshot(ctx, id, c.objects)
 		}
 	}
 	return nil
 }
 
-// removeSnapshot deletes every object of snapshot id, the manifest first so
-// that it is never seen half deleted.
-func (s *snapshotter) removeSnapshot(ctx context.Context, id string) {
+// removeSnapshot deletes every object of snapshot id among objs (all of
+// the bucket's when objs is nil), the manifest first so that it is never
+// seen half deleted.
+func (s *snapshotter) removeSnapshot(ctx context.Context, id string, objs []*jetstream.ObjectInfo) {
 	_ = s.obs.Delete(ctx, sdk.ManifestName(id))
 	_ = s.kv.Delete(ctx, sdk.SnapshotDamageKey(id))
-	objs, err := s.obs.List(ctx)
-	if err != nil {
-		return
+	if objs == nil {
+		c, err := s.listCatalog(ctx)
+		if err != nil {
+			return
+		}
+		objs = c.objects
 	}
 	for _, o := range objs {
-		if strings.HasPrefix(o.Name, id+"/") {
+		if strings.HasPrefix(o.Name, id+"/") && o.Name != sdk.ManifestName(id) {
 			_ = s.obs.Delete(ctx, o.Name)
 		}
 	}
@@ -43,12 +77,12 @@ func (s *snapshotter) removeSnapshot(ctx context.Context, id string) {
 // prune keeps the newest opt.Keep sound complete snapshots and any a
 // durable consumer is still loading; damaged snapshots go too.
 func (s *snapshotter) prune(ctx context.Context) error {
-	ids, err := sdk.SnapshotsIn(ctx, s.obs)
+	c, err := s.listCatalog(ctx)
 	if err != nil {
 		return err
 	}
 	var sound, damaged []string
-	for id, complete := range ids {
+	for id, complete := range c.snapshots {
 		if !complete {
 			continue
 		}
@@ -72,7 +106,7 @@ func (s *snapshotter) prune(ctx context.Context) error {
 	}
 	for _, id := range old {
 		if !pinned[id] {
-			s.removeSnapshot(ctx, id)
+			s.removeSnapshot(ctx, id, c.objects)
 		}
 	}
 	return nil

@@ -3,6 +3,10 @@ package snapshot
 import (
 	"context"
 	"time"
+
+	"github.com/databus/databus/sdk"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // SetSnapshotViewOpenedHook makes every snapshot call f right after it
@@ -48,4 +52,24 @@ func OpenReadViews(ctx context.Context, cfg Config, parallel int) ([]func(q stri
 		})
 	}
 	return queries, s.man.GTIDSet, func() { src.close(ctx) }, nil
+}
+
+// RemovePartial removes, from source's snapshot bucket, the objects of
+// incomplete snapshots other than id, as a snapshot with that id does
+// while it reads.
+func RemovePartial(ctx context.Context, nc *nats.Conn, source, id string) error {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	obs, err := js.ObjectStore(ctx, sdk.SnapshotBucket(source))
+	if err != nil {
+		return err
+	}
+	kv, err := js.KeyValue(ctx, sdk.StateBucket(source))
+	if err != nil {
+		return err
+	}
+	s := &snapshotter{obs: obs, kv: kv, man: sdk.Manifest{ID: id}}
+	return s.removePartial(ctx)
 }

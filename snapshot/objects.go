@@ -20,8 +20,11 @@ import (
 )
 
 // chunkBytes is the size of the buffers of lines handed from a table's
-// reader to the goroutine compressing and storing its object.
-const chunkBytes = 1 << 20
+// reader to the goroutine compressing and storing its object: large
+// enough that handing one over costs nothing next to filling it, small
+// enough that the pool stays a few MiB (a `databus snapshot` process pays
+// a page fault for each page it touches).
+const chunkBytes = 256 << 10
 
 // objectWriter streams lines into one Object Store object. The reading
 // goroutine appends lines to a buffer taken from the snapshot's pool and

@@ -38,12 +38,17 @@ type span struct {
 // table with a primary key, the whole table otherwise.
 func (s *snapshotter) plan(ctx context.Context, conn *sql.Conn, tables []snapTable, readers int) ([]*span, error) {
 	var spans []*span
+	var total int64
+	for _, st := range tables {
+		total += st.estimate
+	}
+	share := max(total/int64(max(readers, 1)), minSpanRows)
 	for i := range tables {
 		st := &tables[i]
 		if err := s.describe(ctx, conn, st); err != nil {
 			return nil, err
 		}
-		wheres, err := keyRanges(ctx, conn, st, readers)
+		wheres, err := keyRanges(ctx, conn, st, readers, share)
 		if err != nil {
 			return nil, err
 		}
@@ -121,15 +126,19 @@ func (s *snapshotter) describe(ctx context.Context, conn *sql.Conn, st *snapTabl
 }
 
 // keyRanges splits a table whose primary key starts with an integer
-// column into ranges of that column, for readers connections: as many as
-// its estimated rows allow (minSpanRows each), at most four per reader.
-// Other tables, small ones and a single reader get one span, the whole
-// table (""). The bounds come from MIN and MAX inside the read view, so
-// every row falls in exactly one range.
-func keyRanges(ctx context.Context, conn *sql.Conn, st *snapTable, readers int) ([]string, error) {
+// column into ranges of that column, for readers connections, when it
+// holds more than a reader's share of the rows (by the server's
+// estimates): into as many ranges of about share rows as it holds, at
+// most one per reader. Other tables, and every table for a single reader,
+// get one span, the whole table (""). A range costs the server a
+// comparison or two per row, and a reader keeps more than a core busy
+// (the server sending, databus encoding, compressing), so tables are read
+// whole where the readers can share them out. The bounds come from MIN
+// and MAX inside the read view, so every row falls in exactly one range.
+func keyRanges(ctx context.Context, conn *sql.Conn, st *snapTable, readers int, share int64) ([]string, error) {
 	whole := []string{""}
 	pk := st.t.PrimaryKey()
-	n := min(st.estimate/minSpanRows, int64(4*readers))
+	n := min((st.estimate+share-1)/share, int64(readers))
 	if readers < 2 || len(pk) == 0 || n < 2 {
 		return whole, nil
 	}

@@ -157,12 +157,16 @@ func Take(ctx context.Context, cfg Config, nc *nats.Conn, opt Options) (*sdk.Man
 		return nil, err
 	}
 	defer unlock()
-	if err := s.removePartial(ctx); err != nil {
-		return nil, err
-	}
+	// What interrupted snapshots left is removed while this one is read.
+	cleaned := make(chan error, 1)
+	go func() { cleaned <- s.removePartial(ctx) }()
 	if err := s.take(ctx, opened); err != nil {
-		s.removeSnapshot(context.WithoutCancel(ctx), s.man.ID)
+		<-cleaned
+		s.removeSnapshot(context.WithoutCancel(ctx), s.man.ID, nil)
 		return nil, fmt.Errorf("%w: snapshot %s of source %s: %w (the previous latest snapshot stays the latest)", ErrAbandoned, s.man.ID, cfg.Source, err)
+	}
+	if err := <-cleaned; err != nil {
+		return &s.man, fmt.Errorf("snapshot %s is complete, but removing what interrupted snapshots left failed: %w", s.man.ID, err)
 	}
 	if err := s.prune(ctx); err != nil {
 		return &s.man, fmt.Errorf("snapshot %s is complete, but removing old snapshots failed: %w", s.man.ID, err)

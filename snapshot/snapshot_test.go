@@ -182,3 +182,74 @@ func TestSnapshotWithoutReloadSaysWhatToGrant(t *testing.T) {
 		t.Errorf("snapshot holds %d rows, want 2", man.Rows)
 	}
 }
+
+// What an interrupted snapshot left is removed while the next snapshot
+// reads, and never the objects that snapshot is writing, which are just as
+// incomplete until its manifest is stored.
+func TestLeftoversAreRemovedWhileTheNextSnapshotReads(t *testing.T) {
+	r := testenv.NewRig(t)
+	r.DB.Exec(t, "CREATE DATABASE app", "CREATE TABLE app.a (id INT PRIMARY KEY)", "CREATE TABLE app.b (id INT PRIMARY KEY)",
+		"INSERT INTO app.a VALUES (1), (2)", "INSERT INTO app.b VALUES (3)")
+	r.Start(t)
+	first, err := r.Snapshot(t.Context(), snapshot.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, err := jetstream.New(r.NC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	obs, err := js.ObjectStore(t.Context(), sdk.SnapshotBucket(r.Config.Source))
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Until(first.Started.Truncate(time.Second).Add(time.Second))) // ids are to the second
+	// A part of a snapshot killed before its manifest.
+	leftover := sdk.SnapshotObjectName("20000101T000000Z", 0, 0, 0)
+	if _, err := obs.PutBytes(t.Context(), leftover, []byte("partial")); err != nil {
+		t.Fatal(err)
+	}
+
+	var running atomic.Value
+	paused, release, done := make(chan struct{}), make(chan struct{}), make(chan error, 1)
+	var once atomic.Bool
+	go func() {
+		_, err := r.Snapshot(t.Context(), snapshot.Options{Parallel: 1, Progress: func(p snapshot.Progress) {
+			if p.Phase == "reading" && p.TablesDone == 1 && once.CompareAndSwap(false, true) {
+				running.Store(p.ID)
+				close(paused)
+				<-release
+			}
+		}})
+		done <- err
+	}()
+	select {
+	case <-paused:
+	case err := <-done:
+		t.Fatalf("snapshot ended before pausing: %v", err)
+	}
+	id := running.Load().(string)
+	// The running snapshot's own cleanup, run again now that its first
+	// table is stored: its objects stay.
+	if err := snapshot.RemovePartial(t.Context(), r.NC, r.Config.Source, id); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	if err := waitResult(t, done); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := obs.GetInfo(t.Context(), leftover); !errors.Is(err, jetstream.ErrObjectNotFound) {
+		t.Errorf("the interrupted snapshot's part: %v, want it removed", err)
+	}
+	man, err := sdk.LatestSnapshot(t.Context(), js, r.Config.Source)
+	if err != nil || man.ID != id || man.ID == first.ID {
+		t.Fatalf("latest snapshot %v (%v), want %s", man, err, id)
+	}
+	for _, table := range man.Tables {
+		for _, o := range table.Objects {
+			if _, err := obs.GetInfo(t.Context(), o.Name); err != nil {
+				t.Errorf("%s.%s: part %s of the new snapshot: %v", table.Database, table.Table, o.Name, err)
+			}
+		}
+	}
+}
