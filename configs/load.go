@@ -106,10 +106,16 @@ func Load(path string, environ []string, flags map[string]string) (Config, error
 	}
 
 	cfg := Config{set: set}
-	for _, key := range Keys() {
-		if err := decodeKey(k, key, &cfg); err != nil {
-			return Config{}, &ConfigError{Key: key, Value: fmt.Sprint(k.Get(key)), Err: err}
+	// All keys at once; one at a time only to name a bad value's key (it
+	// takes a few milliseconds, every command start).
+	if err := decode(k, "", &cfg); err != nil {
+		cfg = Config{set: set}
+		for _, key := range Keys() {
+			if err := decodeKey(k, key, &cfg); err != nil {
+				return Config{}, &ConfigError{Key: key, Value: fmt.Sprint(k.Get(key)), Err: err}
+			}
 		}
+		return Config{}, fmt.Errorf("decoding the configuration: %w", err)
 	}
 	if err := cfg.Validate(); err != nil {
 		return Config{}, err
@@ -134,7 +140,12 @@ func decodeKey(k *koanf.Koanf, key string, cfg *Config) error {
 	if err := sub.Set(key, k.Get(key)); err != nil {
 		return err
 	}
-	return sub.UnmarshalWithConf("", cfg, koanf.UnmarshalConf{
+	return decode(sub, "", cfg)
+}
+
+// decode decodes what k holds under path into cfg.
+func decode(k *koanf.Koanf, path string, cfg *Config) error {
+	return k.UnmarshalWithConf(path, cfg, koanf.UnmarshalConf{
 		DecoderConfig: &mapstructure.DecoderConfig{
 			DecodeHook: mapstructure.ComposeDecodeHookFunc(
 				mapstructure.StringToTimeDurationHookFunc(),

@@ -134,18 +134,21 @@ func Take(ctx context.Context, cfg Config, nc *nats.Conn, opt Options) (*sdk.Man
 	if err != nil {
 		return nil, fmt.Errorf("opening JetStream: %w", err)
 	}
+	// The stream and state bucket, and the snapshot bucket, at the same
+	// time.
+	var obs jetstream.ObjectStore
+	bucket := make(chan error, 1)
+	go func() {
+		var err error
+		obs, err = snapshotBucket(ctx, js, cfg)
+		bucket <- err
+	}()
 	stream, kv, err := bus.Ensure(ctx, js, cfg.Source, cfg.Stream, nil)
+	if berr := <-bucket; err == nil {
+		err = berr
+	}
 	if err != nil {
 		return nil, err
-	}
-	obs, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
-		Bucket:      sdk.SnapshotBucket(cfg.Source),
-		Description: "databus snapshots of source " + cfg.Source,
-		Storage:     jetstream.FileStorage,
-		Replicas:    max(cfg.Stream.Replicas, 1),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("creating snapshot bucket %s: %w", sdk.SnapshotBucket(cfg.Source), err)
 	}
 	s := &snapshotter{cfg: cfg, opt: opt, js: js, kv: kv, obs: obs, stream: stream,
 		man: sdk.Manifest{Version: sdk.SnapshotVersion, Source: cfg.Source, Started: time.Now().UTC()}}
@@ -172,6 +175,29 @@ func Take(ctx context.Context, cfg Config, nc *nats.Conn, opt Options) (*sdk.Man
 		return &s.man, fmt.Errorf("snapshot %s is complete, but removing old snapshots failed: %w", s.man.ID, err)
 	}
 	return &s.man, nil
+}
+
+// snapshotBucket opens source's snapshot bucket, creating it, or changing
+// its replicas, when it is not as configured. What exists is only looked
+// up: that needs the bucket's stream leader alone, not the cluster's meta
+// leader.
+func snapshotBucket(ctx context.Context, js jetstream.JetStream, cfg Config) (jetstream.ObjectStore, error) {
+	name, replicas := sdk.SnapshotBucket(cfg.Source), max(cfg.Stream.Replicas, 1)
+	if obs, err := js.ObjectStore(ctx, name); err == nil {
+		if st, err := obs.Status(ctx); err == nil && st.Replicas() == replicas && st.Storage() == jetstream.FileStorage {
+			return obs, nil
+		}
+	}
+	obs, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+		Bucket:      name,
+		Description: "databus snapshots of source " + cfg.Source,
+		Storage:     jetstream.FileStorage,
+		Replicas:    replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating snapshot bucket %s: %w", name, err)
+	}
+	return obs, nil
 }
 
 // Exists reports whether source has a complete snapshot.
