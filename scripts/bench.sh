@@ -29,8 +29,13 @@ END {
   if (pub != "" && (lim == "" || pub+0 < lim+0)) lim=pub
   s=v["Streaming","rows/s"]
   if (lim != "" && s != "") printf("| **streaming / lower limit** | %.0f%% (%.0f rows/s of %.0f) |\n", 100*s/lim, s, lim)
-  sn=v["Snapshot","rows/s"]; d=v["SnapshotMariadbDump","rows/s"]
-  if (sn != "" && d != "") printf("| **snapshot / mariadb-dump** | %.0f%% (%.0f rows/s of %.0f, %.1f MB/s of %.1f) |\n", 100*sn/d, sn, d, v["Snapshot","MB/s"], v["SnapshotMariadbDump","MB/s"])
+  d=v["SnapshotMariadbDump","rows/s"]
+  sn=v["SnapshotRequested","rows/s"]
+  if (sn != "" && d != "") printf("| **snapshot / mariadb-dump** | %.0f%% (%.0f rows/s of %.0f, %.1f MB/s of %.1f) |\n", 100*sn/d, sn, d, v["SnapshotRequested","MB/s"], v["SnapshotMariadbDump","MB/s"])
+  sl=v["SnapshotLocal","rows/s"]
+  if (sl != "" && d != "") printf("| **snapshot --local / mariadb-dump** | %.0f%% (%.0f rows/s of %.0f) |\n", 100*sl/d, sl, d)
+  si=v["SnapshotInProcess","rows/s"]
+  if (si != "" && d != "") printf("| **snapshot.Take in process / mariadb-dump** | %.0f%% (%.0f rows/s of %.0f) |\n", 100*si/d, si, d)
   ap=v["Apply","txns/s"]; an=v["ApplyNative","txns/s"]
   if (ap != "" && an != "") printf("| **apply / native replication** | %.0f%% (%.0f transactions/s of %.0f) |\n", 100*ap/an, ap, an)
   ld=v["SnapshotLoad","rows/s"]; lm=v["SnapshotLoadMariadb","rows/s"]

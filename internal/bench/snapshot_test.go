@@ -150,11 +150,12 @@ func runMeasured(cmd *exec.Cmd) (time.Duration, float64, time.Duration, error) {
 	}
 }
 
-// BenchmarkSnapshot runs `databus snapshot` (the binary; capture runs in
-// the harness process, idle) of the fixture's tables into a file-backed
-// JetStream Object Store, and reports rows/s, MB/s of table data and the
-// binary's peak RSS.
-func BenchmarkSnapshot(b *testing.B) {
+// BenchmarkSnapshotLocal runs `databus snapshot --local` (the binary
+// takes the snapshot itself, reading MySQL; capture runs in the harness
+// process, idle) of the fixture's tables into a file-backed JetStream
+// Object Store, and reports rows/s, MB/s of table data and the binary's
+// peak RSS: the snapshot with the start of a process of its own.
+func BenchmarkSnapshotLocal(b *testing.B) {
 	f := loadTables(b)
 	bin := buildBinary(b)
 	for b.Loop() {
@@ -180,7 +181,75 @@ func BenchmarkSnapshot(b *testing.B) {
 	}
 }
 
-// BenchmarkSnapshotInProcess is BenchmarkSnapshot with [snapshot.Take]
+// BenchmarkSnapshotRequested runs `databus snapshot` as users run it: the
+// command asks the running `databus run` that captures the fixture's
+// server (its JetStream in the harness process) to take the snapshot, and
+// waits until it is stored. The clock covers the command, from its start
+// to its exit. The node is warm: it took its first snapshot as it started
+// (snapshot.on_start), before the first iteration.
+func BenchmarkSnapshotRequested(b *testing.B) {
+	f := loadTables(b)
+	bin := buildBinary(b)
+	js := testenv.StartJetStream(b)
+	const source = "requested"
+	env := append(os.Environ(), "DATABUS_HTTP_LISTEN=", "DATABUS_SOURCE="+source, "DATABUS_MYSQL_ADDR="+f.db.Addr(), "DATABUS_NATS_URL="+js.URL,
+		"DATABUS_DATA_DIR="+b.TempDir(), "DATABUS_LOG_LEVEL=warn")
+	node := exec.Command(bin, "run")
+	node.Env = env
+	var nodeOut bytes.Buffer
+	node.Stdout, node.Stderr = &nodeOut, &nodeOut
+	if err := node.Start(); err != nil {
+		b.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- node.Wait() }()
+	defer func() {
+		_ = node.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(30 * time.Second):
+			_ = node.Process.Kill()
+		}
+	}()
+	nc := js.Conn(b)
+	jsc, err := jetstream.New(nc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(50 * time.Millisecond) {
+		if _, err := sdk.LatestSnapshot(b.Context(), jsc, source); err == nil {
+			break
+		}
+		select {
+		case err := <-exited:
+			b.Fatalf("databus run exited: %v\n%s", err, nodeOut.Bytes())
+		default:
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("databus run stored no first snapshot within 2 minutes\n%s", nodeOut.Bytes())
+		}
+	}
+	for b.Loop() {
+		cmd := exec.Command(bin, "snapshot")
+		cmd.Env = env
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		server0, node0, harness0 := serverCPU(b, f.db), cpuTime(node.Process.Pid), cpuTime(os.Getpid())
+		el, _, cpu, err := runMeasured(cmd)
+		server, nodeCPU, harness := serverCPU(b, f.db)-server0, cpuTime(node.Process.Pid)-node0, cpuTime(os.Getpid())-harness0
+		if err != nil || !bytes.Contains(out.Bytes(), []byte("taken by")) {
+			b.Fatalf("databus snapshot (through databus run): %v\n%s", err, out.Bytes())
+		}
+		f.checkSnapshot(b, latestSnapshot(b, nc, source))
+		f.report(b, el)
+		b.ReportMetric(cpu.Seconds(), "command-CPU-s")
+		b.ReportMetric(nodeCPU.Seconds(), "node-CPU-s")
+		b.ReportMetric(server.Seconds(), "server-CPU-s")
+		b.ReportMetric(harness.Seconds(), "JetStream-CPU-s")
+	}
+}
+
+// BenchmarkSnapshotInProcess is BenchmarkSnapshotLocal with [snapshot.Take]
 // in the test process, for profiling (-cpuprofile, -memprofile).
 func BenchmarkSnapshotInProcess(b *testing.B) {
 	f := loadTables(b)
@@ -202,7 +271,7 @@ func BenchmarkSnapshotInProcess(b *testing.B) {
 
 // BenchmarkSnapshotMariadbDump runs `mariadb-dump --single-transaction` of
 // the same tables, over TCP like databus, to /dev/null: the yardstick for
-// BenchmarkSnapshot.
+// the snapshot benchmarks.
 func BenchmarkSnapshotMariadbDump(b *testing.B) {
 	dump, err := exec.LookPath("mariadb-dump")
 	if err != nil {

@@ -40,7 +40,21 @@ func StartJetStream(t testing.TB, cfg ...embedded.Config) *JetStream {
 		t.Fatalf("starting embedded JetStream: %v", err)
 	}
 	j := &JetStream{Server: s, URL: s.ClientURL(), StoreDir: c.StoreDir, cfg: c}
-	t.Cleanup(func() { j.Server.Close() })
+	t.Cleanup(func() {
+		// A server that does not stop (nats-server has left a stream's
+		// lock held after a failed test) is left behind rather than
+		// hanging the package until its timeout.
+		closed := make(chan struct{})
+		go func() {
+			j.Server.Close()
+			close(closed)
+		}()
+		select {
+		case <-closed:
+		case <-time.After(30 * time.Second):
+			t.Errorf("the embedded NATS server did not shut down within 30 s; left running")
+		}
+	})
 	return j
 }
 
