@@ -3,6 +3,7 @@ package testenv
 import (
 	"database/sql"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"io/fs"
 	"os"
@@ -58,37 +59,64 @@ func findBinary(names ...string) (string, error) {
 	return "", fmt.Errorf("%s not found: %s", names[0], installHint)
 }
 
-// template creates, once per test process, an initialised data directory
-// whose root user accepts TCP connections from 127.0.0.1 without password.
+// template returns an initialised data directory whose root user accepts
+// TCP connections from 127.0.0.1 without password, which servers copy.
+// It is shared by every test process on the machine and made once per
+// installed server (its path, size and time): a template per process
+// (114 MB each) filled the disk of a machine that keeps /tmp.
 func template() (string, error) {
 	templateOnce.Do(func() {
-		install, err := findBinary("mariadb-install-db", "mysql_install_db")
-		if err != nil {
-			templateErr = err
-			return
-		}
-		dir, err := os.MkdirTemp("", "databus-mariadb-template-")
-		if err != nil {
-			templateErr = err
-			return
-		}
-		data, tmp := filepath.Join(dir, "data"), filepath.Join(dir, "tmp")
-		if err := os.Mkdir(tmp, 0o700); err != nil {
-			templateErr = err
-			return
-		}
-		// A tmpdir of its own, as every test server has: test processes of
-		// other packages install their templates at the same time, and a
-		// shared /tmp let one remove the other's temporary tables.
-		out, err := exec.Command(install, "--no-defaults", "--datadir="+data, "--auth-root-authentication-method=normal",
-			"--skip-test-db", "--user=root", "--tmpdir="+tmp).CombinedOutput()
-		if err != nil {
-			templateErr = fmt.Errorf("mariadb-install-db: %v\n%s", err, out)
-			return
-		}
-		templateDir = data
+		templateDir, templateErr = sharedTemplate()
 	})
 	return templateDir, templateErr
+}
+
+func sharedTemplate() (string, error) {
+	install, err := findBinary("mariadb-install-db", "mysql_install_db")
+	if err != nil {
+		return "", err
+	}
+	server, err := findBinary("mariadbd", "mysqld")
+	if err != nil {
+		return "", err
+	}
+	st, err := os.Stat(server)
+	if err != nil {
+		return "", err
+	}
+	h := fnv.New64a()
+	fmt.Fprintf(h, "%s %s %d %d", install, server, st.Size(), st.ModTime().UnixNano())
+	final := filepath.Join(os.TempDir(), fmt.Sprintf("databus-mariadb-template-%x", h.Sum64()))
+	data := filepath.Join(final, "data")
+	if _, err := os.Stat(data); err == nil {
+		return data, nil
+	}
+	// Made aside and renamed into place: processes that start at the
+	// same time each make one, the first rename wins, and nobody copies
+	// a half-made one.
+	dir, err := os.MkdirTemp("", "databus-mariadb-template-new-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(dir)
+	tmp := filepath.Join(dir, "tmp")
+	if err := os.Mkdir(tmp, 0o700); err != nil {
+		return "", err
+	}
+	// A tmpdir of its own, as every test server has: test processes of
+	// other packages install their templates at the same time, and a
+	// shared /tmp let one remove the other's temporary tables.
+	out, err := exec.Command(install, "--no-defaults", "--datadir="+filepath.Join(dir, "data"), "--auth-root-authentication-method=normal",
+		"--skip-test-db", "--user=root", "--tmpdir="+tmp).CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("mariadb-install-db: %v\n%s", err, out)
+	}
+	if err := os.Rename(dir, final); err != nil {
+		if _, serr := os.Stat(data); serr != nil {
+			return "", fmt.Errorf("placing the MariaDB template at %s: %w", final, err)
+		}
+	}
+	return data, nil
 }
 
 // StartMariaDB starts a fresh mariadbd with its own data directory, on a
