@@ -223,9 +223,6 @@ type snapshotter struct {
 	// bufs holds the buffers of lines on their way to the compressor; nil
 	// ones are allocated on first use. Their number bounds the memory.
 	bufs chan []byte
-	// gzips keeps the compressors of stored objects for the next ones
-	// (each holds about 1 MiB of state).
-	gzips sync.Pool
 
 	// mu guards man's totals, prog and shown while tables are read in
 	// parallel.
@@ -276,8 +273,9 @@ func (s *snapshotter) take(ctx context.Context, opened chan openedSource) error 
 	s.prog.Tables, s.prog.Spans, s.prog.Readers, s.prog.Phase = len(tables), len(spans), len(v.readers), "reading"
 	s.bufs = make(chan []byte, 3*len(v.readers))
 	for range cap(s.bufs) {
-		s.bufs <- nil
+		s.bufs <- kept.buffer()
 	}
+	defer kept.keepBuffers(s.bufs)
 	if err := s.readSpans(ctx, v.readers, spans); err != nil {
 		return err
 	}
