@@ -151,9 +151,10 @@ func Take(ctx context.Context, cfg Config, nc *nats.Conn, opt Options) (*sdk.Man
 		return nil, err
 	}
 	s := &snapshotter{cfg: cfg, opt: opt, js: js, kv: kv, obs: obs, stream: stream,
-		man: sdk.Manifest{Version: sdk.SnapshotVersion, Source: cfg.Source, Started: time.Now().UTC()}}
-	s.man.ID = s.man.Started.Format("20060102T150405Z")
-	s.prog.ID = s.man.ID
+		man: sdk.Manifest{Version: sdk.SnapshotVersion, Source: cfg.Source}}
+	if err := s.newID(ctx); err != nil {
+		return nil, err
+	}
 
 	unlock, err := s.lock(ctx)
 	if err != nil {
@@ -175,6 +176,29 @@ func Take(ctx context.Context, cfg Config, nc *nats.Conn, opt Options) (*sdk.Man
 		return &s.man, fmt.Errorf("snapshot %s is complete, but removing old snapshots failed: %w", s.man.ID, err)
 	}
 	return &s.man, nil
+}
+
+// newID names the snapshot after the second it starts in. Ids are to the
+// second and name the objects: a snapshot that follows one of the same
+// second waits for the next, rather than write over its objects.
+func (s *snapshotter) newID(ctx context.Context) error {
+	for {
+		now := time.Now().UTC()
+		id := now.Format("20060102T150405Z")
+		_, err := s.obs.GetInfo(ctx, sdk.ManifestName(id))
+		switch {
+		case errors.Is(err, jetstream.ErrObjectNotFound):
+			s.man.Started, s.man.ID, s.prog.ID = now, id, id
+			return nil
+		case err != nil:
+			return fmt.Errorf("looking up snapshot %s: %w", id, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(now.Truncate(time.Second).Add(time.Second).Sub(now)):
+		}
+	}
 }
 
 // snapshotBucket opens source's snapshot bucket, creating it, or changing

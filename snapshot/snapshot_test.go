@@ -203,7 +203,6 @@ func TestLeftoversAreRemovedWhileTheNextSnapshotReads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(time.Until(first.Started.Truncate(time.Second).Add(time.Second))) // ids are to the second
 	// A part of a snapshot killed before its manifest.
 	leftover := sdk.SnapshotObjectName("20000101T000000Z", 0, 0, 0)
 	if _, err := obs.PutBytes(t.Context(), leftover, []byte("partial")); err != nil {
@@ -251,5 +250,47 @@ func TestLeftoversAreRemovedWhileTheNextSnapshotReads(t *testing.T) {
 				t.Errorf("%s.%s: part %s of the new snapshot: %v", table.Database, table.Table, o.Name, err)
 			}
 		}
+	}
+}
+
+// Snapshot ids are to the second and name the objects: a snapshot taken in
+// the same second as the one before gets the next second's id, and the one
+// before keeps its objects.
+func TestSnapshotsOfOneSecondGetIdsOfTheirOwn(t *testing.T) {
+	r := testenv.NewRig(t)
+	r.DB.Exec(t, "CREATE DATABASE app", "CREATE TABLE app.a (id INT PRIMARY KEY)", "INSERT INTO app.a VALUES (1)")
+	r.Start(t)
+	first, err := r.Snapshot(t.Context(), snapshot.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.DB.Exec(t, "INSERT INTO app.a VALUES (2)")
+	second, err := r.Snapshot(t.Context(), snapshot.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second.ID <= first.ID {
+		t.Fatalf("second snapshot %s, first %s: want a later id", second.ID, first.ID)
+	}
+	js, err := jetstream.New(r.NC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	obs, err := js.ObjectStore(t.Context(), sdk.SnapshotBucket(r.Config.Source))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []*sdk.Manifest{first, second} {
+		for _, table := range m.Tables {
+			for _, o := range table.Objects {
+				info, err := obs.GetInfo(t.Context(), o.Name)
+				if err != nil || int64(info.Size) != o.StoredBytes {
+					t.Errorf("snapshot %s part %s: %v (%v), want its %d stored bytes", m.ID, o.Name, info, err, o.StoredBytes)
+				}
+			}
+		}
+	}
+	if first.Tables[0].Rows != 1 || second.Tables[0].Rows != 2 {
+		t.Errorf("rows: first %d, second %d; want 1 and 2", first.Tables[0].Rows, second.Tables[0].Rows)
 	}
 }
