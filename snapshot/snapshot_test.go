@@ -17,18 +17,18 @@ import (
 )
 
 // pausedSnapshot starts a snapshot that stops, holding its read view and
-// its lock, once it has read `after` tables; resume lets it go on. The
-// returned channel yields its result.
-func pausedSnapshot(t *testing.T, r *testenv.Rig, after int) (resume func(), result <-chan error) {
+// its lock, once it has read `after` tables; resume lets it go on. It
+// returns the snapshot's id, and the returned channel yields its result.
+func pausedSnapshot(t *testing.T, r *testenv.Rig, after int) (id string, resume func(), result <-chan error) {
 	t.Helper()
-	paused, release := make(chan struct{}), make(chan struct{})
+	paused, release := make(chan string), make(chan struct{})
 	var once atomic.Bool
 	done := make(chan error, 1)
 	go func() {
 		_, err := r.Snapshot(t.Context(), snapshot.Options{
 			Progress: func(p snapshot.Progress) {
 				if p.Phase == "reading" && p.TablesDone == after && once.CompareAndSwap(false, true) {
-					close(paused)
+					paused <- p.ID
 					<-release
 				}
 			},
@@ -36,13 +36,13 @@ func pausedSnapshot(t *testing.T, r *testenv.Rig, after int) (resume func(), res
 		done <- err
 	}()
 	select {
-	case <-paused:
+	case id = <-paused:
 	case err := <-done:
 		t.Fatalf("snapshot ended before pausing: %v", err)
 	case <-time.After(30 * time.Second):
 		t.Fatal("snapshot did not reach its pause within 30s")
 	}
-	return func() { close(release) }, done
+	return id, func() { close(release) }, done
 }
 
 func latestID(t *testing.T, r *testenv.Rig) string {
@@ -73,7 +73,7 @@ func TestSnapshotWhileOneRunsIsRefused(t *testing.T) {
 	r := testenv.NewRig(t)
 	r.DB.Exec(t, "CREATE DATABASE app", "CREATE TABLE app.a (id INT PRIMARY KEY)", "INSERT INTO app.a VALUES (1)")
 	r.Start(t)
-	resume, result := pausedSnapshot(t, r, 0)
+	_, resume, result := pausedSnapshot(t, r, 0)
 	_, err := r.Snapshot(t.Context(), snapshot.Options{})
 	if !errors.Is(err, snapshot.ErrRunning) || !strings.Contains(err.Error(), "wait for it to finish") {
 		t.Errorf("second snapshot while one runs: got %v, want ErrSnapshotRunning saying to wait", err)
@@ -97,7 +97,7 @@ func TestDDLDuringSnapshotWaitsAndFollowsIt(t *testing.T) {
 		"CREATE TABLE app.a (id INT PRIMARY KEY)", "INSERT INTO app.a VALUES (1)",
 		"CREATE TABLE app.b (id INT PRIMARY KEY, v INT)", "INSERT INTO app.b VALUES (1, 1)")
 	r.Start(t)
-	resume, result := pausedSnapshot(t, r, 1) // one table read, one not yet
+	_, resume, result := pausedSnapshot(t, r, 1) // one table read, one not yet
 	altered := make(chan error, 1)
 	go func() {
 		_, err := r.DB.DB(t).ExecContext(t.Context(), "ALTER TABLE app.b ADD COLUMN extra INT NOT NULL DEFAULT 7")
@@ -195,45 +195,20 @@ func TestLeftoversAreRemovedWhileTheNextSnapshotReads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	js, err := jetstream.New(r.NC)
-	if err != nil {
-		t.Fatal(err)
-	}
-	obs, err := js.ObjectStore(t.Context(), sdk.SnapshotBucket(r.Config.Source))
-	if err != nil {
-		t.Fatal(err)
-	}
+	js, obs := snapshotBucket(t, r)
 	// A part of a snapshot killed before its manifest.
 	leftover := sdk.SnapshotObjectName("20000101T000000Z", 0, 0, 0)
 	if _, err := obs.PutBytes(t.Context(), leftover, []byte("partial")); err != nil {
 		t.Fatal(err)
 	}
 
-	var running atomic.Value
-	paused, release, done := make(chan struct{}), make(chan struct{}), make(chan error, 1)
-	var once atomic.Bool
-	go func() {
-		_, err := r.Snapshot(t.Context(), snapshot.Options{Parallel: 1, Progress: func(p snapshot.Progress) {
-			if p.Phase == "reading" && p.TablesDone == 1 && once.CompareAndSwap(false, true) {
-				running.Store(p.ID)
-				close(paused)
-				<-release
-			}
-		}})
-		done <- err
-	}()
-	select {
-	case <-paused:
-	case err := <-done:
-		t.Fatalf("snapshot ended before pausing: %v", err)
-	}
-	id := running.Load().(string)
+	id, resume, done := pausedSnapshot(t, r, 1)
 	// The running snapshot's own cleanup, run again now that its first
 	// table is stored: its objects stay.
 	if err := snapshot.RemovePartial(t.Context(), r.NC, r.Config.Source, id); err != nil {
 		t.Fatal(err)
 	}
-	close(release)
+	resume()
 	if err := waitResult(t, done); err != nil {
 		t.Fatal(err)
 	}
@@ -244,13 +219,7 @@ func TestLeftoversAreRemovedWhileTheNextSnapshotReads(t *testing.T) {
 	if err != nil || man.ID != id || man.ID == first.ID {
 		t.Fatalf("latest snapshot %v (%v), want %s", man, err, id)
 	}
-	for _, table := range man.Tables {
-		for _, o := range table.Objects {
-			if _, err := obs.GetInfo(t.Context(), o.Name); err != nil {
-				t.Errorf("%s.%s: part %s of the new snapshot: %v", table.Database, table.Table, o.Name, err)
-			}
-		}
-	}
+	checkParts(t, obs, man)
 }
 
 // Snapshot ids are to the second and name the objects: a snapshot taken in
@@ -272,6 +241,17 @@ func TestSnapshotsOfOneSecondGetIdsOfTheirOwn(t *testing.T) {
 	if second.ID <= first.ID {
 		t.Fatalf("second snapshot %s, first %s: want a later id", second.ID, first.ID)
 	}
+	_, obs := snapshotBucket(t, r)
+	checkParts(t, obs, first)
+	checkParts(t, obs, second)
+	if first.Tables[0].Rows != 1 || second.Tables[0].Rows != 2 {
+		t.Errorf("rows: first %d, second %d; want 1 and 2", first.Tables[0].Rows, second.Tables[0].Rows)
+	}
+}
+
+// snapshotBucket opens the rig's snapshot bucket.
+func snapshotBucket(t *testing.T, r *testenv.Rig) (jetstream.JetStream, jetstream.ObjectStore) {
+	t.Helper()
 	js, err := jetstream.New(r.NC)
 	if err != nil {
 		t.Fatal(err)
@@ -280,17 +260,19 @@ func TestSnapshotsOfOneSecondGetIdsOfTheirOwn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, m := range []*sdk.Manifest{first, second} {
-		for _, table := range m.Tables {
-			for _, o := range table.Objects {
-				info, err := obs.GetInfo(t.Context(), o.Name)
-				if err != nil || int64(info.Size) != o.StoredBytes {
-					t.Errorf("snapshot %s part %s: %v (%v), want its %d stored bytes", m.ID, o.Name, info, err, o.StoredBytes)
-				}
+	return js, obs
+}
+
+// checkParts fails the test unless every part man names is stored with
+// the size it names.
+func checkParts(t *testing.T, obs jetstream.ObjectStore, man *sdk.Manifest) {
+	t.Helper()
+	for _, table := range man.Tables {
+		for _, o := range table.Objects {
+			info, err := obs.GetInfo(t.Context(), o.Name)
+			if err != nil || int64(info.Size) != o.StoredBytes {
+				t.Errorf("snapshot %s, %s.%s: part %s: %v (%v), want its %d stored bytes", man.ID, table.Database, table.Table, o.Name, info, err, o.StoredBytes)
 			}
 		}
-	}
-	if first.Tables[0].Rows != 1 || second.Tables[0].Rows != 2 {
-		t.Errorf("rows: first %d, second %d; want 1 and 2", first.Tables[0].Rows, second.Tables[0].Rows)
 	}
 }

@@ -195,7 +195,7 @@ func Encode(c *Column, v any) (Value, error) {
 		}
 		return Value{JSON: s, SQL: "'" + s + "'"}, nil
 	case mysql.MYSQL_TYPE_ENUM:
-		if text, ok := labelText(v); ok {
+		if text, err := asBytes(v); err == nil { // the text (FromText), not the binlog's number
 			return labelValue(c.Charset, text)
 		}
 		i, ok := v.(int64)
@@ -210,7 +210,7 @@ func Encode(c *Column, v any) (Value, error) {
 		}
 		return labelValue(c.Charset, []byte(c.Enum[i-1]))
 	case mysql.MYSQL_TYPE_SET:
-		if text, ok := labelText(v); ok {
+		if text, err := asBytes(v); err == nil { // the text (FromText), not the binlog's number
 			return labelValue(c.Charset, text)
 		}
 		i, ok := v.(int64)
@@ -293,18 +293,6 @@ func asBytes(v any) ([]byte, error) {
 		return []byte(x), nil
 	}
 	return nil, fmt.Errorf("string value of Go type %T", v)
-}
-
-// labelText returns the text of an ENUM or SET value given as its text
-// (FromText) rather than as the binlog's index or bitmask.
-func labelText(v any) ([]byte, bool) {
-	switch x := v.(type) {
-	case []byte:
-		return x, true
-	case string:
-		return []byte(x), true
-	}
-	return nil, false
 }
 
 // labelValue encodes ENUM and SET text, which the table map and the text
