@@ -450,6 +450,11 @@ func BenchmarkBigTransaction(b *testing.B) {
 		if err := cmd.Start(); err != nil {
 			b.Fatal(err)
 		}
+		stop := func() {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+		b.Cleanup(stop) // also when the benchmark fails: it retried for the rest of the run
 		testenv.Eventually(b, 30*time.Second, func() error {
 			_, err := kvCheckpoint(nc, "big")
 			return err
@@ -460,8 +465,7 @@ func BenchmarkBigTransaction(b *testing.B) {
 		waitMsgs(b, nc, "DATABUS_big", uint64(rows), 15*time.Minute)
 		el := time.Since(start)
 		rss := peakRSS(cmd.Process.Pid)
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
+		stop()
 		b.ReportMetric(float64(rows)/el.Seconds(), "rows/s")
 		b.ReportMetric(float64(rss)/1024, "peak-RSS-MiB")
 	}
