@@ -1,7 +1,6 @@
 package capture_test
 
 import (
-	"context"
 	"database/sql"
 	"encoding/json"
 	"fmt"
@@ -255,10 +254,6 @@ func TestReplayFromBeforeALTERsDecodesWithTheOldSchema(t *testing.T) {
 		}
 	}
 	_ = cp
-}
-
-func contextWithTimeout(t *testing.T, d time.Duration) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(t.Context(), d)
 }
 
 // With binlog_alter_two_phase the server logs an ALTER when it starts and

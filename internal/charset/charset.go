@@ -80,20 +80,10 @@ func IsUTF8(charset string) bool {
 	return false
 }
 
-// Verbatim reports whether b, text stored in charset, is its own
-// conversion to UTF-8 ([Decode] would return it unchanged): valid UTF-8
-// in a UTF-8 character set, ASCII in one that keeps ASCII's bytes
-// ([KeepsASCII]).
-func Verbatim(charset string, b []byte) bool {
-	if IsUTF8(charset) {
-		return utf8.Valid(b)
-	}
-	return isASCII(b) && KeepsASCII(charset)
-}
-
 // KeepsASCII reports whether charset stores ASCII text as ASCII's own
-// bytes, so that such text is its own conversion to UTF-8. UTF-8 does;
-// swe7, whose [ is Ä, and the UTF-16 and UTF-32 sets do not.
+// bytes, so that such text is its own conversion to UTF-8 ([Decode] would
+// return it unchanged). UTF-8 does; swe7, whose [ is Ä, and the UTF-16
+// and UTF-32 sets do not.
 func KeepsASCII(charset string) bool {
 	if IsUTF8(charset) {
 		return true
