@@ -282,7 +282,7 @@ func (s *snapshotter) take(ctx context.Context, opened chan openedSource) error 
 	if err != nil {
 		return err
 	}
-	if err := s.holdTables(ctx, v.meta, info, tables); err != nil {
+	if err := s.holdTables(ctx, v, info, tables); err != nil {
 		return err
 	}
 	s.man.Tables = make([]sdk.SnapshotTable, len(tables))

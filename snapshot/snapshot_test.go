@@ -17,15 +17,17 @@ import (
 )
 
 // pausedSnapshot starts a snapshot that stops, holding its read view and
-// its lock, once it has read `after` tables; resume lets it go on. It
-// returns the snapshot's id, and the returned channel yields its result.
-func pausedSnapshot(t *testing.T, r *testenv.Rig, after int) (id string, resume func(), result <-chan error) {
+// its lock, once it has read `after` tables, reading with parallel
+// connections (0: the default); resume lets it go on. It returns the
+// snapshot's id, and the returned channel yields its result.
+func pausedSnapshot(t *testing.T, r *testenv.Rig, after, parallel int) (id string, resume func(), result <-chan error) {
 	t.Helper()
 	paused, release := make(chan string), make(chan struct{})
 	var once atomic.Bool
 	done := make(chan error, 1)
 	go func() {
 		_, err := r.Snapshot(t.Context(), snapshot.Options{
+			Parallel: parallel,
 			Progress: func(p snapshot.Progress) {
 				if p.Phase == "reading" && p.TablesDone == after && once.CompareAndSwap(false, true) {
 					paused <- p.ID
@@ -73,7 +75,7 @@ func TestSnapshotWhileOneRunsIsRefused(t *testing.T) {
 	r := testenv.NewRig(t)
 	r.DB.Exec(t, "CREATE DATABASE app", "CREATE TABLE app.a (id INT PRIMARY KEY)", "INSERT INTO app.a VALUES (1)")
 	r.Start(t)
-	_, resume, result := pausedSnapshot(t, r, 0)
+	_, resume, result := pausedSnapshot(t, r, 0, 0)
 	_, err := r.Snapshot(t.Context(), snapshot.Options{})
 	if !errors.Is(err, snapshot.ErrRunning) || !strings.Contains(err.Error(), "wait for it to finish") {
 		t.Errorf("second snapshot while one runs: got %v, want ErrSnapshotRunning saying to wait", err)
@@ -91,13 +93,23 @@ func TestSnapshotWhileOneRunsIsRefused(t *testing.T) {
 // A DDL statement on a table the snapshot covers waits until the snapshot
 // ends, and then reaches consumers after the snapshot's rows: a consumer
 // starting from the snapshot sees the old schema, its rows, then the DDL.
+//
+// With one connection the table not yet read is read after the DDL
+// statement queued for it: the reader holds the table's lock from the
+// start, or it would wait behind the DDL, which waits for the snapshot.
 func TestDDLDuringSnapshotWaitsAndFollowsIt(t *testing.T) {
+	for _, parallel := range []int{1, 2} {
+		t.Run(fmt.Sprintf("parallel %d", parallel), func(t *testing.T) { ddlDuringSnapshot(t, parallel) })
+	}
+}
+
+func ddlDuringSnapshot(t *testing.T, parallel int) {
 	r := testenv.NewRig(t)
 	r.DB.Exec(t, "CREATE DATABASE app",
 		"CREATE TABLE app.a (id INT PRIMARY KEY)", "INSERT INTO app.a VALUES (1)",
 		"CREATE TABLE app.b (id INT PRIMARY KEY, v INT)", "INSERT INTO app.b VALUES (1, 1)")
 	r.Start(t)
-	_, resume, result := pausedSnapshot(t, r, 1) // one table read, one not yet
+	_, resume, result := pausedSnapshot(t, r, 1, parallel) // one table read, one not yet
 	altered := make(chan error, 1)
 	go func() {
 		_, err := r.DB.DB(t).ExecContext(t.Context(), "ALTER TABLE app.b ADD COLUMN extra INT NOT NULL DEFAULT 7")
@@ -202,7 +214,7 @@ func TestLeftoversAreRemovedWhileTheNextSnapshotReads(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	id, resume, done := pausedSnapshot(t, r, 1)
+	id, resume, done := pausedSnapshot(t, r, 1, 0)
 	// The running snapshot's own cleanup, run again now that its first
 	// table is stored: its objects stay.
 	if err := snapshot.RemovePartial(t.Context(), r.NC, r.Config.Source, id); err != nil {

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/go-sql-driver/mysql"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/databus/databus/internal/ddl"
 	"github.com/databus/databus/internal/mysqlsrc"
@@ -160,14 +161,35 @@ var testHookViewOpened func()
 // metadata lock that makes DDL on it wait for the snapshot's end; a DDL
 // statement that slipped in between the opening of the read view and these
 // locks would leave the schema newer than the rows, so the binlog between
-// the two is checked for one.
-func (s *snapshotter) holdTables(ctx context.Context, conn *sql.Conn, info mysqlsrc.ServerInfo, tables []snapTable) error {
-	for _, st := range tables {
-		rows, err := conn.QueryContext(ctx, "SELECT 1 FROM "+st.t.Qualified()+" LIMIT 0")
-		if err != nil {
-			return changedTableErr(st.t, err)
+// the two is checked for one. Every session of the view takes the locks,
+// the readers too: a reader that asked for a table's lock only when it
+// came to read it would queue behind a DDL statement waiting for the
+// metadata session's lock, and neither would ever get it.
+func (s *snapshotter) holdTables(ctx context.Context, v *views, info mysqlsrc.ServerInfo, tables []snapTable) error {
+	conn := v.meta
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		for _, st := range tables {
+			rows, err := conn.QueryContext(gctx, "SELECT 1 FROM "+st.t.Qualified()+" LIMIT 0")
+			if err != nil {
+				return changedTableErr(st.t, err)
+			}
+			rows.Close()
 		}
-		rows.Close()
+		return nil
+	})
+	for _, r := range v.readers {
+		g.Go(func() error {
+			for _, st := range tables {
+				if err := r.Query(gctx, "SELECT 1 FROM "+st.t.Qualified()+" LIMIT 0", func([][]byte) error { return nil }); err != nil {
+					return changedTableErr(st.t, err)
+				}
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
 	}
 	file, offset, err := mysqlsrc.MasterStatus(ctx, conn, info)
 	if err != nil {
