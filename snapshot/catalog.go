@@ -8,8 +8,10 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/databus/databus/sdk"
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/databus/databus/sdk"
 )
 
 // catalog is what the snapshot bucket holds: every object, and the
@@ -40,18 +42,21 @@ func (s *snapshotter) listCatalog(ctx context.Context) (catalog, error) {
 }
 
 // removePartial deletes what interrupted snapshots left behind; this
-// snapshot's own objects, which it may be writing, stay.
-func (s *snapshotter) removePartial(ctx context.Context) error {
+// snapshot's own objects, which it may be writing, stay. It returns what
+// the bucket held, for prune: while this snapshot holds the lock, nothing
+// else adds or removes a snapshot.
+func (s *snapshotter) removePartial(ctx context.Context) (catalog, error) {
 	c, err := s.listCatalog(ctx)
 	if err != nil {
-		return err
+		return c, err
 	}
 	for id, complete := range c.snapshots {
 		if !complete && id != s.man.ID {
 			s.removeSnapshot(ctx, id, c.objects)
+			delete(c.snapshots, id)
 		}
 	}
-	return nil
+	return c, nil
 }
 
 // removeSnapshot deletes every object of snapshot id among objs (all of
@@ -67,20 +72,26 @@ func (s *snapshotter) removeSnapshot(ctx context.Context, id string, objs []*jet
 		}
 		objs = c.objects
 	}
+	// Each deletion is a few round trips to the NATS server: several at
+	// once.
+	var g errgroup.Group
+	g.SetLimit(8)
 	for _, o := range objs {
 		if strings.HasPrefix(o.Name, id+"/") && o.Name != sdk.ManifestName(id) {
-			_ = s.obs.Delete(ctx, o.Name)
+			g.Go(func() error {
+				_ = s.obs.Delete(ctx, o.Name)
+				return nil
+			})
 		}
 	}
+	_ = g.Wait()
 }
 
 // prune keeps the newest opt.Keep sound complete snapshots and any a
-// durable consumer is still loading; damaged snapshots go too.
-func (s *snapshotter) prune(ctx context.Context) error {
-	c, err := s.listCatalog(ctx)
-	if err != nil {
-		return err
-	}
+// durable consumer is still loading; damaged snapshots go too. c is the
+// bucket as removePartial left it, before this snapshot was complete.
+func (s *snapshotter) prune(ctx context.Context, c catalog) error {
+	c.snapshots[s.man.ID] = true
 	var sound, damaged []string
 	for id, complete := range c.snapshots {
 		if !complete {

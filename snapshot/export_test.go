@@ -71,5 +71,6 @@ func RemovePartial(ctx context.Context, nc *nats.Conn, source, id string) error 
 		return err
 	}
 	s := &snapshotter{obs: obs, kv: kv, man: sdk.Manifest{ID: id}}
-	return s.removePartial(ctx)
+	_, err = s.removePartial(ctx)
+	return err
 }

@@ -43,12 +43,16 @@ func (s *snapshotter) plan(ctx context.Context, conn *sql.Conn, tables []snapTab
 		total += st.estimate
 	}
 	share := max(total/int64(max(readers, 1)), minSpanRows)
+	split := readers
+	if sharedOutWhole(tables, readers, share) {
+		split = 1
+	}
 	for i := range tables {
 		st := &tables[i]
 		if err := s.describe(ctx, conn, st); err != nil {
 			return nil, err
 		}
-		wheres, err := keyRanges(ctx, conn, st, readers, share)
+		wheres, err := keyRanges(ctx, conn, st, split, share)
 		if err != nil {
 			return nil, err
 		}
@@ -58,6 +62,27 @@ func (s *snapshotter) plan(ctx context.Context, conn *sql.Conn, tables []snapTab
 		}
 	}
 	return spans, nil
+}
+
+// sharedOutWhole reports whether readers connections can read the tables
+// whole, each taking the largest table left, with none reading more than
+// a quarter over its share of the rows (by the server's estimates): a key
+// range costs the server a comparison or two per row, more than that
+// imbalance costs.
+func sharedOutWhole(tables []snapTable, readers int, share int64) bool {
+	if readers < 2 {
+		return true
+	}
+	sizes := make([]int64, len(tables))
+	for i, st := range tables {
+		sizes[i] = st.estimate
+	}
+	slices.SortFunc(sizes, func(a, b int64) int { return cmp.Compare(b, a) })
+	loads := make([]int64, readers)
+	for _, n := range sizes {
+		loads[slices.Index(loads, slices.Min(loads))] += n
+	}
+	return slices.Max(loads) <= share+share/4
 }
 
 // readSpans reads the spans inside the read view the connections share,

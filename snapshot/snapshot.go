@@ -162,17 +162,25 @@ func Take(ctx context.Context, cfg Config, nc *nats.Conn, opt Options) (*sdk.Man
 	}
 	defer unlock()
 	// What interrupted snapshots left is removed while this one is read.
-	cleaned := make(chan error, 1)
-	go func() { cleaned <- s.removePartial(ctx) }()
+	type cleanup struct {
+		c   catalog
+		err error
+	}
+	cleaned := make(chan cleanup, 1)
+	go func() {
+		c, err := s.removePartial(ctx)
+		cleaned <- cleanup{c, err}
+	}()
 	if err := s.take(ctx, opened); err != nil {
 		<-cleaned
 		s.removeSnapshot(context.WithoutCancel(ctx), s.man.ID, nil)
 		return nil, fmt.Errorf("%w: snapshot %s of source %s: %w (the previous latest snapshot stays the latest)", ErrAbandoned, s.man.ID, cfg.Source, err)
 	}
-	if err := <-cleaned; err != nil {
-		return &s.man, fmt.Errorf("snapshot %s is complete, but removing what interrupted snapshots left failed: %w", s.man.ID, err)
+	cl := <-cleaned
+	if cl.err != nil {
+		return &s.man, fmt.Errorf("snapshot %s is complete, but removing what interrupted snapshots left failed: %w", s.man.ID, cl.err)
 	}
-	if err := s.prune(ctx); err != nil {
+	if err := s.prune(ctx, cl.c); err != nil {
 		return &s.man, fmt.Errorf("snapshot %s is complete, but removing old snapshots failed: %w", s.man.ID, err)
 	}
 	return &s.man, nil

@@ -1,6 +1,7 @@
 package snapshot_test
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -258,6 +259,82 @@ func TestSnapshotsOfOneSecondGetIdsOfTheirOwn(t *testing.T) {
 	checkParts(t, obs, second)
 	if first.Tables[0].Rows != 1 || second.Tables[0].Rows != 2 {
 		t.Errorf("rows: first %d, second %d; want 1 and 2", first.Tables[0].Rows, second.Tables[0].Rows)
+	}
+}
+
+// A complete snapshot keeps the newest Keep sound snapshots and those a
+// reader is loading; older and damaged ones are deleted, every object of
+// them.
+func TestOldAndDamagedSnapshotsArePrunedUnlessAReaderLoadsThem(t *testing.T) {
+	r := testenv.NewRig(t)
+	r.DB.Exec(t, "CREATE DATABASE app", "CREATE TABLE app.a (id INT PRIMARY KEY)", "CREATE TABLE app.b (id INT PRIMARY KEY)",
+		"INSERT INTO app.a VALUES (1), (2)", "INSERT INTO app.b VALUES (3)")
+	r.Start(t)
+	ctx := t.Context()
+	var obs jetstream.ObjectStore // once the first snapshot made it
+	take := func(keep int) string {
+		t.Helper()
+		man, err := r.Snapshot(ctx, snapshot.Options{Keep: keep})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return man.ID
+	}
+	// held fails the test unless the bucket holds exactly the objects of
+	// the snapshots want, a manifest and two parts each.
+	held := func(when string, want ...string) {
+		t.Helper()
+		objs, err := obs.List(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]int{}
+		for _, o := range objs {
+			id, _ := sdk.SnapshotOfObject(o.Name)
+			got[id]++
+		}
+		if len(got) != len(want) {
+			t.Errorf("%s: the bucket holds the objects of %v, want those of %v", when, got, want)
+		}
+		for _, id := range want {
+			if got[id] != 3 {
+				t.Errorf("%s: snapshot %s has %d objects, want 3 (manifest and two parts); the bucket: %v", when, id, got[id], got)
+			}
+		}
+	}
+	take(2)
+	js, bucket := snapshotBucket(t, r)
+	obs = bucket
+	kv, err := js.KeyValue(ctx, sdk.StateBucket(r.Config.Source))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2 := take(2)
+	s3 := take(2)
+	held("three snapshots, keep 2", s2, s3)
+
+	// A reader is loading s2: it stays while newer ones come.
+	pin, _ := json.Marshal(sdk.SnapshotProgress{Snapshot: s2, Table: 1})
+	if _, err := kv.Put(ctx, sdk.SnapshotProgressKey("loader"), pin); err != nil {
+		t.Fatal(err)
+	}
+	s4 := take(1)
+	held("s2 being loaded, keep 1", s2, s4)
+
+	// Damage found in the newest goes with the next snapshot, as does s2
+	// once its reader is done.
+	damage, _ := json.Marshal(sdk.SnapshotDamage{Snapshot: s4, Object: "x", Error: "checked"})
+	if _, err := kv.Put(ctx, sdk.SnapshotDamageKey(s4), damage); err != nil {
+		t.Fatal(err)
+	}
+	done, _ := json.Marshal(sdk.SnapshotProgress{Snapshot: s2, Done: true})
+	if _, err := kv.Put(ctx, sdk.SnapshotProgressKey("loader"), done); err != nil {
+		t.Fatal(err)
+	}
+	s5 := take(1)
+	held("s4 damaged, s2 loaded, keep 1", s5)
+	if _, err := kv.Get(ctx, sdk.SnapshotDamageKey(s4)); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Errorf("the damage record of the deleted %s: %v, want it deleted", s4, err)
 	}
 }
 
