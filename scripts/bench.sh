@@ -30,8 +30,8 @@ END {
   s=v["Streaming","rows/s"]
   if (lim != "" && s != "") printf("| **streaming / lower limit** | %.0f%% (%.0f rows/s of %.0f) |\n", 100*s/lim, s, lim)
   d=v["SnapshotMariadbDump","rows/s"]
-  sn=v["SnapshotRequested","rows/s"]
-  if (sn != "" && d != "") printf("| **snapshot / mariadb-dump** | %.0f%% (%.0f rows/s of %.0f, %.1f MB/s of %.1f) |\n", 100*sn/d, sn, d, v["SnapshotRequested","MB/s"], v["SnapshotMariadbDump","MB/s"])
+  sn=v["SnapshotRequested","rows/s"]; pd=v["SnapshotRequested","paired-dump-rows/s"]; pr=v["SnapshotRequested","vs-paired-dump"]
+  if (sn != "" && pr != "") printf("| **snapshot / mariadb-dump** | %.0f%% (median of back-to-back pairs: %.0f rows/s, the dump right after %.0f) |\n", 100*pr, sn, pd)
   sl=v["SnapshotLocal","rows/s"]
   if (sl != "" && d != "") printf("| **snapshot --local / mariadb-dump** | %.0f%% (%.0f rows/s of %.0f) |\n", 100*sl/d, sl, d)
   si=v["SnapshotInProcess","rows/s"]

@@ -40,10 +40,13 @@ type Schedule struct {
 	Observe func(Result)
 
 	mu sync.Mutex
-	// busy is set while the schedule takes a snapshot; progress is its
-	// progress, once reported.
-	busy     bool
-	progress *Progress
+	// busy is set while the schedule takes a snapshot; published once it
+	// is the latest and only older ones are being deleted; idle is closed
+	// when busy is cleared. progress is the snapshot's progress, once
+	// reported.
+	busy, published bool
+	idle            chan struct{}
+	progress        *Progress
 }
 
 // Result is how one snapshot attempt went: its manifest, or why it failed.
@@ -64,17 +67,22 @@ func (s *Schedule) Running() (Progress, bool) {
 	return *s.progress, true
 }
 
-// Busy reports whether the schedule is taking a snapshot.
+// Busy reports whether the schedule is taking a snapshot that is not
+// published yet. One that is published, while the snapshots beyond
+// Options.Keep are deleted, does not count: TakeNow waits for it.
 func (s *Schedule) Busy() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.busy
+	return s.busy && !s.published
 }
 
 // TakeNow takes a snapshot now, as the schedule takes one, and returns its
-// manifest. It fails with [ErrRunning] while another is being taken.
-func (s *Schedule) TakeNow(ctx context.Context, nc *nats.Conn) (*sdk.Manifest, error) {
-	return s.take(ctx, nc, nil)
+// manifest; published, when set, is called as soon as it is the latest
+// (Options.Published). It fails with [ErrRunning] while another is being
+// taken, and waits for one that is published and only deleting older
+// ones.
+func (s *Schedule) TakeNow(ctx context.Context, nc *nats.Conn, published func(*sdk.Manifest)) (*sdk.Manifest, error) {
+	return s.take(ctx, nc, nil, published)
 }
 
 // Run takes snapshots through nc until ctx ends.
@@ -93,10 +101,10 @@ func (s *Schedule) Run(ctx context.Context, nc *nats.Conn) {
 		case <-ctx.Done():
 			return
 		case <-tick:
-			_, _ = s.take(ctx, nc, nil)
+			_, _ = s.take(ctx, nc, nil, nil)
 		case <-s.Recovered:
 			s.log().Warn("taking a new snapshot: capture recovered from a checkpoint it could not resume")
-			_, _ = s.take(ctx, nc, nil)
+			_, _ = s.take(ctx, nc, nil, nil)
 		}
 	}
 }
@@ -115,7 +123,7 @@ func (s *Schedule) first(ctx context.Context, nc *nats.Conn) {
 		if err != nil {
 			err = fmt.Errorf("looking for an existing snapshot: %w", err)
 			s.record(ctx, nc, bus.SnapshotAttempt{State: "failed", Error: err.Error(), At: time.Now().UTC(), NextTry: &next})
-		} else if _, err = s.take(ctx, nc, &next); err == nil {
+		} else if _, err = s.take(ctx, nc, &next, nil); err == nil {
 			return
 		}
 		if ctx.Err() != nil {
@@ -147,24 +155,49 @@ func orDefault(d, def time.Duration) time.Duration {
 }
 
 // take takes one snapshot, logs how it went and records it; next, when
-// set, is when a failed one is tried again.
-func (s *Schedule) take(ctx context.Context, nc *nats.Conn, next *time.Time) (*sdk.Manifest, error) {
+// set, is when a failed one is tried again; published is
+// Options.Published.
+func (s *Schedule) take(ctx context.Context, nc *nats.Conn, next *time.Time, published func(*sdk.Manifest)) (*sdk.Manifest, error) {
 	s.mu.Lock()
+	for s.busy && s.published {
+		idle := s.idle
+		s.mu.Unlock()
+		select {
+		case <-idle:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		s.mu.Lock()
+	}
 	if s.busy {
 		s.mu.Unlock()
 		return nil, fmt.Errorf("%w: this node is taking one", ErrRunning)
 	}
-	s.busy = true
+	s.busy, s.published, s.idle = true, false, make(chan struct{})
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
-		s.busy, s.progress = false, nil
+		s.busy, s.published, s.progress = false, false, nil
+		close(s.idle)
 		s.mu.Unlock()
 	}()
 	log := s.log()
 	log.Info("snapshot starting")
-	s.record(ctx, nc, bus.SnapshotAttempt{State: "running", At: time.Now().UTC()})
+	// Recorded while the snapshot starts; the outcome is recorded after.
+	recorded := make(chan struct{})
+	go func() {
+		defer close(recorded)
+		s.record(ctx, nc, bus.SnapshotAttempt{State: "running", At: time.Now().UTC()})
+	}()
 	opt := s.Options
+	opt.Published = func(man *sdk.Manifest) {
+		s.mu.Lock()
+		s.published = true
+		s.mu.Unlock()
+		if published != nil {
+			published(man)
+		}
+	}
 	opt.Progress = func(p Progress) {
 		s.mu.Lock()
 		s.progress = &p
@@ -175,6 +208,7 @@ func (s *Schedule) take(ctx context.Context, nc *nats.Conn, next *time.Time) (*s
 	}
 	started := time.Now()
 	man, err := Take(ctx, s.Config, nc, opt)
+	<-recorded
 	if s.Observe != nil && !errors.Is(err, ErrRunning) && ctx.Err() == nil {
 		s.Observe(Result{Manifest: man, Err: err, Took: time.Since(started)})
 	}

@@ -55,6 +55,11 @@ type Options struct {
 	// Progress, when set, is called about every second and after each
 	// table, from one goroutine at a time.
 	Progress func(Progress)
+	// Published, when set, is called with the manifest once the snapshot
+	// is complete and published as the latest, before the snapshots
+	// beyond Keep are deleted: whoever waits for the snapshot need not
+	// wait for that. Take returns when they are deleted.
+	Published func(*sdk.Manifest)
 }
 
 // Progress reports how far a snapshot is.
@@ -179,6 +184,9 @@ func Take(ctx context.Context, cfg Config, nc *nats.Conn, opt Options) (*sdk.Man
 	cl := <-cleaned
 	if cl.err != nil {
 		return &s.man, fmt.Errorf("snapshot %s is complete, but removing what interrupted snapshots left failed: %w", s.man.ID, cl.err)
+	}
+	if opt.Published != nil {
+		opt.Published(&s.man)
 	}
 	if err := s.prune(ctx, cl.c); err != nil {
 		return &s.man, fmt.Errorf("snapshot %s is complete, but removing old snapshots failed: %w", s.man.ID, err)

@@ -338,6 +338,52 @@ func TestOldAndDamagedSnapshotsArePrunedUnlessAReaderLoadsThem(t *testing.T) {
 	}
 }
 
+// A requested snapshot is answered once it is the latest, before the old
+// ones are deleted; a request that comes meanwhile waits for that instead
+// of being refused as "already running".
+func TestRequestDuringTheLastOnesCleanupWaitsForIt(t *testing.T) {
+	r := testenv.NewRig(t)
+	r.DB.Exec(t, "CREATE DATABASE app", "CREATE TABLE app.a (id INT PRIMARY KEY)", "INSERT INTO app.a VALUES (1)")
+	r.Start(t)
+	sched := &snapshot.Schedule{Config: testenv.SnapshotConfig(r.Capture.Config)}
+	ctx := t.Context()
+	published, release := make(chan *sdk.Manifest), make(chan struct{})
+	first := make(chan error, 1)
+	go func() {
+		_, err := sched.TakeNow(ctx, r.NC, func(man *sdk.Manifest) {
+			published <- man
+			<-release // the first one's cleanup, held
+		})
+		first <- err
+	}()
+	man := <-published
+	if sched.Busy() {
+		t.Error("Busy while the first snapshot is published and only cleaning up: a request would be refused")
+	}
+	second := make(chan error, 1)
+	go func() {
+		_, err := sched.TakeNow(ctx, r.NC, nil)
+		second <- err
+	}()
+	select {
+	case err := <-second:
+		t.Fatalf("the second request ended (%v) while the first one cleaned up; want it to wait", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	close(release)
+	if err := waitResult(t, first); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitResult(t, second); err != nil {
+		t.Fatalf("the second request: %v", err)
+	}
+	js, _ := snapshotBucket(t, r)
+	latest, err := sdk.LatestSnapshot(ctx, js, r.Config.Source)
+	if err != nil || latest.ID <= man.ID {
+		t.Errorf("latest snapshot %v (%v), want one after %s", latest, err, man.ID)
+	}
+}
+
 // snapshotBucket opens the rig's snapshot bucket.
 func snapshotBucket(t *testing.T, r *testenv.Rig) (jetstream.JetStream, jetstream.ObjectStore) {
 	t.Helper()

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"sync"
 	"syscall"
@@ -187,7 +188,14 @@ func BenchmarkSnapshotLocal(b *testing.B) {
 // server (its JetStream in the harness process) to take the snapshot, and
 // waits until it is stored. The clock covers the command, from its start
 // to its exit. The node is warm: it took its first snapshot as it started
-// (snapshot.on_start), before the first iteration.
+// (snapshot.on_start), before the first iteration. Each iteration runs
+// BENCH_SNAPSHOT_PAIRS (default 3) pairs of the command and, right after
+// it, mariadb-dump of the same tables, and reports the medians: rows/s,
+// the paired dump's rows/s, and vs-paired-dump, the median of the pairs'
+// ratios. On this shared machine the speed of both moves by ±20% over
+// minutes, so a comparison with a dump run minutes apart (the
+// SnapshotMariadbDump benchmark) says more about the machine than about
+// databus.
 func BenchmarkSnapshotRequested(b *testing.B) {
 	f := loadTables(b)
 	bin := buildBinary(b)
@@ -230,36 +238,63 @@ func BenchmarkSnapshotRequested(b *testing.B) {
 			b.Fatalf("databus run stored no first snapshot within 2 minutes\n%s", nodeOut.Bytes())
 		}
 	}
+	pairs := envInt("BENCH_SNAPSHOT_PAIRS", 3)
 	for b.Loop() {
-		// Snapshot ids are to the second, and one that starts in the
-		// second of the one before waits for the next: start each in a
-		// second of its own, before the clock starts.
-		b.StopTimer()
-		now := time.Now()
-		time.Sleep(now.Truncate(time.Second).Add(time.Second).Sub(now))
-		b.StartTimer()
-		cmd := exec.Command(bin, "snapshot")
-		cmd.Env = env
-		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &out
-		server0, node0, harness0 := serverCPU(b, f.db), cpuTime(node.Process.Pid), cpuTime(os.Getpid())
-		el, _, cpu, err := runMeasured(cmd)
-		server, nodeCPU, harness := serverCPU(b, f.db)-server0, cpuTime(node.Process.Pid)-node0, cpuTime(os.Getpid())-harness0
-		if err != nil || !bytes.Contains(out.Bytes(), []byte("taken by")) {
-			b.Fatalf("databus snapshot (through databus run): %v\n%s", err, out.Bytes())
+		var ours, dumps, ratios, commandCPU, nodeCPU, serverCPUs, harnessCPU, taking []float64
+		for range pairs {
+			// Snapshot ids are to the second, and one that starts in the
+			// second of the one before waits for the next: start each in a
+			// second of its own, before the clock starts.
+			b.StopTimer()
+			now := time.Now()
+			time.Sleep(now.Truncate(time.Second).Add(time.Second).Sub(now))
+			b.StartTimer()
+			cmd := exec.Command(bin, "snapshot")
+			cmd.Env = env
+			var out bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &out, &out
+			server0, node0, harness0 := serverCPU(b, f.db), cpuTime(node.Process.Pid), cpuTime(os.Getpid())
+			el, _, cpu, err := runMeasured(cmd)
+			server, nodeUsed, harness := serverCPU(b, f.db)-server0, cpuTime(node.Process.Pid)-node0, cpuTime(os.Getpid())-harness0
+			if err != nil || !bytes.Contains(out.Bytes(), []byte("taken by")) {
+				b.Fatalf("databus snapshot (through databus run): %v\n%s", err, out.Bytes())
+			}
+			b.StopTimer()
+			man := latestSnapshot(b, nc, source)
+			f.checkSnapshot(b, man)
+			d := f.dump(b)
+			b.StartTimer()
+			ours, dumps = append(ours, float64(f.rows)/el.Seconds()), append(dumps, float64(f.rows)/d.elapsed.Seconds())
+			ratios = append(ratios, d.elapsed.Seconds()/el.Seconds())
+			// The node's own time for the snapshot, from its id to its
+			// manifest: the rest of the command's is its process, the
+			// request, and what the node does before and after.
+			taking = append(taking, man.Finished.Sub(man.Started).Seconds())
+			commandCPU, nodeCPU = append(commandCPU, cpu.Seconds()), append(nodeCPU, nodeUsed.Seconds())
+			serverCPUs, harnessCPU = append(serverCPUs, server.Seconds()), append(harnessCPU, harness.Seconds())
 		}
-		man := latestSnapshot(b, nc, source)
-		f.checkSnapshot(b, man)
-		f.report(b, el)
-		// The node's own time for the snapshot, from its id to its
-		// manifest: the rest of the command's is its process, the
-		// request, and what the node does before and after.
-		b.ReportMetric(man.Finished.Sub(man.Started).Seconds(), "taking-s")
-		b.ReportMetric(cpu.Seconds(), "command-CPU-s")
-		b.ReportMetric(nodeCPU.Seconds(), "node-CPU-s")
-		b.ReportMetric(server.Seconds(), "server-CPU-s")
-		b.ReportMetric(harness.Seconds(), "JetStream-CPU-s")
+		rows := median(ours)
+		b.ReportMetric(rows, "rows/s")
+		b.ReportMetric(rows*float64(f.dataBytes)/float64(f.rows)/1e6, "MB/s")
+		b.ReportMetric(float64(f.dataBytes)/1e6, "table-MB")
+		b.ReportMetric(median(dumps), "paired-dump-rows/s")
+		b.ReportMetric(median(ratios), "vs-paired-dump")
+		b.ReportMetric(median(taking), "taking-s")
+		b.ReportMetric(median(commandCPU), "command-CPU-s")
+		b.ReportMetric(median(nodeCPU), "node-CPU-s")
+		b.ReportMetric(median(serverCPUs), "server-CPU-s")
+		b.ReportMetric(median(harnessCPU), "JetStream-CPU-s")
 	}
+}
+
+// median returns the median of vs (the mean of the middle two of an even
+// number).
+func median(vs []float64) float64 {
+	s := slices.Sorted(slices.Values(vs))
+	if len(s) == 0 {
+		return 0
+	}
+	return (s[(len(s)-1)/2] + s[len(s)/2]) / 2
 }
 
 // BenchmarkSnapshotInProcess is BenchmarkSnapshotLocal with [snapshot.Take]
@@ -286,32 +321,47 @@ func BenchmarkSnapshotInProcess(b *testing.B) {
 // the same tables, over TCP like databus, to /dev/null: the yardstick for
 // the snapshot benchmarks.
 func BenchmarkSnapshotMariadbDump(b *testing.B) {
-	dump, err := exec.LookPath("mariadb-dump")
+	f := loadTables(b)
+	for b.Loop() {
+		d := f.dump(b)
+		f.report(b, d.elapsed)
+		b.ReportMetric(d.rss, "peak-RSS-MiB")
+		b.ReportMetric(d.cpu.Seconds(), "dump-CPU-s")
+		b.ReportMetric(d.server.Seconds(), "server-CPU-s")
+	}
+}
+
+// dumpRun is how one mariadb-dump of the fixture went.
+type dumpRun struct {
+	elapsed, cpu, server time.Duration
+	rss                  float64
+}
+
+// dump runs `mariadb-dump --single-transaction` of the fixture's tables
+// over TCP to /dev/null.
+func (f *tableFixture) dump(b *testing.B) dumpRun {
+	b.Helper()
+	bin, err := exec.LookPath("mariadb-dump")
 	if err != nil {
 		b.Fatalf("mariadb-dump is needed to compare snapshots with: %v (Debian/Ubuntu: apt-get install mariadb-client)", err)
 	}
-	f := loadTables(b)
 	host, port := splitAddr(b, f.db.Addr())
 	null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer null.Close()
-	for b.Loop() {
-		cmd := exec.Command(dump, "--single-transaction", "--protocol=TCP", "--host="+host, "--port="+strconv.Itoa(int(port)), "--user=root", "shop")
-		var stderr bytes.Buffer
-		cmd.Stdout, cmd.Stderr = null, &stderr
-		server0 := serverCPU(b, f.db)
-		el, rss, cpu, err := runMeasured(cmd)
-		server := serverCPU(b, f.db) - server0
-		if err != nil {
-			b.Fatalf("mariadb-dump: %v\n%s", err, stderr.Bytes())
-		}
-		f.report(b, el)
-		b.ReportMetric(rss, "peak-RSS-MiB")
-		b.ReportMetric(cpu.Seconds(), "dump-CPU-s")
-		b.ReportMetric(server.Seconds(), "server-CPU-s")
+	cmd := exec.Command(bin, "--single-transaction", "--protocol=TCP", "--host="+host, "--port="+strconv.Itoa(int(port)), "--user=root", "shop")
+	var stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = null, &stderr
+	server0 := serverCPU(b, f.db)
+	var d dumpRun
+	d.elapsed, d.rss, d.cpu, err = runMeasured(cmd)
+	d.server = serverCPU(b, f.db) - server0
+	if err != nil {
+		b.Fatalf("mariadb-dump: %v\n%s", err, stderr.Bytes())
 	}
+	return d
 }
 
 // latestSnapshot returns the manifest of source's latest snapshot.

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 
+	"github.com/databus/databus/sdk"
 	"github.com/databus/databus/snapshot"
 )
 
@@ -133,23 +134,32 @@ func (n *Node) snapshot(r micro.Request) {
 	}
 	_ = r.RespondJSON(Reply{Node: n.Name, State: "started"})
 	// The second reply is published here, not through r: micro is done
-	// with the request once the handler returns.
+	// with the request once the handler returns. It goes as soon as the
+	// snapshot is the latest, before older ones are deleted; an error
+	// after that (deleting them) is the schedule's to log.
 	reply := r.Reply()
 	go func() {
-		msg := nats.NewMsg(reply)
-		man, err := n.TakeSnapshot()
-		switch {
-		case errors.Is(err, snapshot.ErrRunning):
-			msg.Header.Set(micro.ErrorHeader, err.Error())
-			msg.Header.Set(micro.ErrorCodeHeader, "409")
-		case err != nil:
-			msg.Header.Set(micro.ErrorHeader, err.Error())
-			msg.Header.Set(micro.ErrorCodeHeader, "500")
-		default:
-			msg.Data, _ = json.Marshal(Reply{Node: n.Name, State: "done", Snapshot: snapshotDone(man, man.Finished.Sub(man.Started))})
+		answered := false
+		answer := func(man *sdk.Manifest, err error) {
+			answered = true
+			msg := nats.NewMsg(reply)
+			switch {
+			case errors.Is(err, snapshot.ErrRunning):
+				msg.Header.Set(micro.ErrorHeader, err.Error())
+				msg.Header.Set(micro.ErrorCodeHeader, "409")
+			case err != nil:
+				msg.Header.Set(micro.ErrorHeader, err.Error())
+				msg.Header.Set(micro.ErrorCodeHeader, "500")
+			default:
+				msg.Data, _ = json.Marshal(Reply{Node: n.Name, State: "done", Snapshot: snapshotDone(man, man.Finished.Sub(man.Started))})
+			}
+			if err := nc.PublishMsg(msg); err != nil {
+				n.Log.Warn("answering a snapshot request", "err", err)
+			}
 		}
-		if err := nc.PublishMsg(msg); err != nil {
-			n.Log.Warn("answering a snapshot request", "err", err)
+		man, err := n.TakeSnapshot(func(man *sdk.Manifest) { answer(man, nil) })
+		if !answered {
+			answer(man, err)
 		}
 	}()
 }

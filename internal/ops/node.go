@@ -168,15 +168,16 @@ func (n *Node) setPaused(on bool) error {
 }
 
 // TakeSnapshot takes a snapshot now through the node's schedule; it is
-// abandoned if the node stops leading.
-func (n *Node) TakeSnapshot() (*sdk.Manifest, error) {
+// abandoned if the node stops leading. published, when set, is called as
+// soon as the snapshot is the latest, before older ones are deleted.
+func (n *Node) TakeSnapshot(published func(*sdk.Manifest)) (*sdk.Manifest, error) {
 	n.mu.Lock()
 	sched, nc, ctx := n.sched, n.nc, n.leadCtx
 	n.mu.Unlock()
 	if sched == nil {
 		return nil, ErrNotLeader
 	}
-	return sched.TakeNow(ctx, nc)
+	return sched.TakeNow(ctx, nc, published)
 }
 
 // ObserveSnapshot records how a snapshot attempt went.
