@@ -32,6 +32,8 @@ END {
   d=v["SnapshotMariadbDump","rows/s"]
   sn=v["SnapshotRequested","rows/s"]; pd=v["SnapshotRequested","paired-dump-rows/s"]; pr=v["SnapshotRequested","vs-paired-dump"]
   if (sn != "" && pr != "") printf("| **snapshot / mariadb-dump** | %.0f%% (median of back-to-back pairs: %.0f rows/s, the dump right after %.0f) |\n", 100*pr, sn, pd)
+  sn=v["SnapshotRequestedExternalNATS","rows/s"]; pd=v["SnapshotRequestedExternalNATS","paired-dump-rows/s"]; pr=v["SnapshotRequestedExternalNATS","vs-paired-dump"]
+  if (sn != "" && pr != "") printf("| **snapshot with an external NATS server / mariadb-dump** | %.0f%% (median of back-to-back pairs: %.0f rows/s, the dump right after %.0f) |\n", 100*pr, sn, pd)
   sl=v["SnapshotLocal","rows/s"]
   if (sl != "" && d != "") printf("| **snapshot --local / mariadb-dump** | %.0f%% (%.0f rows/s of %.0f) |\n", 100*sl/d, sl, d)
   si=v["SnapshotInProcess","rows/s"]
