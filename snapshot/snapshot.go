@@ -182,11 +182,11 @@ func Take(ctx context.Context, cfg Config, nc *nats.Conn, opt Options) (*sdk.Man
 		return nil, fmt.Errorf("%w: snapshot %s of source %s: %w (the previous latest snapshot stays the latest)", ErrAbandoned, s.man.ID, cfg.Source, err)
 	}
 	cl := <-cleaned
-	if cl.err != nil {
-		return &s.man, fmt.Errorf("snapshot %s is complete, but removing what interrupted snapshots left failed: %w", s.man.ID, cl.err)
-	}
 	if opt.Published != nil {
 		opt.Published(&s.man)
+	}
+	if cl.err != nil {
+		return &s.man, fmt.Errorf("snapshot %s is complete, but removing what interrupted snapshots left failed: %w", s.man.ID, cl.err)
 	}
 	if err := s.prune(ctx, cl.c); err != nil {
 		return &s.man, fmt.Errorf("snapshot %s is complete, but removing old snapshots failed: %w", s.man.ID, err)

@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/databus/databus/internal/ops"
 	"github.com/databus/databus/internal/testenv"
 	"github.com/databus/databus/sdk"
 	"github.com/databus/databus/snapshot"
@@ -280,11 +281,14 @@ func benchRequested(b *testing.B, externalNATS bool) {
 			cmd.Stdout, cmd.Stderr = &out, &out
 			server0, node0, harness0 := serverCPU(b, f.db), cpuTime(node.Process.Pid), cpuTime(os.Getpid())
 			el, _, cpu, err := runMeasured(cmd)
-			server, nodeUsed, harness := serverCPU(b, f.db)-server0, cpuTime(node.Process.Pid)-node0, cpuTime(os.Getpid())-harness0
 			if err != nil || !bytes.Contains(out.Bytes(), []byte("taken by")) {
 				b.Fatalf("databus snapshot (through databus run): %v\n%s", err, out.Bytes())
 			}
 			b.StopTimer()
+			// The node answers once the snapshot is the latest and then
+			// deletes the old ones: its CPU and the dump's run come after.
+			nodeIdle(b, nc, source)
+			server, nodeUsed, harness := serverCPU(b, f.db)-server0, cpuTime(node.Process.Pid)-node0, cpuTime(os.Getpid())-harness0
 			man := latestSnapshot(b, nc, source)
 			f.checkSnapshot(b, man)
 			d := f.dump(b)
@@ -310,6 +314,20 @@ func benchRequested(b *testing.B, externalNATS bool) {
 		b.ReportMetric(median(serverCPUs), "server-CPU-s")
 		if externalNATS {
 			b.ReportMetric(median(harnessCPU), "JetStream-CPU-s")
+		}
+	}
+}
+
+// nodeIdle waits until source's databus run takes no snapshot.
+func nodeIdle(b *testing.B, nc *nats.Conn, source string) {
+	b.Helper()
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(5 * time.Millisecond) {
+		infos, err := ops.Infos(b.Context(), nc, source, ops.Waits{First: time.Second, More: 20 * time.Millisecond})
+		if err == nil && len(infos) > 0 && infos[0].Snapshot.Running == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("databus run still takes a snapshot a minute after answering (%v, %+v)", err, infos)
 		}
 	}
 }
