@@ -194,8 +194,10 @@ func (s *Schedule) take(ctx context.Context, nc *nats.Conn, next *time.Time, pub
 		s.mu.Lock()
 		s.published = true
 		s.mu.Unlock()
-		if published != nil {
-			published(man)
+		for _, f := range []func(*sdk.Manifest){s.Options.Published, published} {
+			if f != nil {
+				f(man)
+			}
 		}
 	}
 	opt.Progress = func(p Progress) {
